@@ -1,0 +1,186 @@
+//! The library's error type.
+//!
+//! Every fallible operation returns [`StreamError`]. Each variant has a stable machine-readable
+//! [`StreamError::code`], which the HTTP API puts in its error body, so clients can branch on it.
+
+use crate::core::frames::FrameType;
+
+/// Result alias used throughout streamlib.
+pub type Result<T, E = StreamError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when building or driving a pipeline.
+///
+/// The messages are written for the person at the other end of an API call: they name the thing
+/// that was wrong and what would have been accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The registry has no processor type of that name.
+    #[error("unknown processor type '{name}'; known types: {}", known.join(", "))]
+    UnknownProcessorType {
+        /// The name that was asked for.
+        name: String,
+        /// Every registered type name, sorted.
+        known: Vec<String>,
+    },
+
+    /// A processor config did not deserialize or failed validation.
+    #[error("invalid config for {processor_type}: {}{message}", field.as_deref().map(|f| format!("field '{f}': ")).unwrap_or_default())]
+    InvalidConfig {
+        /// The processor type whose config was rejected.
+        processor_type: String,
+        /// The path of the offending field (`width`, `frequencies[2]`), when one is known.
+        field: Option<String>,
+        /// What was wrong and what was expected.
+        message: String,
+    },
+
+    /// No processor has that id.
+    #[error("processor '{0}' not found")]
+    ProcessorNotFound(String),
+
+    /// No link has that id.
+    #[error("link '{0}' not found")]
+    LinkNotFound(String),
+
+    /// The processor exists but has no port of that name in that direction.
+    #[error("processor '{processor}' has no {direction} port '{port}'; its {direction} ports are: {}", if available.is_empty() { "(none)".to_string() } else { available.join(", ") })]
+    PortNotFound {
+        /// The processor that was addressed.
+        processor: String,
+        /// The port name that was asked for.
+        port: String,
+        /// `input` or `output`.
+        direction: &'static str,
+        /// The ports it does have in that direction.
+        available: Vec<String>,
+    },
+
+    /// The two ports carry different frame types.
+    #[error("cannot connect {from} ({from_type}) to {to} ({to_type}): a link joins ports of the same frame type")]
+    PortTypeMismatch {
+        /// `processor.port` of the output.
+        from: String,
+        /// `processor.port` of the input.
+        to: String,
+        /// Frame type of the output.
+        from_type: FrameType,
+        /// Frame type of the input.
+        to_type: FrameType,
+    },
+
+    /// An input takes exactly one link.
+    #[error("input {input} is already connected by link '{link}'; disconnect it first")]
+    InputAlreadyConnected {
+        /// `processor.port` of the input.
+        input: String,
+        /// The link that holds it.
+        link: String,
+    },
+
+    /// A processor id requested by the caller is taken.
+    #[error("a processor with id '{0}' already exists")]
+    DuplicateProcessorId(String),
+
+    /// An id or port reference is malformed.
+    #[error("invalid id '{id}': {reason}")]
+    InvalidId {
+        /// The rejected text.
+        id: String,
+        /// What a valid one looks like.
+        reason: String,
+    },
+
+    /// Link options out of range (capacity, policy).
+    #[error("invalid link options: {0}")]
+    InvalidLinkOptions(String),
+
+    /// A processor failed while being started (its `setup` returned an error or panicked).
+    #[error("processor '{processor}' failed in {stage}: {message}")]
+    ProcessorFailed {
+        /// The processor id.
+        processor: String,
+        /// `setup`, `process` or `teardown`.
+        stage: &'static str,
+        /// The error or panic message.
+        message: String,
+    },
+
+    /// The request is valid but conflicts with the current state (e.g. removing the API server
+    /// that is serving the request).
+    #[error("{0}")]
+    Conflict(String),
+
+    /// A graph file or graph description is inconsistent.
+    #[error("invalid graph: {0}")]
+    InvalidGraph(String),
+
+    /// The runtime is not there to answer (shut down, or its command channel closed).
+    #[error("runtime unavailable: {0}")]
+    RuntimeUnavailable(String),
+
+    /// The call would wait for the very thread that is making it.
+    #[error("refused, this call would deadlock: {0}")]
+    WouldDeadlock(String),
+
+    /// An operation did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+
+    /// An I/O operation failed (files, sockets, devices).
+    #[error("{context}: {message}")]
+    Io {
+        /// What was being done, naming the file or address.
+        context: String,
+        /// The operating system's message.
+        message: String,
+    },
+
+    /// A processor could not get the hardware or system service it needs.
+    #[error("{0}")]
+    Unavailable(String),
+
+    /// A processor's own error, reported from `setup`/`process`/`teardown`.
+    #[error("{0}")]
+    Processor(String),
+}
+
+impl StreamError {
+    /// The stable, machine-readable code of this error (`processor_not_found`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StreamError::UnknownProcessorType { .. } => "unknown_processor_type",
+            StreamError::InvalidConfig { .. } => "invalid_config",
+            StreamError::ProcessorNotFound(_) => "processor_not_found",
+            StreamError::LinkNotFound(_) => "link_not_found",
+            StreamError::PortNotFound { .. } => "port_not_found",
+            StreamError::PortTypeMismatch { .. } => "port_type_mismatch",
+            StreamError::InputAlreadyConnected { .. } => "input_already_connected",
+            StreamError::DuplicateProcessorId(_) => "duplicate_processor_id",
+            StreamError::InvalidId { .. } => "invalid_id",
+            StreamError::InvalidLinkOptions(_) => "invalid_link_options",
+            StreamError::ProcessorFailed { .. } => "processor_failed",
+            StreamError::Conflict(_) => "conflict",
+            StreamError::InvalidGraph(_) => "invalid_graph",
+            StreamError::RuntimeUnavailable(_) => "runtime_unavailable",
+            StreamError::WouldDeadlock(_) => "would_deadlock",
+            StreamError::Timeout(_) => "timeout",
+            StreamError::Io { .. } => "io_error",
+            StreamError::Unavailable(_) => "unavailable",
+            StreamError::Processor(_) => "processor_error",
+        }
+    }
+
+    /// Builds an [`StreamError::Io`] from an I/O error and a description of what was attempted.
+    pub fn io(context: impl Into<String>, err: &std::io::Error) -> Self {
+        StreamError::Io {
+            context: context.into(),
+            message: err.to_string(),
+        }
+    }
+
+    /// Builds a processor's own error from any message.
+    pub fn processor(message: impl Into<String>) -> Self {
+        StreamError::Processor(message.into())
+    }
+}

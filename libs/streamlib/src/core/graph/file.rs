@@ -1,0 +1,108 @@
+//! The graph file: a whole pipeline as JSON, loaded by `streamlib run` and `serve --graph`.
+//!
+//! ```json
+//! {"processors":[{"id":"src","type":"TestPatternProcessor","config":{"width":320}}],
+//!  "connections":[{"from":"src.video","to":"sink.video"}]}
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::error::{Result, StreamError};
+use crate::core::links::{OverflowPolicy, ReadMode};
+
+/// A pipeline description: processors by type and config, and the links between their ports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphFile {
+    /// The processors, each with an id unique in the file.
+    #[serde(default)]
+    pub processors: Vec<GraphProcessor>,
+    /// Links from `processor.port` outputs to `processor.port` inputs.
+    #[serde(default)]
+    pub connections: Vec<GraphConnection>,
+}
+
+/// One processor of a [`GraphFile`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphProcessor {
+    /// Id used by `connections` and by the API (`src`, `camera`, ...).
+    pub id: String,
+    /// Registered type name, e.g. `TestPatternProcessor`.
+    #[serde(rename = "type")]
+    pub processor_type: String,
+    /// The type's config; missing or `{}` means all defaults.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+/// One link of a [`GraphFile`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphConnection {
+    /// Output port, `processor.port`.
+    pub from: String,
+    /// Input port, `processor.port`.
+    pub to: String,
+    /// Ring capacity in frames; the frame type's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+    /// What the producer does when the ring is full; `drop_oldest` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<OverflowPolicy>,
+    /// How the consumer reads; the frame type's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_mode: Option<ReadMode>,
+}
+
+impl GraphFile {
+    /// Parses a graph from JSON text, naming the offending field on error.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            StreamError::InvalidGraph(if path == "." {
+                e.inner().to_string()
+            } else {
+                format!("{path}: {}", e.inner())
+            })
+        })
+    }
+
+    /// Reads and parses a graph file.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StreamError::io(format!("cannot read graph file {}", path.display()), &e))?;
+        Self::from_json(&text).map_err(|e| match e {
+            StreamError::InvalidGraph(m) => StreamError::InvalidGraph(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let g = GraphFile::from_json(
+            r#"{"processors":[{"id":"src","type":"TestPatternProcessor","config":{"width":320}}],
+                "connections":[{"from":"src.video","to":"sink.video"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(g.processors[0].processor_type, "TestPatternProcessor");
+        assert_eq!(g.connections[0].to, "sink.video");
+    }
+
+    #[test]
+    fn names_the_bad_field() {
+        let err = GraphFile::from_json(r#"{"processors":[{"id":"a","typ":"X"}]}"#).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("processors[0]"), "{msg}");
+        assert!(msg.contains("typ"), "{msg}");
+    }
+}

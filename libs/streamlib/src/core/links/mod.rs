@@ -1,0 +1,14 @@
+//! The frame transport: a bounded ring per link, typed ports at both ends.
+//!
+//! A [`LinkOutput`] may feed many links (fan-out clones the frame handle, never the payload); a
+//! [`LinkInput`] takes one. Writers never allocate: the ring is preallocated and frames are
+//! reference counted. A writer wakes its reader directly (no polling).
+
+mod options;
+mod ports;
+mod ring;
+
+pub use options::{LinkCounters, LinkOptions, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode};
+pub use ports::{InputPortField, LinkInput, LinkOutput, OutputPortField, PortSet};
+
+pub(crate) use ports::{AnyInputPort, AnyLink};

@@ -1,0 +1,31 @@
+//! The platform-independent core: frames, links, graph, processors, runtime, service layer.
+
+pub mod context;
+pub mod error;
+pub mod frames;
+pub mod graph;
+pub mod links;
+pub mod processors;
+pub mod runtime;
+pub mod service;
+
+pub use context::{Counter, RuntimeContext};
+pub use error::{Result, StreamError};
+pub use frames::{AudioFrame, DataFrame, Frame, FrameType, PixelFormat, VideoFrame, media_clock_ns};
+pub use graph::{
+    GraphConnection, GraphFile, GraphProcessor, InputLinkPortRef, LinkUniqueId, OutputLinkPortRef,
+    ProcessorUniqueId,
+};
+pub use links::{
+    LinkCounters, LinkInput, LinkOptions, LinkOutput, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode,
+};
+pub use processors::{
+    ConfigError, Execution, NoConfig, PROCESSOR_REGISTRY, PortDescriptor, Processor,
+    ProcessorConfig, ProcessorDescriptor, ProcessorRegistry, ProcessorSpec,
+};
+pub use runtime::{
+    Link, LinkInfo, MainThreadHandle, PortInfo, ProcessorCounters, ProcessorInfo, ProcessorState,
+    RuntimeEvent, RuntimeEventKind, RuntimeState, RuntimeStatus, ShutdownHandle, StopSignal,
+    StreamRuntime,
+};
+pub use service::RuntimeService;

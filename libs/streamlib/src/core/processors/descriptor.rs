@@ -1,0 +1,81 @@
+use serde::{Deserialize, Serialize};
+
+use super::config::ProcessorConfig;
+use super::processor::Execution;
+use crate::core::frames::FrameType;
+use crate::core::links::PortSet;
+
+/// What a processor type is: the registry's entry, `streamlib types --json`, `GET /api/registry`.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct ProcessorDescriptor {
+    /// The type name used to create it, e.g. `TestPatternProcessor`.
+    pub type_name: String,
+    /// One sentence on what it does.
+    pub description: String,
+    /// When its `process` runs.
+    pub execution: Execution,
+    /// Control-plane processors (the API server) run whenever the runtime exists, not only
+    /// between start and stop, so that the runtime can be stopped and started through them.
+    pub control_plane: bool,
+    /// Its input ports.
+    pub inputs: Vec<PortDescriptor>,
+    /// Its output ports.
+    pub outputs: Vec<PortDescriptor>,
+    /// JSON Schema of its config.
+    pub config_schema: serde_json::Value,
+}
+
+/// One port of a processor type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PortDescriptor {
+    /// The port name used in connections. For a port list declared from config, the base name:
+    /// the ports are `name_0`, `name_1`, ...
+    pub name: String,
+    /// The frame type it carries.
+    pub frame_type: FrameType,
+    /// What flows through it.
+    pub description: String,
+    /// For a port list declared from config: the config expression that gives the count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_from: Option<String>,
+}
+
+/// What `#[streamlib::processor]` derives for a processor struct. Not meant to be implemented by
+/// hand.
+#[doc(hidden)]
+pub trait ProcessorMeta: Sized {
+    /// The config type (`NoConfig` when the struct has no `#[streamlib::config]` field).
+    type Config: ProcessorConfig;
+    /// Registry name: the struct name.
+    const TYPE_NAME: &'static str;
+    /// From the `description` attribute.
+    const DESCRIPTION: &'static str;
+    /// From the `execution` (and `interval_ms`) attribute.
+    const EXECUTION: Execution;
+    /// From the `control_plane` attribute.
+    const CONTROL_PLANE: bool;
+
+    /// Input and output port descriptors.
+    fn port_descriptors() -> (Vec<PortDescriptor>, Vec<PortDescriptor>);
+    /// Builds the processor with unconnected ports.
+    fn from_config(config: Self::Config) -> Self;
+    /// The instance's config.
+    fn config(&self) -> &Self::Config;
+    /// The instance's ports.
+    fn ports(&self) -> PortSet;
+
+    /// The full descriptor of this type.
+    fn descriptor() -> ProcessorDescriptor {
+        let (inputs, outputs) = Self::port_descriptors();
+        let schema = schemars::schema_for!(Self::Config);
+        ProcessorDescriptor {
+            type_name: Self::TYPE_NAME.to_string(),
+            description: Self::DESCRIPTION.to_string(),
+            execution: Self::EXECUTION,
+            control_plane: Self::CONTROL_PLANE,
+            inputs,
+            outputs,
+            config_schema: serde_json::to_value(&schema).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The object-safe face of a processor, so the runtime can hold any of them in one map.
+
+use super::config::ProcessorConfig;
+use super::descriptor::ProcessorMeta;
+use super::processor::{Execution, Processor};
+use crate::core::context::RuntimeContext;
+use crate::core::error::{Result, StreamError};
+use crate::core::links::PortSet;
+
+pub(crate) trait DynProcessor: Send {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()>;
+    fn process(&mut self) -> Result<()>;
+    fn teardown(&mut self) -> Result<()>;
+    fn type_name(&self) -> &'static str;
+    fn execution(&self) -> Execution;
+    fn control_plane(&self) -> bool;
+    fn ports(&self) -> PortSet;
+    fn config_json(&self) -> serde_json::Value;
+    fn validate(&self) -> Result<()>;
+}
+
+impl<P: Processor + ProcessorMeta> DynProcessor for P {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        Processor::setup(self, ctx)
+    }
+    fn process(&mut self) -> Result<()> {
+        Processor::process(self)
+    }
+    fn teardown(&mut self) -> Result<()> {
+        Processor::teardown(self)
+    }
+    fn type_name(&self) -> &'static str {
+        P::TYPE_NAME
+    }
+    fn execution(&self) -> Execution {
+        P::EXECUTION
+    }
+    fn control_plane(&self) -> bool {
+        P::CONTROL_PLANE
+    }
+    fn ports(&self) -> PortSet {
+        ProcessorMeta::ports(self)
+    }
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(ProcessorMeta::config(self)).unwrap_or(serde_json::Value::Null)
+    }
+    fn validate(&self) -> Result<()> {
+        ProcessorMeta::config(self)
+            .validate()
+            .map_err(|e| StreamError::InvalidConfig {
+                processor_type: P::TYPE_NAME.to_string(),
+                field: Some(e.field),
+                message: e.message,
+            })
+    }
+}

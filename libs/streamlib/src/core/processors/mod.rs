@@ -1,0 +1,21 @@
+//! Processors: the trait, how they run, what describes them, and the registry that creates them
+//! by type name.
+
+mod builtin;
+mod config;
+mod descriptor;
+mod dynamic;
+mod processor;
+mod registry;
+mod spec;
+
+pub use builtin::*;
+pub use config::{ConfigError, NoConfig, ProcessorConfig};
+pub use descriptor::{PortDescriptor, ProcessorDescriptor};
+pub use processor::{Execution, Processor};
+pub use registry::{PROCESSOR_REGISTRY, ProcessorRegistration, ProcessorRegistry};
+pub use spec::ProcessorSpec;
+
+#[doc(hidden)]
+pub use descriptor::ProcessorMeta;
+pub(crate) use dynamic::DynProcessor;

@@ -1,0 +1,138 @@
+//! `PROCESSOR_REGISTRY`: every processor type linked into the program, by name.
+//!
+//! Each `#[streamlib::processor]` struct submits a [`ProcessorRegistration`] (via `inventory`), so
+//! a type is registered by being compiled in; nothing has to be listed by hand.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use super::config::ProcessorConfig;
+use super::descriptor::{ProcessorDescriptor, ProcessorMeta};
+use super::processor::Processor;
+use super::spec::ProcessorSpec;
+use crate::core::error::{Result, StreamError};
+
+/// One registered processor type: how to describe it and how to create it from JSON config.
+#[doc(hidden)]
+pub struct ProcessorRegistration {
+    /// The type name (the struct name).
+    pub type_name: &'static str,
+    /// Builds the type's descriptor (ports, schema...).
+    pub describe: fn() -> ProcessorDescriptor,
+    /// Builds a spec from a JSON config (`null` or `{}` = defaults).
+    pub create: fn(serde_json::Value) -> Result<ProcessorSpec>,
+}
+
+impl ProcessorRegistration {
+    /// The registration of processor type `P`.
+    pub const fn of<P: Processor + ProcessorMeta>() -> Self {
+        Self {
+            type_name: P::TYPE_NAME,
+            describe: P::descriptor,
+            create: create_from_json::<P>,
+        }
+    }
+}
+
+inventory::collect!(ProcessorRegistration);
+
+/// The processor types known to this program.
+pub struct ProcessorRegistry {
+    by_name: BTreeMap<&'static str, &'static ProcessorRegistration>,
+}
+
+/// The global registry, built on first use from every compiled-in processor type.
+pub static PROCESSOR_REGISTRY: LazyLock<ProcessorRegistry> = LazyLock::new(|| {
+    let mut by_name = BTreeMap::new();
+    for reg in inventory::iter::<ProcessorRegistration> {
+        if by_name.insert(reg.type_name, reg).is_some() {
+            tracing::warn!(type_name = reg.type_name, "processor type registered twice; keeping the last one");
+        }
+    }
+    ProcessorRegistry { by_name }
+});
+
+impl ProcessorRegistry {
+    /// Creates a processor of `type_name` from its JSON config (`null` or `{}` = all defaults).
+    ///
+    /// Unknown types list the known ones; bad configs name the field and what was expected.
+    pub fn create(&self, type_name: &str, config: serde_json::Value) -> Result<ProcessorSpec> {
+        let reg = self.by_name.get(type_name).ok_or_else(|| self.unknown(type_name))?;
+        (reg.create)(config)
+    }
+
+    /// The descriptor of one type.
+    pub fn descriptor(&self, type_name: &str) -> Result<ProcessorDescriptor> {
+        self.by_name
+            .get(type_name)
+            .map(|reg| (reg.describe)())
+            .ok_or_else(|| self.unknown(type_name))
+    }
+
+    /// Descriptors of every type, sorted by name.
+    pub fn descriptors(&self) -> Vec<ProcessorDescriptor> {
+        self.by_name.values().map(|reg| (reg.describe)()).collect()
+    }
+
+    /// Every type name, sorted.
+    pub fn type_names(&self) -> Vec<&'static str> {
+        self.by_name.keys().copied().collect()
+    }
+
+    /// Whether `type_name` is registered.
+    pub fn contains(&self, type_name: &str) -> bool {
+        self.by_name.contains_key(type_name)
+    }
+
+    fn unknown(&self, type_name: &str) -> StreamError {
+        StreamError::UnknownProcessorType {
+            name: type_name.to_string(),
+            known: self.type_names().iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+fn create_from_json<P: Processor + ProcessorMeta>(config: serde_json::Value) -> Result<ProcessorSpec> {
+    let config: P::Config = parse_config(P::TYPE_NAME, config)?;
+    config.validate().map_err(|e| StreamError::InvalidConfig {
+        processor_type: P::TYPE_NAME.to_string(),
+        field: Some(e.field),
+        message: e.message,
+    })?;
+    Ok(ProcessorSpec::new(P::from_config(config)))
+}
+
+/// Deserializes a config, turning serde's message into one that names the field.
+pub(crate) fn parse_config<C: ProcessorConfig>(type_name: &str, value: serde_json::Value) -> Result<C> {
+    let invalid = |field: Option<String>, message: String| StreamError::InvalidConfig {
+        processor_type: type_name.to_string(),
+        field,
+        message,
+    };
+    let value = match value {
+        serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+        v @ serde_json::Value::Object(_) => v,
+        other => {
+            return Err(invalid(
+                None,
+                format!("config must be a JSON object (or null for defaults), got {}", json_kind(&other)),
+            ));
+        }
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != ".").then_some(path);
+        invalid(field, e.into_inner().to_string())
+    })
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,120 @@
+//! State of one processor that its thread, the runtime and reports all touch.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::events::{EventBus, RuntimeEventKind};
+use super::signal::ProcessorSignal;
+use super::state::{ProcessorCounters, ProcessorState};
+use crate::core::context::Counter;
+use crate::core::graph::ProcessorUniqueId;
+
+pub(crate) struct ProcessorShared {
+    pub(crate) id: ProcessorUniqueId,
+    pub(crate) signal: Arc<ProcessorSignal>,
+    /// State and last error. A std Mutex: written a few times per run, read by reports.
+    state: Mutex<(ProcessorState, Option<String>)>,
+    process_calls: AtomicU64,
+    errors: AtomicU64,
+    busy_ns: AtomicU64,
+    /// Interval chosen in `setup` by a Continuous processor (0 = use the attribute's).
+    interval_ns: AtomicU64,
+    /// Named counters the processor publishes. Registered in setup (rare), read by reports.
+    metrics: Mutex<BTreeMap<String, Counter>>,
+}
+
+impl ProcessorShared {
+    pub(crate) fn new(id: ProcessorUniqueId) -> Self {
+        Self {
+            id,
+            signal: Arc::new(ProcessorSignal::default()),
+            state: Mutex::new((ProcessorState::Pending, None)),
+            process_calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            interval_ns: AtomicU64::new(0),
+            metrics: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub(crate) fn state(&self) -> (ProcessorState, Option<String>) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Moves to `state` and publishes the change.
+    pub(crate) fn set_state(&self, bus: &EventBus, state: ProcessorState) {
+        bus.publish_with(|| {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.0 = state;
+            if state != ProcessorState::Failed {
+                s.1 = None;
+            }
+            RuntimeEventKind::ProcessorStateChanged {
+                processor_id: self.id.clone(),
+                state,
+            }
+        });
+    }
+
+    /// Records a failure: counts it, keeps the message, moves to `Failed`, publishes it.
+    pub(crate) fn fail(&self, bus: &EventBus, stage: &'static str, message: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(processor = %self.id, stage, error = %message, "processor failed");
+        bus.publish_with(|| {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            *s = (ProcessorState::Failed, Some(format!("{stage}: {message}")));
+            RuntimeEventKind::ProcessorFailed {
+                processor_id: self.id.clone(),
+                stage: stage.to_string(),
+                error: message,
+            }
+        });
+    }
+
+    #[inline]
+    pub(crate) fn record_process(&self, busy: Duration) {
+        self.process_calls.fetch_add(1, Ordering::Relaxed);
+        self.busy_ns
+            .fetch_add(u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn counters(&self) -> ProcessorCounters {
+        ProcessorCounters {
+            process_calls: self.process_calls.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            busy_ns: self.busy_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn set_interval(&self, interval: Duration) {
+        let ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.interval_ns.store(ns, Ordering::Relaxed);
+    }
+
+    pub(crate) fn interval(&self) -> Option<Duration> {
+        match self.interval_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    pub(crate) fn counter(&self, name: &str) -> Counter {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn metrics(&self) -> BTreeMap<String, u64> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get()))
+            .collect()
+    }
+}

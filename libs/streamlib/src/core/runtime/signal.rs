@@ -1,0 +1,138 @@
+//! How a processor's thread is woken: by new input, by its pacing clock, or by a stop request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+
+/// The wake-up and stop flags of one processor instance, shared by its thread, the links that
+/// feed it, and the runtime.
+///
+/// It outlives any one run: links keep it while the processor is stopped and restarted, so the
+/// thread handle is swapped in at each start (an `ArcSwapOption`, read lock-free on every notify).
+#[derive(Default)]
+pub(crate) struct ProcessorSignal {
+    /// Set by writers when new input arrived since the processor last looked.
+    pending: AtomicBool,
+    /// Set by the runtime to end the current run.
+    stop: AtomicBool,
+    /// Set by the runtime when every processor of a start has finished `setup`.
+    go: AtomicBool,
+    /// The thread running the processor now, if any.
+    thread: ArcSwapOption<Thread>,
+}
+
+impl ProcessorSignal {
+    /// Marks new input and wakes the processor thread if it sleeps. Cheap when it is awake:
+    /// `Thread::unpark` on a running thread is one atomic swap.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.unpark();
+    }
+
+    #[inline]
+    pub(crate) fn unpark(&self) {
+        if let Some(thread) = &*self.thread.load() {
+            thread.unpark();
+        }
+    }
+
+    /// Consumes the "new input" flag.
+    #[inline]
+    pub(crate) fn take_pending(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether input arrived since the flag was last taken (without consuming it).
+    #[inline]
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_pending(&self) {
+        self.pending.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.unpark();
+    }
+
+    #[inline]
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn release(&self) {
+        self.go.store(true, Ordering::Release);
+        self.unpark();
+    }
+
+    /// Prepares for a new run on the calling thread.
+    pub(crate) fn bind_current_thread(&self) {
+        self.stop.store(false, Ordering::Release);
+        self.go.store(false, Ordering::Release);
+        self.thread.store(Some(Arc::new(std::thread::current())));
+    }
+
+    pub(crate) fn unbind_thread(&self) {
+        self.thread.store(None);
+    }
+
+    /// Blocks until released by the runtime; false if stopped instead.
+    pub(crate) fn wait_for_release(&self) -> bool {
+        loop {
+            if self.is_stopping() {
+                return false;
+            }
+            if self.go.load(Ordering::Acquire) {
+                return true;
+            }
+            std::thread::park();
+        }
+    }
+
+    /// Sleeps the calling thread until `deadline`; false if a stop was requested first.
+    /// Spurious wake-ups (new input) just sleep again.
+    pub(crate) fn sleep_until(&self, deadline: Instant) -> bool {
+        loop {
+            if self.is_stopping() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+    }
+}
+
+/// A processor's view of its stop request, for processors that wait or pace themselves inside
+/// `process()` (device reads, real-time sources).
+///
+/// Obtained from [`RuntimeContext::stop_signal`](crate::core::RuntimeContext::stop_signal). Its
+/// sleeps end early when the runtime stops the processor; use them on the processor's own
+/// thread (the one that calls `process`).
+#[derive(Clone)]
+pub struct StopSignal(pub(crate) Arc<ProcessorSignal>);
+
+impl StopSignal {
+    /// True once the runtime asked the processor to stop.
+    pub fn is_stopping(&self) -> bool {
+        self.0.is_stopping()
+    }
+
+    /// Sleeps until `deadline`; returns false (early) if the processor is being stopped.
+    pub fn sleep_until(&self, deadline: Instant) -> bool {
+        self.0.sleep_until(deadline)
+    }
+
+    /// Sleeps for `duration`; returns false (early) if the processor is being stopped.
+    pub fn sleep(&self, duration: Duration) -> bool {
+        self.0.sleep_until(Instant::now() + duration)
+    }
+}

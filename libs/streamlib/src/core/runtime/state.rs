@@ -1,0 +1,152 @@
+//! Snapshots of the runtime for reports and the API.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::frames::FrameType;
+use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
+use crate::core::links::{LinkCounters, OverflowPolicy, ReadMode};
+use crate::core::processors::Execution;
+
+/// Lifecycle of the runtime as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeStatus {
+    /// Created, never started. Processors added now wait for `start()`.
+    Idle,
+    /// Processors run; processors added now start at once.
+    Running,
+    /// Stopped after running; `start()` runs everything again.
+    Stopped,
+}
+
+/// Lifecycle of one processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessorState {
+    /// In the graph, not started (runtime idle, or being set up).
+    Pending,
+    /// Set up and processing.
+    Running,
+    /// Torn down after a stop; starts again with the runtime.
+    Stopped,
+    /// Failed in setup, process or teardown; see `error`. The next start tries it again.
+    Failed,
+}
+
+/// A snapshot of the whole runtime. `seq` is the last event reflected in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RuntimeState {
+    /// Runtime lifecycle.
+    pub status: RuntimeStatus,
+    /// Sequence number of the last event published before this snapshot.
+    pub seq: u64,
+    /// Number of processors.
+    pub processor_count: usize,
+    /// Number of links.
+    pub link_count: usize,
+    /// Processors in the order they were added.
+    pub processors: Vec<ProcessorInfo>,
+    /// Links in the order they were created.
+    pub links: Vec<LinkInfo>,
+}
+
+/// One processor as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ProcessorInfo {
+    /// Its id.
+    pub id: ProcessorUniqueId,
+    /// Registered type name.
+    pub processor_type: String,
+    /// Effective config (defaults filled in).
+    pub config: serde_json::Value,
+    /// Lifecycle state.
+    pub state: ProcessorState,
+    /// Why it failed, when `state` is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When its `process()` runs.
+    pub execution: Execution,
+    /// Control-plane processors run whether or not the runtime is started.
+    pub control_plane: bool,
+    /// Input ports and the link on each.
+    pub inputs: Vec<PortInfo>,
+    /// Output ports and the links on each.
+    pub outputs: Vec<PortInfo>,
+    /// Work counters.
+    pub counters: ProcessorCounters,
+    /// Counters the processor itself publishes (frames, checksum, ...).
+    pub metrics: std::collections::BTreeMap<String, u64>,
+}
+
+/// A port of a processor instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PortInfo {
+    /// Port name.
+    pub name: String,
+    /// Frame type carried.
+    pub frame_type: FrameType,
+    /// What flows through it.
+    pub description: String,
+    /// Links attached (at most one for an input).
+    pub links: Vec<LinkUniqueId>,
+}
+
+/// How much a processor has worked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ProcessorCounters {
+    /// Calls of `process()` since the processor was added.
+    pub process_calls: u64,
+    /// Errors and panics in setup/process/teardown.
+    pub errors: u64,
+    /// Time spent inside `process()`, in nanoseconds.
+    pub busy_ns: u64,
+}
+
+/// One link as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct LinkInfo {
+    /// Its id.
+    pub id: LinkUniqueId,
+    /// The output it reads from.
+    pub from: OutputLinkPortRef,
+    /// The input it writes to.
+    pub to: InputLinkPortRef,
+    /// Frame type carried.
+    pub frame_type: FrameType,
+    /// Ring size in frames.
+    pub capacity: usize,
+    /// Full-ring behaviour.
+    pub overflow: OverflowPolicy,
+    /// Read behaviour.
+    pub read_mode: ReadMode,
+    /// Frame counts.
+    pub counters: LinkCounters,
+}
+
+/// The result of a successful connect: the new link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub(crate) id: LinkUniqueId,
+    pub(crate) from: OutputLinkPortRef,
+    pub(crate) to: InputLinkPortRef,
+    pub(crate) frame_type: FrameType,
+}
+
+impl Link {
+    /// The link's id, for `disconnect`.
+    pub fn id(&self) -> LinkUniqueId {
+        self.id.clone()
+    }
+    /// The output it reads from.
+    pub fn from(&self) -> &OutputLinkPortRef {
+        &self.from
+    }
+    /// The input it writes to.
+    pub fn to(&self) -> &InputLinkPortRef {
+        &self.to
+    }
+    /// The frame type it carries.
+    pub fn frame_type(&self) -> FrameType {
+        self.frame_type
+    }
+}

@@ -1,0 +1,61 @@
+//! The messages between [`RuntimeService`](super::RuntimeService) and the runtime thread.
+
+use crate::core::error::StreamError;
+use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
+use crate::core::links::LinkOptions;
+use crate::core::processors::ProcessorSpec;
+use crate::core::runtime::{ProcessorInfo, RuntimeState};
+
+/// Internal command enum - not exposed to users.
+/// Users interact via RuntimeService's ergonomic methods.
+pub(crate) enum RuntimeCommand {
+    AddProcessor {
+        spec: ProcessorSpec,
+    },
+    RemoveProcessor {
+        id: ProcessorUniqueId,
+    },
+    Connect {
+        from: OutputLinkPortRef,
+        to: InputLinkPortRef,
+        options: LinkOptions,
+    },
+    Disconnect {
+        link_id: LinkUniqueId,
+    },
+    Start,
+    Stop,
+    GetState,
+    GetProcessor {
+        id: ProcessorUniqueId,
+    },
+}
+
+impl RuntimeCommand {
+    /// Short name for logs and errors.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            RuntimeCommand::AddProcessor { .. } => "add_processor",
+            RuntimeCommand::RemoveProcessor { .. } => "remove_processor",
+            RuntimeCommand::Connect { .. } => "connect",
+            RuntimeCommand::Disconnect { .. } => "disconnect",
+            RuntimeCommand::Start => "start",
+            RuntimeCommand::Stop => "stop",
+            RuntimeCommand::GetState => "get_state",
+            RuntimeCommand::GetProcessor { .. } => "get_processor",
+        }
+    }
+}
+
+/// The runtime thread's reply to one [`RuntimeCommand`].
+pub(crate) enum CommandResult {
+    ProcessorAdded(ProcessorUniqueId),
+    ProcessorRemoved,
+    Connected(LinkUniqueId),
+    Disconnected,
+    Started,
+    Stopped,
+    State(Box<RuntimeState>),
+    Processor(Box<ProcessorInfo>),
+    Error(StreamError),
+}

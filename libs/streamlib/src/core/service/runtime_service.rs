@@ -1,0 +1,199 @@
+use tokio::sync::{broadcast, oneshot};
+
+use super::command::{CommandResult, RuntimeCommand};
+use crate::core::error::{Result, StreamError};
+use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
+use crate::core::links::LinkOptions;
+use crate::core::processors::ProcessorSpec;
+use crate::core::runtime::thread_role::{self, Role};
+use crate::core::runtime::{ProcessorInfo, RuntimeEvent, RuntimeState};
+
+/// Thread-safe async facade for StreamRuntime operations.
+///
+/// Obtained from `RuntimeContext::runtime_service()` in processor setup (or
+/// `StreamRuntime::runtime_service()`). All methods are async and safe to call from Tokio
+/// threads; they need no particular async runtime.
+///
+/// A call never hangs on a runtime that is gone: it fails with `runtime_unavailable` at once. A
+/// call that would wait on its own thread (made from the runtime thread, or from a processor's
+/// `setup`/`teardown`, which the runtime thread waits for) is refused with `would_deadlock`.
+/// Callers that need a deadline (the HTTP API) wrap calls in their own timeout.
+#[derive(Clone)]
+pub struct RuntimeService {
+    /// Commands to the runtime thread, each with the channel for its reply. flume, because the
+    /// runtime thread blocks on it without an async runtime while senders are async.
+    command_tx: flume::Sender<(RuntimeCommand, oneshot::Sender<CommandResult>)>,
+    /// The runtime's event channel, held only to hand out subscriptions.
+    event_tx: broadcast::Sender<RuntimeEvent>,
+    /// Which runtime this is, to recognise its threads (deadlock guard).
+    runtime_id: u64,
+}
+
+impl RuntimeService {
+    pub(crate) fn new(
+        command_tx: flume::Sender<(RuntimeCommand, oneshot::Sender<CommandResult>)>,
+        event_tx: broadcast::Sender<RuntimeEvent>,
+        runtime_id: u64,
+    ) -> Self {
+        Self {
+            command_tx,
+            event_tx,
+            runtime_id,
+        }
+    }
+
+    /// Add a processor to the runtime.
+    pub async fn add_processor(&self, spec: ProcessorSpec) -> Result<ProcessorUniqueId> {
+        match self.send(RuntimeCommand::AddProcessor { spec }).await? {
+            CommandResult::ProcessorAdded(id) => Ok(id),
+            other => unexpected("add_processor", other),
+        }
+    }
+
+    /// Remove a processor from the runtime.
+    pub async fn remove_processor(&self, id: ProcessorUniqueId) -> Result<()> {
+        match self.send(RuntimeCommand::RemoveProcessor { id }).await? {
+            CommandResult::ProcessorRemoved => Ok(()),
+            other => unexpected("remove_processor", other),
+        }
+    }
+
+    /// Connect two ports.
+    pub async fn connect(&self, from: OutputLinkPortRef, to: InputLinkPortRef) -> Result<LinkUniqueId> {
+        self.connect_with(from, to, LinkOptions::default()).await
+    }
+
+    /// Connect two ports with link options (capacity, overflow policy, read mode).
+    pub async fn connect_with(
+        &self,
+        from: OutputLinkPortRef,
+        to: InputLinkPortRef,
+        options: LinkOptions,
+    ) -> Result<LinkUniqueId> {
+        match self.send(RuntimeCommand::Connect { from, to, options }).await? {
+            CommandResult::Connected(id) => Ok(id),
+            other => unexpected("connect", other),
+        }
+    }
+
+    /// Disconnect a link.
+    pub async fn disconnect(&self, link_id: LinkUniqueId) -> Result<()> {
+        match self.send(RuntimeCommand::Disconnect { link_id }).await? {
+            CommandResult::Disconnected => Ok(()),
+            other => unexpected("disconnect", other),
+        }
+    }
+
+    /// Start the runtime.
+    pub async fn start(&self) -> Result<()> {
+        match self.send(RuntimeCommand::Start).await? {
+            CommandResult::Started => Ok(()),
+            other => unexpected("start", other),
+        }
+    }
+
+    /// Stop the runtime.
+    pub async fn stop(&self) -> Result<()> {
+        match self.send(RuntimeCommand::Stop).await? {
+            CommandResult::Stopped => Ok(()),
+            other => unexpected("stop", other),
+        }
+    }
+
+    /// Get current runtime state.
+    pub async fn get_state(&self) -> Result<RuntimeState> {
+        match self.send(RuntimeCommand::GetState).await? {
+            CommandResult::State(state) => Ok(*state),
+            other => unexpected("get_state", other),
+        }
+    }
+
+    /// Get one processor's details.
+    pub async fn get_processor(&self, id: ProcessorUniqueId) -> Result<ProcessorInfo> {
+        match self.send(RuntimeCommand::GetProcessor { id }).await? {
+            CommandResult::Processor(info) => Ok(*info),
+            other => unexpected("get_processor", other),
+        }
+    }
+
+    /// Subscribe to runtime events (for WebSocket broadcasting).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<RuntimeEvent> {
+        self.event_tx.subscribe()
+    }
+
+    /// Whether the runtime still accepts commands.
+    pub fn is_available(&self) -> bool {
+        !self.command_tx.is_disconnected()
+    }
+
+    async fn send(&self, command: RuntimeCommand) -> Result<CommandResult> {
+        self.refuse_self_wait(&command)?;
+        let name = command.name();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.command_tx
+            .send((command, reply_tx))
+            .map_err(|_| StreamError::RuntimeUnavailable("the runtime has shut down".to_string()))?;
+        match reply_rx.await {
+            Ok(CommandResult::Error(e)) => Err(e),
+            Ok(result) => Ok(result),
+            Err(_) => Err(StreamError::RuntimeUnavailable(format!(
+                "the runtime shut down before answering {name}"
+            ))),
+        }
+    }
+
+    /// The deadlock guard: refuses commands whose reply the calling thread itself would have to
+    /// produce (or that would wait for the calling thread to finish).
+    fn refuse_self_wait(&self, command: &RuntimeCommand) -> Result<()> {
+        let refusal = match thread_role::current(self.runtime_id) {
+            None => None,
+            Some(Role::Main) => Some(format!(
+                "{} was called on the runtime's own thread, which is the thread that executes commands; call the StreamRuntime method directly, or call the service from another thread",
+                command.name()
+            )),
+            Some(Role::Lifecycle(id)) => Some(format!(
+                "{} was called from processor '{id}' during setup/teardown, which the runtime thread is waiting for; make the call from process() or from a thread of your own",
+                command.name()
+            )),
+            Some(Role::Process(id)) => match command {
+                RuntimeCommand::Stop => Some(format!(
+                    "processor '{id}' asked to stop the runtime from its own thread, and stopping waits for that thread; make the call from a thread of your own"
+                )),
+                RuntimeCommand::RemoveProcessor { id: target } if *target == id => Some(format!(
+                    "processor '{id}' asked to remove itself from its own thread, and removal waits for that thread; make the call from a thread of your own"
+                )),
+                _ => None,
+            },
+        };
+        match refusal {
+            Some(message) => Err(StreamError::WouldDeadlock(message)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for RuntimeService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeService")
+            .field("runtime_id", &self.runtime_id)
+            .field("available", &self.is_available())
+            .finish()
+    }
+}
+
+fn unexpected<T>(call: &str, result: CommandResult) -> Result<T> {
+    let got = match result {
+        CommandResult::ProcessorAdded(_) => "ProcessorAdded",
+        CommandResult::ProcessorRemoved => "ProcessorRemoved",
+        CommandResult::Connected(_) => "Connected",
+        CommandResult::Disconnected => "Disconnected",
+        CommandResult::Started => "Started",
+        CommandResult::Stopped => "Stopped",
+        CommandResult::State(_) => "State",
+        CommandResult::Processor(_) => "Processor",
+        CommandResult::Error(e) => return Err(e),
+    };
+    Err(StreamError::RuntimeUnavailable(format!(
+        "internal error: {call} was answered with {got}"
+    )))
+}
