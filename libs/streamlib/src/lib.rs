@@ -39,8 +39,13 @@
 //!     }
 //! }
 //!
-//! assert!(streamlib::core::PROCESSOR_REGISTRY.contains("HalfRateProcessor"));
+//! fn main() {
+//!     assert!(streamlib::core::PROCESSOR_REGISTRY.contains("HalfRateProcessor"));
+//! }
 //! ```
+//!
+//! The struct must be declared at module level (not inside a function body): the macro turns it
+//! into a module that imports its parent's names.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 

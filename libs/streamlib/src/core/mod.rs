@@ -20,6 +20,11 @@ pub use links::{
     LinkCounters, LinkInput, LinkOptions, LinkOutput, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode,
 };
 pub use processors::{
+    ChordGeneratorConfig, ChordGeneratorProcessor, CountingSinkConfig, CountingSinkProcessor,
+    SimplePassthroughProcessor, TestPattern, TestPatternConfig, TestPatternProcessor,
+    TestPatternRenderer,
+};
+pub use processors::{
     ConfigError, Execution, NoConfig, PROCESSOR_REGISTRY, PortDescriptor, Processor,
     ProcessorConfig, ProcessorDescriptor, ProcessorRegistry, ProcessorSpec,
 };

@@ -222,6 +222,7 @@ impl StreamRuntime {
             processor_type,
         });
         if start_now {
+            shared.set_state(&self.env.events, ProcessorState::Running);
             shared.signal.release();
         }
         tracing::info!(processor = %id, "processor added");
@@ -439,7 +440,10 @@ impl StreamRuntime {
                 Err(message) => entry.shared.fail(&env.events, "setup", message),
             }
         }
+        // Published here, before the release, so that `start()` returns with every processor
+        // `Running` and a failure in its first `process()` can only come after this event.
         for shared in ready {
+            shared.set_state(&env.events, ProcessorState::Running);
             shared.signal.release();
         }
         self.env.events.publish(RuntimeEventKind::RuntimeStarted);

@@ -101,8 +101,8 @@ fn run_processor(
         return node;
     }
 
+    // The runtime thread marks the processor Running just before releasing it.
     if shared.signal.wait_for_release() {
-        shared.set_state(&bus, ProcessorState::Running);
         thread_role::set(runtime_id, Role::Process(id.clone()));
         let outcome = run_loop(&mut *node, &shared);
         thread_role::set(runtime_id, Role::Lifecycle(id));

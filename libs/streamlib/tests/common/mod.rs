@@ -1,0 +1,317 @@
+//! Test harness: processors that script what tests need, and waiting helpers.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use streamlib::core::{
+    AudioFrame, ConfigError, Counter, LinkInput, LinkOutput, ProcessorConfig, ProcessorSpec,
+    Result, RuntimeContext, StopSignal, StreamError, VideoFrame,
+};
+
+/// Generous bound for "this should happen soon": only reached when it never happens.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Polls `cond` until true; false after `PATIENCE`.
+pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cond()
+}
+
+/// Asserts `cond` becomes true, with a message.
+#[track_caller]
+pub fn assert_eventually(what: &str, cond: impl FnMut() -> bool) {
+    assert!(eventually(cond), "never happened: {what}");
+}
+
+// -------------------------------------------------------------------------------------------
+// BurstSourceProcessor: writes `count` small numbered frames as fast as its links take them.
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BurstConfig {
+    /// Frames to write.
+    pub count: u64,
+    /// Frame side in pixels.
+    pub size: u32,
+    /// Write the same payload every time (for zero-copy checks) instead of fresh ones.
+    pub shared_payload: bool,
+}
+
+impl Default for BurstConfig {
+    fn default() -> Self {
+        Self {
+            count: 100,
+            size: 4,
+            shared_payload: false,
+        }
+    }
+}
+
+impl ProcessorConfig for BurstConfig {
+    fn validate(&self) -> std::result::Result<(), ConfigError> {
+        ConfigError::check_range("size", self.size, 2, 4096)
+    }
+}
+
+#[streamlib::processor(execution = Manual, description = "Test source: writes N numbered frames, then idles")]
+pub struct BurstSourceProcessor {
+    #[streamlib::output(description = "Numbered frames")]
+    video: LinkOutput<VideoFrame>,
+    #[streamlib::config]
+    config: BurstConfig,
+    stop: Option<StopSignal>,
+}
+
+/// Frame `n` of a burst: its number is in the first 8 bytes.
+pub fn burst_frame(size: u32, n: u64) -> VideoFrame {
+    let mut data = vec![0u8; (size * size * 4) as usize];
+    data[..8].copy_from_slice(&n.to_le_bytes());
+    VideoFrame::from_rgba(size, size, data, n, n).unwrap()
+}
+
+impl streamlib::core::Processor for BurstSourceProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.stop = Some(ctx.stop_signal());
+        Ok(())
+    }
+    fn process(&mut self) -> Result<()> {
+        let shared = burst_frame(self.config.size, 0);
+        for n in 0..self.config.count {
+            if self.stop.as_ref().is_some_and(|s| s.is_stopping()) {
+                break;
+            }
+            let frame = if self.config.shared_payload {
+                VideoFrame {
+                    frame_number: n,
+                    ..shared.clone()
+                }
+            } else {
+                burst_frame(self.config.size, n)
+            };
+            self.video.write(frame);
+        }
+        Ok(())
+    }
+}
+
+pub fn burst_source(count: u64) -> ProcessorSpec {
+    BurstSourceProcessor::spec(BurstConfig {
+        count,
+        ..Default::default()
+    })
+}
+
+// -------------------------------------------------------------------------------------------
+// RecordingSinkProcessor: keeps every frame it receives, for tests to inspect.
+
+/// Frames received by a recording sink.
+pub type Recorded = Arc<Mutex<Vec<VideoFrame>>>;
+
+#[streamlib::processor(execution = Reactive, description = "Test sink: records every frame")]
+pub struct RecordingSinkProcessor {
+    #[streamlib::input(description = "Frames to record")]
+    video: LinkInput<VideoFrame>,
+    store: Recorded,
+}
+
+impl streamlib::core::Processor for RecordingSinkProcessor::Processor {
+    fn process(&mut self) -> Result<()> {
+        while let Some(frame) = self.video.read() {
+            self.store.lock().unwrap().push(frame);
+        }
+        Ok(())
+    }
+}
+
+pub fn recording_sink() -> (ProcessorSpec, Recorded) {
+    let mut p = RecordingSinkProcessor::Processor::from_config(Default::default());
+    let store = p.store.clone();
+    p.store = store.clone();
+    (ProcessorSpec::new(p), store)
+}
+
+// -------------------------------------------------------------------------------------------
+// IdleSinkProcessor: connected but never reads (to fill links on purpose).
+
+#[streamlib::processor(execution = Reactive, description = "Test sink: never reads its input")]
+pub struct IdleSinkProcessor {
+    #[streamlib::input(description = "Ignored frames")]
+    video: LinkInput<VideoFrame>,
+}
+
+impl streamlib::core::Processor for IdleSinkProcessor::Processor {
+    fn process(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// ProbeProcessor: a Reactive passthrough that counts its lifecycle and fails on request.
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Return an error from setup.
+    pub fail_setup: bool,
+    /// Panic in process when this many frames have passed.
+    pub panic_after: Option<u64>,
+    /// Return an error from process when this many frames have passed.
+    pub error_after: Option<u64>,
+    /// Panic in teardown.
+    pub panic_in_teardown: bool,
+    /// Call the runtime service synchronously from setup (must be refused, not deadlock).
+    pub call_service_in_setup: bool,
+    /// Run a closure on the main thread from setup (must be serviced while start waits).
+    pub use_main_thread_in_setup: bool,
+}
+
+impl ProcessorConfig for ProbeConfig {}
+
+#[streamlib::processor(execution = Reactive, description = "Test passthrough that counts its lifecycle and fails on request")]
+pub struct ProbeProcessor {
+    #[streamlib::input(description = "Frames in")]
+    video: LinkInput<VideoFrame>,
+    #[streamlib::output(name = "video", description = "Frames out")]
+    video_out: LinkOutput<VideoFrame>,
+    #[streamlib::config]
+    config: ProbeConfig,
+    passed: u64,
+    teardowns: Option<Counter>,
+}
+
+impl streamlib::core::Processor for ProbeProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        ctx.counter("setups").add(1);
+        self.teardowns = Some(ctx.counter("teardowns"));
+        if self.config.use_main_thread_in_setup {
+            let main = ctx.main_thread();
+            let on_main = main.run(|| std::thread::current().name().map(str::to_string))?;
+            ctx.counter("main_thread_runs").add(1);
+            let _ = on_main;
+        }
+        if self.config.call_service_in_setup {
+            let service = ctx.runtime_service();
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(service.get_state())?;
+        }
+        if self.config.fail_setup {
+            return Err(StreamError::processor("probe told to fail in setup"));
+        }
+        Ok(())
+    }
+    fn process(&mut self) -> Result<()> {
+        while let Some(frame) = self.video.read() {
+            self.passed += 1;
+            if self.config.panic_after == Some(self.passed) {
+                panic!("probe told to panic after {} frames", self.passed);
+            }
+            if self.config.error_after == Some(self.passed) {
+                return Err(StreamError::processor("probe told to fail in process"));
+            }
+            self.video_out.write(frame);
+        }
+        Ok(())
+    }
+    fn teardown(&mut self) -> Result<()> {
+        if let Some(t) = &self.teardowns {
+            t.add(1);
+        }
+        if self.config.panic_in_teardown {
+            panic!("probe told to panic in teardown");
+        }
+        Ok(())
+    }
+}
+
+pub fn probe(config: ProbeConfig) -> ProcessorSpec {
+    ProbeProcessor::spec(config)
+}
+
+// -------------------------------------------------------------------------------------------
+// SumProcessor: ports declared from config (like a mixer): `inputs: N` gives input_0..input_{N-1}.
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SumConfig {
+    /// Number of inputs.
+    pub inputs: u32,
+}
+
+impl Default for SumConfig {
+    fn default() -> Self {
+        Self { inputs: 2 }
+    }
+}
+
+impl ProcessorConfig for SumConfig {
+    fn validate(&self) -> std::result::Result<(), ConfigError> {
+        ConfigError::check_range("inputs", self.inputs, 1, 64)
+    }
+}
+
+#[streamlib::processor(execution = Reactive, description = "Test mixer: sums N audio inputs sample by sample")]
+pub struct SumProcessor {
+    #[streamlib::input(name = "input", count = config.inputs, description = "Audio to sum")]
+    inputs: Vec<LinkInput<AudioFrame>>,
+    #[streamlib::output(description = "The sum")]
+    audio: LinkOutput<AudioFrame>,
+    #[streamlib::config]
+    config: SumConfig,
+    pending: Vec<Option<AudioFrame>>,
+}
+
+impl streamlib::core::Processor for SumProcessor::Processor {
+    fn setup(&mut self, _: &RuntimeContext) -> Result<()> {
+        self.pending = vec![None; self.inputs.len()];
+        Ok(())
+    }
+    fn process(&mut self) -> Result<()> {
+        for (slot, input) in self.pending.iter_mut().zip(&self.inputs) {
+            if slot.is_none() {
+                *slot = input.read_next();
+            }
+        }
+        if self.pending.iter().all(|p| p.is_some()) {
+            let frames: Vec<AudioFrame> = self.pending.iter_mut().filter_map(|p| p.take()).collect();
+            let first = &frames[0];
+            let mut sum = vec![0.0f32; first.samples.len()];
+            for f in &frames {
+                for (s, v) in sum.iter_mut().zip(f.samples.iter()) {
+                    *s += v;
+                }
+            }
+            self.audio.write(AudioFrame::new(first.sample_rate, first.channels, sum, first.timestamp_ns, first.frame_number)?);
+        }
+        Ok(())
+    }
+}
+
+#[streamlib::processor(execution = Manual, description = "Test source: writes the audio frames it is given")]
+pub struct AudioScriptProcessor {
+    #[streamlib::output(description = "Scripted audio")]
+    audio: LinkOutput<AudioFrame>,
+    script: Vec<AudioFrame>,
+}
+
+impl streamlib::core::Processor for AudioScriptProcessor::Processor {
+    fn process(&mut self) -> Result<()> {
+        for f in self.script.drain(..) {
+            self.audio.write(f);
+        }
+        Ok(())
+    }
+}
+
+pub fn audio_script(frames: Vec<AudioFrame>) -> ProcessorSpec {
+    let mut p = AudioScriptProcessor::Processor::from_config(Default::default());
+    p.script = frames;
+    ProcessorSpec::new(p)
+}
