@@ -7,10 +7,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use streamlib::core::{GraphFile, PROCESSOR_REGISTRY, ProcessorDescriptor, ProcessorState, StreamRuntime};
+use streamlib::core::{
+    GraphFile, PROCESSOR_REGISTRY, ProcessorDescriptor, ProcessorState, StreamRuntime,
+};
 
 #[derive(Parser)]
-#[command(name = "streamlib", version, about = "Run and control streamlib media pipelines")]
+#[command(
+    name = "streamlib",
+    version,
+    about = "Run and control streamlib media pipelines"
+)]
 struct Cli {
     /// Log filter (tracing syntax, e.g. `info`, `streamlib=debug`). Logs go to stderr.
     #[arg(long, global = true, env = "STREAMLIB_LOG", default_value = "info")]
@@ -93,10 +99,18 @@ fn write_type(out: &mut impl Write, d: &ProcessorDescriptor) -> std::io::Result<
                 Some(count) => format!("{}_0..{}_{{{count}}}", p.name, p.name),
                 None => p.name.clone(),
             };
-            writeln!(out, "    {label} {name}: {} — {}", p.frame_type, p.description)?;
+            writeln!(
+                out,
+                "    {label} {name}: {} — {}",
+                p.frame_type, p.description
+            )?;
         }
     }
-    if let Some(props) = d.config_schema.get("properties").and_then(|p| p.as_object()) {
+    if let Some(props) = d
+        .config_schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+    {
         for (field, schema) in props {
             let description = schema
                 .get("description")

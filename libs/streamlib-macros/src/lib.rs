@@ -200,8 +200,8 @@ fn parse_port_args(attr: &Attribute, field: &Ident) -> syn::Result<PortArgs> {
         count: None,
     };
     if let Meta::List(list) = &attr.meta {
-        let metas = Punctuated::<MetaNameValue, Token![,]>::parse_terminated
-            .parse2(list.tokens.clone())?;
+        let metas =
+            Punctuated::<MetaNameValue, Token![,]>::parse_terminated.parse2(list.tokens.clone())?;
         for meta in metas {
             let key = meta
                 .path

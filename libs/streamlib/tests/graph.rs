@@ -15,24 +15,39 @@ fn inp(p: &ProcessorUniqueId, port: &str) -> InputLinkPortRef {
 #[test]
 fn ids_are_readable_and_unique() {
     let mut rt = StreamRuntime::new().unwrap();
-    let a = rt.add_processor(TestPatternProcessor::spec(Default::default())).unwrap();
-    let b = rt.add_processor(TestPatternProcessor::spec(Default::default())).unwrap();
+    let a = rt
+        .add_processor(TestPatternProcessor::spec(Default::default()))
+        .unwrap();
+    let b = rt
+        .add_processor(TestPatternProcessor::spec(Default::default()))
+        .unwrap();
     assert_ne!(a, b);
     for id in [&a, &b] {
-        let suffix = id.as_str().strip_prefix("test-pattern-").expect("prefix from type name");
+        let suffix = id
+            .as_str()
+            .strip_prefix("test-pattern-")
+            .expect("prefix from type name");
         assert_eq!(suffix.len(), 6);
     }
-    let sink = rt.add_processor(CountingSinkProcessor::spec(Default::default())).unwrap();
+    let sink = rt
+        .add_processor(CountingSinkProcessor::spec(Default::default()))
+        .unwrap();
     let link = rt.connect(out(&a, "video"), inp(&sink, "video")).unwrap();
     assert!(link.id().as_str().starts_with("link-"));
-    let chosen = rt.add_processor(probe(Default::default()).with_id("my-probe")).unwrap();
+    let chosen = rt
+        .add_processor(probe(Default::default()).with_id("my-probe"))
+        .unwrap();
     assert_eq!(chosen.as_str(), "my-probe");
     assert_eq!(
-        rt.add_processor(probe(Default::default()).with_id("my-probe")).unwrap_err().code(),
+        rt.add_processor(probe(Default::default()).with_id("my-probe"))
+            .unwrap_err()
+            .code(),
         "duplicate_processor_id"
     );
     assert_eq!(
-        rt.add_processor(probe(Default::default()).with_id("bad id")).unwrap_err().code(),
+        rt.add_processor(probe(Default::default()).with_id("bad id"))
+            .unwrap_err()
+            .code(),
         "invalid_id"
     );
 }
@@ -40,27 +55,48 @@ fn ids_are_readable_and_unique() {
 #[test]
 fn connect_errors_name_the_problem_and_change_nothing() {
     let mut rt = StreamRuntime::new().unwrap();
-    let src = rt.add_processor(TestPatternProcessor::spec(Default::default())).unwrap();
-    let chord = rt.add_processor(ChordGeneratorProcessor::spec(Default::default())).unwrap();
-    let sink = rt.add_processor(CountingSinkProcessor::spec(Default::default())).unwrap();
+    let src = rt
+        .add_processor(TestPatternProcessor::spec(Default::default()))
+        .unwrap();
+    let chord = rt
+        .add_processor(ChordGeneratorProcessor::spec(Default::default()))
+        .unwrap();
+    let sink = rt
+        .add_processor(CountingSinkProcessor::spec(Default::default()))
+        .unwrap();
     let before = rt.state();
 
-    let e = rt.connect(out(&src, "audio"), inp(&sink, "video")).unwrap_err();
+    let e = rt
+        .connect(out(&src, "audio"), inp(&sink, "video"))
+        .unwrap_err();
     assert_eq!(e.code(), "port_not_found");
     assert!(e.to_string().contains("its output ports are: video"), "{e}");
 
-    let e = rt.connect(out(&src, "video"), inp(&sink, "vidoe")).unwrap_err();
+    let e = rt
+        .connect(out(&src, "video"), inp(&sink, "vidoe"))
+        .unwrap_err();
     assert_eq!(e.code(), "port_not_found");
     assert!(e.to_string().contains("video, audio, data"), "{e}");
 
-    let e = rt.connect(out(&chord, "audio"), inp(&sink, "video")).unwrap_err();
+    let e = rt
+        .connect(out(&chord, "audio"), inp(&sink, "video"))
+        .unwrap_err();
     assert_eq!(e.code(), "port_type_mismatch");
 
-    let e = rt.connect(out(&ProcessorUniqueId::new("nope"), "video"), inp(&sink, "video")).unwrap_err();
+    let e = rt
+        .connect(
+            out(&ProcessorUniqueId::new("nope"), "video"),
+            inp(&sink, "video"),
+        )
+        .unwrap_err();
     assert_eq!(e.code(), "processor_not_found");
 
     let e = rt
-        .connect_with(out(&src, "video"), inp(&sink, "video"), LinkOptions::default().with_capacity(0))
+        .connect_with(
+            out(&src, "video"),
+            inp(&sink, "video"),
+            LinkOptions::default().with_capacity(0),
+        )
         .unwrap_err();
     assert_eq!(e.code(), "invalid_link_options");
 
@@ -69,35 +105,62 @@ fn connect_errors_name_the_problem_and_change_nothing() {
     assert_eq!(after.seq, before.seq, "failed operations publish no events");
 
     let first = rt.connect(out(&src, "video"), inp(&sink, "video")).unwrap();
-    let src2 = rt.add_processor(TestPatternProcessor::spec(Default::default())).unwrap();
-    let e = rt.connect(out(&src2, "video"), inp(&sink, "video")).unwrap_err();
+    let src2 = rt
+        .add_processor(TestPatternProcessor::spec(Default::default()))
+        .unwrap();
+    let e = rt
+        .connect(out(&src2, "video"), inp(&sink, "video"))
+        .unwrap_err();
     assert_eq!(e.code(), "input_already_connected");
     assert!(e.to_string().contains(first.id().as_str()), "{e}");
     assert_eq!(rt.state().link_count, 1);
 
-    assert_eq!(rt.disconnect(&LinkUniqueId::new("link-nope")).unwrap_err().code(), "link_not_found");
+    assert_eq!(
+        rt.disconnect(&LinkUniqueId::new("link-nope"))
+            .unwrap_err()
+            .code(),
+        "link_not_found"
+    );
     rt.disconnect(&first.id()).unwrap();
-    rt.connect(out(&src2, "video"), inp(&sink, "video")).expect("input is free again");
+    rt.connect(out(&src2, "video"), inp(&sink, "video"))
+        .expect("input is free again");
 }
 
 #[test]
 fn fan_out_delivers_the_same_payload_to_every_link() {
     let mut rt = StreamRuntime::new().unwrap();
-    let src = rt.add_processor(BurstSourceProcessor::spec(BurstConfig { count: 5, size: 64, shared_payload: true })).unwrap();
+    let src = rt
+        .add_processor(BurstSourceProcessor::spec(BurstConfig {
+            count: 5,
+            size: 64,
+            shared_payload: true,
+        }))
+        .unwrap();
     let mut stores = Vec::new();
     for _ in 0..3 {
         let (spec, store) = recording_sink();
         let sink = rt.add_processor(spec).unwrap();
-        rt.connect_with(out(&src, "video"), inp(&sink, "video"), LinkOptions::default().with_overflow(OverflowPolicy::Backpressure)).unwrap();
+        rt.connect_with(
+            out(&src, "video"),
+            inp(&sink, "video"),
+            LinkOptions::default().with_overflow(OverflowPolicy::Backpressure),
+        )
+        .unwrap();
         stores.push(store);
     }
     rt.start().unwrap();
-    assert_eventually("all sinks got 5 frames", || stores.iter().all(|s| s.lock().unwrap().len() == 5));
+    assert_eventually("all sinks got 5 frames", || {
+        stores.iter().all(|s| s.lock().unwrap().len() == 5)
+    });
     rt.stop().unwrap();
     let first = stores[0].lock().unwrap()[0].data.as_ptr();
     for store in &stores {
         for frame in store.lock().unwrap().iter() {
-            assert_eq!(frame.data.as_ptr(), first, "every delivered frame shares the source's pixels");
+            assert_eq!(
+                frame.data.as_ptr(),
+                first,
+                "every delivered frame shares the source's pixels"
+            );
         }
     }
 }
@@ -106,9 +169,15 @@ fn fan_out_delivers_the_same_payload_to_every_link() {
 fn drop_oldest_counts_exactly() {
     let mut rt = StreamRuntime::new().unwrap();
     let src = rt.add_processor(burst_source(1000)).unwrap();
-    let sink = rt.add_processor(IdleSinkProcessor::spec(Default::default())).unwrap();
+    let sink = rt
+        .add_processor(IdleSinkProcessor::spec(Default::default()))
+        .unwrap();
     let link = rt
-        .connect_with(out(&src, "video"), inp(&sink, "video"), LinkOptions::default().with_capacity(8))
+        .connect_with(
+            out(&src, "video"),
+            inp(&sink, "video"),
+            LinkOptions::default().with_capacity(8),
+        )
         .unwrap();
     rt.start().unwrap();
     let written = || rt.links()[0].counters.written;
@@ -123,14 +192,22 @@ fn drop_oldest_counts_exactly() {
 fn backpressure_delivers_every_frame_in_order() {
     let mut rt = StreamRuntime::new().unwrap();
     let src = rt.add_processor(burst_source(20_000)).unwrap();
-    let mid = rt.add_processor(SimplePassthroughProcessor::spec(Default::default())).unwrap();
+    let mid = rt
+        .add_processor(SimplePassthroughProcessor::spec(Default::default()))
+        .unwrap();
     let (spec, store) = recording_sink();
     let sink = rt.add_processor(spec).unwrap();
-    let bp = LinkOptions::default().with_overflow(OverflowPolicy::Backpressure).with_capacity(4);
-    rt.connect_with(out(&src, "video"), inp(&mid, "video"), bp).unwrap();
-    rt.connect_with(out(&mid, "video"), inp(&sink, "video"), bp).unwrap();
+    let bp = LinkOptions::default()
+        .with_overflow(OverflowPolicy::Backpressure)
+        .with_capacity(4);
+    rt.connect_with(out(&src, "video"), inp(&mid, "video"), bp)
+        .unwrap();
+    rt.connect_with(out(&mid, "video"), inp(&sink, "video"), bp)
+        .unwrap();
     rt.start().unwrap();
-    assert_eventually("20000 frames delivered", || store.lock().unwrap().len() == 20_000);
+    assert_eventually("20000 frames delivered", || {
+        store.lock().unwrap().len() == 20_000
+    });
     rt.stop().unwrap();
     let frames = store.lock().unwrap();
     for (i, f) in frames.iter().enumerate() {
@@ -138,14 +215,25 @@ fn backpressure_delivers_every_frame_in_order() {
         assert_eq!(&f.data[..8], &(i as u64).to_le_bytes());
     }
     for l in rt.links() {
-        assert_eq!((l.counters.written, l.counters.read, l.counters.dropped), (20_000, 20_000, 0), "{}", l.id);
+        assert_eq!(
+            (l.counters.written, l.counters.read, l.counters.dropped),
+            (20_000, 20_000, 0),
+            "{}",
+            l.id
+        );
     }
 }
 
 #[test]
 fn ports_can_be_declared_from_config() {
     let mut rt = StreamRuntime::new().unwrap();
-    let sum = rt.add_processor(PROCESSOR_REGISTRY.create("SumProcessor", serde_json::json!({"inputs": 3})).unwrap()).unwrap();
+    let sum = rt
+        .add_processor(
+            PROCESSOR_REGISTRY
+                .create("SumProcessor", serde_json::json!({"inputs": 3}))
+                .unwrap(),
+        )
+        .unwrap();
     let info = rt.processor_info(&sum).unwrap();
     let names: Vec<_> = info.inputs.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["input_0", "input_1", "input_2"]);
@@ -157,16 +245,29 @@ fn ports_can_be_declared_from_config() {
     let mut sources = Vec::new();
     for (i, v) in [0.25f32, 0.5, 1.0].into_iter().enumerate() {
         let s = rt.add_processor(audio_script(frames(v))).unwrap();
-        rt.connect(out(&s, "audio"), inp(&sum, &format!("input_{i}"))).unwrap();
+        rt.connect(out(&s, "audio"), inp(&sum, &format!("input_{i}")))
+            .unwrap();
         sources.push(s);
     }
     // A one-input sum forwards what it gets: a place to observe the first sum's output.
-    let collector = rt.add_processor(SumProcessor::spec(SumConfig { inputs: 1 })).unwrap();
-    rt.connect(out(&sum, "audio"), inp(&collector, "input_0")).unwrap();
+    let collector = rt
+        .add_processor(SumProcessor::spec(SumConfig { inputs: 1 }))
+        .unwrap();
+    rt.connect(out(&sum, "audio"), inp(&collector, "input_0"))
+        .unwrap();
     rt.start().unwrap();
-    assert_eventually("the sum was produced", || rt.links().iter().any(|l| l.to.processor == collector && l.counters.written == 1));
+    assert_eventually("the sum was produced", || {
+        rt.links()
+            .iter()
+            .any(|l| l.to.processor == collector && l.counters.written == 1)
+    });
     rt.stop().unwrap();
-    assert_eq!(rt.connect(out(&sources[0], "audio"), inp(&sum, "input_3")).unwrap_err().code(), "port_not_found");
+    assert_eq!(
+        rt.connect(out(&sources[0], "audio"), inp(&sum, "input_3"))
+            .unwrap_err()
+            .code(),
+        "port_not_found"
+    );
 }
 
 #[test]
@@ -192,8 +293,15 @@ fn apply_graph_is_all_or_nothing() {
     let s = rt.state();
     assert_eq!((s.processor_count, s.link_count), (0, 0), "rolled back");
 
-    let bad_type = GraphFile::from_json(r#"{"processors":[{"id":"a","type":"TestPatternProcessor"},{"id":"b","type":"Nope"}]}"#).unwrap();
+    let bad_type = GraphFile::from_json(
+        r#"{"processors":[{"id":"a","type":"TestPatternProcessor"},{"id":"b","type":"Nope"}]}"#,
+    )
+    .unwrap();
     let e = rt.apply_graph(&bad_type).unwrap_err();
-    assert!(e.to_string().contains("processors[1] ('b')") && e.to_string().contains("TestPatternProcessor"), "{e}");
+    assert!(
+        e.to_string().contains("processors[1] ('b')")
+            && e.to_string().contains("TestPatternProcessor"),
+        "{e}"
+    );
     assert_eq!(rt.state().processor_count, 0);
 }

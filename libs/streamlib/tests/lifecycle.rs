@@ -15,48 +15,77 @@ fn inp(p: &ProcessorUniqueId, port: &str) -> InputLinkPortRef {
     InputLinkPortRef::new(p.clone(), port)
 }
 fn metric(rt: &StreamRuntime, id: &ProcessorUniqueId, name: &str) -> u64 {
-    rt.processor_info(id).unwrap().metrics.get(name).copied().unwrap_or(0)
+    rt.processor_info(id)
+        .unwrap()
+        .metrics
+        .get(name)
+        .copied()
+        .unwrap_or(0)
 }
 fn state_of(rt: &StreamRuntime, id: &ProcessorUniqueId) -> ProcessorState {
     rt.processor_info(id).unwrap().state
 }
 fn small_pattern(fps: f64) -> ProcessorSpec {
-    TestPatternProcessor::spec(TestPatternConfig { width: 32, height: 32, fps, ..Default::default() })
+    TestPatternProcessor::spec(TestPatternConfig {
+        width: 32,
+        height: 32,
+        fps,
+        ..Default::default()
+    })
 }
 
 #[test]
 fn hot_add_connect_disconnect_remove_while_frames_flow() {
     let mut rt = StreamRuntime::new().unwrap();
     let src = rt.add_processor(small_pattern(500.0)).unwrap();
-    let sink = rt.add_processor(CountingSinkProcessor::spec(Default::default())).unwrap();
+    let sink = rt
+        .add_processor(CountingSinkProcessor::spec(Default::default()))
+        .unwrap();
     let direct = rt.connect(out(&src, "video"), inp(&sink, "video")).unwrap();
     rt.start().unwrap();
-    assert_eventually("frames reach the sink", || metric(&rt, &sink, "video_frames") > 5);
+    assert_eventually("frames reach the sink", || {
+        metric(&rt, &sink, "video_frames") > 5
+    });
 
     // Insert a passthrough while running: it starts at once, the new links carry the next frames.
-    let mid = rt.add_processor(SimplePassthroughProcessor::spec(Default::default())).unwrap();
-    assert_eventually("passthrough is running", || state_of(&rt, &mid) == ProcessorState::Running);
+    let mid = rt
+        .add_processor(SimplePassthroughProcessor::spec(Default::default()))
+        .unwrap();
+    assert_eventually("passthrough is running", || {
+        state_of(&rt, &mid) == ProcessorState::Running
+    });
     rt.disconnect(&direct.id()).unwrap();
     rt.connect(out(&src, "video"), inp(&mid, "video")).unwrap();
     rt.connect(out(&mid, "video"), inp(&sink, "video")).unwrap();
     let at_rewire = metric(&rt, &sink, "video_frames");
     assert_eventually("frames flow through the passthrough", || {
-        rt.processor_info(&mid).unwrap().counters.process_calls > 5 && metric(&rt, &sink, "video_frames") > at_rewire + 5
+        rt.processor_info(&mid).unwrap().counters.process_calls > 5
+            && metric(&rt, &sink, "video_frames") > at_rewire + 5
     });
 
     // Add a second source while running and fan it into a second sink.
     let src2 = rt.add_processor(small_pattern(500.0)).unwrap();
-    let sink2 = rt.add_processor(CountingSinkProcessor::spec(Default::default())).unwrap();
-    rt.connect(out(&src2, "video"), inp(&sink2, "video")).unwrap();
-    assert_eventually("second chain flows", || metric(&rt, &sink2, "video_frames") > 5);
+    let sink2 = rt
+        .add_processor(CountingSinkProcessor::spec(Default::default()))
+        .unwrap();
+    rt.connect(out(&src2, "video"), inp(&sink2, "video"))
+        .unwrap();
+    assert_eventually("second chain flows", || {
+        metric(&rt, &sink2, "video_frames") > 5
+    });
 
     // Removing the middle processor removes its links first; the rest keeps running.
     rt.remove_processor(&mid).unwrap();
     assert_eq!(rt.state().link_count, 1);
     let before = metric(&rt, &sink2, "video_frames");
-    assert_eventually("other chain unaffected", || metric(&rt, &sink2, "video_frames") > before + 5);
+    assert_eventually("other chain unaffected", || {
+        metric(&rt, &sink2, "video_frames") > before + 5
+    });
     assert_eq!(state_of(&rt, &src), ProcessorState::Running);
-    assert_eq!(rt.remove_processor(&mid).unwrap_err().code(), "processor_not_found");
+    assert_eq!(
+        rt.remove_processor(&mid).unwrap_err().code(),
+        "processor_not_found"
+    );
     rt.stop().unwrap();
 }
 
@@ -65,24 +94,36 @@ fn stop_then_start_three_times() {
     let mut rt = StreamRuntime::new().unwrap();
     let src = rt.add_processor(small_pattern(500.0)).unwrap();
     let p = rt.add_processor(probe(Default::default())).unwrap();
-    let sink = rt.add_processor(CountingSinkProcessor::spec(Default::default())).unwrap();
+    let sink = rt
+        .add_processor(CountingSinkProcessor::spec(Default::default()))
+        .unwrap();
     rt.connect(out(&src, "video"), inp(&p, "video")).unwrap();
     rt.connect(out(&p, "video"), inp(&sink, "video")).unwrap();
     for round in 1..=3 {
         rt.start().unwrap();
         assert_eq!(rt.status(), RuntimeStatus::Running);
         let before = metric(&rt, &sink, "video_frames");
-        assert_eventually("frames flow after start", || metric(&rt, &sink, "video_frames") > before + 3);
+        assert_eventually("frames flow after start", || {
+            metric(&rt, &sink, "video_frames") > before + 3
+        });
         rt.stop().unwrap();
         assert_eq!(rt.status(), RuntimeStatus::Stopped);
         assert_eq!(metric(&rt, &p, "setups"), round, "setup once per start");
-        assert_eq!(metric(&rt, &p, "teardowns"), round, "teardown once per stop");
+        assert_eq!(
+            metric(&rt, &p, "teardowns"),
+            round,
+            "teardown once per stop"
+        );
         for id in [&src, &p, &sink] {
             assert_eq!(state_of(&rt, id), ProcessorState::Stopped);
         }
         let frames = metric(&rt, &sink, "video_frames");
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(metric(&rt, &sink, "video_frames"), frames, "nothing runs while stopped");
+        assert_eq!(
+            metric(&rt, &sink, "video_frames"),
+            frames,
+            "nothing runs while stopped"
+        );
     }
 }
 
@@ -91,32 +132,84 @@ fn failing_processors_are_isolated() {
     let mut rt = StreamRuntime::new().unwrap();
     let mut events = rt.subscribe_events();
     let src = rt.add_processor(small_pattern(500.0)).unwrap();
-    let panicky = rt.add_processor(probe(ProbeConfig { panic_after: Some(3), ..Default::default() })).unwrap();
-    let erring = rt.add_processor(probe(ProbeConfig { error_after: Some(2), ..Default::default() })).unwrap();
-    let bad_setup = rt.add_processor(probe(ProbeConfig { fail_setup: true, ..Default::default() })).unwrap();
-    let bad_teardown = rt.add_processor(probe(ProbeConfig { panic_in_teardown: true, ..Default::default() })).unwrap();
-    let healthy = rt.add_processor(CountingSinkProcessor::spec(Default::default())).unwrap();
+    let panicky = rt
+        .add_processor(probe(ProbeConfig {
+            panic_after: Some(3),
+            ..Default::default()
+        }))
+        .unwrap();
+    let erring = rt
+        .add_processor(probe(ProbeConfig {
+            error_after: Some(2),
+            ..Default::default()
+        }))
+        .unwrap();
+    let bad_setup = rt
+        .add_processor(probe(ProbeConfig {
+            fail_setup: true,
+            ..Default::default()
+        }))
+        .unwrap();
+    let bad_teardown = rt
+        .add_processor(probe(ProbeConfig {
+            panic_in_teardown: true,
+            ..Default::default()
+        }))
+        .unwrap();
+    let healthy = rt
+        .add_processor(CountingSinkProcessor::spec(Default::default()))
+        .unwrap();
     let src2 = rt.add_processor(small_pattern(500.0)).unwrap();
-    rt.connect(out(&src, "video"), inp(&panicky, "video")).unwrap();
-    rt.connect(out(&src2, "video"), inp(&erring, "video")).unwrap();
-    let fan = rt.add_processor(SimplePassthroughProcessor::spec(Default::default())).unwrap();
+    rt.connect(out(&src, "video"), inp(&panicky, "video"))
+        .unwrap();
+    rt.connect(out(&src2, "video"), inp(&erring, "video"))
+        .unwrap();
+    let fan = rt
+        .add_processor(SimplePassthroughProcessor::spec(Default::default()))
+        .unwrap();
     rt.connect(out(&src, "video"), inp(&fan, "video")).unwrap();
-    rt.connect(out(&fan, "video"), inp(&bad_teardown, "video")).unwrap();
-    rt.connect(out(&bad_teardown, "video"), inp(&healthy, "video")).unwrap();
+    rt.connect(out(&fan, "video"), inp(&bad_teardown, "video"))
+        .unwrap();
+    rt.connect(out(&bad_teardown, "video"), inp(&healthy, "video"))
+        .unwrap();
 
     rt.start().unwrap();
     assert_eq!(state_of(&rt, &bad_setup), ProcessorState::Failed);
     let info = rt.processor_info(&bad_setup).unwrap();
-    assert!(info.error.as_deref().unwrap().contains("probe told to fail in setup"), "{info:?}");
+    assert!(
+        info.error
+            .as_deref()
+            .unwrap()
+            .contains("probe told to fail in setup"),
+        "{info:?}"
+    );
 
-    assert_eventually("panicking processor failed", || state_of(&rt, &panicky) == ProcessorState::Failed);
+    assert_eventually("panicking processor failed", || {
+        state_of(&rt, &panicky) == ProcessorState::Failed
+    });
     let info = rt.processor_info(&panicky).unwrap();
-    assert!(info.error.as_deref().unwrap().contains("panicked: probe told to panic after 3 frames"), "{info:?}");
-    assert_eventually("erroring processor failed", || state_of(&rt, &erring) == ProcessorState::Failed);
-    assert!(rt.processor_info(&erring).unwrap().error.unwrap().contains("process: probe told to fail in process"));
+    assert!(
+        info.error
+            .as_deref()
+            .unwrap()
+            .contains("panicked: probe told to panic after 3 frames"),
+        "{info:?}"
+    );
+    assert_eventually("erroring processor failed", || {
+        state_of(&rt, &erring) == ProcessorState::Failed
+    });
+    assert!(
+        rt.processor_info(&erring)
+            .unwrap()
+            .error
+            .unwrap()
+            .contains("process: probe told to fail in process")
+    );
 
     let before = metric(&rt, &healthy, "video_frames");
-    assert_eventually("the rest keeps running", || metric(&rt, &healthy, "video_frames") > before + 10);
+    assert_eventually("the rest keeps running", || {
+        metric(&rt, &healthy, "video_frames") > before + 10
+    });
     assert_eq!(state_of(&rt, &src), ProcessorState::Running);
 
     rt.stop().unwrap();
@@ -128,12 +221,25 @@ fn failing_processors_are_isolated() {
     // Failures were published as events.
     let mut failed = Vec::new();
     while let Ok(e) = events.try_recv() {
-        if let RuntimeEventKind::ProcessorFailed { processor_id, stage, .. } = e.kind {
+        if let RuntimeEventKind::ProcessorFailed {
+            processor_id,
+            stage,
+            ..
+        } = e.kind
+        {
             failed.push((processor_id, stage));
         }
     }
-    for (id, stage) in [(&bad_setup, "setup"), (&panicky, "process"), (&erring, "process"), (&bad_teardown, "teardown")] {
-        assert!(failed.iter().any(|(p, s)| p == id && s == stage), "missing {id} {stage} in {failed:?}");
+    for (id, stage) in [
+        (&bad_setup, "setup"),
+        (&panicky, "process"),
+        (&erring, "process"),
+        (&bad_teardown, "teardown"),
+    ] {
+        assert!(
+            failed.iter().any(|(p, s)| p == id && s == stage),
+            "missing {id} {stage} in {failed:?}"
+        );
     }
 
     // The next start gives failed processors a new chance (setup runs again).
@@ -150,14 +256,30 @@ fn adding_a_processor_whose_setup_fails_changes_nothing() {
     let mut rt = StreamRuntime::new().unwrap();
     let src = rt.add_processor(small_pattern(100.0)).unwrap();
     rt.start().unwrap();
-    assert_eq!(state_of(&rt, &src), ProcessorState::Running, "start() returns with processors running");
+    assert_eq!(
+        state_of(&rt, &src),
+        ProcessorState::Running,
+        "start() returns with processors running"
+    );
     let before = rt.state();
-    let e = rt.add_processor(probe(ProbeConfig { fail_setup: true, ..Default::default() })).unwrap_err();
+    let e = rt
+        .add_processor(probe(ProbeConfig {
+            fail_setup: true,
+            ..Default::default()
+        }))
+        .unwrap_err();
     assert_eq!(e.code(), "processor_failed");
-    assert!(e.to_string().contains("setup: probe told to fail in setup") || e.to_string().contains("failed in setup"), "{e}");
+    assert!(
+        e.to_string().contains("setup: probe told to fail in setup")
+            || e.to_string().contains("failed in setup"),
+        "{e}"
+    );
     let after = rt.state();
     assert_eq!(after.processor_count, before.processor_count);
-    assert_eq!(after.seq, before.seq, "no event for a processor that never joined");
+    assert_eq!(
+        after.seq, before.seq,
+        "no event for a processor that never joined"
+    );
     rt.stop().unwrap();
 }
 
@@ -166,7 +288,9 @@ fn events_are_ordered_and_serialisable() {
     let mut rt = StreamRuntime::new().unwrap();
     let mut rx = rt.subscribe_events();
     let src = rt.add_processor(small_pattern(100.0)).unwrap();
-    let sink = rt.add_processor(CountingSinkProcessor::spec(Default::default())).unwrap();
+    let sink = rt
+        .add_processor(CountingSinkProcessor::spec(Default::default()))
+        .unwrap();
     let link = rt.connect(out(&src, "video"), inp(&sink, "video")).unwrap();
     rt.start().unwrap();
     rt.stop().unwrap();
@@ -181,7 +305,12 @@ fn events_are_ordered_and_serialisable() {
         assert_eq!(pair[1].seq, pair[0].seq + 1, "gapless, increasing seq");
     }
     let types: Vec<&str> = all.iter().map(|e| e.kind.type_name()).collect();
-    let pos = |t: &str| types.iter().position(|x| *x == t).unwrap_or_else(|| panic!("{t} missing from {types:?}"));
+    let pos = |t: &str| {
+        types
+            .iter()
+            .position(|x| *x == t)
+            .unwrap_or_else(|| panic!("{t} missing from {types:?}"))
+    };
     assert!(pos("processor_added") < pos("link_created"));
     assert!(pos("link_created") < pos("runtime_started"));
     assert!(pos("runtime_started") < pos("runtime_stopped"));
@@ -192,29 +321,52 @@ fn events_are_ordered_and_serialisable() {
     assert_eq!(json["type"], "processor_added");
     assert_eq!(json["processor_type"], "TestPatternProcessor");
     assert!(json["seq"].is_u64() && json["timestamp_ms"].is_u64());
-    assert_eq!(rt.state().seq, all.last().unwrap().seq, "snapshot carries the last seq");
+    assert_eq!(
+        rt.state().seq,
+        all.last().unwrap().seq,
+        "snapshot carries the last seq"
+    );
 }
 
 #[test]
 fn stop_drains_queued_frames_before_stopping_readers() {
     let mut rt = StreamRuntime::new().unwrap();
     let src = rt.add_processor(burst_source(5_000)).unwrap();
-    let mid = rt.add_processor(SimplePassthroughProcessor::spec(Default::default())).unwrap();
-    let sink = rt.add_processor(CountingSinkProcessor::spec(Default::default())).unwrap();
-    let bp = LinkOptions::default().with_overflow(OverflowPolicy::Backpressure).with_capacity(64);
-    rt.connect_with(out(&src, "video"), inp(&mid, "video"), bp).unwrap();
-    rt.connect_with(out(&mid, "video"), inp(&sink, "video"), bp).unwrap();
+    let mid = rt
+        .add_processor(SimplePassthroughProcessor::spec(Default::default()))
+        .unwrap();
+    let sink = rt
+        .add_processor(CountingSinkProcessor::spec(Default::default()))
+        .unwrap();
+    let bp = LinkOptions::default()
+        .with_overflow(OverflowPolicy::Backpressure)
+        .with_capacity(64);
+    rt.connect_with(out(&src, "video"), inp(&mid, "video"), bp)
+        .unwrap();
+    rt.connect_with(out(&mid, "video"), inp(&sink, "video"), bp)
+        .unwrap();
     rt.start().unwrap();
     // Stop as soon as the source is done writing: frames are still queued downstream.
-    assert_eventually("source wrote everything", || rt.links()[0].counters.written == 5_000);
+    assert_eventually("source wrote everything", || {
+        rt.links()[0].counters.written == 5_000
+    });
     rt.stop().unwrap();
-    assert_eq!(metric(&rt, &sink, "video_frames"), 5_000, "nothing produced was lost at stop");
+    assert_eq!(
+        metric(&rt, &sink, "video_frames"),
+        5_000,
+        "nothing produced was lost at stop"
+    );
 }
 
 #[test]
 fn setup_can_use_the_main_thread_while_start_waits() {
     let mut rt = StreamRuntime::new().unwrap();
-    let p = rt.add_processor(probe(ProbeConfig { use_main_thread_in_setup: true, ..Default::default() })).unwrap();
+    let p = rt
+        .add_processor(probe(ProbeConfig {
+            use_main_thread_in_setup: true,
+            ..Default::default()
+        }))
+        .unwrap();
     rt.start().unwrap();
     assert_eq!(state_of(&rt, &p), ProcessorState::Running);
     assert_eq!(metric(&rt, &p, "main_thread_runs"), 1);
@@ -225,7 +377,9 @@ fn setup_can_use_the_main_thread_while_start_waits() {
 fn run_returns_on_shutdown_request_after_stopping_everything() {
     let mut rt = StreamRuntime::new().unwrap();
     let src = rt.add_processor(small_pattern(200.0)).unwrap();
-    let sink = rt.add_processor(CountingSinkProcessor::spec(Default::default())).unwrap();
+    let sink = rt
+        .add_processor(CountingSinkProcessor::spec(Default::default()))
+        .unwrap();
     rt.connect(out(&src, "video"), inp(&sink, "video")).unwrap();
     let service = rt.runtime_service();
     let shutdown = rt.shutdown_handle();
@@ -238,13 +392,25 @@ fn run_returns_on_shutdown_request_after_stopping_everything() {
             }
         }
         let _guard = RequestOnDrop(shutdown);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let state = service.get_state().await.unwrap();
-            assert_eq!(state.status, RuntimeStatus::Running, "run() starts the runtime");
+            assert_eq!(
+                state.status,
+                RuntimeStatus::Running,
+                "run() starts the runtime"
+            );
             loop {
                 let s = service.get_state().await.unwrap();
-                let frames = s.processors.iter().find(|p| p.processor_type == "CountingSinkProcessor").unwrap().metrics["video_frames"];
+                let frames = s
+                    .processors
+                    .iter()
+                    .find(|p| p.processor_type == "CountingSinkProcessor")
+                    .unwrap()
+                    .metrics["video_frames"];
                 if frames >= 10 {
                     break;
                 }

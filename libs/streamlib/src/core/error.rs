@@ -57,7 +57,9 @@ pub enum StreamError {
     },
 
     /// The two ports carry different frame types.
-    #[error("cannot connect {from} ({from_type}) to {to} ({to_type}): a link joins ports of the same frame type")]
+    #[error(
+        "cannot connect {from} ({from_type}) to {to} ({to_type}): a link joins ports of the same frame type"
+    )]
     PortTypeMismatch {
         /// `processor.port` of the output.
         from: String,

@@ -11,7 +11,9 @@ pub mod service;
 
 pub use context::{Counter, RuntimeContext};
 pub use error::{Result, StreamError};
-pub use frames::{AudioFrame, DataFrame, Frame, FrameType, PixelFormat, VideoFrame, media_clock_ns};
+pub use frames::{
+    AudioFrame, DataFrame, Frame, FrameType, PixelFormat, VideoFrame, media_clock_ns,
+};
 pub use graph::{
     GraphConnection, GraphFile, GraphProcessor, InputLinkPortRef, LinkUniqueId, OutputLinkPortRef,
     ProcessorUniqueId,

@@ -199,7 +199,9 @@ impl streamlib::core::Processor for ProbeProcessor::Processor {
         }
         if self.config.call_service_in_setup {
             let service = ctx.runtime_service();
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
             rt.block_on(service.get_state())?;
         }
         if self.config.fail_setup {
@@ -280,7 +282,8 @@ impl streamlib::core::Processor for SumProcessor::Processor {
             }
         }
         if self.pending.iter().all(|p| p.is_some()) {
-            let frames: Vec<AudioFrame> = self.pending.iter_mut().filter_map(|p| p.take()).collect();
+            let frames: Vec<AudioFrame> =
+                self.pending.iter_mut().filter_map(|p| p.take()).collect();
             let first = &frames[0];
             let mut sum = vec![0.0f32; first.samples.len()];
             for f in &frames {
@@ -288,7 +291,13 @@ impl streamlib::core::Processor for SumProcessor::Processor {
                     *s += v;
                 }
             }
-            self.audio.write(AudioFrame::new(first.sample_rate, first.channels, sum, first.timestamp_ns, first.frame_number)?);
+            self.audio.write(AudioFrame::new(
+                first.sample_rate,
+                first.channels,
+                sum,
+                first.timestamp_ns,
+                first.frame_number,
+            )?);
         }
         Ok(())
     }

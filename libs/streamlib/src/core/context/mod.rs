@@ -8,7 +8,9 @@ use std::time::Duration;
 pub use counter::Counter;
 
 use crate::core::graph::ProcessorUniqueId;
-use crate::core::runtime::{EventBus, MainThreadHandle, ProcessorShared, RuntimeEventKind, StopSignal};
+use crate::core::runtime::{
+    EventBus, MainThreadHandle, ProcessorShared, RuntimeEventKind, StopSignal,
+};
 use crate::core::service::RuntimeService;
 
 /// A processor's handle on the runtime, passed to `setup`.

@@ -32,7 +32,9 @@ pub enum ReadMode {
 }
 
 /// Optional settings of a connect call; `None` fields take the frame type's defaults.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct LinkOptions {
     /// Ring size in frames (1..=1024).
@@ -99,7 +101,9 @@ pub(crate) struct ResolvedLinkOptions {
 }
 
 /// A link's frame counts. At rest, `written = read + dropped + queued`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct LinkCounters {
     /// Frames the producer wrote into the link.
     pub written: u64,
@@ -110,7 +114,6 @@ pub struct LinkCounters {
     /// Frames waiting in the ring now.
     pub queued: u64,
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -130,7 +133,12 @@ mod tests {
 
     #[test]
     fn capacity_is_bounded() {
-        assert!(LinkOptions::default().with_capacity(0).resolve(4, ReadMode::Latest).is_err());
+        assert!(
+            LinkOptions::default()
+                .with_capacity(0)
+                .resolve(4, ReadMode::Latest)
+                .is_err()
+        );
         assert!(
             LinkOptions::default()
                 .with_capacity(MAX_LINK_CAPACITY + 1)

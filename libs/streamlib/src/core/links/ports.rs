@@ -72,7 +72,11 @@ impl<T: Frame> LinkInput<T> {
 
     /// Whether a frame is waiting.
     pub fn has_data(&self) -> bool {
-        self.inner.link.load().as_ref().is_some_and(|l| !l.is_empty())
+        self.inner
+            .link
+            .load()
+            .as_ref()
+            .is_some_and(|l| !l.is_empty())
     }
 
     /// Whether a link is connected.
@@ -191,8 +195,10 @@ impl<T: Frame> InputPortField for LinkInput<T> {
 impl<T: Frame> InputPortField for Vec<LinkInput<T>> {
     const FRAME_TYPE: FrameType = T::FRAME_TYPE;
     fn collect(&self, set: &mut PortSet) {
-        set.inputs
-            .extend(self.iter().map(|p| p.inner.clone() as Arc<dyn AnyInputPort>));
+        set.inputs.extend(
+            self.iter()
+                .map(|p| p.inner.clone() as Arc<dyn AnyInputPort>),
+        );
     }
 }
 
@@ -206,8 +212,10 @@ impl<T: Frame> OutputPortField for LinkOutput<T> {
 impl<T: Frame> OutputPortField for Vec<LinkOutput<T>> {
     const FRAME_TYPE: FrameType = T::FRAME_TYPE;
     fn collect(&self, set: &mut PortSet) {
-        set.outputs
-            .extend(self.iter().map(|p| p.inner.clone() as Arc<dyn AnyOutputPort>));
+        set.outputs.extend(
+            self.iter()
+                .map(|p| p.inner.clone() as Arc<dyn AnyOutputPort>),
+        );
     }
 }
 
@@ -304,14 +312,16 @@ impl<T: Frame> AnyOutputPort for OutputInner<T> {
         reader_running: bool,
     ) -> Result<Arc<dyn AnyLink>> {
         let input_type = input.frame_type();
-        let input: Arc<InputInner<T>> = input.into_any().downcast().map_err(|_| {
-            StreamError::PortTypeMismatch {
-                from: self.name.clone(),
-                to: "input".to_string(),
-                from_type: T::FRAME_TYPE,
-                to_type: input_type,
-            }
-        })?;
+        let input: Arc<InputInner<T>> =
+            input
+                .into_any()
+                .downcast()
+                .map_err(|_| StreamError::PortTypeMismatch {
+                    from: self.name.clone(),
+                    to: "input".to_string(),
+                    from_type: T::FRAME_TYPE,
+                    to_type: input_type,
+                })?;
         let link = Arc::new(LinkInner::new(id, *options, reader, reader_running));
         input.link.store(Some(link.clone()));
         self.links.rcu(|links| {

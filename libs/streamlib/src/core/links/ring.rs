@@ -1,6 +1,6 @@
 //! One link: a preallocated ring plus the counters and wake-ups around it.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 

@@ -46,7 +46,10 @@ pub static PROCESSOR_REGISTRY: LazyLock<ProcessorRegistry> = LazyLock::new(|| {
     let mut by_name = BTreeMap::new();
     for reg in inventory::iter::<ProcessorRegistration> {
         if by_name.insert(reg.type_name, reg).is_some() {
-            tracing::warn!(type_name = reg.type_name, "processor type registered twice; keeping the last one");
+            tracing::warn!(
+                type_name = reg.type_name,
+                "processor type registered twice; keeping the last one"
+            );
         }
     }
     ProcessorRegistry { by_name }
@@ -57,7 +60,10 @@ impl ProcessorRegistry {
     ///
     /// Unknown types list the known ones; bad configs name the field and what was expected.
     pub fn create(&self, type_name: &str, config: serde_json::Value) -> Result<ProcessorSpec> {
-        let reg = self.by_name.get(type_name).ok_or_else(|| self.unknown(type_name))?;
+        let reg = self
+            .by_name
+            .get(type_name)
+            .ok_or_else(|| self.unknown(type_name))?;
         (reg.create)(config)
     }
 
@@ -92,7 +98,9 @@ impl ProcessorRegistry {
     }
 }
 
-fn create_from_json<P: Processor + ProcessorMeta>(config: serde_json::Value) -> Result<ProcessorSpec> {
+fn create_from_json<P: Processor + ProcessorMeta>(
+    config: serde_json::Value,
+) -> Result<ProcessorSpec> {
     let config: P::Config = parse_config(P::TYPE_NAME, config)?;
     config.validate().map_err(|e| StreamError::InvalidConfig {
         processor_type: P::TYPE_NAME.to_string(),
@@ -103,7 +111,10 @@ fn create_from_json<P: Processor + ProcessorMeta>(config: serde_json::Value) -> 
 }
 
 /// Deserializes a config, turning serde's message into one that names the field.
-pub(crate) fn parse_config<C: ProcessorConfig>(type_name: &str, value: serde_json::Value) -> Result<C> {
+pub(crate) fn parse_config<C: ProcessorConfig>(
+    type_name: &str,
+    value: serde_json::Value,
+) -> Result<C> {
     let invalid = |field: Option<String>, message: String| StreamError::InvalidConfig {
         processor_type: type_name.to_string(),
         field,
@@ -115,7 +126,10 @@ pub(crate) fn parse_config<C: ProcessorConfig>(type_name: &str, value: serde_jso
         other => {
             return Err(invalid(
                 None,
-                format!("config must be a JSON object (or null for defaults), got {}", json_kind(&other)),
+                format!(
+                    "config must be a JSON object (or null for defaults), got {}",
+                    json_kind(&other)
+                ),
             ));
         }
     };

@@ -172,7 +172,11 @@ impl EventBus {
             timestamp_ms: unix_ms(),
             kind,
         };
-        tracing::debug!(seq = event.seq, event = event.kind.type_name(), "runtime event");
+        tracing::debug!(
+            seq = event.seq,
+            event = event.kind.type_name(),
+            "runtime event"
+        );
         // No subscribers is normal (nobody watching); the event is then just dropped.
         let _ = self.tx.send(event);
     }

@@ -76,8 +76,10 @@ impl ProcessorShared {
     #[inline]
     pub(crate) fn record_process(&self, busy: Duration) {
         self.process_calls.fetch_add(1, Ordering::Relaxed);
-        self.busy_ns
-            .fetch_add(u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.busy_ns.fetch_add(
+            u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     pub(crate) fn counters(&self) -> ProcessorCounters {
@@ -89,7 +91,9 @@ impl ProcessorShared {
     }
 
     pub(crate) fn set_interval(&self, interval: Duration) {
-        let ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let ns = u64::try_from(interval.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
         self.interval_ns.store(ns, Ordering::Relaxed);
     }
 

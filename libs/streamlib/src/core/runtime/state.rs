@@ -92,7 +92,9 @@ pub struct PortInfo {
 }
 
 /// How much a processor has worked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ProcessorCounters {
     /// Calls of `process()` since the processor was added.
     pub process_calls: u64,

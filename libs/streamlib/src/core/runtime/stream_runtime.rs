@@ -109,6 +109,8 @@ pub struct StreamRuntime {
     env: RuntimeEnv,
     shutdown: ShutdownHandle,
     shutdown_rx: flume::Receiver<()>,
+    /// Raised on drop so that services stop waiting for replies (see `RuntimeService::send`).
+    closed: Arc<AtomicBool>,
     /// The runtime is bound to its thread (see the type docs).
     _not_send: PhantomData<*const ()>,
 }
@@ -121,6 +123,7 @@ impl StreamRuntime {
         let events = Arc::new(EventBus::new());
         let (main_task_tx, main_task_rx) = flume::unbounded();
         let (shutdown_tx, shutdown_rx) = flume::bounded(1);
+        let closed = Arc::new(AtomicBool::new(false));
         thread_role::set(id, Role::Main);
         Ok(Self {
             status: RuntimeStatus::Idle,
@@ -129,7 +132,12 @@ impl StreamRuntime {
             command_rx,
             env: RuntimeEnv {
                 id,
-                runtime_service: RuntimeService::new(command_tx, events.sender(), id),
+                runtime_service: RuntimeService::new(
+                    command_tx,
+                    events.sender(),
+                    id,
+                    closed.clone(),
+                ),
                 events,
                 main_task_rx,
                 main_thread: MainThreadHandle {
@@ -142,6 +150,7 @@ impl StreamRuntime {
                 tx: shutdown_tx,
             },
             shutdown_rx,
+            closed,
             _not_send: PhantomData,
         })
     }
@@ -270,26 +279,42 @@ impl StreamRuntime {
             .processors
             .get(&from.processor)
             .ok_or_else(|| StreamError::ProcessorNotFound(from.processor.to_string()))?;
-        let output = source.ports.output(&from.port).cloned().ok_or_else(|| {
-            StreamError::PortNotFound {
-                processor: from.processor.to_string(),
-                port: from.port.clone(),
-                direction: "output",
-                available: source.ports.outputs.iter().map(|p| p.name().to_string()).collect(),
-            }
-        })?;
+        let output =
+            source
+                .ports
+                .output(&from.port)
+                .cloned()
+                .ok_or_else(|| StreamError::PortNotFound {
+                    processor: from.processor.to_string(),
+                    port: from.port.clone(),
+                    direction: "output",
+                    available: source
+                        .ports
+                        .outputs
+                        .iter()
+                        .map(|p| p.name().to_string())
+                        .collect(),
+                })?;
         let target = self
             .processors
             .get(&to.processor)
             .ok_or_else(|| StreamError::ProcessorNotFound(to.processor.to_string()))?;
-        let input = target.ports.input(&to.port).cloned().ok_or_else(|| {
-            StreamError::PortNotFound {
-                processor: to.processor.to_string(),
-                port: to.port.clone(),
-                direction: "input",
-                available: target.ports.inputs.iter().map(|p| p.name().to_string()).collect(),
-            }
-        })?;
+        let input =
+            target
+                .ports
+                .input(&to.port)
+                .cloned()
+                .ok_or_else(|| StreamError::PortNotFound {
+                    processor: to.processor.to_string(),
+                    port: to.port.clone(),
+                    direction: "input",
+                    available: target
+                        .ports
+                        .inputs
+                        .iter()
+                        .map(|p| p.name().to_string())
+                        .collect(),
+                })?;
         if output.frame_type() != input.frame_type() {
             return Err(StreamError::PortTypeMismatch {
                 from: from.to_string(),
@@ -385,7 +410,10 @@ impl StreamRuntime {
             match self.add_processor(spec) {
                 Ok(id) => added.push(id),
                 Err(e) => {
-                    result = Err(graph_error(format!("processors[{i}] ('{}')", graph.processors[i].id), e));
+                    result = Err(graph_error(
+                        format!("processors[{i}] ('{}')", graph.processors[i].id),
+                        e,
+                    ));
                     break;
                 }
             }
@@ -434,7 +462,9 @@ impl StreamRuntime {
         // All setups run in parallel; collect them, then release everyone at once.
         let mut ready = Vec::new();
         for id in launched {
-            let Some(entry) = self.processors.get_mut(&id) else { continue };
+            let Some(entry) = self.processors.get_mut(&id) else {
+                continue;
+            };
             match env.await_setup(entry) {
                 Ok(()) => ready.push(entry.shared.clone()),
                 Err(message) => entry.shared.fail(&env.events, "setup", message),
@@ -544,15 +574,15 @@ impl StreamRuntime {
             RuntimeCommand::AddProcessor { spec } => {
                 self.add_processor(spec).map(CommandResult::ProcessorAdded)
             }
-            RuntimeCommand::RemoveProcessor { id } => {
-                self.remove_processor(&id).map(|()| CommandResult::ProcessorRemoved)
-            }
+            RuntimeCommand::RemoveProcessor { id } => self
+                .remove_processor(&id)
+                .map(|()| CommandResult::ProcessorRemoved),
             RuntimeCommand::Connect { from, to, options } => self
                 .connect_with(from, to, options)
                 .map(|link| CommandResult::Connected(link.id())),
-            RuntimeCommand::Disconnect { link_id } => {
-                self.disconnect(&link_id).map(|()| CommandResult::Disconnected)
-            }
+            RuntimeCommand::Disconnect { link_id } => self
+                .disconnect(&link_id)
+                .map(|()| CommandResult::Disconnected),
             RuntimeCommand::Start => self.start().map(|()| CommandResult::Started),
             RuntimeCommand::Stop => self.stop().map(|()| CommandResult::Stopped),
             RuntimeCommand::GetState => Ok(CommandResult::State(Box::new(self.state()))),
@@ -726,7 +756,9 @@ impl StreamRuntime {
     /// input links are empty, when it stops reading (no progress for `DRAIN_STALL`), when it is
     /// not running, or at `deadline`.
     fn wait_inputs_drained(&self, id: &ProcessorUniqueId, deadline: Instant) {
-        let Some(entry) = self.processors.get(id) else { return };
+        let Some(entry) = self.processors.get(id) else {
+            return;
+        };
         let inputs: Vec<&Arc<dyn AnyLink>> = self
             .links
             .values()
@@ -789,7 +821,11 @@ impl RuntimeEnv {
     }
 
     /// Puts the instance on a new thread, which runs `setup` and then waits to be released.
-    fn spawn_worker(&self, id: &ProcessorUniqueId, entry: &mut ProcessorEntry) -> Result<(), String> {
+    fn spawn_worker(
+        &self,
+        id: &ProcessorUniqueId,
+        entry: &mut ProcessorEntry,
+    ) -> Result<(), String> {
         let node = match std::mem::replace(&mut entry.slot, Slot::Lost) {
             Slot::Idle(node) => node,
             other => {
@@ -820,19 +856,17 @@ impl RuntimeEnv {
             return Err("the processor has no thread".to_string());
         };
         let deadline = Instant::now() + SETUP_TIMEOUT;
-        let outcome = loop {
-            match self.wait_servicing(&worker.messages, deadline) {
-                Waited::Value(WorkerMsg::SetupDone(result)) => break result,
-                Waited::Value(WorkerMsg::Exited) | Waited::Closed => {
-                    break Err("its thread ended during setup".to_string());
-                }
-                Waited::TimedOut => {
-                    entry.shared.signal.request_stop();
-                    return Err(format!(
-                        "setup did not finish within {}s; the processor was asked to stop",
-                        SETUP_TIMEOUT.as_secs()
-                    ));
-                }
+        let outcome = match self.wait_servicing(&worker.messages, deadline) {
+            Waited::Value(WorkerMsg::SetupDone(result)) => result,
+            Waited::Value(WorkerMsg::Exited) | Waited::Closed => {
+                Err("its thread ended during setup".to_string())
+            }
+            Waited::TimedOut => {
+                entry.shared.signal.request_stop();
+                return Err(format!(
+                    "setup did not finish within {}s; the processor was asked to stop",
+                    SETUP_TIMEOUT.as_secs()
+                ));
             }
         };
         if outcome.is_err() {
@@ -875,9 +909,11 @@ impl RuntimeEnv {
         match worker.handle.join() {
             Ok(Some(node)) => entry.slot = Slot::Idle(node),
             Ok(None) | Err(_) => {
-                entry
-                    .shared
-                    .fail(&self.events, "teardown", "its thread ended without returning the processor".to_string());
+                entry.shared.fail(
+                    &self.events,
+                    "teardown",
+                    "its thread ended without returning the processor".to_string(),
+                );
             }
         }
     }
@@ -903,13 +939,22 @@ impl RuntimeEnv {
             }
         }
     }
-
 }
 
 impl Drop for StreamRuntime {
     fn drop(&mut self) {
         // Errors here have nowhere to go; shutdown already logs what it abandons.
         let _ = self.shutdown();
+        // Answer every command still queued; later senders see `closed` (SeqCst on both sides).
+        self.closed.store(true, Ordering::SeqCst);
+        while let Ok((command, reply)) = self.command_rx.try_recv() {
+            let error = StreamError::RuntimeUnavailable(format!(
+                "the runtime shut down before executing {}",
+                command.name()
+            ));
+            // The caller may be gone too; nothing to do then.
+            let _ = reply.send(CommandResult::Error(error));
+        }
         thread_role::clear(self.env.id);
     }
 }
@@ -949,8 +994,14 @@ fn graph_error(context: String, e: StreamError) -> StreamError {
 
 fn check_unique_port_names(type_name: &str, ports: &PortSet) -> Result<()> {
     for (direction, names) in [
-        ("input", ports.inputs.iter().map(|p| p.name()).collect::<Vec<_>>()),
-        ("output", ports.outputs.iter().map(|p| p.name()).collect::<Vec<_>>()),
+        (
+            "input",
+            ports.inputs.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        ),
+        (
+            "output",
+            ports.outputs.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        ),
     ] {
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {

@@ -59,7 +59,10 @@ pub(crate) fn spawn(
             // The thread holds the receiver until it has the node; a send can only fail if the
             // thread died before receiving, and then the node comes back here.
             if let Err(flume::SendError(node)) = node_tx.send(node) {
-                return Err((node, std::io::Error::other("processor thread ended at start")));
+                return Err((
+                    node,
+                    std::io::Error::other("processor thread ended at start"),
+                ));
             }
             Ok(Worker {
                 handle,

@@ -1,3 +1,6 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::{broadcast, oneshot};
 
 use super::command::{CommandResult, RuntimeCommand};
@@ -27,6 +30,9 @@ pub struct RuntimeService {
     event_tx: broadcast::Sender<RuntimeEvent>,
     /// Which runtime this is, to recognise its threads (deadlock guard).
     runtime_id: u64,
+    /// Set by the runtime as it goes away. A command queued after its last drain would never be
+    /// answered (other senders keep the channel alive), so senders check this after queueing.
+    closed: Arc<AtomicBool>,
 }
 
 impl RuntimeService {
@@ -34,11 +40,13 @@ impl RuntimeService {
         command_tx: flume::Sender<(RuntimeCommand, oneshot::Sender<CommandResult>)>,
         event_tx: broadcast::Sender<RuntimeEvent>,
         runtime_id: u64,
+        closed: Arc<AtomicBool>,
     ) -> Self {
         Self {
             command_tx,
             event_tx,
             runtime_id,
+            closed,
         }
     }
 
@@ -59,7 +67,11 @@ impl RuntimeService {
     }
 
     /// Connect two ports.
-    pub async fn connect(&self, from: OutputLinkPortRef, to: InputLinkPortRef) -> Result<LinkUniqueId> {
+    pub async fn connect(
+        &self,
+        from: OutputLinkPortRef,
+        to: InputLinkPortRef,
+    ) -> Result<LinkUniqueId> {
         self.connect_with(from, to, LinkOptions::default()).await
     }
 
@@ -70,7 +82,10 @@ impl RuntimeService {
         to: InputLinkPortRef,
         options: LinkOptions,
     ) -> Result<LinkUniqueId> {
-        match self.send(RuntimeCommand::Connect { from, to, options }).await? {
+        match self
+            .send(RuntimeCommand::Connect { from, to, options })
+            .await?
+        {
             CommandResult::Connected(id) => Ok(id),
             other => unexpected("connect", other),
         }
@@ -123,16 +138,22 @@ impl RuntimeService {
 
     /// Whether the runtime still accepts commands.
     pub fn is_available(&self) -> bool {
-        !self.command_tx.is_disconnected()
+        !self.closed.load(Ordering::SeqCst) && !self.command_tx.is_disconnected()
     }
 
     async fn send(&self, command: RuntimeCommand) -> Result<CommandResult> {
         self.refuse_self_wait(&command)?;
         let name = command.name();
+        let gone = || StreamError::RuntimeUnavailable("the runtime has shut down".to_string());
         let (reply_tx, reply_rx) = oneshot::channel();
         self.command_tx
             .send((command, reply_tx))
-            .map_err(|_| StreamError::RuntimeUnavailable("the runtime has shut down".to_string()))?;
+            .map_err(|_| gone())?;
+        // Pairs with `StreamRuntime::drop`, which sets `closed` and then drains the queue: either
+        // the drain saw our command (and answers it with an error), or we see the flag here.
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(gone());
+        }
         match reply_rx.await {
             Ok(CommandResult::Error(e)) => Err(e),
             Ok(result) => Ok(result),

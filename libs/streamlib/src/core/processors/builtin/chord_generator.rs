@@ -58,7 +58,9 @@ impl ProcessorConfig for ChordGeneratorConfig {
             if !(f.is_finite() && *f > 0.0 && *f < nyquist) {
                 return Err(ConfigError::new(
                     format!("frequencies[{i}]"),
-                    format!("must be above 0 and below {nyquist} Hz (half the sample rate), got {f}"),
+                    format!(
+                        "must be above 0 and below {nyquist} Hz (half the sample rate), got {f}"
+                    ),
                 ));
             }
         }
@@ -119,9 +121,16 @@ impl crate::core::Processor for ChordGeneratorProcessor::Processor {
             let v = (v * gain) as f32;
             samples.extend(std::iter::repeat_n(v, channels));
         }
-        let timestamp = self.start_ns + self.samples_emitted * 1_000_000_000 / u64::from(c.sample_rate);
+        let timestamp =
+            self.start_ns + self.samples_emitted * 1_000_000_000 / u64::from(c.sample_rate);
         let samples: Arc<[f32]> = samples.into();
-        let frame = AudioFrame::new(c.sample_rate, c.channels, samples, timestamp, self.frame_number)?;
+        let frame = AudioFrame::new(
+            c.sample_rate,
+            c.channels,
+            samples,
+            timestamp,
+            self.frame_number,
+        )?;
         self.audio.write(frame);
         self.samples_emitted += n as u64;
         self.frame_number += 1;

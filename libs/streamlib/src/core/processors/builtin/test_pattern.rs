@@ -108,7 +108,9 @@ impl TestPatternRenderer {
             for x in 0..w {
                 let rgb = match config.pattern {
                     TestPattern::Bars => BAR_COLOURS[(x * BAR_COLOURS.len() / w).min(6)],
-                    TestPattern::Gradient => [(x * 255 / w.max(1)) as u8, (y * 255 / h.max(1)) as u8, 64],
+                    TestPattern::Gradient => {
+                        [(x * 255 / w.max(1)) as u8, (y * 255 / h.max(1)) as u8, 64]
+                    }
                     TestPattern::Checkerboard => {
                         if ((x / 32) + (y / 32)) % 2 == 0 {
                             [255, 255, 255]
@@ -146,7 +148,15 @@ impl TestPatternRenderer {
         let text = frame_number.to_string();
         let plate_w = (text.len() * 4 + 1) * scale;
         let plate_h = 7 * scale;
-        fill_rect(&mut pixels, w, 0, 0, plate_w.min(w), plate_h.min(h), [0, 0, 0]);
+        fill_rect(
+            &mut pixels,
+            w,
+            0,
+            0,
+            plate_w.min(w),
+            plate_h.min(h),
+            [0, 0, 0],
+        );
         for (n, digit) in text.bytes().enumerate() {
             let bits = DIGITS[usize::from(digit - b'0')];
             for row in 0..5 {
@@ -164,7 +174,15 @@ impl TestPatternRenderer {
 }
 
 /// Fills a rectangle, clipped to the frame.
-fn fill_rect(pixels: &mut [u8], width: usize, x0: usize, y0: usize, w: usize, h: usize, rgb: [u8; 3]) {
+fn fill_rect(
+    pixels: &mut [u8],
+    width: usize,
+    x0: usize,
+    y0: usize,
+    w: usize,
+    h: usize,
+    rgb: [u8; 3],
+) {
     let height = pixels.len() / (width * 4);
     for y in y0..(y0 + h).min(height) {
         for x in x0..(x0 + w).min(width) {
