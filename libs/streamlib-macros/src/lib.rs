@@ -251,6 +251,8 @@ fn expand(args: TokenStream2, item: ItemStruct) -> syn::Result<TokenStream2> {
     let type_name = item.ident.to_string();
     let module = &item.ident;
     let vis = &item.vis;
+    // Items inside the generated module are as visible as the struct was (one level out).
+    let item_vis = widen(vis);
     let outer_attrs = &item.attrs;
     let description = &args.description;
     let control_plane = args.control_plane;
@@ -391,21 +393,21 @@ fn expand(args: TokenStream2, item: ItemStruct) -> syn::Result<TokenStream2> {
             use super::*;
 
             #(#outer_attrs)*
-            pub struct Processor {
+            #item_vis struct Processor {
                 #(#fields,)*
             }
 
             /// The name this type is registered under.
-            pub const TYPE_NAME: &str = #type_name;
+            #item_vis const TYPE_NAME: &str = #type_name;
 
             /// This processor's config type.
-            pub type Config = #config_ty;
+            #item_vis type Config = #config_ty;
 
             #config_holder
 
             impl Processor {
                 /// Builds the processor from its config, with unconnected ports.
-                pub fn from_config(config: Config) -> Self {
+                #item_vis fn from_config(config: Config) -> Self {
                     #unused_config
                     #(#pre_inits)*
                     Self {
@@ -415,12 +417,12 @@ fn expand(args: TokenStream2, item: ItemStruct) -> syn::Result<TokenStream2> {
             }
 
             /// A spec for `StreamRuntime::add_processor` / `RuntimeService::add_processor`.
-            pub fn spec(config: Config) -> ::streamlib::core::ProcessorSpec {
+            #item_vis fn spec(config: Config) -> ::streamlib::core::ProcessorSpec {
                 ::streamlib::core::ProcessorSpec::new(Processor::from_config(config))
             }
 
             /// This type's descriptor: ports, execution mode, config schema.
-            pub fn descriptor() -> ::streamlib::core::ProcessorDescriptor {
+            #item_vis fn descriptor() -> ::streamlib::core::ProcessorDescriptor {
                 <Processor as ::streamlib::__private::ProcessorMeta>::descriptor()
             }
 

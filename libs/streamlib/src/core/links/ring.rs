@@ -119,7 +119,9 @@ impl<T> LinkInner<T> {
         // Pairs with the fence in `after_pop`: either the reader sees our waiter count, or we see
         // the slot it freed.
         fence(Ordering::SeqCst);
-        if self.queue.is_full() && self.may_wait() {
+        // Sleep only while more than half full: the reader wakes us when it gets to half, and
+        // would not if it had already passed that point before we registered.
+        if self.queue.len() > self.options.capacity / 2 && self.may_wait() {
             // Spurious wake-ups and the timeout are both fine: the caller re-tries the push.
             let _ = self.space.cond.wait_timeout(guard, SPACE_WAIT_SLICE);
         }
@@ -139,7 +141,11 @@ impl<T> LinkInner<T> {
         }
         if self.options.overflow == OverflowPolicy::Backpressure {
             fence(Ordering::SeqCst);
-            if self.space.waiters.load(Ordering::SeqCst) > 0 {
+            // Hysteresis: wake a waiting writer once half the ring is free, so it resumes with
+            // room for a batch instead of being woken (a syscall) for every single slot.
+            if self.space.waiters.load(Ordering::SeqCst) > 0
+                && self.queue.len() <= self.options.capacity / 2
+            {
                 self.wake_writers();
             }
         }

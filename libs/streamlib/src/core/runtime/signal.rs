@@ -25,12 +25,18 @@ pub(crate) struct ProcessorSignal {
 }
 
 impl ProcessorSignal {
-    /// Marks new input and wakes the processor thread if it sleeps. Cheap when it is awake:
-    /// `Thread::unpark` on a running thread is one atomic swap.
+    /// Marks new input and wakes the processor thread if it sleeps.
+    ///
+    /// When the flag is already set the reader has not yet looked, and will see this frame too,
+    /// so the writer skips the unpark: in a busy pipeline most writes cost one shared load.
     #[inline]
     pub(crate) fn notify(&self) {
-        self.pending.store(true, Ordering::Release);
-        self.unpark();
+        if self.pending.load(Ordering::Acquire) {
+            return;
+        }
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            self.unpark();
+        }
     }
 
     #[inline]
