@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the benchmarks recorded in BENCHMARKS.md, installing the peers they compare against.
+#   bash scripts/bench.sh            # link transport (vs GStreamer) + idle CPU
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v gst-launch-1.0 >/dev/null || need_apt+=(gstreamer1.0-tools gstreamer1.0-plugins-base)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing ${need_apt[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}" >/dev/null
+  else
+    echo "warning: cannot install ${need_apt[*]} (need root and apt); comparisons will be skipped" >&2
+  fi
+fi
+
+echo "## machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
+echo "## gstreamer: $(gst-launch-1.0 --version 2>/dev/null | head -1 || echo absent)"
+echo
+echo '$ cargo bench -p streamlib --bench links'
+cargo bench -q -p streamlib --bench links
+echo
+echo '$ cargo bench -p streamlib --bench idle_cpu'
+cargo bench -q -p streamlib --bench idle_cpu
