@@ -1,15 +1,20 @@
 //! `streamlib`: run pipeline graphs, list processor types, serve the control API.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use streamlib::core::service::http::{DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND};
 use streamlib::core::{
-    GraphFile, PROCESSOR_REGISTRY, ProcessorDescriptor, ProcessorState, StreamRuntime,
+    ApiServerConfig, ApiServerProcessor, GraphFile, PROCESSOR_REGISTRY, ProcessorDescriptor,
+    ProcessorState, StreamRuntime,
 };
+
+/// The graph `serve --demo` loads: test pattern → passthrough → sink, chord generator → sink.
+const DEMO_GRAPH: &str = include_str!("../../../examples/demo.json");
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the runtime with the HTTP/WebSocket API until Ctrl-C.
+    Serve(ServeArgs),
     /// List the registered processor types with their ports and config schema.
     Types {
         /// Print the descriptors as JSON (the same data as `GET /api/registry`).
@@ -42,6 +49,34 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (anything but loopback requires --token).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 9000)]
+    port: u16,
+    /// Bearer token required on every request.
+    #[arg(long, env = "STREAMLIB_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Load this graph file at start.
+    #[arg(long, value_name = "FILE", conflicts_with = "demo")]
+    graph: Option<PathBuf>,
+    /// Load a small running demo graph (test pattern → passthrough → sink, chord → sink).
+    #[arg(long)]
+    demo: bool,
+    /// Also accept requests from this browser origin (repeatable), e.g. https://console.example.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Also accept this Host header (repeatable), e.g. box.lan:9000.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    /// Changes (POST/DELETE) per second per client IP; 0 disables the limit.
+    #[arg(long, default_value_t = DEFAULT_RATE_LIMIT_PER_SECOND)]
+    rate_limit: u32,
 }
 
 fn main() -> ExitCode {
@@ -61,12 +96,14 @@ fn init_logging(filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Serve(args) => serve(args),
         Command::Types { json } => types(json),
         Command::Run { graph, duration } => run(graph, duration),
     }
@@ -125,6 +162,57 @@ fn write_type(out: &mut impl Write, d: &ProcessorDescriptor) -> std::io::Result<
         }
     }
     writeln!(out)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut runtime = StreamRuntime::new()?;
+    if args.demo {
+        runtime.apply_graph(&GraphFile::from_json(DEMO_GRAPH)?)?;
+    }
+    if let Some(path) = &args.graph {
+        runtime
+            .apply_graph(&GraphFile::from_path(path)?)
+            .with_context(|| format!("cannot load {}", path.display()))?;
+    }
+    let config = ApiServerConfig {
+        host: args.host.clone(),
+        port: args.port,
+        token: args.token.clone().filter(|t| !t.is_empty()),
+        allowed_hosts: args.allow_hosts,
+        allowed_origins: args.allow_origins,
+        rate_limit_per_second: args.rate_limit,
+        rate_limit_burst: DEFAULT_RATE_LIMIT_BURST.max(args.rate_limit.saturating_mul(2)),
+        ..ApiServerConfig::default()
+    };
+    let has_token = config.token.is_some();
+    // The API server is a control-plane processor: it starts (binds) right here.
+    let api = runtime
+        .add_processor(ApiServerProcessor::spec(config).with_id("api"))
+        .context("cannot start the API server")?;
+    let port = runtime
+        .processor_info(&api)?
+        .metrics
+        .get("port")
+        .copied()
+        .unwrap_or(u64::from(args.port));
+    let host = if args.host.contains(':') {
+        format!("[{}]", args.host)
+    } else {
+        args.host.clone()
+    };
+    let url = format!("http://{host}:{port}");
+    let auth = if has_token {
+        " -H \"Authorization: Bearer $STREAMLIB_API_TOKEN\""
+    } else {
+        ""
+    };
+    println!("streamlib API listening on {url}");
+    println!("  state:  curl{auth} {url}/api/runtime/state");
+    println!("  events: ws://{host}:{port}/api/events");
+    println!("  docs:   {url}/api/openapi.json");
+    println!("Ctrl-C stops the runtime and exits.");
+    runtime.run()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(path: PathBuf, duration: Option<f64>) -> anyhow::Result<ExitCode> {

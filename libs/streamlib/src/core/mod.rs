@@ -36,3 +36,6 @@ pub use runtime::{
     StreamRuntime,
 };
 pub use service::RuntimeService;
+
+#[cfg(feature = "api-server")]
+pub use processors::{ApiServerConfig, ApiServerProcessor};

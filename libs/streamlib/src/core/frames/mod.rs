@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::links::ReadMode;
 
 /// The kinds of frame a port can carry. A link joins two ports of the same kind.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FrameType {

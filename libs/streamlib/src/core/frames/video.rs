@@ -6,6 +6,7 @@ use crate::core::error::{Result, StreamError};
 use crate::core::links::ReadMode;
 
 /// Pixel layouts a [`VideoFrame`] can hold.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
 )]

@@ -5,6 +5,7 @@ use crate::core::error::{Result, StreamError};
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        #[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
         #[derive(
             Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
             schemars::JsonSchema,

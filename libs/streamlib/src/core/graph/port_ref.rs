@@ -6,6 +6,7 @@ use crate::core::error::{Result, StreamError};
 macro_rules! port_ref {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        #[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
         #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
         pub struct $name {
             /// The processor that owns the port.

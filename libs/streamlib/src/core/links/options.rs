@@ -7,6 +7,7 @@ use crate::core::error::{Result, StreamError};
 pub const MAX_LINK_CAPACITY: usize = 1024;
 
 /// What a producer does when the link's ring is full.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
 )]
@@ -21,6 +22,7 @@ pub enum OverflowPolicy {
 }
 
 /// How the consumer takes frames from the ring.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadMode {
@@ -32,6 +34,7 @@ pub enum ReadMode {
 }
 
 /// Optional settings of a connect call; `None` fields take the frame type's defaults.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]
@@ -101,6 +104,7 @@ pub(crate) struct ResolvedLinkOptions {
 }
 
 /// A link's frame counts. At rest, `written = read + dropped + queued`.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]

@@ -6,6 +6,7 @@ use crate::core::frames::FrameType;
 use crate::core::links::PortSet;
 
 /// What a processor type is: the registry's entry, `streamlib types --json`, `GET /api/registry`.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ProcessorDescriptor {
     /// The type name used to create it, e.g. `TestPatternProcessor`.
@@ -26,6 +27,7 @@ pub struct ProcessorDescriptor {
 }
 
 /// One port of a processor type.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PortDescriptor {
     /// The port name used in connections. For a port list declared from config, the base name:

@@ -1,6 +1,8 @@
 //! Processors: the trait, how they run, what describes them, and the registry that creates them
 //! by type name.
 
+#[cfg(feature = "api-server")]
+mod api_server;
 mod builtin;
 mod config;
 mod descriptor;
@@ -9,6 +11,8 @@ mod processor;
 mod registry;
 mod spec;
 
+#[cfg(feature = "api-server")]
+pub use api_server::{ApiServerConfig, ApiServerProcessor};
 pub use builtin::*;
 pub use config::{ConfigError, NoConfig, ProcessorConfig};
 pub use descriptor::{PortDescriptor, ProcessorDescriptor};

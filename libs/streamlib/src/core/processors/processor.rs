@@ -39,6 +39,7 @@ pub trait Processor: Send + 'static {
 }
 
 /// When the runtime calls [`Processor::process`].
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Execution {

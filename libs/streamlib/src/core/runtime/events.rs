@@ -17,6 +17,7 @@ pub(crate) const EVENT_CHANNEL_CAPACITY: usize = 256;
 /// `seq` increases by one per event across the whole runtime, so a client that holds a state
 /// snapshot taken at `seq = n` applies exactly the events with `seq > n`.
 /// JSON: `{"seq": 7, "timestamp_ms": 1764196092123, "type": "processor_added", ...}`.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuntimeEvent {
     /// Position in the runtime's event sequence (first event is 1).
@@ -29,6 +30,7 @@ pub struct RuntimeEvent {
 }
 
 /// The kinds of [`RuntimeEvent`], tagged by `type` in JSON.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -78,6 +80,10 @@ pub enum RuntimeEventKind {
     LinkRemoved {
         /// Its id.
         link_id: LinkUniqueId,
+        /// `processor.port` of the output it read from.
+        from: String,
+        /// `processor.port` of the input it fed.
+        to: String,
     },
     /// A processor reported something of its own (end of stream, window closed, ...).
     ProcessorEvent {
@@ -206,6 +212,8 @@ mod tests {
         bus.publish(RuntimeEventKind::RuntimeStarted);
         bus.publish(RuntimeEventKind::LinkRemoved {
             link_id: LinkUniqueId::new("link-abc123"),
+            from: "a.video".to_string(),
+            to: "b.video".to_string(),
         });
         let a = rx.try_recv().unwrap();
         let b = rx.try_recv().unwrap();

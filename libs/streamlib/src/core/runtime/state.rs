@@ -8,6 +8,7 @@ use crate::core::links::{LinkCounters, OverflowPolicy, ReadMode};
 use crate::core::processors::Execution;
 
 /// Lifecycle of the runtime as a whole.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeStatus {
@@ -20,6 +21,7 @@ pub enum RuntimeStatus {
 }
 
 /// Lifecycle of one processor.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProcessorState {
@@ -34,6 +36,7 @@ pub enum ProcessorState {
 }
 
 /// A snapshot of the whole runtime. `seq` is the last event reflected in it.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuntimeState {
     /// Runtime lifecycle.
@@ -51,6 +54,7 @@ pub struct RuntimeState {
 }
 
 /// One processor as the API shows it.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProcessorInfo {
     /// Its id.
@@ -79,6 +83,7 @@ pub struct ProcessorInfo {
 }
 
 /// A port of a processor instance.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PortInfo {
     /// Port name.
@@ -92,6 +97,7 @@ pub struct PortInfo {
 }
 
 /// How much a processor has worked.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]
@@ -105,6 +111,7 @@ pub struct ProcessorCounters {
 }
 
 /// One link as the API shows it.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LinkInfo {
     /// Its id.

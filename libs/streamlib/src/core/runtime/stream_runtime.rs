@@ -369,6 +369,8 @@ impl StreamRuntime {
         entry.link.detach();
         self.env.events.publish(RuntimeEventKind::LinkRemoved {
             link_id: link_id.clone(),
+            from: entry.from.to_string(),
+            to: entry.to.to_string(),
         });
         tracing::info!(link = %link_id, "link removed");
         Ok(())

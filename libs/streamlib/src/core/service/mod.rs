@@ -5,6 +5,8 @@
 //! no business logic.
 
 pub(crate) mod command;
+#[cfg(feature = "api-server")]
+pub mod http;
 mod runtime_service;
 
 pub use runtime_service::RuntimeService;

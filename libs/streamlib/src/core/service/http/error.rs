@@ -1,0 +1,143 @@
+//! The one HTTP error type: every failure becomes `{"error": {"code", "message"}}` with a
+//! fitting status. Client mistakes keep their message; internal faults are logged in full and
+//! answered with a generic 500.
+
+use axum::Json;
+use axum::extract::FromRequest;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::core::error::StreamError;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// Machine-readable code and human-readable message of an error.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `processor_not_found`, `invalid_config`, `rate_limited`.
+    pub code: String,
+    /// What was wrong and what would have been accepted.
+    pub message: String,
+}
+
+/// An HTTP error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with an explicit status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 429 with a `Retry-After` header.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many changes from this client; retry in {retry_after_secs}s"),
+            )
+        }
+    }
+
+    /// The response status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<StreamError> for ApiError {
+    fn from(e: StreamError) -> Self {
+        let status = match &e {
+            StreamError::UnknownProcessorType { .. }
+            | StreamError::InvalidId { .. }
+            | StreamError::InvalidGraph(_) => StatusCode::BAD_REQUEST,
+            StreamError::InvalidConfig { .. }
+            | StreamError::PortTypeMismatch { .. }
+            | StreamError::InvalidLinkOptions(_)
+            | StreamError::ProcessorFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            StreamError::ProcessorNotFound(_)
+            | StreamError::LinkNotFound(_)
+            | StreamError::PortNotFound { .. } => StatusCode::NOT_FOUND,
+            StreamError::InputAlreadyConnected { .. }
+            | StreamError::DuplicateProcessorId(_)
+            | StreamError::Conflict(_) => StatusCode::CONFLICT,
+            StreamError::RuntimeUnavailable(_) | StreamError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            StreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(code = e.code(), error = %e, "internal error answering an API request");
+            return ApiError::new(
+                status,
+                "internal",
+                "internal error; the server log has the details",
+            );
+        }
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = match status {
+            StatusCode::BAD_REQUEST => "invalid_json",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "invalid_request",
+        };
+        ApiError::new(status, code, r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// `axum::Json` whose rejections are [`ApiError`]s (so a bad body gets our JSON error).
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);

@@ -1,0 +1,357 @@
+//! Route handlers: each turns a request into one `RuntimeService` call (or a registry read).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::error::{ApiError, ApiJson, ErrorBody};
+use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
+use crate::core::links::{LinkOptions, OverflowPolicy, ReadMode};
+use crate::core::processors::{PROCESSOR_REGISTRY, ProcessorDescriptor};
+use crate::core::runtime::{LinkInfo, ProcessorInfo, RuntimeState};
+
+/// Body of `POST /api/processors`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProcessorRequest {
+    /// Registered type name, e.g. `TestPatternProcessor` (see `GET /api/registry`).
+    pub processor_type: String,
+    /// The type's config; missing, `null` or `{}` means all defaults.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Id to give the processor (`[A-Za-z0-9_-]{1,64}`); generated from the type when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// Answer of `POST /api/processors`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreateProcessorResponse {
+    /// The new processor's id.
+    pub processor_id: ProcessorUniqueId,
+}
+
+/// Body of `POST /api/connections`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnectionRequest {
+    /// Processor owning the output.
+    pub from_processor: String,
+    /// Output port name.
+    pub from_port: String,
+    /// Processor owning the input.
+    pub to_processor: String,
+    /// Input port name.
+    pub to_port: String,
+    /// Ring size in frames (1-1024); the frame type's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+    /// Full-ring behaviour: `drop_oldest` (default) or `backpressure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<OverflowPolicy>,
+    /// `latest` or `in_order`; the frame type's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_mode: Option<ReadMode>,
+}
+
+/// Answer of `POST /api/connections`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreateConnectionResponse {
+    /// The new link's id.
+    pub link_id: LinkUniqueId,
+}
+
+/// Create processor
+#[utoipa::path(
+    post,
+    path = "/api/processors",
+    tag = "processors",
+    request_body = CreateProcessorRequest,
+    responses(
+        (status = 201, description = "Created (and started, if the runtime is running)", body = CreateProcessorResponse),
+        (status = 400, description = "unknown_processor_type (lists the known ones), invalid_json, invalid_id", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden (Host or Origin)", body = ErrorBody),
+        (status = 409, description = "duplicate_processor_id", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 422, description = "invalid_config (names the field), invalid_request, processor_failed (setup failed)", body = ErrorBody),
+        (status = 429, description = "rate_limited (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn create_processor(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<CreateProcessorRequest>,
+) -> Result<(StatusCode, Json<CreateProcessorResponse>), ApiError> {
+    let mut spec = PROCESSOR_REGISTRY.create(&request.processor_type, request.config)?;
+    if let Some(id) = request.id {
+        spec = spec.with_id(id);
+    }
+    let processor_id = state.service().add_processor(spec).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreateProcessorResponse { processor_id }),
+    ))
+}
+
+/// List processors
+#[utoipa::path(
+    get,
+    path = "/api/processors",
+    tag = "processors",
+    responses(
+        (status = 200, description = "Every processor, in the order they were added", body = Vec<ProcessorInfo>),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_processors(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<ProcessorInfo>>, ApiError> {
+    Ok(Json(state.service().get_state().await?.processors))
+}
+
+/// Get processor details
+#[utoipa::path(
+    get,
+    path = "/api/processors/{id}",
+    tag = "processors",
+    params(("id" = String, Path, description = "Processor id")),
+    responses(
+        (status = 200, description = "The processor: type, config, state, ports, counters, metrics", body = ProcessorInfo),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "processor_not_found", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn get_processor(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProcessorInfo>, ApiError> {
+    Ok(Json(
+        state
+            .service()
+            .get_processor(ProcessorUniqueId::new(id))
+            .await?,
+    ))
+}
+
+/// Remove processor
+#[utoipa::path(
+    delete,
+    path = "/api/processors/{id}",
+    tag = "processors",
+    params(("id" = String, Path, description = "Processor id")),
+    responses(
+        (status = 204, description = "Removed, with its links"),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "processor_not_found", body = ErrorBody),
+        (status = 409, description = "conflict: the API server answering this request cannot remove itself", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn remove_processor(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = ProcessorUniqueId::new(id);
+    if state.inner.self_id.as_ref() == Some(&id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "'{id}' is the API server answering this request; removing it would cut off this connection and every other client. Stop it by shutting the runtime down (Ctrl-C / SIGTERM), or remove it through another API server"
+            ),
+        ));
+    }
+    state.service().remove_processor(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Create connection
+#[utoipa::path(
+    post,
+    path = "/api/connections",
+    tag = "connections",
+    request_body = CreateConnectionRequest,
+    responses(
+        (status = 201, description = "Linked; the next frame written flows through it", body = CreateConnectionResponse),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "processor_not_found, port_not_found (lists the ports)", body = ErrorBody),
+        (status = 409, description = "input_already_connected", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 422, description = "port_type_mismatch, invalid_link_options, invalid_request", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn create_connection(
+    State(state): State<ApiState>,
+    ApiJson(request): ApiJson<CreateConnectionRequest>,
+) -> Result<(StatusCode, Json<CreateConnectionResponse>), ApiError> {
+    let options = LinkOptions {
+        capacity: request.capacity,
+        overflow: request.overflow,
+        read_mode: request.read_mode,
+    };
+    let link_id = state
+        .service()
+        .connect_with(
+            OutputLinkPortRef::new(request.from_processor, request.from_port),
+            InputLinkPortRef::new(request.to_processor, request.to_port),
+            options,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreateConnectionResponse { link_id }),
+    ))
+}
+
+/// List connections
+#[utoipa::path(
+    get,
+    path = "/api/connections",
+    tag = "connections",
+    responses(
+        (status = 200, description = "Every link with its settings and counters", body = Vec<LinkInfo>),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_connections(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<LinkInfo>>, ApiError> {
+    Ok(Json(state.service().get_state().await?.links))
+}
+
+/// Remove connection
+#[utoipa::path(
+    delete,
+    path = "/api/connections/{id}",
+    tag = "connections",
+    params(("id" = String, Path, description = "Link id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "link_not_found", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn remove_connection(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.service().disconnect(LinkUniqueId::new(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Start runtime
+#[utoipa::path(
+    post,
+    path = "/api/runtime/start",
+    tag = "runtime",
+    responses(
+        (status = 200, description = "Running (idempotent); the state after starting", body = RuntimeState),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn start_runtime(
+    State(state): State<ApiState>,
+) -> Result<Json<RuntimeState>, ApiError> {
+    state.service().start().await?;
+    Ok(Json(state.service().get_state().await?))
+}
+
+/// Stop runtime
+#[utoipa::path(
+    post,
+    path = "/api/runtime/stop",
+    tag = "runtime",
+    responses(
+        (status = 200, description = "Stopped (idempotent); the API server keeps serving", body = RuntimeState),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn stop_runtime(
+    State(state): State<ApiState>,
+) -> Result<Json<RuntimeState>, ApiError> {
+    state.service().stop().await?;
+    Ok(Json(state.service().get_state().await?))
+}
+
+/// Get runtime state
+#[utoipa::path(
+    get,
+    path = "/api/runtime/state",
+    tag = "runtime",
+    responses(
+        (status = 200, description = "Status, counts, processors and links, at event `seq`", body = RuntimeState),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn get_state(
+    State(state): State<ApiState>,
+) -> Result<Json<RuntimeState>, ApiError> {
+    Ok(Json(state.service().get_state().await?))
+}
+
+/// Processor types
+#[utoipa::path(
+    get,
+    path = "/api/registry",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Registered processor types with description, ports and config JSON Schema (as `streamlib types --json`)", body = Vec<ProcessorDescriptor>),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+    )
+)]
+pub(super) async fn registry() -> Json<Vec<ProcessorDescriptor>> {
+    Json(PROCESSOR_REGISTRY.descriptors())
+}
+
+/// OpenAPI document
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "meta",
+    responses(
+        (status = 200, description = "This API as an OpenAPI 3.1 document"),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+    )
+)]
+pub(super) async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(super::openapi())
+}
+
+/// Unknown path.
+pub(super) async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such route; GET /api/openapi.json lists them",
+    )
+}
+
+/// Known path, wrong method.
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see the Allow header",
+    )
+}

@@ -1,0 +1,305 @@
+//! The HTTP/WebSocket API over [`RuntimeService`] (feature `api-server`).
+//!
+//! Routes (all JSON; errors are `{"error": {"code", "message"}}`):
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | POST | `/api/processors` | create a processor from `{"processor_type", "config", "id"?}` → 201 `{"processor_id"}` |
+//! | GET | `/api/processors` | list processors |
+//! | GET | `/api/processors/{id}` | one processor |
+//! | DELETE | `/api/processors/{id}` | remove a processor (and its links) → 204 |
+//! | POST | `/api/connections` | link two ports → 201 `{"link_id"}` |
+//! | GET | `/api/connections` | list links |
+//! | DELETE | `/api/connections/{id}` | remove a link → 204 |
+//! | POST | `/api/runtime/start` | start the runtime |
+//! | POST | `/api/runtime/stop` | stop the runtime (the API keeps serving) |
+//! | GET | `/api/runtime/state` | the runtime state with counts |
+//! | GET (WS) | `/api/events` | snapshot, then every event in order |
+//! | GET | `/api/registry` | processor types with ports and config schema |
+//! | GET | `/api/openapi.json` | this API as OpenAPI 3.1 |
+//!
+//! [`router`] builds the axum router (tests call it directly); [`serve`] runs it on a listener.
+
+mod error;
+mod handlers;
+mod security;
+mod websocket;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{ApiError, ApiJson, ErrorBody, ErrorDetail};
+pub use handlers::{
+    CreateConnectionRequest, CreateConnectionResponse, CreateProcessorRequest,
+    CreateProcessorResponse,
+};
+pub use websocket::{ClientMessage, EventFilter};
+
+use crate::core::graph::ProcessorUniqueId;
+use crate::core::service::RuntimeService;
+use security::AccessPolicy;
+
+/// Default cap on request bodies: configs are small; a megabyte of JSON is a mistake or abuse.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default time a request may take. Longer than the runtime's setup timeout (30 s), so a slow
+/// processor setup reports its own error rather than a gateway timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
+/// Default sustained rate of changes (POST/DELETE) per client IP.
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 200;
+/// Default burst of changes per client IP.
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 400;
+/// Default interval of WebSocket pings (keeps idle connections and proxies alive).
+pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How an API server protects and limits itself.
+#[derive(Clone)]
+pub struct ApiOptions {
+    /// Bearer token required on every route when set.
+    pub token: Option<String>,
+    /// Extra `Host` values accepted (`name:port`, or `name` for any port).
+    pub allowed_hosts: Vec<String>,
+    /// Extra browser origins accepted (`https://app.example:8443`).
+    pub allowed_origins: Vec<String>,
+    /// Sustained changes per second per client IP (0 = unlimited).
+    pub rate_limit_per_second: u32,
+    /// Burst of changes per client IP.
+    pub rate_limit_burst: u32,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Longest time a request may take before `504 timeout`.
+    pub request_timeout: Duration,
+    /// WebSocket ping interval.
+    pub ws_ping_interval: Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            token: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            rate_limit_per_second: DEFAULT_RATE_LIMIT_PER_SECOND,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("ws_ping_interval", &self.ws_ping_interval)
+            .finish()
+    }
+}
+
+/// What every handler shares: the service, the access policy, and the shutdown signal.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<ApiInner>,
+}
+
+struct ApiInner {
+    service: RuntimeService,
+    /// The processor serving this API, which must not be removed through it.
+    self_id: Option<ProcessorUniqueId>,
+    policy: Arc<AccessPolicy>,
+    options: ApiOptions,
+    /// Flips to true when the server shuts down; WebSocket sessions watch it (axum's graceful
+    /// shutdown does not end upgraded connections).
+    shutdown: watch::Receiver<bool>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl ApiState {
+    /// State for a server bound to `bound` (used for the Host/Origin checks).
+    pub fn new(
+        service: RuntimeService,
+        bound: SocketAddr,
+        options: ApiOptions,
+        self_id: Option<ProcessorUniqueId>,
+    ) -> Self {
+        let policy = Arc::new(AccessPolicy::new(
+            bound,
+            options.token.clone(),
+            &options.allowed_hosts,
+            &options.allowed_origins,
+            options.rate_limit_per_second,
+            options.rate_limit_burst,
+        ));
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        Self {
+            inner: Arc::new(ApiInner {
+                service,
+                self_id,
+                policy,
+                options,
+                shutdown,
+                shutdown_tx,
+            }),
+        }
+    }
+
+    pub(crate) fn service(&self) -> &RuntimeService {
+        &self.inner.service
+    }
+
+    /// Tells WebSocket sessions to close.
+    pub fn begin_shutdown(&self) {
+        // Only fails without receivers, and the state itself holds one.
+        let _ = self.inner.shutdown_tx.send(true);
+    }
+}
+
+/// Every documented route. The same table builds the router and the OpenAPI document, so the
+/// two cannot drift apart.
+fn api_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(
+            handlers::create_processor,
+            handlers::list_processors
+        ))
+        .routes(routes!(handlers::get_processor, handlers::remove_processor))
+        .routes(routes!(
+            handlers::create_connection,
+            handlers::list_connections
+        ))
+        .routes(routes!(handlers::remove_connection))
+        .routes(routes!(handlers::start_runtime))
+        .routes(routes!(handlers::stop_runtime))
+        .routes(routes!(handlers::get_state))
+        .routes(routes!(websocket::events))
+        .routes(routes!(handlers::registry))
+        .routes(routes!(handlers::openapi_json))
+}
+
+/// The OpenAPI 3.1 document of this API.
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOC: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| api_routes().into_openapi());
+    &DOC
+}
+
+/// The API router: every route, the access guard, body limit, timeout and JSON fallbacks.
+///
+/// Needs `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`, or add
+/// `MockConnectInfo` in tests).
+pub fn router(state: ApiState) -> Router {
+    let (routes, _) = api_routes().split_for_parts();
+    let options = &state.inner.options;
+    let timeout = options.request_timeout;
+    routes
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .fallback(handlers::no_route)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            with_timeout(timeout, req, next)
+        }))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::guard,
+        ))
+        .with_state(state)
+}
+
+async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "the runtime did not answer within {} ms; the change may still complete, check GET /api/runtime/state",
+                timeout.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then closes WebSocket sessions and
+/// finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let policy = state.inner.policy.clone();
+    let housekeeping = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            policy.housekeeping();
+        }
+    });
+    let closing = state.clone();
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        closing.begin_shutdown();
+    })
+    .await;
+    housekeeping.abort();
+    result
+}
+
+/// The OpenAPI document's fixed parts; the paths come from the route table.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "streamlib API",
+        description = "Control a streamlib runtime: processors, connections, lifecycle, events. Errors are {\"error\":{\"code\",\"message\"}}.",
+        license(name = "MIT OR Apache-2.0"),
+        version = env!("CARGO_PKG_VERSION")
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "processors", description = "Create, inspect and remove processors"),
+        (name = "connections", description = "Link output ports to input ports"),
+        (name = "runtime", description = "Start, stop and inspect the runtime"),
+        (name = "events", description = "Runtime events over WebSocket"),
+        (name = "meta", description = "Registry and API description")
+    )
+)]
+struct ApiDoc;
+
+/// Declares the optional bearer token scheme.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}

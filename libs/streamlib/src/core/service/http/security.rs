@@ -1,0 +1,305 @@
+//! Who may talk to the API: Host and Origin checks (a web page must not be able to drive a
+//! local server, DNS rebinding included), the optional bearer token, and per-client rate
+//! limiting of changes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use subtle::ConstantTimeEq;
+
+use super::ApiState;
+use super::error::ApiError;
+use axum::http::StatusCode;
+
+/// The access rules of one API server, fixed when it starts.
+pub(crate) struct AccessPolicy {
+    /// `host:port` values a `Host` header may carry; `None` when bound to every interface (then
+    /// the token, which is mandatory there, protects the API).
+    allowed_hosts: Option<Vec<String>>,
+    /// Extra origins (`scheme://host:port`) allowed besides the server's own.
+    allowed_origins: Vec<String>,
+    token: Option<String>,
+    /// Per client IP, for POST/PUT/PATCH/DELETE. `None` = unlimited.
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl AccessPolicy {
+    pub(crate) fn new(
+        bound: SocketAddr,
+        token: Option<String>,
+        extra_hosts: &[String],
+        extra_origins: &[String],
+        rate_per_second: u32,
+        burst: u32,
+    ) -> Self {
+        let port = bound.port();
+        let allowed_hosts = if bound.ip().is_unspecified() && extra_hosts.is_empty() {
+            None
+        } else {
+            let mut hosts = Vec::new();
+            if bound.ip().is_loopback() {
+                hosts.extend([
+                    format!("localhost:{port}"),
+                    format!("127.0.0.1:{port}"),
+                    format!("[::1]:{port}"),
+                ]);
+            } else if !bound.ip().is_unspecified() {
+                hosts.push(bound.to_string());
+            }
+            hosts.extend(extra_hosts.iter().map(|h| h.to_ascii_lowercase()));
+            Some(hosts)
+        };
+        let limiter = NonZeroU32::new(rate_per_second).map(|rate| {
+            let burst = NonZeroU32::new(burst.max(rate_per_second)).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        Self {
+            allowed_hosts,
+            allowed_origins: extra_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+            token: token.filter(|t| !t.is_empty()),
+            limiter,
+        }
+    }
+
+    /// Whether a token is required.
+    pub(crate) fn requires_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        match &self.allowed_hosts {
+            None => true,
+            Some(hosts) => {
+                let host = host.to_ascii_lowercase();
+                hosts
+                    .iter()
+                    .any(|h| *h == host || (!h.contains(':') && host.split(':').next() == Some(h)))
+            }
+        }
+    }
+
+    /// Same-origin (the origin's authority is an allowed host, or the request's own Host when
+    /// bound to every interface) or explicitly allow-listed.
+    fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        if self.allowed_origins.iter().any(|o| *o == origin) {
+            return true;
+        }
+        let Some(authority) = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+        else {
+            return false; // "null", file://, extensions...
+        };
+        match &self.allowed_hosts {
+            Some(_) => self.host_allowed(authority),
+            None => host.is_some_and(|h| h.eq_ignore_ascii_case(authority)),
+        }
+    }
+
+    fn token_matches(&self, presented: Option<&str>) -> bool {
+        match (&self.token, presented) {
+            (None, _) => true,
+            // `ct_eq` compares in time independent of where the bytes differ; a length
+            // mismatch is answered at once, which leaks only the length.
+            (Some(expected), Some(given)) => {
+                bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+            }
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Seconds to wait if `ip` is over its quota.
+    fn throttle(&self, ip: IpAddr) -> Option<u64> {
+        let limiter = self.limiter.as_ref()?;
+        match limiter.check_key(&ip) {
+            Ok(()) => None,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(limiter.clock().now());
+                Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1))
+            }
+        }
+    }
+
+    /// Forgets clients that are back to a full quota (called periodically).
+    pub(crate) fn housekeeping(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+}
+
+/// The token a request presents: `Authorization: Bearer <token>`, or for the WebSocket route
+/// (browsers cannot set headers there) a `token` query parameter.
+fn presented_token(req: &Request) -> Option<String> {
+    if let Some(value) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return value.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    if req.uri().path() == "/api/events" {
+        let query = req.uri().query().unwrap_or("");
+        return query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "token")
+            .map(|(_, v)| percent_decode(v));
+    }
+    None
+}
+
+/// Decodes `%XX` escapes and `+` (query strings); invalid escapes are kept as they are.
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(high * 16 + low);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The access middleware: Host, then Origin, then token, then rate limit (changes only).
+pub(crate) async fn guard(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match check(&state.inner.policy, peer, &req) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<(), ApiError> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if let Some(host) = host {
+        if !policy.host_allowed(host) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "Host '{host}' is not this server's address; requests through other host names are refused (DNS rebinding protection). Add it with --allow-host if it is legitimate"
+                ),
+            ));
+        }
+    }
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("(not text)");
+        if !policy.origin_allowed(origin, host) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "requests from web origin '{origin}' are refused: a web page must not control this server. Add it with --allow-origin if it is legitimate"
+                ),
+            ));
+        }
+    }
+    if policy.requires_token() && !policy.token_matches(presented_token(req).as_deref()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required: send 'Authorization: Bearer <token>' (or ?token= on /api/events)",
+        ));
+    }
+    let mutating = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    if mutating {
+        if let Some(secs) = policy.throttle(peer.ip()) {
+            return Err(ApiError::rate_limited(secs));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(bound: &str) -> AccessPolicy {
+        AccessPolicy::new(
+            bound.parse().unwrap(),
+            None,
+            &[],
+            &["https://app.example".into()],
+            0,
+            0,
+        )
+    }
+
+    #[test]
+    fn loopback_hosts_and_origins() {
+        let p = policy("127.0.0.1:9000");
+        assert!(p.host_allowed("127.0.0.1:9000"));
+        assert!(p.host_allowed("LOCALHOST:9000"));
+        assert!(p.host_allowed("[::1]:9000"));
+        assert!(!p.host_allowed("evil.example:9000"));
+        assert!(!p.host_allowed("127.0.0.1:9001"));
+        assert!(p.origin_allowed("http://localhost:9000", None));
+        assert!(p.origin_allowed("https://app.example/", None));
+        assert!(!p.origin_allowed("http://evil.example", None));
+        assert!(!p.origin_allowed("null", None));
+    }
+
+    #[test]
+    fn every_interface_compares_origin_with_host() {
+        let p = policy("0.0.0.0:9000");
+        assert!(p.host_allowed("anything:9000"));
+        assert!(p.origin_allowed("http://box.lan:9000", Some("box.lan:9000")));
+        assert!(!p.origin_allowed("http://evil.example", Some("box.lan:9000")));
+    }
+
+    #[test]
+    fn tokens_and_decoding() {
+        let p = AccessPolicy::new(
+            "127.0.0.1:1".parse().unwrap(),
+            Some("s3cr et".into()),
+            &[],
+            &[],
+            0,
+            0,
+        );
+        assert!(p.token_matches(Some("s3cr et")));
+        assert!(!p.token_matches(Some("s3cr")));
+        assert!(!p.token_matches(None));
+        assert_eq!(percent_decode("s3cr%20et"), "s3cr et");
+        assert_eq!(percent_decode("a+b%zz%"), "a b%zz%");
+    }
+}

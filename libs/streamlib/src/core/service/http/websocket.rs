@@ -1,0 +1,361 @@
+//! `WS /api/events`: a snapshot of the runtime, then every event after it, in order.
+//!
+//! Messages from the server (JSON text):
+//! - `{"type":"snapshot","seq":N,"state":{...}}` first, and again after a lag;
+//! - events as published: `{"seq":N+1,"timestamp_ms":...,"type":"processor_added",...}` — every
+//!   event with `seq` > the snapshot's, in order, none lost in between;
+//! - `{"type":"lagged","missed":K}` when this client fell more than the channel's capacity
+//!   (256 events) behind: K events were skipped, and a fresh snapshot follows;
+//! - `{"type":"filter_updated","types":[...],"processors":[...]}` after a filter change;
+//! - `{"type":"error","error":{"code","message"}}` for a bad client message.
+//!
+//! Filters: query `?types=processor_added,link_created&processors=cam,display` or a message
+//! `{"type":"filter","types":[...]|null,"processors":[...]|null}` (`null` = everything).
+//! A processor filter keeps events about those processors (including links touching them).
+//! Send `{"type":"snapshot"}` for a fresh snapshot at any time.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::ApiState;
+use super::error::{ApiError, ErrorBody};
+use crate::core::error::StreamError;
+use crate::core::runtime::{RuntimeEvent, RuntimeEventKind, RuntimeState};
+
+/// Largest client message accepted (filters are tiny).
+const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// A client that answers no ping for this many intervals is disconnected.
+const MISSED_PONGS_LIMIT: u32 = 3;
+
+/// Query parameters of `/api/events`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct EventsQuery {
+    /// Comma-separated event types to receive (default: all).
+    types: Option<String>,
+    /// Comma-separated processor ids whose events to receive (default: all).
+    processors: Option<String>,
+    /// Bearer token, for clients that cannot set an Authorization header (browsers).
+    #[allow(dead_code)]
+    token: Option<String>,
+}
+
+/// Which events a client receives. `None` means no restriction.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// Event `type`s to pass.
+    pub types: Option<BTreeSet<String>>,
+    /// Processor ids whose events pass.
+    pub processors: Option<BTreeSet<String>>,
+}
+
+impl EventFilter {
+    fn parse_list(list: Option<&str>) -> Option<BTreeSet<String>> {
+        list.map(|l| {
+            l.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+    }
+
+    /// Checks that every type named is a known event type.
+    fn validate(&self) -> Result<(), String> {
+        if let Some(types) = &self.types {
+            let unknown: Vec<&str> = types
+                .iter()
+                .map(String::as_str)
+                .filter(|t| !RuntimeEventKind::TYPE_NAMES.contains(t))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(format!(
+                    "unknown event type(s): {}; known types: {}",
+                    unknown.join(", "),
+                    RuntimeEventKind::TYPE_NAMES.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `event` passes this filter.
+    pub fn matches(&self, event: &RuntimeEvent) -> bool {
+        if let Some(types) = &self.types {
+            if !types.contains(event.kind.type_name()) {
+                return false;
+            }
+        }
+        match &self.processors {
+            None => true,
+            Some(ids) => match &event.kind {
+                RuntimeEventKind::LinkCreated { from, to, .. }
+                | RuntimeEventKind::LinkRemoved { from, to, .. } => [from, to]
+                    .iter()
+                    .any(|end| end.rsplit_once('.').is_some_and(|(p, _)| ids.contains(p))),
+                kind => kind
+                    .processor_id()
+                    .is_some_and(|p| ids.contains(p.as_str())),
+            },
+        }
+    }
+}
+
+/// What a client may send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Replace the filter.
+    Filter {
+        /// Event types to pass (`null`: all).
+        #[serde(default)]
+        types: Option<BTreeSet<String>>,
+        /// Processor ids to pass (`null`: all).
+        #[serde(default)]
+        processors: Option<BTreeSet<String>>,
+    },
+    /// Send a fresh snapshot.
+    Snapshot,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ServerMessage<'a> {
+    Snapshot {
+        seq: u64,
+        state: &'a RuntimeState,
+    },
+    Lagged {
+        missed: u64,
+    },
+    FilterUpdated {
+        types: &'a Option<BTreeSet<String>>,
+        processors: &'a Option<BTreeSet<String>>,
+    },
+    Error {
+        error: super::error::ErrorDetail,
+    },
+}
+
+/// Subscribe to runtime events
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "events",
+    params(EventsQuery),
+    responses(
+        (status = 101, description = "WebSocket: a snapshot, then every event after it in order (see the module docs for the message types)"),
+        (status = 400, description = "invalid_filter (unknown event type), or not a WebSocket upgrade", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden (Host or Origin)", body = ErrorBody),
+    )
+)]
+pub(super) async fn events(
+    State(state): State<ApiState>,
+    Query(query): Query<EventsQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "not_websocket",
+                format!("/api/events is a WebSocket endpoint: {rejection}"),
+            )
+            .into_response();
+        }
+    };
+    let filter = EventFilter {
+        types: EventFilter::parse_list(query.types.as_deref()),
+        processors: EventFilter::parse_list(query.processors.as_deref()),
+    };
+    if let Err(message) = filter.validate() {
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", message).into_response();
+    }
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| session(socket, state, filter))
+}
+
+async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
+    // Subscribe before taking the snapshot: every event published after the snapshot is then
+    // in the receiver, and the ones already reflected in it are skipped by `seq`.
+    let mut events = state.service().subscribe_events();
+    let (mut tx, mut rx) = socket.split();
+    let mut last_seq = match send_snapshot(&state, &mut tx).await {
+        Some(seq) => seq,
+        None => return,
+    };
+    let ping_every = state.inner.options.ws_ping_interval;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    let mut last_pong = Instant::now();
+    let mut shutdown = state.inner.shutdown.clone();
+
+    loop {
+        tokio::select! {
+            received = events.recv() => match received {
+                Ok(event) => {
+                    if event.seq <= last_seq {
+                        continue;
+                    }
+                    last_seq = event.seq;
+                    if filter.matches(&event) && send_json(&mut tx, &event).await.is_err() {
+                        break;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    if send_json(&mut tx, &ServerMessage::Lagged { missed }).await.is_err() {
+                        break;
+                    }
+                    match send_snapshot(&state, &mut tx).await {
+                        Some(seq) => last_seq = seq,
+                        None => break,
+                    }
+                }
+                Err(RecvError::Closed) => {
+                    close(&mut tx, 1001, "the runtime shut down").await;
+                    break;
+                }
+            },
+            incoming = rx.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    let reply = handle_client_message(&state, &mut filter, text.as_str());
+                    let ok = match reply {
+                        ClientReply::Snapshot => match send_snapshot(&state, &mut tx).await {
+                            Some(seq) => {
+                                last_seq = seq;
+                                true
+                            }
+                            None => false,
+                        },
+                        ClientReply::Filter => send_json(&mut tx, &ServerMessage::FilterUpdated {
+                            types: &filter.types,
+                            processors: &filter.processors,
+                        }).await.is_ok(),
+                        ClientReply::Error(code, message) => send_json(&mut tx, &ServerMessage::Error {
+                            error: super::error::ErrorDetail { code: code.to_string(), message },
+                        }).await.is_ok(),
+                    };
+                    if !ok {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
+                Some(Ok(Message::Binary(_))) => {
+                    let error = super::error::ErrorDetail {
+                        code: "invalid_message".to_string(),
+                        message: "send JSON text messages".to_string(),
+                    };
+                    if send_json(&mut tx, &ServerMessage::Error { error }).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Ping(_))) => {} // answered by the WebSocket layer
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            },
+            _ = ping.tick() => {
+                if last_pong.elapsed() > ping_every * MISSED_PONGS_LIMIT + Duration::from_secs(1) {
+                    close(&mut tx, 1001, "no pong received").await;
+                    break;
+                }
+                if tx.send(Message::Ping(axum::body::Bytes::from_static(b"streamlib"))).await.is_err() {
+                    break;
+                }
+            }
+            _ = shutdown.changed() => {
+                close(&mut tx, 1001, "the API server is shutting down").await;
+                break;
+            }
+        }
+    }
+}
+
+enum ClientReply {
+    Snapshot,
+    Filter,
+    Error(&'static str, String),
+}
+
+fn handle_client_message(_state: &ApiState, filter: &mut EventFilter, text: &str) -> ClientReply {
+    match serde_json::from_str::<ClientMessage>(text) {
+        Ok(ClientMessage::Snapshot) => ClientReply::Snapshot,
+        Ok(ClientMessage::Filter { types, processors }) => {
+            let next = EventFilter { types, processors };
+            match next.validate() {
+                Ok(()) => {
+                    *filter = next;
+                    ClientReply::Filter
+                }
+                Err(message) => ClientReply::Error("invalid_filter", message),
+            }
+        }
+        Err(e) => ClientReply::Error(
+            "invalid_message",
+            format!(
+                "{e}; expected {{\"type\":\"filter\",\"types\":[...],\"processors\":[...]}} or {{\"type\":\"snapshot\"}}"
+            ),
+        ),
+    }
+}
+
+type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// Sends a snapshot; returns its `seq`, or `None` if the socket or the runtime is gone.
+async fn send_snapshot(state: &ApiState, tx: &mut WsSink) -> Option<u64> {
+    let timeout = state.inner.options.request_timeout;
+    let snapshot = match tokio::time::timeout(timeout, state.service().get_state()).await {
+        Ok(result) => result,
+        Err(_) => Err(StreamError::Timeout(
+            "the runtime did not answer with a snapshot".to_string(),
+        )),
+    };
+    match snapshot {
+        Ok(runtime_state) => {
+            let seq = runtime_state.seq;
+            send_json(
+                tx,
+                &ServerMessage::Snapshot {
+                    seq,
+                    state: &runtime_state,
+                },
+            )
+            .await
+            .ok()
+            .map(|()| seq)
+        }
+        Err(e) => {
+            let error = super::error::ErrorDetail {
+                code: e.code().to_string(),
+                message: e.to_string(),
+            };
+            let _ = send_json(tx, &ServerMessage::Error { error }).await;
+            close(tx, 1011, "no snapshot available").await;
+            None
+        }
+    }
+}
+
+async fn send_json(tx: &mut WsSink, value: &impl Serialize) -> Result<(), ()> {
+    let text = serde_json::to_string(value).map_err(|_| ())?;
+    tx.send(Message::Text(Utf8Bytes::from(text)))
+        .await
+        .map_err(|_| ())
+}
+
+async fn close(tx: &mut WsSink, code: u16, reason: &'static str) {
+    // The peer may already be gone; closing is best effort.
+    let _ = tx
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
+}
