@@ -1,6 +1,11 @@
 //! Test harness: processors that script what tests need, and waiting helpers.
 #![allow(dead_code)]
 
+#[cfg(feature = "api-server")]
+pub mod http;
+#[cfg(feature = "api-server")]
+pub mod ws;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -323,4 +328,91 @@ pub fn audio_script(frames: Vec<AudioFrame>) -> ProcessorSpec {
     let mut p = AudioScriptProcessor::Processor::from_config(Default::default());
     p.script = frames;
     ProcessorSpec::new(p)
+}
+
+// -------------------------------------------------------------------------------------------
+// A runtime on its own thread (as `streamlib serve` has it on the main thread), for tests that
+// drive it through the service or the API.
+
+/// A `StreamRuntime` running `run()` on a thread of its own; dropped = shut down and joined.
+pub struct RuntimeThread {
+    pub service: streamlib::core::RuntimeService,
+    shutdown: streamlib::core::ShutdownHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RuntimeThread {
+    /// Starts a runtime, lets `setup` add processors, then runs it.
+    pub fn start(setup: impl FnOnce(&mut streamlib::core::StreamRuntime) + Send + 'static) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("test-runtime".to_string())
+            .spawn(move || {
+                let mut rt = streamlib::core::StreamRuntime::new().unwrap();
+                setup(&mut rt);
+                tx.send((rt.runtime_service(), rt.shutdown_handle()))
+                    .unwrap();
+                rt.run().unwrap();
+            })
+            .unwrap();
+        let (service, shutdown) = rx.recv().unwrap();
+        Self {
+            service,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RuntimeThread {
+    fn drop(&mut self) {
+        self.shutdown.request();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs a future to completion on a fresh current-thread Tokio runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+// -------------------------------------------------------------------------------------------
+// EventSpammerProcessor: publishes `count` processor events as fast as it can (to make slow
+// WebSocket clients lag).
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpamConfig {
+    /// Events to publish.
+    pub count: u64,
+}
+
+impl ProcessorConfig for SpamConfig {}
+
+#[streamlib::processor(execution = Manual, description = "Test source of events: publishes N processor events at once")]
+pub struct EventSpammerProcessor {
+    #[streamlib::config]
+    config: SpamConfig,
+    ctx: Option<RuntimeContext>,
+}
+
+impl streamlib::core::Processor for EventSpammerProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        self.ctx = Some(ctx.clone());
+        Ok(())
+    }
+    fn process(&mut self) -> Result<()> {
+        if let Some(ctx) = &self.ctx {
+            for i in 0..self.config.count {
+                ctx.emit_event("spam", serde_json::json!({ "i": i }));
+            }
+        }
+        Ok(())
+    }
 }

@@ -92,7 +92,7 @@ impl AccessPolicy {
     /// bound to every interface) or explicitly allow-listed.
     fn origin_allowed(&self, origin: &str, host: Option<&str>) -> bool {
         let origin = origin.trim_end_matches('/').to_ascii_lowercase();
-        if self.allowed_origins.iter().any(|o| *o == origin) {
+        if self.allowed_origins.contains(&origin) {
             return true;
         }
         let Some(authority) = origin

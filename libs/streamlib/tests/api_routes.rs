@@ -1,0 +1,768 @@
+//! The HTTP API at the router level (tower `oneshot`, no socket): every route, every error
+//! code, the access policy, and the OpenAPI document against the router.
+#![cfg(feature = "api-server")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use common::*;
+use serde_json::{Value, json};
+use streamlib::core::service::http::{self, ApiOptions, ApiState};
+use streamlib::core::{ProcessorUniqueId, RuntimeService, StreamRuntime};
+use tower::ServiceExt;
+
+const BOUND: &str = "127.0.0.1:9000";
+
+fn app(service: RuntimeService, options: ApiOptions) -> Router {
+    app_with_self(service, options, None)
+}
+
+fn app_with_self(service: RuntimeService, options: ApiOptions, self_id: Option<&str>) -> Router {
+    let state = ApiState::new(
+        service,
+        BOUND.parse().unwrap(),
+        options,
+        self_id.map(ProcessorUniqueId::new),
+    );
+    http::router(state).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))))
+}
+
+struct Response {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: Value,
+}
+
+async fn call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(serde_json::to_vec(&v).unwrap())
+        }
+        None => Body::empty(),
+    };
+    let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Response {
+        status,
+        headers,
+        json,
+    }
+}
+
+async fn get(app: &Router, path: &str) -> Response {
+    call(app, Method::GET, path, None, &[]).await
+}
+async fn post(app: &Router, path: &str, body: Value) -> Response {
+    call(app, Method::POST, path, Some(body), &[]).await
+}
+async fn delete(app: &Router, path: &str) -> Response {
+    call(app, Method::DELETE, path, None, &[]).await
+}
+
+#[track_caller]
+fn assert_error(r: &Response, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.json);
+    assert_eq!(r.json["error"]["code"], code, "{}", r.json);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        r.json
+    );
+}
+
+#[test]
+fn every_route_works() {
+    let rt = RuntimeThread::start(|_| {});
+    let app = app(rt.service.clone(), ApiOptions::default());
+    block_on(async {
+        let registry = get(&app, "/api/registry").await;
+        assert_eq!(registry.status, StatusCode::OK);
+        assert!(
+            registry
+                .json
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["type_name"] == "TestPatternProcessor")
+        );
+
+        let r = post(&app, "/api/processors", json!({"processor_type": "TestPatternProcessor", "config": {"width": 64, "height": 48, "fps": 100}})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        let src = r.json["processor_id"].as_str().unwrap().to_string();
+        assert!(src.starts_with("test-pattern-"));
+        let r = post(
+            &app,
+            "/api/processors",
+            json!({"processor_type": "CountingSinkProcessor", "id": "sink"}),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.json["processor_id"].as_str()),
+            (StatusCode::CREATED, Some("sink"))
+        );
+
+        let list = get(&app, "/api/processors").await;
+        assert_eq!(list.status, StatusCode::OK);
+        assert_eq!(list.json.as_array().unwrap().len(), 2);
+        let one = get(&app, &format!("/api/processors/{src}")).await;
+        assert_eq!(one.status, StatusCode::OK);
+        assert_eq!(one.json["processor_type"], "TestPatternProcessor");
+        assert_eq!(one.json["config"]["width"], 64);
+        assert_eq!(
+            one.json["state"], "running",
+            "run() started the runtime, so new processors start at once"
+        );
+        assert_eq!(one.json["outputs"][0]["name"], "video");
+
+        let r = post(&app, "/api/connections", json!({"from_processor": src, "from_port": "video", "to_processor": "sink", "to_port": "video", "capacity": 8, "overflow": "drop_oldest"})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        let link = r.json["link_id"].as_str().unwrap().to_string();
+        assert!(link.starts_with("link-"));
+        let links = get(&app, "/api/connections").await;
+        assert_eq!(links.json[0]["id"], link.as_str());
+        assert_eq!(links.json[0]["capacity"], 8);
+
+        // Frames flow: the sink's metrics grow.
+        let mut frames = 0;
+        for _ in 0..2000 {
+            frames = get(&app, "/api/processors/sink").await.json["metrics"]["video_frames"]
+                .as_u64()
+                .unwrap_or(0);
+            if frames > 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(frames > 3);
+
+        let state = get(&app, "/api/runtime/state").await;
+        assert_eq!(state.status, StatusCode::OK);
+        assert_eq!(
+            (
+                state.json["status"].as_str(),
+                state.json["processor_count"].as_u64(),
+                state.json["link_count"].as_u64()
+            ),
+            (Some("running"), Some(2), Some(1))
+        );
+        assert!(state.json["seq"].as_u64().unwrap() > 0);
+
+        let stopped = post(&app, "/api/runtime/stop", json!({})).await;
+        assert_eq!(
+            (stopped.status, stopped.json["status"].as_str()),
+            (StatusCode::OK, Some("stopped"))
+        );
+        let started = post(&app, "/api/runtime/start", json!({})).await;
+        assert_eq!(
+            (started.status, started.json["status"].as_str()),
+            (StatusCode::OK, Some("running"))
+        );
+
+        assert_eq!(
+            delete(&app, &format!("/api/connections/{link}"))
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            delete(&app, &format!("/api/processors/{src}")).await.status,
+            StatusCode::NO_CONTENT
+        );
+        let state = get(&app, "/api/runtime/state").await;
+        assert_eq!(
+            (
+                state.json["processor_count"].as_u64(),
+                state.json["link_count"].as_u64()
+            ),
+            (Some(1), Some(0))
+        );
+
+        let doc = get(&app, "/api/openapi.json").await;
+        assert_eq!(doc.status, StatusCode::OK);
+        assert_eq!(doc.json["openapi"], "3.1.0");
+    });
+}
+
+#[test]
+fn errors_have_codes_statuses_and_change_nothing() {
+    let rt = RuntimeThread::start(|_| {});
+    let app = app(
+        rt.service.clone(),
+        ApiOptions {
+            max_body_bytes: 1024,
+            ..Default::default()
+        },
+    );
+    block_on(async {
+        let src = post(&app, "/api/processors", json!({"processor_type": "TestPatternProcessor", "id": "src", "config": {"width": 32, "height": 32}})).await;
+        assert_eq!(src.status, StatusCode::CREATED);
+        post(
+            &app,
+            "/api/processors",
+            json!({"processor_type": "CountingSinkProcessor", "id": "sink"}),
+        )
+        .await;
+        post(
+            &app,
+            "/api/processors",
+            json!({"processor_type": "ChordGeneratorProcessor", "id": "chord"}),
+        )
+        .await;
+        let first = post(&app, "/api/connections", json!({"from_processor": "src", "from_port": "video", "to_processor": "sink", "to_port": "video"})).await;
+        assert_eq!(first.status, StatusCode::CREATED);
+        let before = get(&app, "/api/runtime/state").await.json;
+
+        let r = post(
+            &app,
+            "/api/processors",
+            json!({"processor_type": "CameraProcesor"}),
+        )
+        .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "unknown_processor_type");
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("TestPatternProcessor")
+        );
+
+        let r = post(
+            &app,
+            "/api/processors",
+            json!({"processor_type": "TestPatternProcessor", "config": {"fps": "fast"}}),
+        )
+        .await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_config");
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("field 'fps'"),
+            "{}",
+            r.json
+        );
+
+        let r = call(
+            &app,
+            Method::POST,
+            "/api/processors",
+            None,
+            &[("content-type", "application/json")],
+        )
+        .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_json");
+        let bad = Request::builder()
+            .method(Method::POST)
+            .uri("/api/processors")
+            .header("content-type", "application/json")
+            .body(Body::from("{not json"))
+            .unwrap();
+        let res = app.clone().oneshot(bad).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let plain = Request::builder()
+            .method(Method::POST)
+            .uri("/api/processors")
+            .body(Body::from("{}"))
+            .unwrap();
+        assert_eq!(
+            app.clone().oneshot(plain).await.unwrap().status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+
+        let r = post(&app, "/api/processors", json!({"config": {}})).await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+        let r = post(
+            &app,
+            "/api/processors",
+            json!({"processor_type": "TestPatternProcessor", "colour": "red"}),
+        )
+        .await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+
+        let r = post(
+            &app,
+            "/api/processors",
+            json!({"processor_type": "TestPatternProcessor", "config": {"pad": "x".repeat(2048)}}),
+        )
+        .await;
+        assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+        assert_error(
+            &post(
+                &app,
+                "/api/processors",
+                json!({"processor_type": "TestPatternProcessor", "id": "src"}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "duplicate_processor_id",
+        );
+        assert_error(
+            &post(
+                &app,
+                "/api/processors",
+                json!({"processor_type": "TestPatternProcessor", "id": "a/b"}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        );
+
+        assert_error(
+            &get(&app, "/api/processors/ghost").await,
+            StatusCode::NOT_FOUND,
+            "processor_not_found",
+        );
+        assert_error(
+            &delete(&app, "/api/processors/ghost").await,
+            StatusCode::NOT_FOUND,
+            "processor_not_found",
+        );
+        assert_error(
+            &delete(&app, "/api/connections/link-ghost").await,
+            StatusCode::NOT_FOUND,
+            "link_not_found",
+        );
+
+        let connect = |from: &str, fp: &str, to: &str, tp: &str| json!({"from_processor": from, "from_port": fp, "to_processor": to, "to_port": tp});
+        let r = post(
+            &app,
+            "/api/connections",
+            connect("src", "vidoe", "sink", "video"),
+        )
+        .await;
+        assert_error(&r, StatusCode::NOT_FOUND, "port_not_found");
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("video")
+        );
+        assert_error(
+            &post(
+                &app,
+                "/api/connections",
+                connect("ghost", "video", "sink", "video"),
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "processor_not_found",
+        );
+        assert_error(
+            &post(
+                &app,
+                "/api/connections",
+                connect("chord", "audio", "sink", "video"),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "port_type_mismatch",
+        );
+        assert_error(
+            &post(
+                &app,
+                "/api/connections",
+                connect("src", "video", "sink", "video"),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "input_already_connected",
+        );
+        let mut bad_capacity = connect("chord", "audio", "sink", "audio");
+        bad_capacity["capacity"] = json!(0);
+        assert_error(
+            &post(&app, "/api/connections", bad_capacity).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_link_options",
+        );
+        let mut bad_policy = connect("chord", "audio", "sink", "audio");
+        bad_policy["overflow"] = json!("sometimes");
+        assert_error(
+            &post(&app, "/api/connections", bad_policy).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+        );
+
+        assert_error(
+            &get(&app, "/api/nope").await,
+            StatusCode::NOT_FOUND,
+            "no_route",
+        );
+        let r = call(&app, Method::PUT, "/api/processors", None, &[]).await;
+        assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        assert!(r.headers.get("allow").is_some());
+        assert_error(
+            &get(&app, "/api/events").await,
+            StatusCode::BAD_REQUEST,
+            "not_websocket",
+        );
+
+        let mut after = get(&app, "/api/runtime/state").await.json;
+        // Counters move while frames flow; the graph itself must be exactly as before.
+        strip_counters(&mut after);
+        let mut before = before;
+        strip_counters(&mut before);
+        assert_eq!(after["processors"], before["processors"]);
+        assert_eq!(after["links"], before["links"]);
+        assert_eq!(
+            after["seq"], before["seq"],
+            "no event was published by a failed request"
+        );
+    });
+}
+
+fn strip_counters(state: &mut Value) {
+    for p in state["processors"].as_array_mut().unwrap() {
+        p.as_object_mut().unwrap().remove("counters");
+        p.as_object_mut().unwrap().remove("metrics");
+    }
+    for l in state["links"].as_array_mut().unwrap() {
+        l.as_object_mut().unwrap().remove("counters");
+    }
+}
+
+#[test]
+fn the_api_server_cannot_delete_itself() {
+    let rt = RuntimeThread::start(|_| {});
+    let app = app_with_self(rt.service.clone(), ApiOptions::default(), Some("api"));
+    block_on(async {
+        let r = delete(&app, "/api/processors/api").await;
+        assert_error(&r, StatusCode::CONFLICT, "conflict");
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cut off this connection")
+        );
+    });
+}
+
+#[test]
+fn token_is_required_everywhere_when_set() {
+    let rt = RuntimeThread::start(|_| {});
+    let app = app(
+        rt.service.clone(),
+        ApiOptions {
+            token: Some("correct horse".into()),
+            ..Default::default()
+        },
+    );
+    block_on(async {
+        for path in [
+            "/api/runtime/state",
+            "/api/registry",
+            "/api/openapi.json",
+            "/api/nope",
+        ] {
+            let r = get(&app, path).await;
+            assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+            assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
+        }
+        let wrong = call(
+            &app,
+            Method::GET,
+            "/api/runtime/state",
+            None,
+            &[("authorization", "Bearer correct horsf")],
+        )
+        .await;
+        assert_error(&wrong, StatusCode::UNAUTHORIZED, "unauthorized");
+        let basic = call(
+            &app,
+            Method::GET,
+            "/api/runtime/state",
+            None,
+            &[("authorization", "Basic Y29ycmVjdCBob3JzZQ==")],
+        )
+        .await;
+        assert_error(&basic, StatusCode::UNAUTHORIZED, "unauthorized");
+        let ok = call(
+            &app,
+            Method::GET,
+            "/api/runtime/state",
+            None,
+            &[("authorization", "Bearer correct horse")],
+        )
+        .await;
+        assert_eq!(ok.status, StatusCode::OK);
+        // The query parameter is accepted on the WebSocket route only.
+        let q = get(&app, "/api/runtime/state?token=correct%20horse").await;
+        assert_error(&q, StatusCode::UNAUTHORIZED, "unauthorized");
+        let ws = get(&app, "/api/events?token=correct%20horse").await;
+        assert_error(&ws, StatusCode::BAD_REQUEST, "not_websocket");
+    });
+}
+
+#[test]
+fn foreign_hosts_and_origins_are_refused() {
+    let rt = RuntimeThread::start(|_| {});
+    let options = ApiOptions {
+        allowed_hosts: vec!["box.lan:9000".into()],
+        allowed_origins: vec!["https://console.example".into()],
+        ..Default::default()
+    };
+    let app = app(rt.service.clone(), options);
+    block_on(async {
+        let state = "/api/runtime/state";
+        for host in [
+            "127.0.0.1:9000",
+            "localhost:9000",
+            "[::1]:9000",
+            "box.lan:9000",
+        ] {
+            assert_eq!(
+                call(&app, Method::GET, state, None, &[("host", host)])
+                    .await
+                    .status,
+                StatusCode::OK,
+                "{host}"
+            );
+        }
+        for host in [
+            "evil.example:9000",
+            "127.0.0.1:9001",
+            "rebind.attacker.example",
+        ] {
+            assert_error(
+                &call(&app, Method::GET, state, None, &[("host", host)]).await,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+            );
+        }
+        for origin in [
+            "http://localhost:9000",
+            "http://127.0.0.1:9000",
+            "https://console.example",
+        ] {
+            assert_eq!(
+                call(&app, Method::GET, state, None, &[("origin", origin)])
+                    .await
+                    .status,
+                StatusCode::OK,
+                "{origin}"
+            );
+        }
+        for origin in [
+            "http://evil.example",
+            "null",
+            "http://localhost:9001",
+            "file://",
+        ] {
+            let r = call(
+                &app,
+                Method::POST,
+                "/api/runtime/stop",
+                Some(json!({})),
+                &[("origin", origin)],
+            )
+            .await;
+            assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+        }
+        assert_eq!(
+            get(&app, state).await.json["status"],
+            "running",
+            "refused requests changed nothing"
+        );
+    });
+}
+
+#[test]
+fn changes_are_rate_limited_per_client() {
+    let rt = RuntimeThread::start(|_| {});
+    let app = app(
+        rt.service.clone(),
+        ApiOptions {
+            rate_limit_per_second: 1,
+            rate_limit_burst: 3,
+            ..Default::default()
+        },
+    );
+    block_on(async {
+        let create = || json!({"processor_type": "SimplePassthroughProcessor"});
+        for _ in 0..3 {
+            assert_eq!(
+                post(&app, "/api/processors", create()).await.status,
+                StatusCode::CREATED
+            );
+        }
+        let r = post(&app, "/api/processors", create()).await;
+        assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+        let retry: u64 = r
+            .headers
+            .get("retry-after")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry >= 1);
+        // Reads are not limited.
+        for _ in 0..20 {
+            assert_eq!(get(&app, "/api/runtime/state").await.status, StatusCode::OK);
+        }
+        assert_eq!(
+            get(&app, "/api/runtime/state").await.json["processor_count"],
+            3
+        );
+    });
+}
+
+#[test]
+fn a_gone_runtime_is_503_and_a_silent_one_is_504() {
+    let gone = {
+        let rt = StreamRuntime::new().unwrap();
+        rt.runtime_service()
+    };
+    block_on(async {
+        let app = app(gone, ApiOptions::default());
+        assert_error(
+            &get(&app, "/api/runtime/state").await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "runtime_unavailable",
+        );
+        assert_error(
+            &post(&app, "/api/runtime/start", json!({})).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "runtime_unavailable",
+        );
+    });
+
+    // A runtime that exists but never executes commands (its thread is busy elsewhere).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let rt = StreamRuntime::new().unwrap();
+        tx.send(rt.runtime_service()).unwrap();
+        let _ = release_rx.recv();
+        drop(rt);
+    });
+    let silent = rx.recv().unwrap();
+    block_on(async {
+        let app = app(
+            silent,
+            ApiOptions {
+                request_timeout: Duration::from_millis(100),
+                ..Default::default()
+            },
+        );
+        let r = get(&app, "/api/runtime/state").await;
+        assert_error(&r, StatusCode::GATEWAY_TIMEOUT, "timeout");
+    });
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+}
+
+/// The routes this API promises (RFC + registry + OpenAPI).
+const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/processors"),
+    ("GET", "/api/processors"),
+    ("GET", "/api/processors/{id}"),
+    ("DELETE", "/api/processors/{id}"),
+    ("POST", "/api/connections"),
+    ("GET", "/api/connections"),
+    ("DELETE", "/api/connections/{id}"),
+    ("POST", "/api/runtime/start"),
+    ("POST", "/api/runtime/stop"),
+    ("GET", "/api/runtime/state"),
+    ("GET", "/api/events"),
+    ("GET", "/api/registry"),
+    ("GET", "/api/openapi.json"),
+];
+
+#[test]
+fn openapi_documents_every_route_of_the_router() {
+    let doc = serde_json::to_value(http::openapi()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if let Some(op) = item.get(method) {
+                documented.push((method.to_uppercase(), path.clone()));
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    assert!(
+                        response["description"].is_string(),
+                        "{method} {path} {status} lacks a description"
+                    );
+                }
+            }
+        }
+    }
+    let mut expected: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    documented.sort();
+    expected.sort();
+    assert_eq!(documented, expected);
+    for schema in [
+        "ErrorBody",
+        "ProcessorInfo",
+        "RuntimeState",
+        "LinkInfo",
+        "CreateProcessorRequest",
+        "CreateConnectionRequest",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} missing from components"
+        );
+    }
+
+    // Every documented route is served by the router (not the fallbacks), and nothing else is.
+    let rt = RuntimeThread::start(|_| {});
+    let app = app(rt.service.clone(), ApiOptions::default());
+    block_on(async {
+        for (method, path) in ROUTES {
+            let concrete = path.replace("{id}", "ghost");
+            let body = (*method == "POST").then(|| json!({}));
+            let r = call(&app, method.parse().unwrap(), &concrete, body, &[]).await;
+            let code = r.json["error"]["code"].as_str().unwrap_or("");
+            assert!(
+                code != "no_route" && code != "method_not_allowed",
+                "{method} {path} is not routed: {}",
+                r.json
+            );
+        }
+        for (method, path) in [
+            ("GET", "/api"),
+            ("GET", "/api/links"),
+            ("PATCH", "/api/processors/ghost"),
+        ] {
+            let r = call(&app, method.parse().unwrap(), path, None, &[]).await;
+            let code = r.json["error"]["code"].as_str().unwrap_or("");
+            assert!(
+                code == "no_route" || code == "method_not_allowed",
+                "{method} {path} is routed but undocumented"
+            );
+        }
+    });
+}
