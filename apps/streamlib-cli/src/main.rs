@@ -116,7 +116,7 @@ fn types(json: bool) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &descriptors)?;
         writeln!(out)?;
     } else {
-        for d in &descriptors {
+        for d in descriptors {
             write_type(&mut out, d)?;
         }
     }

@@ -1,4 +1,5 @@
-//! A minimal keep-alive HTTP/1.1 client over one TCP connection (hyper), for API tests.
+//! A minimal keep-alive HTTP/1.1 client over one TCP connection (hyper), for API tests and the
+//! API benchmark.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -6,7 +7,7 @@ use std::net::SocketAddr;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, StatusCode};
+use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
 /// One connection to an API server.
@@ -19,7 +20,7 @@ pub struct Client {
 /// A response: status, headers, and the body parsed as JSON (`Null` when empty).
 pub struct Reply {
     pub status: StatusCode,
-    pub headers: hyper::HeaderMap,
+    pub headers: HeaderMap,
     pub json: serde_json::Value,
 }
 
@@ -43,12 +44,13 @@ impl Client {
         self
     }
 
-    pub async fn send(
+    /// Sends a request and returns the body unparsed (the benchmark times only the round trip).
+    pub async fn send_raw(
         &mut self,
         method: Method,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> Reply {
+    ) -> (StatusCode, HeaderMap, Bytes) {
         let mut builder = Request::builder()
             .method(method)
             .uri(path)
@@ -72,6 +74,16 @@ impl Client {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, bytes)
+    }
+
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        let (status, headers, bytes) = self.send_raw(method, path, body).await;
         let json = if bytes.is_empty() {
             serde_json::Value::Null
         } else {

@@ -4,7 +4,7 @@
 //! a type is registered by being compiled in; nothing has to be listed by hand.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use super::config::ProcessorConfig;
 use super::descriptor::{ProcessorDescriptor, ProcessorMeta};
@@ -39,6 +39,8 @@ inventory::collect!(ProcessorRegistration);
 /// The processor types known to this program.
 pub struct ProcessorRegistry {
     by_name: BTreeMap<&'static str, &'static ProcessorRegistration>,
+    /// Descriptors built once: generating the JSON Schemas is the costly part.
+    descriptors: OnceLock<Vec<ProcessorDescriptor>>,
 }
 
 /// The global registry, built on first use from every compiled-in processor type.
@@ -52,7 +54,10 @@ pub static PROCESSOR_REGISTRY: LazyLock<ProcessorRegistry> = LazyLock::new(|| {
             );
         }
     }
-    ProcessorRegistry { by_name }
+    ProcessorRegistry {
+        by_name,
+        descriptors: OnceLock::new(),
+    }
 });
 
 impl ProcessorRegistry {
@@ -76,8 +81,9 @@ impl ProcessorRegistry {
     }
 
     /// Descriptors of every type, sorted by name.
-    pub fn descriptors(&self) -> Vec<ProcessorDescriptor> {
-        self.by_name.values().map(|reg| (reg.describe)()).collect()
+    pub fn descriptors(&self) -> &[ProcessorDescriptor] {
+        self.descriptors
+            .get_or_init(|| self.by_name.values().map(|reg| (reg.describe)()).collect())
     }
 
     /// Every type name, sorted.

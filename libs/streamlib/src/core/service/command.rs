@@ -55,7 +55,8 @@ pub(crate) enum CommandResult {
     Disconnected,
     Started,
     Stopped,
-    State(Box<RuntimeState>),
+    /// Shared: every `GetState` queued together gets the same snapshot (see `run`).
+    State(std::sync::Arc<RuntimeState>),
     Processor(Box<ProcessorInfo>),
     Error(StreamError),
 }

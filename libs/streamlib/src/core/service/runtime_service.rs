@@ -117,8 +117,14 @@ impl RuntimeService {
 
     /// Get current runtime state.
     pub async fn get_state(&self) -> Result<RuntimeState> {
+        self.get_state_shared().await.map(Arc::unwrap_or_clone)
+    }
+
+    /// The current runtime state, shared with the other readers that asked at the same moment
+    /// (no copy): for servers answering many reads.
+    pub async fn get_state_shared(&self) -> Result<Arc<RuntimeState>> {
         match self.send(RuntimeCommand::GetState).await? {
-            CommandResult::State(state) => Ok(*state),
+            CommandResult::State(state) => Ok(state),
             other => unexpected("get_state", other),
         }
     }

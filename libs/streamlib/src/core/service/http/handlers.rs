@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
@@ -304,10 +305,10 @@ pub(super) async fn stop_runtime(
         (status = 504, description = "timeout", body = ErrorBody),
     )
 )]
-pub(super) async fn get_state(
-    State(state): State<ApiState>,
-) -> Result<Json<RuntimeState>, ApiError> {
-    Ok(Json(state.service().get_state().await?))
+pub(super) async fn get_state(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let snapshot = state.service().get_state_shared().await?;
+    let json = state.state_json(&snapshot);
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 /// Processor types
@@ -320,7 +321,7 @@ pub(super) async fn get_state(
         (status = 401, description = "unauthorized", body = ErrorBody),
     )
 )]
-pub(super) async fn registry() -> Json<Vec<ProcessorDescriptor>> {
+pub(super) async fn registry() -> Json<&'static [ProcessorDescriptor]> {
     Json(PROCESSOR_REGISTRY.descriptors())
 }
 

@@ -35,6 +35,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use tokio::sync::watch;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -48,6 +49,7 @@ pub use handlers::{
 pub use websocket::{ClientMessage, EventFilter};
 
 use crate::core::graph::ProcessorUniqueId;
+use crate::core::runtime::RuntimeState;
 use crate::core::service::RuntimeService;
 use security::AccessPolicy;
 
@@ -130,6 +132,11 @@ struct ApiInner {
     /// shutdown does not end upgraded connections).
     shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
+    /// Events serialized once for every WebSocket client (see `websocket::FanOut`).
+    fan_out: websocket::FanOut,
+    /// The last state snapshot served and its JSON: concurrent reads share one snapshot (the
+    /// runtime coalesces them), so it is serialized once. A std Mutex: held only to swap.
+    state_json: std::sync::Mutex<Option<(Arc<RuntimeState>, axum::body::Bytes)>>,
 }
 
 impl ApiState {
@@ -157,12 +164,27 @@ impl ApiState {
                 options,
                 shutdown,
                 shutdown_tx,
+                fan_out: websocket::FanOut::new(),
+                state_json: std::sync::Mutex::new(None),
             }),
         }
     }
 
     pub(crate) fn service(&self) -> &RuntimeService {
         &self.inner.service
+    }
+
+    /// `snapshot` as JSON, reusing the bytes when the same snapshot was just served.
+    pub(crate) fn state_json(&self, snapshot: &Arc<RuntimeState>) -> axum::body::Bytes {
+        let cache = &self.inner.state_json;
+        if let Some((served, json)) = &*cache.lock().unwrap_or_else(|e| e.into_inner()) {
+            if Arc::ptr_eq(served, snapshot) {
+                return json.clone();
+            }
+        }
+        let json = axum::body::Bytes::from(serde_json::to_vec(&**snapshot).unwrap_or_default());
+        *cache.lock().unwrap_or_else(|e| e.into_inner()) = Some((snapshot.clone(), json.clone()));
+        json
     }
 
     /// Tells WebSocket sessions to close.
@@ -254,6 +276,13 @@ pub async fn serve(
         }
     });
     let closing = state.clone();
+    // Without TCP_NODELAY a response written in two parts (headers, then a larger body) waits
+    // for the client's ACK of the first part.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an API connection");
+        }
+    });
     let result = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -4,8 +4,9 @@
 //! - `{"type":"snapshot","seq":N,"state":{...}}` first, and again after a lag;
 //! - events as published: `{"seq":N+1,"timestamp_ms":...,"type":"processor_added",...}` — every
 //!   event with `seq` > the snapshot's, in order, none lost in between;
-//! - `{"type":"lagged","missed":K}` when this client fell more than the channel's capacity
-//!   (256 events) behind: K events were skipped, and a fresh snapshot follows;
+//! - `{"type":"lagged","missed":K}` when this client fell more than its queue (1024 events)
+//!   behind, followed by a fresh snapshot: K is the exact number of events (of any type) the
+//!   client did not see between the last one it saw and the new snapshot;
 //! - `{"type":"filter_updated","types":[...],"processors":[...]}` after a filter change;
 //! - `{"type":"error","error":{"code","message"}}` for a bad client message.
 //!
@@ -15,6 +16,7 @@
 //! Send `{"type":"snapshot"}` for a fresh snapshot at any time.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -23,12 +25,69 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use crate::core::error::StreamError;
 use crate::core::runtime::{RuntimeEvent, RuntimeEventKind, RuntimeState};
+
+/// Events a client may fall behind before it is told it lagged.
+const CLIENT_QUEUE: usize = 1024;
+/// Frames written per flush (one syscall) when events queue up.
+const MAX_BATCH: usize = 256;
+
+/// What the fan-out task hands every session.
+#[derive(Clone)]
+pub(super) enum Wire {
+    /// An event and its JSON, shared by all sessions (serialized once).
+    Event(Arc<(RuntimeEvent, Utf8Bytes)>),
+    /// The fan-out task itself fell behind the runtime by this many events.
+    Lagged(u64),
+}
+
+/// Serializes each runtime event once and re-broadcasts the bytes to every WebSocket session:
+/// with 100 clients, the per-client cost is a reference count and a socket write, not a clone
+/// and a serialization.
+pub(super) struct FanOut {
+    tx: broadcast::Sender<Wire>,
+    started: Once,
+}
+
+impl FanOut {
+    pub(super) fn new() -> Self {
+        Self {
+            tx: broadcast::channel(CLIENT_QUEUE).0,
+            started: Once::new(),
+        }
+    }
+
+    /// Subscribes a session, starting the fan-out task on first use (inside the server's Tokio
+    /// runtime). The task subscribes to the runtime before any session takes its snapshot, so
+    /// every event after a snapshot reaches the session.
+    fn subscribe(&self, state: &ApiState) -> broadcast::Receiver<Wire> {
+        self.started.call_once(|| {
+            let mut events = state.service().subscribe_events();
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let wire = match events.recv().await {
+                        Ok(event) => match serde_json::to_string(&event) {
+                            Ok(json) => Wire::Event(Arc::new((event, Utf8Bytes::from(json)))),
+                            Err(_) => continue,
+                        },
+                        Err(RecvError::Lagged(missed)) => Wire::Lagged(missed),
+                        Err(RecvError::Closed) => break,
+                    };
+                    // No subscribers is fine: nobody is watching right now.
+                    let _ = tx.send(wire);
+                }
+            });
+        });
+        self.tx.subscribe()
+    }
+}
 
 /// Largest client message accepted (filters are tiny).
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
@@ -188,11 +247,10 @@ pub(super) async fn events(
 async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
     // Subscribe before taking the snapshot: every event published after the snapshot is then
     // in the receiver, and the ones already reflected in it are skipped by `seq`.
-    let mut events = state.service().subscribe_events();
+    let mut wire = state.inner.fan_out.subscribe(&state);
     let (mut tx, mut rx) = socket.split();
-    let mut last_seq = match send_snapshot(&state, &mut tx).await {
-        Some(seq) => seq,
-        None => return,
+    let Some(mut last_seq) = send_snapshot(&state, &mut tx).await else {
+        return;
     };
     let ping_every = state.inner.options.ws_ping_interval;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
@@ -201,34 +259,59 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
 
     loop {
         tokio::select! {
-            received = events.recv() => match received {
-                Ok(event) => {
-                    if event.seq <= last_seq {
-                        continue;
+            first = wire.recv() => {
+                // Write everything already queued in one flush.
+                let mut next = Some(first.map_err(Missed::from));
+                let mut fed = 0;
+                let mut lagged = None;
+                while let Some(item) = next.take() {
+                    match item {
+                        Ok(Wire::Event(event)) => {
+                            let (event, json) = &*event;
+                            if event.seq > last_seq {
+                                last_seq = event.seq;
+                                if filter.matches(event) {
+                                    if tx.feed(Message::Text(json.clone())).await.is_err() {
+                                        return;
+                                    }
+                                    fed += 1;
+                                }
+                            }
+                        }
+                        Ok(Wire::Lagged(missed)) | Err(Missed::Lagged(missed)) => {
+                            lagged = Some(lagged.unwrap_or(0) + missed);
+                        }
+                        Err(Missed::Closed) => {
+                            close(&mut tx, 1001, "the runtime shut down").await;
+                            return;
+                        }
+                        Err(Missed::Empty) => break,
                     }
-                    last_seq = event.seq;
-                    if filter.matches(&event) && send_json(&mut tx, &event).await.is_err() {
-                        break;
+                    if fed < MAX_BATCH && lagged.is_none() {
+                        next = Some(wire.try_recv().map_err(Missed::from));
                     }
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    if send_json(&mut tx, &ServerMessage::Lagged { missed }).await.is_err() {
-                        break;
-                    }
-                    match send_snapshot(&state, &mut tx).await {
-                        Some(seq) => last_seq = seq,
-                        None => break,
-                    }
+                if tx.flush().await.is_err() {
+                    return;
                 }
-                Err(RecvError::Closed) => {
-                    close(&mut tx, 1001, "the runtime shut down").await;
-                    break;
+                if lagged.is_some() {
+                    // Snapshot first: everything up to its seq that this client did not see
+                    // (dropped from its queue, or still queued and now superseded) is missed.
+                    let Some(snapshot) = take_snapshot(&state, &mut tx).await else {
+                        return;
+                    };
+                    let missed = snapshot.seq.saturating_sub(last_seq);
+                    if send_json(&mut tx, &ServerMessage::Lagged { missed }).await.is_err()
+                        || send_json(&mut tx, &ServerMessage::Snapshot { seq: snapshot.seq, state: &snapshot }).await.is_err()
+                    {
+                        return;
+                    }
+                    last_seq = snapshot.seq;
                 }
             },
             incoming = rx.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = handle_client_message(&state, &mut filter, text.as_str());
-                    let ok = match reply {
+                    let ok = match handle_client_message(&mut filter, text.as_str()) {
                         ClientReply::Snapshot => match send_snapshot(&state, &mut tx).await {
                             Some(seq) => {
                                 last_seq = seq;
@@ -245,7 +328,7 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                         }).await.is_ok(),
                     };
                     if !ok {
-                        break;
+                        return;
                     }
                 }
                 Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
@@ -255,25 +338,51 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                         message: "send JSON text messages".to_string(),
                     };
                     if send_json(&mut tx, &ServerMessage::Error { error }).await.is_err() {
-                        break;
+                        return;
                     }
                 }
                 Some(Ok(Message::Ping(_))) => {} // answered by the WebSocket layer
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
             },
             _ = ping.tick() => {
                 if last_pong.elapsed() > ping_every * MISSED_PONGS_LIMIT + Duration::from_secs(1) {
                     close(&mut tx, 1001, "no pong received").await;
-                    break;
+                    return;
                 }
                 if tx.send(Message::Ping(axum::body::Bytes::from_static(b"streamlib"))).await.is_err() {
-                    break;
+                    return;
                 }
             }
             _ = shutdown.changed() => {
                 close(&mut tx, 1001, "the API server is shutting down").await;
-                break;
+                return;
             }
+        }
+    }
+}
+
+/// Why no event came out of a session's queue.
+enum Missed {
+    Lagged(u64),
+    Closed,
+    Empty,
+}
+
+impl From<RecvError> for Missed {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Lagged(n) => Missed::Lagged(n),
+            RecvError::Closed => Missed::Closed,
+        }
+    }
+}
+
+impl From<TryRecvError> for Missed {
+    fn from(e: TryRecvError) -> Self {
+        match e {
+            TryRecvError::Lagged(n) => Missed::Lagged(n),
+            TryRecvError::Closed => Missed::Closed,
+            TryRecvError::Empty => Missed::Empty,
         }
     }
 }
@@ -284,7 +393,7 @@ enum ClientReply {
     Error(&'static str, String),
 }
 
-fn handle_client_message(_state: &ApiState, filter: &mut EventFilter, text: &str) -> ClientReply {
+fn handle_client_message(filter: &mut EventFilter, text: &str) -> ClientReply {
     match serde_json::from_str::<ClientMessage>(text) {
         Ok(ClientMessage::Snapshot) => ClientReply::Snapshot,
         Ok(ClientMessage::Filter { types, processors }) => {
@@ -310,6 +419,21 @@ type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 /// Sends a snapshot; returns its `seq`, or `None` if the socket or the runtime is gone.
 async fn send_snapshot(state: &ApiState, tx: &mut WsSink) -> Option<u64> {
+    let snapshot = take_snapshot(state, tx).await?;
+    send_json(
+        tx,
+        &ServerMessage::Snapshot {
+            seq: snapshot.seq,
+            state: &snapshot,
+        },
+    )
+    .await
+    .ok()
+    .map(|()| snapshot.seq)
+}
+
+/// Gets the runtime state; on failure tells the client why and closes.
+async fn take_snapshot(state: &ApiState, tx: &mut WsSink) -> Option<RuntimeState> {
     let timeout = state.inner.options.request_timeout;
     let snapshot = match tokio::time::timeout(timeout, state.service().get_state()).await {
         Ok(result) => result,
@@ -318,19 +442,7 @@ async fn send_snapshot(state: &ApiState, tx: &mut WsSink) -> Option<u64> {
         )),
     };
     match snapshot {
-        Ok(runtime_state) => {
-            let seq = runtime_state.seq;
-            send_json(
-                tx,
-                &ServerMessage::Snapshot {
-                    seq,
-                    state: &runtime_state,
-                },
-            )
-            .await
-            .ok()
-            .map(|()| seq)
-        }
+        Ok(runtime_state) => Some(runtime_state),
         Err(e) => {
             let error = super::error::ErrorDetail {
                 code: e.code().to_string(),
