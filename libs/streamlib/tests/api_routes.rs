@@ -514,6 +514,8 @@ fn token_is_required_everywhere_when_set() {
         )
         .await;
         assert_eq!(ok.status, StatusCode::OK);
+        // Guessing is rate-limited like changes are (quota 200/s, burst 400 by default): not
+        // exercised here; see `failed_token_attempts_are_rate_limited`.
         // The query parameter is accepted on the WebSocket route only.
         let q = get(&app, "/api/runtime/state?token=correct%20horse").await;
         assert_error(&q, StatusCode::UNAUTHORIZED, "unauthorized");
@@ -764,5 +766,92 @@ fn openapi_documents_every_route_of_the_router() {
                 "{method} {path} is routed but undocumented"
             );
         }
+    });
+}
+
+#[test]
+fn failed_token_attempts_are_rate_limited() {
+    let rt = RuntimeThread::start(|_| {});
+    let options = ApiOptions {
+        token: Some("correct horse".into()),
+        rate_limit_per_second: 1,
+        rate_limit_burst: 2,
+        ..Default::default()
+    };
+    let app = app(rt.service.clone(), options);
+    block_on(async {
+        let wrong = [("authorization", "Bearer guess")];
+        for _ in 0..2 {
+            assert_error(
+                &call(&app, Method::GET, "/api/runtime/state", None, &wrong).await,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            );
+        }
+        let r = call(&app, Method::GET, "/api/runtime/state", None, &wrong).await;
+        assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+        assert!(r.headers.get("retry-after").is_some());
+    });
+}
+
+#[test]
+fn allow_listed_origins_get_cors_and_others_do_not() {
+    let rt = RuntimeThread::start(|_| {});
+    let options = ApiOptions {
+        token: Some("correct horse".into()),
+        allowed_origins: vec!["https://console.example".into()],
+        ..Default::default()
+    };
+    let app = app(rt.service.clone(), options);
+    block_on(async {
+        let preflight = |origin: &'static str| {
+            Request::builder()
+                .method(Method::OPTIONS)
+                .uri("/api/processors")
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization,content-type",
+                )
+                .body(Body::empty())
+                .unwrap()
+        };
+        let ok = app
+            .clone()
+            .oneshot(preflight("https://console.example"))
+            .await
+            .unwrap();
+        assert_eq!(
+            ok.status(),
+            StatusCode::OK,
+            "the preflight carries no token and must still pass"
+        );
+        assert_eq!(
+            ok.headers().get("access-control-allow-origin").unwrap(),
+            "https://console.example"
+        );
+        let evil = app
+            .clone()
+            .oneshot(preflight("https://evil.example"))
+            .await
+            .unwrap();
+        assert!(evil.headers().get("access-control-allow-origin").is_none());
+        let r = call(
+            &app,
+            Method::GET,
+            "/api/runtime/state",
+            None,
+            &[
+                ("origin", "https://console.example"),
+                ("authorization", "Bearer correct horse"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            r.headers.get("access-control-allow-origin").unwrap(),
+            "https://console.example"
+        );
     });
 }

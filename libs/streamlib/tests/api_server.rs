@@ -283,3 +283,38 @@ fn thirty_two_clients_mutating_at_once_leave_a_consistent_graph() {
         assert_ne!(p["state"], "failed", "{p}");
     }
 }
+
+#[test]
+fn teardown_does_not_wait_for_a_client_that_never_finishes_its_request() {
+    use std::io::Write;
+    let rt = RuntimeThread::start(|_| {});
+    let addr = api_on_free_port(&rt.service, ApiServerConfig::default());
+    // Half a request line, never completed.
+    let mut stuck = std::net::TcpStream::connect(addr).unwrap();
+    stuck.write_all(b"GET /api/runtime/sta").unwrap();
+    let mut events = rt.service.subscribe_events();
+    block_on(async {
+        // A second API server removes the first one (an API server cannot remove itself).
+        let other = rt
+            .service
+            .add_processor(ApiServerProcessor::spec(ApiServerConfig {
+                port: 0,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        rt.service.remove_processor("api".into()).await.unwrap();
+        rt.service.remove_processor(other).await.unwrap();
+    });
+    while let Ok(e) = events.try_recv() {
+        if let streamlib::core::RuntimeEventKind::ProcessorFailed {
+            processor_id,
+            error,
+            ..
+        } = &e.kind
+        {
+            panic!("{processor_id} failed: {error} (teardown waited for the stuck client)");
+        }
+    }
+    drop(stuck);
+}

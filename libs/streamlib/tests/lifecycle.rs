@@ -462,7 +462,7 @@ fn test_pattern_content_arrives_intact() {
         "frames arrived in order, none skipped"
     );
 
-    let renderer = TestPatternRenderer::new(&config);
+    let renderer = TestPatternRenderer::new(&config).unwrap();
     let mut crc = crc32fast::Hasher::new();
     for i in 0..n {
         let f = renderer.render(i, 0).unwrap();
@@ -472,4 +472,43 @@ fn test_pattern_content_arrives_intact() {
     }
     assert_eq!(metric(&rt, &sink, "checksum"), u64::from(crc.finalize()));
     assert_eq!(metric(&rt, &sink, "bytes"), n * 48 * 32 * 4);
+}
+
+#[test]
+fn a_shutdown_requested_before_run_is_honoured() {
+    let mut rt = StreamRuntime::new().unwrap();
+    let src = rt.add_processor(small_pattern(100.0)).unwrap();
+    rt.shutdown_handle().request();
+    rt.run().unwrap(); // returns instead of running forever
+    assert_eq!(rt.status(), RuntimeStatus::Stopped);
+    assert_eq!(state_of(&rt, &src), ProcessorState::Stopped);
+}
+
+#[test]
+fn a_writer_blocked_by_backpressure_still_stops_cleanly() {
+    let mut rt = StreamRuntime::new().unwrap();
+    let src = rt.add_processor(burst_source(1_000)).unwrap();
+    let sink = rt
+        .add_processor(IdleSinkProcessor::spec(Default::default()))
+        .unwrap();
+    let bp = LinkOptions::default()
+        .with_overflow(OverflowPolicy::Backpressure)
+        .with_capacity(4);
+    rt.connect_with(out(&src, "video"), inp(&sink, "video"), bp)
+        .unwrap();
+    rt.start().unwrap();
+    assert_eventually("the source filled the link and waits", || {
+        rt.links()[0].counters.queued == 4
+    });
+    rt.stop().unwrap();
+    // Not abandoned ("did not stop within 5s"): it noticed its own stop while waiting.
+    let info = rt.processor_info(&src).unwrap();
+    assert_eq!(info.state, ProcessorState::Stopped, "{:?}", info.error);
+    rt.start().unwrap();
+    assert_eq!(
+        state_of(&rt, &src),
+        ProcessorState::Running,
+        "and it can run again"
+    );
+    rt.stop().unwrap();
 }

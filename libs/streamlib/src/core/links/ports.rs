@@ -256,6 +256,7 @@ pub(crate) trait AnyLink: Send + Sync {
     fn counters(&self) -> LinkCounters;
     fn options(&self) -> ResolvedLinkOptions;
     fn is_empty(&self) -> bool;
+    fn set_reader_running(&self, running: bool);
     /// Unhooks the link from both ports and releases any waiting writer.
     fn detach(&self);
 }
@@ -354,6 +355,9 @@ impl<T: Frame> AnyLink for LinkBinding<T> {
     }
     fn is_empty(&self) -> bool {
         self.link.is_empty()
+    }
+    fn set_reader_running(&self, running: bool) {
+        self.link.set_reader_running(running);
     }
     fn detach(&self) {
         self.output.links.rcu(|links| {

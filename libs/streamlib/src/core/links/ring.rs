@@ -9,7 +9,7 @@ use crossbeam_utils::CachePadded;
 
 use super::options::{LinkCounters, OverflowPolicy, ReadMode, ResolvedLinkOptions};
 use crate::core::graph::LinkUniqueId;
-use crate::core::runtime::ProcessorSignal;
+use crate::core::runtime::{ProcessorSignal, current_processor_stopping};
 
 /// How long a backpressured writer sleeps before re-checking on its own. Wake-ups normally come
 /// from the reader; this only bounds the cost of a missed one.
@@ -92,7 +92,9 @@ impl<T> LinkInner<T> {
                 Ok(()) => return,
                 Err(back) => frame = back,
             }
-            if !self.may_wait() {
+            // Nobody will make room (reader gone), or our own processor is being stopped:
+            // behave like a real-time link rather than block forever.
+            if !self.may_wait() || current_processor_stopping() {
                 self.push_dropping_oldest(frame);
                 return;
             }

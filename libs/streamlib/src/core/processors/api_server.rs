@@ -21,8 +21,9 @@ const DEFAULT_HOST: &str = "127.0.0.1";
 const DEFAULT_PORT: u16 = 9000;
 /// Worker threads of the server's Tokio runtime (RFC).
 const WORKER_THREADS: usize = 2;
-/// How long teardown lets in-flight requests finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long teardown lets in-flight requests finish before closing their connections; shorter
+/// than the runtime's stop timeout, so teardown always completes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Config of [`ApiServerProcessor`]. `{"host", "port"}` as in the RFC; the rest are the
 /// answers to its open questions (authentication, rate limiting, limits).
@@ -191,14 +192,31 @@ impl crate::core::Processor for ApiServerProcessor::Processor {
         let thread = std::thread::Builder::new()
             .name("sl-api-server".to_string())
             .spawn(move || {
-                let served = runtime.block_on(http::serve(listener, state, async move {
-                    // A dropped sender (processor gone) also means stop.
-                    let _ = shutdown_rx.await;
-                }));
+                let served = runtime.block_on(async move {
+                    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+                    let serve = http::serve(listener, state, async move {
+                        // A dropped sender (processor gone) also means stop.
+                        let _ = shutdown_rx.await;
+                        let _ = signalled_tx.send(());
+                    });
+                    // Graceful shutdown waits for every connection; a client that never
+                    // finishes its request must not hold the runtime's teardown hostage.
+                    let grace = async move {
+                        let _ = signalled_rx.await;
+                        tokio::time::sleep(SHUTDOWN_GRACE).await;
+                    };
+                    tokio::select! {
+                        served = serve => served,
+                        () = grace => {
+                            tracing::warn!("API connections still open after the grace period; closing them");
+                            Ok(())
+                        }
+                    }
+                });
                 if let Err(e) = served {
                     tracing::error!(error = %e, "API server stopped with an error");
                 }
-                runtime.shutdown_timeout(SHUTDOWN_GRACE);
+                runtime.shutdown_timeout(Duration::from_millis(200));
             })
             .map_err(|e| StreamError::io("cannot start the API server thread", &e))?;
 

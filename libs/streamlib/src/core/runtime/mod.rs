@@ -22,4 +22,4 @@ pub use stream_runtime::{DRAIN_TIMEOUT, SETUP_TIMEOUT, STOP_TIMEOUT, StreamRunti
 
 pub(crate) use events::EventBus;
 pub(crate) use shared::ProcessorShared;
-pub(crate) use signal::ProcessorSignal;
+pub(crate) use signal::{ProcessorSignal, current_processor_stopping};

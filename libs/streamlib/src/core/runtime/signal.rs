@@ -22,6 +22,19 @@ pub(crate) struct ProcessorSignal {
     go: AtomicBool,
     /// The thread running the processor now, if any.
     thread: ArcSwapOption<Thread>,
+    /// True from the start of a run until the thread stops reading its inputs.
+    active: AtomicBool,
+}
+
+thread_local! {
+    /// The signal of the processor running on this thread, so a writer blocked by
+    /// backpressure can notice that its own processor is being stopped.
+    static CURRENT: std::cell::RefCell<Option<Arc<ProcessorSignal>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Whether the processor running on the calling thread (if any) is being stopped.
+pub(crate) fn current_processor_stopping() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|s| s.is_stopping()))
 }
 
 impl ProcessorSignal {
@@ -78,14 +91,27 @@ impl ProcessorSignal {
     }
 
     /// Prepares for a new run on the calling thread.
-    pub(crate) fn bind_current_thread(&self) {
+    pub(crate) fn bind_current_thread(self: &Arc<Self>) {
         self.stop.store(false, Ordering::Release);
         self.go.store(false, Ordering::Release);
+        self.active.store(true, Ordering::SeqCst);
         self.thread.store(Some(Arc::new(std::thread::current())));
+        CURRENT.with(|c| *c.borrow_mut() = Some(self.clone()));
+    }
+
+    /// Marks the run over (before the thread tells its links), see `is_active`.
+    pub(crate) fn deactivate(&self) {
+        self.active.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether a thread is running this processor (setting up or processing).
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
     }
 
     pub(crate) fn unbind_thread(&self) {
         self.thread.store(None);
+        CURRENT.with(|c| *c.borrow_mut() = None);
     }
 
     /// Blocks until released by the runtime; false if stopped instead.

@@ -337,12 +337,23 @@ impl StreamRuntime {
         }
         let (default_capacity, default_read_mode) = output.defaults();
         let resolved = options.resolve(default_capacity, default_read_mode)?;
-        let reader_running = matches!(&target.slot, Slot::Running(w) if !w.is_finished());
+        let reader_running = target.shared.signal.is_active();
         let reader_signal = target.shared.signal.clone();
         let frame_type = output.frame_type();
 
         let id = self.generate_link_id();
-        let link = output.link_to(id.clone(), input, reader_signal, &resolved, reader_running)?;
+        let link = output.link_to(
+            id.clone(),
+            input,
+            reader_signal.clone(),
+            &resolved,
+            reader_running,
+        )?;
+        // The reader's thread may have ended between the check and the attach; it clears the
+        // flag before it looks at its links, so one of the two sees the other (SeqCst).
+        if reader_running && !reader_signal.is_active() {
+            link.set_reader_running(false);
+        }
         self.links.insert(
             id.clone(),
             LinkEntry {
@@ -426,15 +437,23 @@ impl StreamRuntime {
                 }
             }
         }
+        let mut linked = Vec::new();
         if result.is_ok() {
             for (i, (from, to, options)) in connections.into_iter().enumerate() {
-                if let Err(e) = self.connect_with(from, to, options) {
-                    result = Err(graph_error(format!("connections[{i}]"), e));
-                    break;
+                match self.connect_with(from, to, options) {
+                    Ok(link) => linked.push(link.id()),
+                    Err(e) => {
+                        result = Err(graph_error(format!("connections[{i}]"), e));
+                        break;
+                    }
                 }
             }
         }
         if let Err(e) = result {
+            for link in linked.iter().rev() {
+                // Also links between processors that existed before the graph was applied.
+                let _ = self.disconnect(link);
+            }
             for id in added.iter().rev() {
                 // Removing also removes the links made so far; the ids are ours, so this only
                 // fails if the processor is already gone.
@@ -514,6 +533,9 @@ impl StreamRuntime {
     /// does dropping the runtime.
     pub fn shutdown(&mut self) -> Result<()> {
         self.stop()?;
+        // Requests waiting for this thread would keep the API server's connections open while
+        // it tries to stop: answer them now.
+        self.refuse_queued_commands("the runtime is shutting down");
         let control: Vec<ProcessorUniqueId> = self
             .processors
             .iter()
@@ -539,23 +561,37 @@ impl StreamRuntime {
     /// second signal during shutdown exits the process at once.
     pub fn run(&mut self) -> Result<()> {
         thread_role::set(self.env.id, Role::Main);
-        self.shutdown.requested.store(false, Ordering::Release);
-        while self.shutdown_rx.try_recv().is_ok() {}
+        // A shutdown requested before run() (e.g. by a very short timer) is honoured at once:
+        // the flag is only reset when run() returns.
         let signals = SignalWatcher::install(self.shutdown.clone())?;
         self.start()?;
         tracing::info!("runtime running; waiting for commands");
         'serve: while !self.shutdown.is_requested() {
             let mut wake = self.next_wake();
             let mut yields = 0;
-            // Reads queued back to back share one snapshot: each arrived before it was taken,
-            // so each sees every change made before its request. Cleared by any other work.
-            let mut shared_state: Option<Arc<RuntimeState>> = None;
+            // Reads share a snapshot only if they were already queued when it was taken and no
+            // event has been published since: each then sees every change made before its
+            // request. Any other work clears it.
+            let mut shared_state: Option<(Arc<RuntimeState>, usize)> = None;
             loop {
                 match wake {
                     Wake::Command(RuntimeCommand::GetState, reply) => {
-                        let state = shared_state.get_or_insert_with(|| Arc::new(self.state()));
+                        let seq_now = self.env.events.snapshot(|seq| seq);
+                        let state = match shared_state.take() {
+                            Some((state, queued_before))
+                                if queued_before > 0 && state.seq == seq_now =>
+                            {
+                                shared_state = Some((state.clone(), queued_before - 1));
+                                state
+                            }
+                            _ => {
+                                let state = Arc::new(self.state());
+                                shared_state = Some((state.clone(), self.command_rx.len()));
+                                state
+                            }
+                        };
                         // The caller may have given up (timeout, dropped future); nothing to do.
-                        let _ = reply.send(CommandResult::State(state.clone()));
+                        let _ = reply.send(CommandResult::State(state));
                     }
                     Wake::Command(command, reply) => {
                         shared_state = None;
@@ -585,9 +621,13 @@ impl StreamRuntime {
                 };
             }
         }
-        drop(signals);
         tracing::info!("shutting down");
-        self.shutdown()
+        let result = self.shutdown();
+        // Dropped only now, so a second Ctrl-C during a slow shutdown still exits at once.
+        drop(signals);
+        self.shutdown.requested.store(false, Ordering::Release);
+        while self.shutdown_rx.try_recv().is_ok() {}
+        result
     }
 
     /// Poll and execute pending commands. Called from main thread event loop.
@@ -596,6 +636,18 @@ impl StreamRuntime {
             let result = self.execute_command(command);
             // The caller may have given up (timeout, dropped future); nothing to do.
             let _ = response_tx.send(result);
+        }
+    }
+
+    /// Answers every queued command with `runtime_unavailable` without executing it.
+    fn refuse_queued_commands(&self, why: &str) {
+        while let Ok((command, reply)) = self.command_rx.try_recv() {
+            let error = StreamError::RuntimeUnavailable(format!(
+                "{why} before executing {}",
+                command.name()
+            ));
+            // The caller may be gone too; nothing to do then.
+            let _ = reply.send(CommandResult::Error(error));
         }
     }
 
@@ -915,6 +967,10 @@ impl RuntimeEnv {
             }
             Waited::TimedOut => {
                 entry.shared.signal.request_stop();
+                // Its producers must not wait for a processor that is not processing.
+                for input in &entry.ports.inputs {
+                    input.set_reader_running(false);
+                }
                 return Err(format!(
                     "setup did not finish within {}s; the processor was asked to stop",
                     SETUP_TIMEOUT.as_secs()
@@ -1008,14 +1064,7 @@ impl Drop for StreamRuntime {
         let _ = self.shutdown();
         // Answer every command still queued; later senders see `closed` (SeqCst on both sides).
         self.closed.store(true, Ordering::SeqCst);
-        while let Ok((command, reply)) = self.command_rx.try_recv() {
-            let error = StreamError::RuntimeUnavailable(format!(
-                "the runtime shut down before executing {}",
-                command.name()
-            ));
-            // The caller may be gone too; nothing to do then.
-            let _ = reply.send(CommandResult::Error(error));
-        }
+        self.refuse_queued_commands("the runtime shut down");
         thread_role::clear(self.env.id);
     }
 }

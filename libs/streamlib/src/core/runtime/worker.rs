@@ -131,6 +131,7 @@ fn run_processor(
 
 /// Marks the end of a run: writers into this processor stop waiting for it.
 fn finish(node: &dyn DynProcessor, shared: &ProcessorShared) {
+    shared.signal.deactivate();
     for input in &node.ports().inputs {
         input.set_reader_running(false);
     }

@@ -121,8 +121,11 @@ impl crate::core::Processor for ChordGeneratorProcessor::Processor {
             let v = (v * gain) as f32;
             samples.extend(std::iter::repeat_n(v, channels));
         }
-        let timestamp =
-            self.start_ns + self.samples_emitted * 1_000_000_000 / u64::from(c.sample_rate);
+        let elapsed_ns =
+            u128::from(self.samples_emitted) * 1_000_000_000 / u128::from(c.sample_rate);
+        let timestamp = self
+            .start_ns
+            .saturating_add(u64::try_from(elapsed_ns).unwrap_or(u64::MAX));
         let samples: Arc<[f32]> = samples.into();
         let frame = AudioFrame::new(
             c.sample_rate,

@@ -100,8 +100,15 @@ pub(crate) const BAR_COLOURS: [[u8; 3]; 7] = [
 
 impl TestPatternRenderer {
     /// Prepares the background for `config` once; each frame then costs one copy plus the
-    /// overlay.
-    pub fn new(config: &TestPatternConfig) -> Self {
+    /// overlay. Fails on a config `validate` would reject (e.g. a zero size).
+    pub fn new(config: &TestPatternConfig) -> Result<Self> {
+        config
+            .validate()
+            .map_err(|e| crate::core::error::StreamError::InvalidConfig {
+                processor_type: "TestPatternProcessor".to_string(),
+                field: Some(e.field),
+                message: e.message,
+            })?;
         let (w, h) = (config.width as usize, config.height as usize);
         let mut background = vec![0u8; w * h * 4];
         for y in 0..h {
@@ -124,11 +131,11 @@ impl TestPatternRenderer {
                 background[i + 3] = 255;
             }
         }
-        Self {
+        Ok(Self {
             width: config.width,
             height: config.height,
             background,
-        }
+        })
     }
 
     /// The frame with number `frame_number`, stamped `timestamp_ns`.
@@ -214,7 +221,7 @@ impl crate::core::Processor for TestPatternProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
         let period = Duration::from_secs_f64(1.0 / self.config.fps);
         ctx.set_interval(period);
-        self.renderer = Some(TestPatternRenderer::new(&self.config));
+        self.renderer = Some(TestPatternRenderer::new(&self.config)?);
         self.frame_number = 0;
         self.start_ns = media_clock_ns();
         self.period_ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
@@ -249,7 +256,7 @@ mod tests {
             height: 120,
             ..Default::default()
         };
-        let r = TestPatternRenderer::new(&config);
+        let r = TestPatternRenderer::new(&config).unwrap();
         let f = r.render(8, 0).unwrap();
         // Bars: sample the middle of each bar near the bottom (below the box).
         for (i, rgb) in BAR_COLOURS.iter().enumerate() {
@@ -263,6 +270,15 @@ mod tests {
         assert_eq!(&f.pixel(0, 0).unwrap()[..3], &[0, 0, 0]);
         // Different frames differ (the box moved).
         assert_ne!(r.render(9, 0).unwrap().data, f.data);
+    }
+
+    #[test]
+    fn the_renderer_refuses_what_validate_refuses() {
+        let zero = TestPatternConfig {
+            width: 0,
+            ..Default::default()
+        };
+        assert!(TestPatternRenderer::new(&zero).is_err());
     }
 
     #[test]

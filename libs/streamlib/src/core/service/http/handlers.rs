@@ -1,13 +1,13 @@
 //! Route handlers: each turns a request into one `RuntimeService` call (or a registry read).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
 use crate::core::links::{LinkOptions, OverflowPolicy, ReadMode};
 use crate::core::processors::{PROCESSOR_REGISTRY, ProcessorDescriptor};
@@ -74,7 +74,7 @@ pub struct CreateConnectionResponse {
         (status = 201, description = "Created (and started, if the runtime is running)", body = CreateProcessorResponse),
         (status = 400, description = "unknown_processor_type (lists the known ones), invalid_json, invalid_id", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
-        (status = 403, description = "forbidden (Host or Origin)", body = ErrorBody),
+        (status = 403, description = "forbidden (Host or Origin, or a control-plane processor type)", body = ErrorBody),
         (status = 409, description = "duplicate_processor_id", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
@@ -88,6 +88,21 @@ pub(super) async fn create_processor(
     State(state): State<ApiState>,
     ApiJson(request): ApiJson<CreateProcessorRequest>,
 ) -> Result<(StatusCode, Json<CreateProcessorResponse>), ApiError> {
+    // A control-plane processor (another API server) could be opened on any address with a
+    // token of the caller's choosing: those are configured at startup, not through the API.
+    if PROCESSOR_REGISTRY
+        .descriptor(&request.processor_type)
+        .is_ok_and(|d| d.control_plane)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} is a control-plane processor and cannot be created through the API (it could expose the runtime on another address); start it with the runtime instead (streamlib serve)",
+                request.processor_type
+            ),
+        ));
+    }
     let mut spec = PROCESSOR_REGISTRY.create(&request.processor_type, request.config)?;
     if let Some(id) = request.id {
         spec = spec.with_id(id);
@@ -132,7 +147,7 @@ pub(super) async fn list_processors(
 )]
 pub(super) async fn get_processor(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ProcessorInfo>, ApiError> {
     Ok(Json(
         state
@@ -159,7 +174,7 @@ pub(super) async fn get_processor(
 )]
 pub(super) async fn remove_processor(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = ProcessorUniqueId::new(id);
     if state.inner.self_id.as_ref() == Some(&id) {
@@ -249,7 +264,7 @@ pub(super) async fn list_connections(
 )]
 pub(super) async fn remove_connection(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state.service().disconnect(LinkUniqueId::new(id)).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -230,7 +230,7 @@ pub fn router(state: ApiState) -> Router {
     let (routes, _) = api_routes().split_for_parts();
     let options = &state.inner.options;
     let timeout = options.request_timeout;
-    routes
+    let router = routes
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .fallback(handlers::no_route)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
@@ -240,8 +240,34 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             security::guard,
-        ))
-        .with_state(state)
+        ));
+    // Browsers call another origin's API only after a CORS preflight, which carries no token:
+    // answer it (for allow-listed origins only) before the guard.
+    let router = match cors(&options.allowed_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+/// CORS for the allow-listed origins; `None` when there are none (same-origin only).
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {

@@ -102,7 +102,9 @@ impl AccessPolicy {
             return false; // "null", file://, extensions...
         };
         match &self.allowed_hosts {
-            Some(_) => self.host_allowed(authority),
+            // Exact `host:port` only: a portless --allow-host entry widens the Host check, not
+            // the set of web pages that may call the API.
+            Some(hosts) => hosts.iter().any(|h| *h == authority),
             None => host.is_some_and(|h| h.eq_ignore_ascii_case(authority)),
         }
     }
@@ -231,6 +233,10 @@ fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<
         }
     }
     if policy.requires_token() && !policy.token_matches(presented_token(req).as_deref()) {
+        // Failed attempts count against the client's quota: guessing is rate-limited too.
+        if let Some(secs) = policy.throttle(peer.ip()) {
+            return Err(ApiError::rate_limited(secs));
+        }
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -274,6 +280,19 @@ mod tests {
         assert!(!p.host_allowed("127.0.0.1:9001"));
         assert!(p.origin_allowed("http://localhost:9000", None));
         assert!(p.origin_allowed("https://app.example/", None));
+        let with_alias = AccessPolicy::new(
+            "127.0.0.1:9000".parse().unwrap(),
+            None,
+            &["box.lan".into()],
+            &[],
+            0,
+            0,
+        );
+        assert!(with_alias.host_allowed("box.lan:9000"));
+        assert!(
+            !with_alias.origin_allowed("http://box.lan:8080", None),
+            "a portless alias is no origin wildcard"
+        );
         assert!(!p.origin_allowed("http://evil.example", None));
         assert!(!p.origin_allowed("null", None));
     }
