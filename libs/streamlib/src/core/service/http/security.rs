@@ -44,7 +44,7 @@ impl AccessPolicy {
             None
         } else {
             let mut hosts = Vec::new();
-            if bound.ip().is_loopback() {
+            if bound.ip().is_loopback() || bound.ip().is_unspecified() {
                 hosts.extend([
                     format!("localhost:{port}"),
                     format!("127.0.0.1:{port}"),
@@ -150,7 +150,11 @@ fn presented_token(req: &Request) -> Option<String> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        return value.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+        // The scheme name is case-insensitive (RFC 7235).
+        let (scheme, token) = value.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string());
     }
     if req.uri().path() == "/api/events" {
         let query = req.uri().query().unwrap_or("");
@@ -301,6 +305,16 @@ mod tests {
     fn every_interface_compares_origin_with_host() {
         let p = policy("0.0.0.0:9000");
         assert!(p.host_allowed("anything:9000"));
+        let listed = AccessPolicy::new(
+            "0.0.0.0:9000".parse().unwrap(),
+            None,
+            &["box.lan:9000".into()],
+            &[],
+            0,
+            0,
+        );
+        assert!(listed.host_allowed("box.lan:9000") && listed.host_allowed("localhost:9000"));
+        assert!(!listed.host_allowed("evil.example:9000"));
         assert!(p.origin_allowed("http://box.lan:9000", Some("box.lan:9000")));
         assert!(!p.origin_allowed("http://evil.example", Some("box.lan:9000")));
     }
