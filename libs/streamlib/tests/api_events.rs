@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::ws::{connect, next_json, refused_status, send_json, try_connect};
@@ -12,26 +11,8 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use streamlib::core::service::http::{self, ApiOptions, ApiState};
-use streamlib::core::{ApiServerConfig, ApiServerProcessor, PROCESSOR_REGISTRY, RuntimeService};
+use streamlib::core::{ApiServerConfig, PROCESSOR_REGISTRY, RuntimeService};
 use tokio_tungstenite::tungstenite::Message;
-
-fn api_on_free_port(service: &RuntimeService, config: ApiServerConfig) -> SocketAddr {
-    block_on(async {
-        let id = service
-            .add_processor(
-                ApiServerProcessor::spec(ApiServerConfig {
-                    port: 0,
-                    rate_limit_per_second: 0,
-                    ..config
-                })
-                .with_id("api"),
-            )
-            .await
-            .unwrap();
-        let port = service.get_processor(id).await.unwrap().metrics["port"];
-        SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap()))
-    })
-}
 
 async fn add(service: &RuntimeService, type_name: &str) -> String {
     let spec = PROCESSOR_REGISTRY.create(type_name, Value::Null).unwrap();
@@ -41,7 +22,7 @@ async fn add(service: &RuntimeService, type_name: &str) -> String {
 #[test]
 fn snapshot_first_then_every_event_in_order() {
     let rt = RuntimeThread::start(|_| {});
-    let addr = api_on_free_port(&rt.service, Default::default());
+    let addr = api_on_free_port(&rt.service, unlimited());
     let service = rt.service.clone();
     block_on(async {
         let mut ws = connect(addr, "/api/events").await;
@@ -77,7 +58,7 @@ fn snapshot_first_then_every_event_in_order() {
 #[test]
 fn nothing_is_lost_between_snapshot_and_stream_under_concurrent_changes() {
     let rt = RuntimeThread::start(|_| {});
-    let addr = api_on_free_port(&rt.service, Default::default());
+    let addr = api_on_free_port(&rt.service, unlimited());
     let service = rt.service.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let churn = {
@@ -109,7 +90,7 @@ fn nothing_is_lost_between_snapshot_and_stream_under_concurrent_changes() {
 #[test]
 fn clients_filter_by_query_and_by_message() {
     let rt = RuntimeThread::start(|_| {});
-    let addr = api_on_free_port(&rt.service, Default::default());
+    let addr = api_on_free_port(&rt.service, unlimited());
     let service = rt.service.clone();
     block_on(async {
         assert_eq!(
@@ -165,7 +146,7 @@ fn clients_filter_by_query_and_by_message() {
 #[test]
 fn a_slow_client_is_told_it_lagged_and_gets_a_fresh_snapshot() {
     let rt = RuntimeThread::start(|_| {});
-    let addr = api_on_free_port(&rt.service, Default::default());
+    let addr = api_on_free_port(&rt.service, unlimited());
     let service = rt.service.clone();
     block_on(async {
         let mut ws = connect(addr, "/api/events").await;
@@ -221,7 +202,7 @@ fn websocket_access_is_checked_before_upgrading() {
         &rt.service,
         ApiServerConfig {
             token: Some("tok-abcdef".into()),
-            ..Default::default()
+            ..unlimited()
         },
     );
     block_on(async {

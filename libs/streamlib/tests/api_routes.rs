@@ -514,8 +514,6 @@ fn token_is_required_everywhere_when_set() {
         )
         .await;
         assert_eq!(ok.status, StatusCode::OK);
-        // Guessing is rate-limited like changes are (quota 200/s, burst 400 by default): not
-        // exercised here; see `failed_token_attempts_are_rate_limited`.
         // The query parameter is accepted on the WebSocket route only.
         let q = get(&app, "/api/runtime/state?token=correct%20horse").await;
         assert_error(&q, StatusCode::UNAUTHORIZED, "unauthorized");

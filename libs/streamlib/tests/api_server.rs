@@ -5,35 +5,13 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::http::Client;
 use common::*;
 use hyper::StatusCode;
 use serde_json::{Value, json};
-use streamlib::core::{ApiServerConfig, ApiServerProcessor, RuntimeService};
-
-/// Adds an API server on a free port and returns its address.
-fn api_on_free_port(service: &RuntimeService, config: ApiServerConfig) -> SocketAddr {
-    block_on(async {
-        let id = service
-            .add_processor(
-                ApiServerProcessor::spec(ApiServerConfig { port: 0, ..config }).with_id("api"),
-            )
-            .await
-            .unwrap();
-        let port = service.get_processor(id).await.unwrap().metrics["port"];
-        SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap()))
-    })
-}
-
-fn unlimited() -> ApiServerConfig {
-    ApiServerConfig {
-        rate_limit_per_second: 0,
-        ..Default::default()
-    }
-}
+use streamlib::core::{ApiServerConfig, ApiServerProcessor};
 
 #[test]
 fn stop_and_start_through_the_api_keep_the_api_alive() {

@@ -5,13 +5,6 @@ mod common;
 use common::*;
 use streamlib::core::*;
 
-fn out(p: &ProcessorUniqueId, port: &str) -> OutputLinkPortRef {
-    OutputLinkPortRef::new(p.clone(), port)
-}
-fn inp(p: &ProcessorUniqueId, port: &str) -> InputLinkPortRef {
-    InputLinkPortRef::new(p.clone(), port)
-}
-
 #[test]
 fn ids_are_readable_and_unique() {
     let mut rt = StreamRuntime::new().unwrap();

@@ -8,12 +8,6 @@ use std::time::Duration;
 use common::*;
 use streamlib::core::*;
 
-fn out(p: &ProcessorUniqueId, port: &str) -> OutputLinkPortRef {
-    OutputLinkPortRef::new(p.clone(), port)
-}
-fn inp(p: &ProcessorUniqueId, port: &str) -> InputLinkPortRef {
-    InputLinkPortRef::new(p.clone(), port)
-}
 fn metric(rt: &StreamRuntime, id: &ProcessorUniqueId, name: &str) -> u64 {
     rt.processor_info(id)
         .unwrap()

@@ -8,14 +8,6 @@ use std::time::Duration;
 use common::*;
 use streamlib::core::*;
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 #[test]
 fn service_drives_the_runtime_from_another_thread() {
     let mut rt = StreamRuntime::new().unwrap();

@@ -15,6 +15,22 @@ use streamlib::core::{
     Result, RuntimeContext, StopSignal, StreamError, VideoFrame,
 };
 
+/// `processor.port` as an output reference.
+pub fn out(
+    p: &streamlib::core::ProcessorUniqueId,
+    port: &str,
+) -> streamlib::core::OutputLinkPortRef {
+    streamlib::core::OutputLinkPortRef::new(p.clone(), port)
+}
+
+/// `processor.port` as an input reference.
+pub fn inp(
+    p: &streamlib::core::ProcessorUniqueId,
+    port: &str,
+) -> streamlib::core::InputLinkPortRef {
+    streamlib::core::InputLinkPortRef::new(p.clone(), port)
+}
+
 /// Generous bound for "this should happen soon": only reached when it never happens.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -414,5 +430,33 @@ impl streamlib::core::Processor for EventSpammerProcessor::Processor {
             }
         }
         Ok(())
+    }
+}
+
+/// Adds an API server with id `api` on a free port (through the service) and returns its address.
+#[cfg(feature = "api-server")]
+pub fn api_on_free_port(
+    service: &streamlib::core::RuntimeService,
+    config: streamlib::core::ApiServerConfig,
+) -> std::net::SocketAddr {
+    use streamlib::core::{ApiServerConfig, ApiServerProcessor};
+    block_on(async {
+        let id = service
+            .add_processor(
+                ApiServerProcessor::spec(ApiServerConfig { port: 0, ..config }).with_id("api"),
+            )
+            .await
+            .unwrap();
+        let port = service.get_processor(id).await.unwrap().metrics["port"];
+        std::net::SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).unwrap()))
+    })
+}
+
+/// An API server config without rate limiting (for tests that make many changes).
+#[cfg(feature = "api-server")]
+pub fn unlimited() -> streamlib::core::ApiServerConfig {
+    streamlib::core::ApiServerConfig {
+        rate_limit_per_second: 0,
+        ..Default::default()
     }
 }

@@ -36,9 +36,9 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `stop()` lets queued frames flow downstream before stopping the readers.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// After handling work, the runtime thread yields this many times, checking for more, before it
-/// sleeps. Commands come in bursts (a client's next request, many clients at once); catching
-/// them without a futex sleep/wake saves ~20 µs each on a VM. Only after work, so an idle
-/// runtime still sleeps (0% CPU).
+/// sleeps, so a command arriving right after another is taken without a futex sleep/wake (two
+/// wake-ups cost 31–60 µs on the development VM). Only after work, so an idle runtime still
+/// sleeps (0% CPU). Measured effect is mixed; see BENCHMARKS.md ("What changed the figures").
 const BUSY_YIELDS: u32 = 64;
 
 /// A reader whose input links made no progress for this long is considered drained (it chose

@@ -126,10 +126,9 @@ pub(super) async fn create_processor(
         (status = 504, description = "timeout", body = ErrorBody),
     )
 )]
-pub(super) async fn list_processors(
-    State(state): State<ApiState>,
-) -> Result<Json<Vec<ProcessorInfo>>, ApiError> {
-    Ok(Json(state.service().get_state().await?.processors))
+pub(super) async fn list_processors(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let snapshot = state.service().get_state_shared().await?;
+    Ok(Json(&snapshot.processors).into_response())
 }
 
 /// Get processor details
@@ -242,10 +241,9 @@ pub(super) async fn create_connection(
         (status = 503, description = "runtime_unavailable", body = ErrorBody),
     )
 )]
-pub(super) async fn list_connections(
-    State(state): State<ApiState>,
-) -> Result<Json<Vec<LinkInfo>>, ApiError> {
-    Ok(Json(state.service().get_state().await?.links))
+pub(super) async fn list_connections(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let snapshot = state.service().get_state_shared().await?;
+    Ok(Json(&snapshot.links).into_response())
 }
 
 /// Remove connection
@@ -282,11 +280,9 @@ pub(super) async fn remove_connection(
         (status = 503, description = "runtime_unavailable", body = ErrorBody),
     )
 )]
-pub(super) async fn start_runtime(
-    State(state): State<ApiState>,
-) -> Result<Json<RuntimeState>, ApiError> {
+pub(super) async fn start_runtime(State(state): State<ApiState>) -> Result<Response, ApiError> {
     state.service().start().await?;
-    Ok(Json(state.service().get_state().await?))
+    state_response(&state).await
 }
 
 /// Stop runtime
@@ -301,11 +297,9 @@ pub(super) async fn start_runtime(
         (status = 503, description = "runtime_unavailable", body = ErrorBody),
     )
 )]
-pub(super) async fn stop_runtime(
-    State(state): State<ApiState>,
-) -> Result<Json<RuntimeState>, ApiError> {
+pub(super) async fn stop_runtime(State(state): State<ApiState>) -> Result<Response, ApiError> {
     state.service().stop().await?;
-    Ok(Json(state.service().get_state().await?))
+    state_response(&state).await
 }
 
 /// Get runtime state
@@ -321,6 +315,11 @@ pub(super) async fn stop_runtime(
     )
 )]
 pub(super) async fn get_state(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    state_response(&state).await
+}
+
+/// The current state as JSON, from the (possibly shared) snapshot without copying it.
+async fn state_response(state: &ApiState) -> Result<Response, ApiError> {
     let snapshot = state.service().get_state_shared().await?;
     let json = state.state_json(&snapshot);
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())

@@ -433,9 +433,9 @@ async fn send_snapshot(state: &ApiState, tx: &mut WsSink) -> Option<u64> {
 }
 
 /// Gets the runtime state; on failure tells the client why and closes.
-async fn take_snapshot(state: &ApiState, tx: &mut WsSink) -> Option<RuntimeState> {
+async fn take_snapshot(state: &ApiState, tx: &mut WsSink) -> Option<Arc<RuntimeState>> {
     let timeout = state.inner.options.request_timeout;
-    let snapshot = match tokio::time::timeout(timeout, state.service().get_state()).await {
+    let snapshot = match tokio::time::timeout(timeout, state.service().get_state_shared()).await {
         Ok(result) => result,
         Err(_) => Err(StreamError::Timeout(
             "the runtime did not answer with a snapshot".to_string(),
