@@ -15,6 +15,9 @@
 //! - [`core::runtime`]: `StreamRuntime`, its states, events and threads.
 //! - [`core::context`]: `RuntimeContext`, what a processor gets in `setup`.
 //! - [`core::service`]: `RuntimeService`, the thread-safe async facade (and the HTTP server).
+//! - `linux`: device processors behind features: `CameraProcessor` (`camera`),
+//!   `DisplayProcessor` (`display`), `AudioOutputProcessor`/`AudioCaptureProcessor`
+//!   (`audio-devices`).
 //!
 //! # Writing a processor
 //! ```
@@ -53,6 +56,8 @@
 extern crate self as streamlib;
 
 pub mod core;
+#[cfg(target_os = "linux")]
+pub mod linux;
 pub mod prelude;
 
 pub use streamlib_macros::processor;
