@@ -1,6 +1,7 @@
 //! The platform-independent core: frames, links, graph, processors, runtime, service layer.
 
 pub mod context;
+pub mod dsp;
 pub mod error;
 pub mod frames;
 pub mod graph;
