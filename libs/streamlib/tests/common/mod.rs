@@ -159,6 +159,33 @@ pub fn recording_sink() -> (ProcessorSpec, Recorded) {
     (ProcessorSpec::new(p), store)
 }
 
+// AudioRecorderProcessor: keeps every audio frame it receives.
+
+/// Audio frames received by an audio recorder.
+pub type RecordedAudio = Arc<Mutex<Vec<AudioFrame>>>;
+
+#[streamlib::processor(execution = Reactive, description = "Test sink: records every audio frame")]
+pub struct AudioRecorderProcessor {
+    #[streamlib::input(description = "Audio to record")]
+    audio: LinkInput<AudioFrame>,
+    store: RecordedAudio,
+}
+
+impl streamlib::core::Processor for AudioRecorderProcessor::Processor {
+    fn process(&mut self) -> Result<()> {
+        while let Some(frame) = self.audio.read() {
+            self.store.lock().unwrap().push(frame);
+        }
+        Ok(())
+    }
+}
+
+pub fn audio_recorder() -> (ProcessorSpec, RecordedAudio) {
+    let p = AudioRecorderProcessor::Processor::from_config(Default::default());
+    let store = p.store.clone();
+    (ProcessorSpec::new(p), store)
+}
+
 // -------------------------------------------------------------------------------------------
 // IdleSinkProcessor: connected but never reads (to fill links on purpose).
 

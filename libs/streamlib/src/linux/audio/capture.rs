@@ -1,0 +1,278 @@
+//! The `AudioCaptureProcessor`: records from a sound device.
+
+use std::thread::Thread;
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, StreamTrait};
+use cpal::{SampleFormat, SizedSample, StreamConfig};
+use serde::{Deserialize, Serialize};
+
+use super::device::{self, DeviceDirection};
+use crate::core::context::{Counter, RuntimeContext};
+use crate::core::dsp::{StreamResampler, convert_channels};
+use crate::core::error::{Result, StreamError};
+use crate::core::frames::{AudioFrame, media_clock_ns};
+use crate::core::links::LinkOutput;
+use crate::core::processors::{ConfigError, ProcessorConfig};
+
+/// How long `process` waits for the device before returning (so stop stays prompt).
+const DEVICE_WAIT: Duration = Duration::from_millis(50);
+
+/// Config of [`AudioCaptureProcessor`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioCaptureConfig {
+    /// Which device records: `null` for the system default, an id such as `"alsa:null"` or
+    /// `"alsa:hw:CARD=0,DEV=0"` (the host prefix may be left out), or a device description.
+    pub device: Option<String>,
+    /// Sample rate of the frames produced, in Hz (8000 to 384000). The device is opened at the
+    /// nearest rate it offers and resampled when that differs.
+    pub sample_rate: u32,
+    /// Channels of the frames produced (1 to 32), converted from the device's if needed.
+    pub channels: u16,
+    /// Samples per channel in each frame (16 to 96000); 480 is 10 ms at 48 kHz.
+    pub frame_size: u32,
+    /// Audio the device may queue while the pipeline is busy, in milliseconds (10 to 5000);
+    /// beyond it the oldest is kept and new samples are dropped (and counted).
+    pub buffer_ms: u32,
+}
+
+impl Default for AudioCaptureConfig {
+    fn default() -> Self {
+        Self {
+            device: None,
+            sample_rate: 48_000,
+            channels: 2,
+            frame_size: 480,
+            buffer_ms: 500,
+        }
+    }
+}
+
+impl ProcessorConfig for AudioCaptureConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.device.as_deref() == Some("") {
+            return Err(ConfigError::new(
+                "device",
+                "must be null (the default device) or a device id; got an empty string",
+            ));
+        }
+        ConfigError::check_range("sample_rate", self.sample_rate, 8_000, 384_000)?;
+        ConfigError::check_range("channels", self.channels, 1, 32)?;
+        ConfigError::check_range("frame_size", self.frame_size, 16, 96_000)?;
+        ConfigError::check_range("buffer_ms", self.buffer_ms, 10, 5_000)
+    }
+}
+
+/// The open device and the queue it fills.
+struct Recording {
+    /// Dropping it stops the device.
+    _stream: cpal::Stream,
+    queue: rtrb::Consumer<f32>,
+    rate: u32,
+    channels: u16,
+    resampler: Option<StreamResampler>,
+    /// Converted samples not yet sent (less than one frame).
+    pending: Vec<f32>,
+    /// Media-clock time of the first sample, set when the first samples arrive.
+    start_ns: Option<u64>,
+    frames_sent_samples: u64,
+}
+
+/// Records from a sound device (ALSA) and emits fixed-size audio frames at the configured rate
+/// and channel count, converting from whatever the device offers. Timestamps follow the
+/// device's sample clock from the first sample. Without a device, `setup` fails naming the
+/// device and the devices there are.
+#[streamlib::processor(
+    execution = Continuous,
+    description = "Records from a sound device (ALSA) as fixed-size audio frames, resampled and remixed to the configured format"
+)]
+pub struct AudioCaptureProcessor {
+    #[streamlib::output(
+        description = "Recorded audio, `frame_size` samples per channel per frame"
+    )]
+    audio: LinkOutput<AudioFrame>,
+    #[streamlib::config]
+    config: AudioCaptureConfig,
+    recording: Option<Recording>,
+    frame_number: u64,
+}
+
+impl crate::core::Processor for AudioCaptureProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        let unavailable =
+            |e: String| StreamError::Unavailable(format!("AudioCaptureProcessor: {e}"));
+        let device = device::find(self.config.device.as_deref(), DeviceDirection::Input)
+            .map_err(unavailable)?;
+        let shown = device::describe(&device);
+        let supported = device::choose_config(
+            &device,
+            DeviceDirection::Input,
+            self.config.sample_rate,
+            self.config.channels,
+        )
+        .map_err(unavailable)?;
+        let config: StreamConfig = supported.config();
+        let capacity = (u64::from(config.sample_rate) * u64::from(self.config.buffer_ms) / 1000)
+            .max(64) as usize
+            * usize::from(config.channels);
+        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(capacity);
+        let feed = Feed {
+            queue: producer,
+            reader: std::thread::current(),
+            wake_at: self.config.frame_size as usize * usize::from(config.channels),
+            dropped: ctx.counter("dropped_samples"),
+            channels: usize::from(config.channels.max(1)),
+        };
+        let errors = ctx.counter("device_errors");
+        let stream = match supported.sample_format() {
+            SampleFormat::F32 => build::<f32>(&device, config, feed, errors),
+            SampleFormat::I32 => build::<i32>(&device, config, feed, errors),
+            SampleFormat::I16 => build::<i16>(&device, config, feed, errors),
+            SampleFormat::U16 => build::<u16>(&device, config, feed, errors),
+            SampleFormat::U8 => build::<u8>(&device, config, feed, errors),
+            other => Err(cpal::Error::with_message(
+                cpal::ErrorKind::UnsupportedConfig,
+                format!("sample format {other}"),
+            )),
+        }
+        .map_err(|e| unavailable(device::open_failed(&shown, DeviceDirection::Input, &e)))?;
+        stream
+            .play()
+            .map_err(|e| unavailable(format!("sound input device '{shown}' cannot start: {e}")))?;
+        let resampler = if config.sample_rate == self.config.sample_rate {
+            None
+        } else {
+            Some(
+                StreamResampler::new(
+                    config.sample_rate,
+                    self.config.sample_rate,
+                    self.config.channels,
+                )
+                .map_err(|e| StreamError::processor(format!("AudioCaptureProcessor: {e}")))?,
+            )
+        };
+        tracing::info!(
+            device = %shown,
+            rate = config.sample_rate,
+            channels = config.channels,
+            format = %supported.sample_format(),
+            "audio capture opened"
+        );
+        self.recording = Some(Recording {
+            _stream: stream,
+            queue: consumer,
+            rate: config.sample_rate,
+            channels: config.channels,
+            resampler,
+            pending: Vec::new(),
+            start_ns: None,
+            frames_sent_samples: 0,
+        });
+        self.frame_number = 0;
+        Ok(())
+    }
+
+    fn process(&mut self) -> Result<()> {
+        let Some(rec) = &mut self.recording else {
+            return Ok(());
+        };
+        let whole = rec.queue.slots() / usize::from(rec.channels) * usize::from(rec.channels);
+        if whole == 0 {
+            if rec.queue.is_abandoned() {
+                return Err(StreamError::Unavailable(
+                    "AudioCaptureProcessor: the sound device stopped delivering".to_string(),
+                ));
+            }
+            // The device callback wakes this thread when a frame's worth has arrived.
+            std::thread::park_timeout(DEVICE_WAIT);
+            return Ok(());
+        }
+        let mut raw = vec![0.0f32; whole];
+        let (read, _) = rec.queue.pop_partial_slice(&mut raw);
+        let read = read.len();
+        raw.truncate(read);
+        if rec.start_ns.is_none() {
+            // The first samples were recorded over the time they take to play.
+            let queued_ns =
+                (read / usize::from(rec.channels)) as u64 * 1_000_000_000 / u64::from(rec.rate);
+            rec.start_ns = Some(media_clock_ns().saturating_sub(queued_ns));
+        }
+        let mut samples = convert_channels(&raw, rec.channels, self.config.channels);
+        if let Some(resampler) = &mut rec.resampler {
+            samples = resampler
+                .process(&samples)
+                .map_err(|e| StreamError::processor(format!("AudioCaptureProcessor: {e}")))?;
+        }
+        rec.pending.extend_from_slice(&samples);
+        let per_frame = self.config.frame_size as usize * usize::from(self.config.channels);
+        let mut sent = 0;
+        while rec.pending.len() - sent >= per_frame {
+            let offset_ns =
+                rec.frames_sent_samples * 1_000_000_000 / u64::from(self.config.sample_rate);
+            let frame = AudioFrame::new(
+                self.config.sample_rate,
+                self.config.channels,
+                &rec.pending[sent..sent + per_frame],
+                rec.start_ns.unwrap_or(0) + offset_ns,
+                self.frame_number,
+            )?;
+            self.audio.write(frame);
+            self.frame_number += 1;
+            rec.frames_sent_samples += u64::from(self.config.frame_size);
+            sent += per_frame;
+        }
+        rec.pending.drain(..sent);
+        Ok(())
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        self.recording = None;
+        Ok(())
+    }
+}
+
+/// What the device callback owns: the queue's writing end and whom to wake.
+struct Feed {
+    queue: rtrb::Producer<f32>,
+    reader: Thread,
+    /// Queued samples at which the reader is woken (one frame's worth).
+    wake_at: usize,
+    dropped: Counter,
+    channels: usize,
+}
+
+/// Opens the input stream in the device's sample format `T`.
+fn build<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    mut feed: Feed,
+    errors: Counter,
+) -> std::result::Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample,
+    f32: cpal::FromSample<T>,
+{
+    device.build_input_stream::<T, _, _>(
+        config,
+        move |data: &[T], _info: &cpal::InputCallbackInfo| {
+            let mut dropped = 0usize;
+            for sample in data {
+                if feed.queue.push(sample.to_sample::<f32>()).is_err() {
+                    dropped += 1;
+                }
+            }
+            if dropped > 0 {
+                feed.dropped.add((dropped / feed.channels) as u64);
+            }
+            if feed.queue.buffer().capacity() - feed.queue.slots() >= feed.wake_at {
+                feed.reader.unpark();
+            }
+        },
+        move |e: cpal::Error| {
+            errors.add(1);
+            tracing::warn!(error = %e, "audio capture device error");
+        },
+        None,
+    )
+}

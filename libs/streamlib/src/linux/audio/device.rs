@@ -1,0 +1,174 @@
+//! Finding a sound device and a stream configuration it accepts.
+
+use cpal::traits::{DeviceTrait, HostTrait};
+use cpal::{SampleFormat, SupportedStreamConfig, SupportedStreamConfigRange};
+
+/// Whether a device plays or records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceDirection {
+    /// Plays sound.
+    Output,
+    /// Records sound.
+    Input,
+}
+
+impl DeviceDirection {
+    fn noun(self) -> &'static str {
+        match self {
+            DeviceDirection::Output => "output",
+            DeviceDirection::Input => "input",
+        }
+    }
+}
+
+/// Sample formats the streams convert to and from f32, best first.
+pub(crate) const FORMATS: [SampleFormat; 5] = [
+    SampleFormat::F32,
+    SampleFormat::I32,
+    SampleFormat::I16,
+    SampleFormat::U16,
+    SampleFormat::U8,
+];
+
+/// The ids (`alsa:null`, `alsa:default`, `alsa:hw:CARD=0,DEV=0`…) of the devices that can
+/// play (or record), as a `device` setting accepts them.
+pub fn list_devices(direction: DeviceDirection) -> Vec<String> {
+    let host = cpal::default_host();
+    let devices = match direction {
+        DeviceDirection::Output => host.output_devices().map(|d| d.collect::<Vec<_>>()),
+        DeviceDirection::Input => host.input_devices().map(|d| d.collect::<Vec<_>>()),
+    };
+    devices
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d.id().ok().map(|id| id.to_string()))
+        .collect()
+}
+
+/// The device `name` selects: `None` for the system default, else an id as
+/// [`list_devices`] gives it (`alsa:null`), an ALSA name without the host (`null`,
+/// `hw:0,0`), or a device's description.
+pub(crate) fn find(name: Option<&str>, direction: DeviceDirection) -> Result<cpal::Device, String> {
+    let host = cpal::default_host();
+    let noun = direction.noun();
+    let Some(name) = name else {
+        let device = match direction {
+            DeviceDirection::Output => host.default_output_device(),
+            DeviceDirection::Input => host.default_input_device(),
+        };
+        return device.ok_or_else(|| {
+            format!(
+                "no sound {noun} device: the system has no default {noun} device ({})",
+                known(direction)
+            )
+        });
+    };
+    let by_id = |id: &str| {
+        id.parse::<cpal::DeviceId>()
+            .ok()
+            .and_then(|id| host.device_by_id(&id))
+    };
+    if let Some(device) = by_id(name).or_else(|| by_id(&format!("alsa:{name}"))) {
+        return Ok(device);
+    }
+    let devices = match direction {
+        DeviceDirection::Output => host.output_devices().map(|d| d.collect::<Vec<_>>()),
+        DeviceDirection::Input => host.input_devices().map(|d| d.collect::<Vec<_>>()),
+    }
+    .unwrap_or_default();
+    devices
+        .into_iter()
+        .find(|d| d.description().is_ok_and(|desc| desc.name() == name))
+        .ok_or_else(|| {
+            format!(
+                "sound {noun} device '{name}' not found ({})",
+                known(direction)
+            )
+        })
+}
+
+/// "devices: a, b" or "no devices", for error messages.
+fn known(direction: DeviceDirection) -> String {
+    let ids = list_devices(direction);
+    if ids.is_empty() {
+        format!(
+            "this machine has no sound {} devices at all",
+            direction.noun()
+        )
+    } else {
+        format!("{} devices: {}", direction.noun(), ids.join(", "))
+    }
+}
+
+/// Why a device could not be opened, naming the devices there are when it is missing.
+pub(crate) fn open_failed(shown: &str, direction: DeviceDirection, e: &cpal::Error) -> String {
+    let noun = direction.noun();
+    match e.kind() {
+        cpal::ErrorKind::DeviceNotAvailable | cpal::ErrorKind::HostUnavailable => format!(
+            "sound {noun} device '{shown}' is not available (no sound card or sound server behind it); {}",
+            known(direction)
+        ),
+        cpal::ErrorKind::DeviceBusy => {
+            format!("sound {noun} device '{shown}' is busy: another program is using it")
+        }
+        cpal::ErrorKind::PermissionDenied => format!(
+            "sound {noun} device '{shown}': permission denied (add the user to the 'audio' group)"
+        ),
+        _ => format!("sound {noun} device '{shown}' cannot be opened: {e}"),
+    }
+}
+
+/// A name for `device` in messages.
+pub(crate) fn describe(device: &cpal::Device) -> String {
+    device
+        .id()
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| device.to_string())
+}
+
+/// The configuration closest to `rate` Hz and `channels`: a matching channel count first,
+/// then the rate (clamped to what the device offers), then the best sample format.
+pub(crate) fn choose_config(
+    device: &cpal::Device,
+    direction: DeviceDirection,
+    rate: u32,
+    channels: u16,
+) -> Result<SupportedStreamConfig, String> {
+    let shown = describe(device);
+    let noun = direction.noun();
+    let ranges: Vec<SupportedStreamConfigRange> = match direction {
+        DeviceDirection::Output => device.supported_output_configs().map(|r| r.collect()),
+        DeviceDirection::Input => device.supported_input_configs().map(|r| r.collect()),
+    }
+    .map_err(|e| open_failed(&shown, direction, &e))?;
+    let best = ranges
+        .iter()
+        .filter_map(|range| {
+            let format_rank = FORMATS.iter().position(|f| *f == range.sample_format())?;
+            let chosen_rate = rate.clamp(range.min_sample_rate(), range.max_sample_rate());
+            let score = (
+                range.channels() != channels,
+                range.channels().abs_diff(channels),
+                chosen_rate.abs_diff(rate),
+                format_rank,
+            );
+            Some((score, range, chosen_rate))
+        })
+        .min_by_key(|(score, _, _)| *score);
+    match best {
+        Some((_, range, chosen_rate)) => range
+            .try_with_sample_rate(chosen_rate)
+            .ok_or_else(|| format!("sound {noun} device '{shown}' refused {chosen_rate} Hz")),
+        None if ranges.is_empty() => Err(format!(
+            "sound {noun} device '{shown}' offers no stream configuration"
+        )),
+        None => Err(format!(
+            "sound {noun} device '{shown}' offers no sample format streamlib converts (it offers {}; streamlib converts f32, i32, i16, u16, u8)",
+            ranges
+                .iter()
+                .map(|r| r.sample_format().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}

@@ -1,0 +1,270 @@
+//! The `AudioOutputProcessor`: plays the audio on its input through a sound device.
+
+use std::time::{Duration, Instant};
+
+use cpal::traits::{DeviceTrait, StreamTrait};
+use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
+use serde::{Deserialize, Serialize};
+
+use super::device::{self, DeviceDirection};
+use crate::core::context::{Counter, RuntimeContext};
+use crate::core::dsp::{StreamResampler, convert_channels};
+use crate::core::error::{Result, StreamError};
+use crate::core::frames::AudioFrame;
+use crate::core::links::LinkInput;
+use crate::core::processors::{ConfigError, ProcessorConfig};
+use crate::core::runtime::StopSignal;
+
+/// Config of [`AudioOutputProcessor`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioOutputConfig {
+    /// Which device plays: `null` for the system default, an id such as `"alsa:null"` or
+    /// `"alsa:hw:CARD=0,DEV=0"` (the host prefix may be left out), or a device description.
+    pub device: Option<String>,
+    /// Sample rate to open the device at, in Hz (8000 to 384000). The nearest rate the device
+    /// offers is used; frames at any other rate are resampled to it.
+    pub sample_rate: u32,
+    /// Channels to open the device with (1 to 32); frames with other counts are converted
+    /// (mono is copied to every channel, extra channels are folded in).
+    pub channels: u16,
+    /// Audio queued between the pipeline and the device, in milliseconds (10 to 2000). More
+    /// survives scheduling hiccups; less plays sooner.
+    pub buffer_ms: u32,
+}
+
+impl Default for AudioOutputConfig {
+    fn default() -> Self {
+        Self {
+            device: None,
+            sample_rate: 48_000,
+            channels: 2,
+            buffer_ms: 200,
+        }
+    }
+}
+
+impl ProcessorConfig for AudioOutputConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.device.as_deref() == Some("") {
+            return Err(ConfigError::new(
+                "device",
+                "must be null (the default device) or a device id; got an empty string",
+            ));
+        }
+        ConfigError::check_range("sample_rate", self.sample_rate, 8_000, 384_000)?;
+        ConfigError::check_range("channels", self.channels, 1, 32)?;
+        ConfigError::check_range("buffer_ms", self.buffer_ms, 10, 2_000)
+    }
+}
+
+/// The open device: its stream and the queue that feeds it.
+struct Playback {
+    /// Dropping it stops the device.
+    _stream: cpal::Stream,
+    queue: rtrb::Producer<f32>,
+    rate: u32,
+    channels: u16,
+    /// How long a full queue may block the input before frames are dropped.
+    max_wait: Duration,
+}
+
+/// What the processor counts (also read by the device callback).
+#[derive(Clone)]
+struct OutputCounters {
+    frames_consumed: Counter,
+    samples_played: Counter,
+    underrun_samples: Counter,
+    dropped_samples: Counter,
+    device_errors: Counter,
+}
+
+/// Plays the audio arriving on its input through a sound device (ALSA). The device is opened
+/// at the configured rate and channel count or the nearest it offers; frames in any other
+/// format are resampled and remixed to it. A full device queue holds the input back (so an
+/// unpaced source plays at the device's pace); without a device, `setup` fails naming the
+/// device and the devices there are.
+#[streamlib::processor(
+    execution = Reactive,
+    description = "Plays its audio input through a sound device (ALSA), resampling and remixing to what the device takes"
+)]
+pub struct AudioOutputProcessor {
+    #[streamlib::input(description = "Audio to play (any rate and channel count)")]
+    audio: LinkInput<AudioFrame>,
+    #[streamlib::config]
+    config: AudioOutputConfig,
+    playback: Option<Playback>,
+    resampler: Option<StreamResampler>,
+    counters: Option<OutputCounters>,
+    stop: Option<StopSignal>,
+}
+
+impl crate::core::Processor for AudioOutputProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        let unavailable =
+            |e: String| StreamError::Unavailable(format!("AudioOutputProcessor: {e}"));
+        let counters = OutputCounters {
+            frames_consumed: ctx.counter("frames_consumed"),
+            samples_played: ctx.counter("samples_played"),
+            underrun_samples: ctx.counter("underrun_samples"),
+            dropped_samples: ctx.counter("dropped_samples"),
+            device_errors: ctx.counter("device_errors"),
+        };
+        let device = device::find(self.config.device.as_deref(), DeviceDirection::Output)
+            .map_err(unavailable)?;
+        let shown = device::describe(&device);
+        let supported = device::choose_config(
+            &device,
+            DeviceDirection::Output,
+            self.config.sample_rate,
+            self.config.channels,
+        )
+        .map_err(unavailable)?;
+        let config: StreamConfig = supported.config();
+        let capacity = (u64::from(config.sample_rate) * u64::from(self.config.buffer_ms) / 1000)
+            .max(64) as usize
+            * usize::from(config.channels);
+        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(capacity);
+        let stream = match supported.sample_format() {
+            SampleFormat::F32 => build::<f32>(&device, config, consumer, &counters),
+            SampleFormat::I32 => build::<i32>(&device, config, consumer, &counters),
+            SampleFormat::I16 => build::<i16>(&device, config, consumer, &counters),
+            SampleFormat::U16 => build::<u16>(&device, config, consumer, &counters),
+            SampleFormat::U8 => build::<u8>(&device, config, consumer, &counters),
+            other => Err(cpal::Error::with_message(
+                cpal::ErrorKind::UnsupportedConfig,
+                format!("sample format {other}"),
+            )),
+        }
+        .map_err(|e| unavailable(device::open_failed(&shown, DeviceDirection::Output, &e)))?;
+        stream
+            .play()
+            .map_err(|e| unavailable(format!("sound output device '{shown}' cannot start: {e}")))?;
+        tracing::info!(
+            device = %shown,
+            rate = config.sample_rate,
+            channels = config.channels,
+            format = %supported.sample_format(),
+            "audio output opened"
+        );
+        self.playback = Some(Playback {
+            _stream: stream,
+            queue: producer,
+            rate: config.sample_rate,
+            channels: config.channels,
+            max_wait: Duration::from_millis(u64::from(self.config.buffer_ms) * 2),
+        });
+        self.resampler = None;
+        self.counters = Some(counters);
+        self.stop = Some(ctx.stop_signal());
+        Ok(())
+    }
+
+    fn process(&mut self) -> Result<()> {
+        while let Some(frame) = self.audio.read_next() {
+            let (Some(playback), Some(counters)) = (&mut self.playback, &self.counters) else {
+                return Ok(());
+            };
+            counters.frames_consumed.add(1);
+            let mut samples = convert_channels(&frame.samples, frame.channels, playback.channels);
+            if frame.sample_rate != playback.rate {
+                let resampler = match &mut self.resampler {
+                    Some(r) if r.from_rate() == frame.sample_rate => r,
+                    slot => slot.insert(
+                        StreamResampler::new(frame.sample_rate, playback.rate, playback.channels)
+                            .map_err(|e| {
+                            StreamError::processor(format!("AudioOutputProcessor: {e}"))
+                        })?,
+                    ),
+                };
+                samples = resampler
+                    .process(&samples)
+                    .map_err(|e| StreamError::processor(format!("AudioOutputProcessor: {e}")))?;
+            }
+            let stop = self.stop.as_ref();
+            enqueue(playback, counters, stop, &samples);
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        self.playback = None;
+        self.resampler = None;
+        Ok(())
+    }
+}
+
+/// Puts `samples` in the device queue, waiting while it is full (the device's pace), but no
+/// longer than `max_wait` in all or past a stop request; what does not fit then is dropped.
+fn enqueue(
+    playback: &mut Playback,
+    counters: &OutputCounters,
+    stop: Option<&StopSignal>,
+    samples: &[f32],
+) {
+    let deadline = Instant::now() + playback.max_wait;
+    let mut rest = samples;
+    loop {
+        let (_, left) = playback.queue.push_partial_slice(rest);
+        rest = left;
+        if rest.is_empty() {
+            return;
+        }
+        let stopping = stop.is_some_and(StopSignal::is_stopping);
+        if stopping || Instant::now() >= deadline || playback.queue.is_abandoned() {
+            counters
+                .dropped_samples
+                .add((rest.len() / usize::from(playback.channels.max(1))) as u64);
+            return;
+        }
+        // The device drains the queue in periods of a few milliseconds.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Opens the output stream in the device's sample format `T`.
+fn build<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    mut queue: rtrb::Consumer<f32>,
+    counters: &OutputCounters,
+) -> std::result::Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample + FromSample<f32>,
+{
+    let channels = usize::from(config.channels.max(1));
+    let data_counters = counters.clone();
+    let error_counter = counters.device_errors.clone();
+    let mut started = false;
+    device.build_output_stream::<T, _, _>(
+        config,
+        move |out: &mut [T], _info: &cpal::OutputCallbackInfo| {
+            let available = queue.slots().min(out.len());
+            let mut filled = 0;
+            if let Ok(chunk) = queue.read_chunk(available) {
+                let (first, second) = chunk.as_slices();
+                for (slot, sample) in out.iter_mut().zip(first.iter().chain(second)) {
+                    *slot = T::from_sample(*sample);
+                    filled += 1;
+                }
+                chunk.commit_all();
+            }
+            for slot in &mut out[filled..] {
+                *slot = T::EQUILIBRIUM;
+            }
+            data_counters.samples_played.add((filled / channels) as u64);
+            // Silence before the first sound is start-up, not an underrun.
+            started |= filled > 0;
+            if started && filled < out.len() {
+                data_counters
+                    .underrun_samples
+                    .add(((out.len() - filled) / channels) as u64);
+            }
+        },
+        move |e: cpal::Error| {
+            error_counter.add(1);
+            tracing::warn!(error = %e, "audio output device error");
+        },
+        None,
+    )
+}

@@ -1,0 +1,186 @@
+//! AudioOutputProcessor and AudioCaptureProcessor against ALSA's `null` device (present on
+//! every ALSA system, no sound card needed), and the exact errors when a device is missing.
+#![cfg(all(target_os = "linux", feature = "audio-devices"))]
+
+mod common;
+
+use common::{assert_eventually, inp, out};
+use streamlib::core::*;
+use streamlib::linux::audio::{DeviceDirection, list_devices};
+
+fn metric(rt: &StreamRuntime, id: &ProcessorUniqueId, name: &str) -> u64 {
+    rt.processor_info(id)
+        .unwrap()
+        .metrics
+        .get(name)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn add(rt: &mut StreamRuntime, type_name: &str, config: serde_json::Value) -> ProcessorUniqueId {
+    rt.add_processor(PROCESSOR_REGISTRY.create(type_name, config).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn null_device_is_listed() {
+    assert!(list_devices(DeviceDirection::Output).contains(&"alsa:null".to_string()));
+    assert!(list_devices(DeviceDirection::Input).contains(&"alsa:null".to_string()));
+}
+
+#[test]
+fn output_plays_a_chord_resampled_and_remixed_to_the_device() {
+    let mut rt = StreamRuntime::new().unwrap();
+    // 44.1 kHz mono in; the device is opened at 48 kHz stereo.
+    let chord = add(
+        &mut rt,
+        "ChordGeneratorProcessor",
+        serde_json::json!({"sample_rate": 44100, "channels": 1, "buffer_size": 441}),
+    );
+    let speaker = add(
+        &mut rt,
+        "AudioOutputProcessor",
+        serde_json::json!({"device": "alsa:null", "sample_rate": 48000, "channels": 2}),
+    );
+    rt.connect(out(&chord, "audio"), inp(&speaker, "audio"))
+        .unwrap();
+    rt.start().unwrap();
+    // A second of audio (100 frames of 10 ms), however long the machine takes.
+    assert_eventually("100 frames consumed", || {
+        metric(&rt, &speaker, "frames_consumed") >= 100
+    });
+    rt.stop().unwrap();
+
+    let info = rt.processor_info(&speaker).unwrap();
+    assert_eq!(info.error, None);
+    assert_eq!(info.counters.errors, 0);
+    assert_eq!(metric(&rt, &speaker, "device_errors"), 0);
+    let consumed = metric(&rt, &speaker, "frames_consumed");
+    let played = metric(&rt, &speaker, "samples_played");
+    // Each 441-sample frame at 44.1 kHz is 480 samples at 48 kHz. The null device takes all
+    // it is given at once; the resampler holds back at most one chunk (1024 input frames).
+    let expected = consumed * 480;
+    assert!(
+        played <= expected && played + 1200 >= expected,
+        "consumed {consumed} frames, played {played} samples, expected about {expected}"
+    );
+    assert_eq!(metric(&rt, &speaker, "dropped_samples"), 0);
+}
+
+#[test]
+fn capture_records_fixed_size_frames_in_the_configured_format() {
+    let mut rt = StreamRuntime::new().unwrap();
+    let mic = add(
+        &mut rt,
+        "AudioCaptureProcessor",
+        serde_json::json!({"device": "null", "sample_rate": 16000, "channels": 1, "frame_size": 160}),
+    );
+    let (sink, recorded) = common::audio_recorder();
+    let sink = rt.add_processor(sink).unwrap();
+    rt.connect(out(&mic, "audio"), inp(&sink, "audio")).unwrap();
+    rt.start().unwrap();
+    assert_eventually("20 frames recorded", || {
+        recorded.lock().unwrap().len() >= 20
+    });
+    rt.stop().unwrap();
+    assert_eq!(rt.processor_info(&mic).unwrap().error, None);
+    let frames = recorded.lock().unwrap();
+    for f in frames.iter() {
+        assert_eq!(
+            (f.sample_rate, f.channels, f.samples.len()),
+            (16000, 1, 160)
+        );
+        // ALSA's null device records silence.
+        assert!(f.samples.iter().all(|s| *s == 0.0));
+    }
+    // The null device is not paced, so the link (drop-oldest) may drop frames; those that
+    // arrive are in order and stamped by the sample clock: 10 ms per frame number.
+    for pair in frames.windows(2) {
+        let numbers = pair[1].frame_number - pair[0].frame_number;
+        assert!(numbers >= 1, "frames in order");
+        assert_eq!(
+            pair[1].timestamp_ns - pair[0].timestamp_ns,
+            numbers * 10_000_000
+        );
+    }
+}
+
+/// Whether this machine has a sound card (then the default device works and the "missing
+/// device" messages below do not apply).
+fn has_sound_card() -> bool {
+    std::fs::read_dir("/dev/snd").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("pcm"))
+    })
+}
+
+fn setup_error(type_name: &str, config: serde_json::Value) -> String {
+    let mut rt = StreamRuntime::new().unwrap();
+    rt.start().unwrap();
+    let result = rt.add_processor(PROCESSOR_REGISTRY.create(type_name, config).unwrap());
+    assert!(
+        rt.state().processors.is_empty(),
+        "a failed add leaves the graph unchanged"
+    );
+    match result {
+        Err(StreamError::ProcessorFailed { stage, message, .. }) => {
+            assert_eq!(stage, "setup");
+            message
+        }
+        Err(other) => panic!("expected a setup failure, got {other}"),
+        Ok(id) => panic!("expected a setup failure, got processor {id}"),
+    }
+}
+
+#[test]
+fn missing_devices_are_named_with_the_ones_there_are() {
+    assert_eq!(
+        setup_error(
+            "AudioOutputProcessor",
+            serde_json::json!({"device": "speakers"})
+        ),
+        "AudioOutputProcessor: sound output device 'speakers' not found (output devices: alsa:null)"
+    );
+    assert_eq!(
+        setup_error(
+            "AudioCaptureProcessor",
+            serde_json::json!({"device": "hw:5,0"})
+        ),
+        "AudioCaptureProcessor: sound input device 'hw:5,0' not found (input devices: alsa:null)"
+    );
+    if has_sound_card() {
+        eprintln!("skipped the default-device check: this machine has a sound card");
+        return;
+    }
+    assert_eq!(
+        setup_error("AudioOutputProcessor", serde_json::json!({"device": null})),
+        "AudioOutputProcessor: sound output device 'alsa:default' is not available (no sound \
+         card or sound server behind it); output devices: alsa:null"
+    );
+    assert_eq!(
+        setup_error("AudioCaptureProcessor", serde_json::Value::Null),
+        "AudioCaptureProcessor: sound input device 'alsa:default' is not available (no sound \
+         card or sound server behind it); input devices: alsa:null"
+    );
+}
+
+#[test]
+fn configs_are_validated() {
+    let e = PROCESSOR_REGISTRY
+        .create("AudioOutputProcessor", serde_json::json!({"channels": 0}))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "invalid config for AudioOutputProcessor: field 'channels': must be between 1 and 32, got 0"
+    );
+    let e = PROCESSOR_REGISTRY
+        .create(
+            "AudioCaptureProcessor",
+            serde_json::json!({"frame_size": 8}),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("field 'frame_size'"), "{e}");
+}
