@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use streamlib::core::service::http::{DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND};
 use streamlib::core::{
     ApiServerConfig, ApiServerProcessor, GraphFile, PROCESSOR_REGISTRY, ProcessorDescriptor,
-    ProcessorState, StreamRuntime,
+    ProcessorState, RuntimeEventKind, StreamRuntime,
 };
 
 /// The graph `serve --demo` loads: test pattern → passthrough → sink, chord generator → sink.
@@ -218,6 +218,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 fn run(path: PathBuf, duration: Option<f64>) -> anyhow::Result<ExitCode> {
     let graph = GraphFile::from_path(&path)?;
     let mut runtime = StreamRuntime::new()?;
+    let mut events = runtime.subscribe_events();
     runtime
         .apply_graph(&graph)
         .with_context(|| format!("cannot load {}", path.display()))?;
@@ -241,12 +242,26 @@ fn run(path: PathBuf, duration: Option<f64>) -> anyhow::Result<ExitCode> {
         .filter(|p| p.state == ProcessorState::Failed)
         .map(|p| format!("{}: {}", p.id, p.error.as_deref().unwrap_or("failed")))
         .collect();
+    // What processors reported of their own (end of stream, window closed...).
+    let mut processor_events = Vec::new();
+    loop {
+        match events.try_recv() {
+            Ok(event) => {
+                if let RuntimeEventKind::ProcessorEvent { .. } = &event.kind {
+                    processor_events.push(event);
+                }
+            }
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
     let report = serde_json::json!({
         "graph": path,
         "elapsed_seconds": started.elapsed().as_secs_f64(),
         "status": state.status,
         "processors": state.processors,
         "links": state.links,
+        "events": processor_events,
     });
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, &report)?;

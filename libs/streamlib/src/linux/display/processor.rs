@@ -56,9 +56,9 @@ struct DisplayWindow {
 /// Shows the video arriving on its input in a window (X11), scaled to fit with the aspect
 /// ratio kept. The window lives on the runtime's main thread: this processor's thread only
 /// converts frames, and the main thread puts them on screen. When frames come faster than the
-/// screen takes them, the newest wins. Closing the window emits a `window_closed` event; the
-/// processor then discards frames until it is stopped. Without a display server, `setup` fails
-/// saying so.
+/// screen takes them, the newest wins. Closing the window emits a `window_closed` event and sets
+/// the `window_open` metric to 0; the processor then discards frames until it is stopped (a
+/// restart opens a new window). Without a display server, `setup` fails saying so.
 #[streamlib::processor(
     execution = Reactive,
     description = "Shows the video on its input in a window (X11), scaled to fit; closing the window emits `window_closed`"
@@ -70,6 +70,7 @@ pub struct DisplayProcessor {
     config: DisplayConfig,
     window: Option<DisplayWindow>,
     frames_shown: Option<Counter>,
+    window_open: Option<Counter>,
 }
 
 impl crate::core::Processor for DisplayProcessor::Processor {
@@ -77,12 +78,15 @@ impl crate::core::Processor for DisplayProcessor::Processor {
         let shared = Arc::new(WindowShared::default());
         let events = ctx.clone();
         let title = self.config.title.clone();
+        let window_open = ctx.counter("window_open");
+        let closed_gauge = window_open.clone();
         let request = WindowRequest {
             title: self.config.title.clone(),
             width: self.config.width,
             height: self.config.height,
             shared: shared.clone(),
             on_close: Box::new(move || {
+                closed_gauge.set(0);
                 events.emit_event("window_closed", serde_json::json!({ "title": title }));
             }),
         };
@@ -91,8 +95,10 @@ impl crate::core::Processor for DisplayProcessor::Processor {
         let id = main
             .run(move || window_host::open(for_host, request))?
             .map_err(|e| StreamError::Unavailable(format!("DisplayProcessor: {e}")))?;
+        window_open.set(1);
         self.window = Some(DisplayWindow { id, shared, main });
         self.frames_shown = Some(ctx.counter("frames_shown"));
+        self.window_open = Some(window_open);
         Ok(())
     }
 
@@ -126,6 +132,9 @@ impl crate::core::Processor for DisplayProcessor::Processor {
         if let Some(window) = self.window.take() {
             let id = window.id;
             window.main.run(move || window_host::close(id))?;
+            if let Some(counter) = &self.window_open {
+                counter.set(0);
+            }
         }
         Ok(())
     }
