@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages that streamlib's device processors and its tests need
+# (see the README, "System packages"). Installs only what is missing, so it is cheap to re-run;
+# uses sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+  # Building: pkg-config finds ALSA; bindgen (V4L2 headers) needs libclang and clang's headers.
+  pkg-config libasound2-dev libclang-dev clang linux-libc-dev
+  # DisplayProcessor: X11 client libraries, loaded at run time by winit and softbuffer.
+  libx11-6 libx11-xcb1 libxcb1 libxcursor1 libxrender1 libxfixes3 libxi6 libxext6
+  libxkbcommon0 libxkbcommon-x11-0 libxcb-xkb1
+  # Tests: a display server without a screen, for the window tests.
+  xvfb
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "install-system-deps: no apt-get here; install the equivalents of: ${missing[*]}" >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+echo "install-system-deps: installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
