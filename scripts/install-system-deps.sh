@@ -24,14 +24,14 @@ done
 if ((${#missing[@]} == 0)); then
   exit 0
 fi
-if ! command -v apt-get >/dev/null; then
-  echo "install-system-deps: no apt-get here; install the equivalents of: ${missing[*]}" >&2
-  exit 1
+if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
+  echo "install-system-deps: not a Debian-like system; make sure the equivalents of these are installed: ${PACKAGES[*]}" >&2
+  exit 0
 fi
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 echo "install-system-deps: installing ${missing[*]}" >&2
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

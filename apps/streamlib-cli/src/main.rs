@@ -218,7 +218,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 fn run(path: PathBuf, duration: Option<f64>) -> anyhow::Result<ExitCode> {
     let graph = GraphFile::from_path(&path)?;
     let mut runtime = StreamRuntime::new()?;
+    // Processor events (end of stream, window closed...) for the report, collected as they
+    // come so that a long run cannot push them out of the channel.
     let mut events = runtime.subscribe_events();
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let sink = collected.clone();
+    std::thread::Builder::new()
+        .name("run-events".to_string())
+        .spawn(move || {
+            loop {
+                match events.blocking_recv() {
+                    Ok(event) => {
+                        if let RuntimeEventKind::ProcessorEvent { .. } = &event.kind {
+                            sink.lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(event);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            let _ = done_tx.send(());
+        })?;
     runtime
         .apply_graph(&graph)
         .with_context(|| format!("cannot load {}", path.display()))?;
@@ -242,19 +265,15 @@ fn run(path: PathBuf, duration: Option<f64>) -> anyhow::Result<ExitCode> {
         .filter(|p| p.state == ProcessorState::Failed)
         .map(|p| format!("{}: {}", p.id, p.error.as_deref().unwrap_or("failed")))
         .collect();
-    // What processors reported of their own (end of stream, window closed...).
-    let mut processor_events = Vec::new();
-    loop {
-        match events.try_recv() {
-            Ok(event) => {
-                if let RuntimeEventKind::ProcessorEvent { .. } = &event.kind {
-                    processor_events.push(event);
-                }
-            }
-            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
-            Err(_) => break,
-        }
-    }
+    // Dropping the runtime closes the event channel once nothing else holds a sender; the
+    // events seen by then are all there are.
+    drop(runtime);
+    let _ = done_rx.recv_timeout(Duration::from_secs(1));
+    let processor_events = std::mem::take(
+        &mut *collected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     let report = serde_json::json!({
         "graph": path,
         "elapsed_seconds": started.elapsed().as_secs_f64(),

@@ -506,3 +506,46 @@ fn a_writer_blocked_by_backpressure_still_stops_cleanly() {
     );
     rt.stop().unwrap();
 }
+
+/// Panics inside the main-thread work it asks for during setup.
+#[streamlib::processor(execution = Manual, description = "Test: main-thread work that panics")]
+pub struct MainThreadPanicProcessor {}
+
+impl streamlib::core::Processor for MainThreadPanicProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        ctx.main_thread()
+            .run(|| -> u32 { panic!("window system exploded") })
+            .map(|_| ())
+    }
+
+    fn process(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panic_in_main_thread_work_fails_that_processor_only() {
+    let rt = RuntimeThread::start(|_| {});
+    let service = rt.service.clone();
+    let spec = ProcessorSpec::new(MainThreadPanicProcessor::Processor::from_config(
+        Default::default(),
+    ));
+    let e = block_on(service.add_processor(spec)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "processor '{}' failed in setup: main-thread work panicked: window system exploded",
+            e_processor(&e)
+        )
+    );
+    // The runtime thread is still there and serving.
+    let state = block_on(service.get_state()).unwrap();
+    assert!(state.processors.is_empty());
+}
+
+fn e_processor(e: &StreamError) -> String {
+    match e {
+        StreamError::ProcessorFailed { processor, .. } => processor.clone(),
+        other => panic!("expected ProcessorFailed, got {other}"),
+    }
+}

@@ -106,8 +106,11 @@ impl StreamResampler {
         let chunk = self.inner.input_frames_next() * self.channels;
         let mut out = Vec::new();
         let mut input = std::mem::take(&mut self.pending);
-        // The last partial chunk, then silence until the delayed tail has come out.
-        for _ in 0..64 {
+        // The last partial chunk, then silence until the delayed tail has come out. Every
+        // chunk yields at least one frame, so this ends; the bound only guards against a bug.
+        let per_chunk = self.inner.output_frames_next().max(1) as u64;
+        let missing = expected.saturating_sub(self.frames_out) + self.to_skip as u64;
+        for _ in 0..missing.div_ceil(per_chunk) + 2 {
             if self.frames_out >= expected {
                 break;
             }

@@ -10,6 +10,17 @@ use crate::core::error::{Result, StreamError};
 /// A closure to run on the runtime's thread.
 pub(crate) type MainTask = Box<dyn FnOnce() + Send>;
 
+/// Runs a posted task on the runtime thread. A panic in it is logged and goes no further: the
+/// runtime thread must survive whatever a processor's main-thread work does.
+pub(crate) fn execute(task: MainTask) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)) {
+        tracing::error!(
+            panic = %super::worker::panic_message(&*panic),
+            "main-thread work panicked; the runtime goes on"
+        );
+    }
+}
+
 /// How long [`MainThreadHandle::run`] waits for the runtime thread before giving up.
 pub const MAIN_THREAD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,23 +47,32 @@ impl MainThreadHandle {
     /// that thread. Fails after [`MAIN_THREAD_TIMEOUT`] if the runtime thread never gets to it
     /// (it is blocked, or nobody calls `run()`).
     pub fn run<R: Send + 'static>(&self, task: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+        let guarded = move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(task))
+                .map_err(|panic| super::worker::panic_message(&*panic))
+        };
         if thread_role::current(self.runtime_id) == Some(Role::Main) {
-            return Ok(task());
+            return guarded().map_err(|panic| {
+                StreamError::processor(format!("main-thread work panicked: {panic}"))
+            });
         }
         let (tx, rx) = flume::bounded(1);
         self.post(move || {
+            let outcome = guarded();
             // The caller may have timed out and gone; then nobody wants the result.
-            let _ = tx.send(task());
+            let _ = tx.send(outcome);
         })?;
-        rx.recv_timeout(MAIN_THREAD_TIMEOUT).map_err(|e| match e {
+        let outcome = rx.recv_timeout(MAIN_THREAD_TIMEOUT).map_err(|e| match e {
             flume::RecvTimeoutError::Timeout => StreamError::Timeout(format!(
-                "the runtime thread did not run main-thread work within {}s; is StreamRuntime::run() being called?",
+                "the runtime thread did not finish main-thread work within {}s (it is busy or blocked, or StreamRuntime::run() is not being called)",
                 MAIN_THREAD_TIMEOUT.as_secs()
             )),
             flume::RecvTimeoutError::Disconnected => StreamError::RuntimeUnavailable(
                 "the runtime shut down before running the main-thread work".to_string(),
             ),
-        })
+        })?;
+        outcome
+            .map_err(|panic| StreamError::processor(format!("main-thread work panicked: {panic}")))
     }
 }
 

@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use tokio::sync::{broadcast, oneshot};
 
 use super::events::{EventBus, RuntimeEvent, RuntimeEventKind};
-use super::main_thread::{MainTask, MainThreadHandle, ShutdownHandle};
+use super::main_thread::{self, MainTask, MainThreadHandle, ShutdownHandle};
 use super::shared::ProcessorShared;
 use super::signals::SignalWatcher;
 use super::state::{
@@ -601,7 +601,7 @@ impl StreamRuntime {
                     }
                     Wake::Task(task) => {
                         shared_state = None;
-                        task();
+                        main_thread::execute(task);
                     }
                     Wake::Shutdown => break 'serve,
                 }
@@ -654,7 +654,7 @@ impl StreamRuntime {
     /// Runs work other threads posted to this thread, without waiting for more.
     pub fn poll_main_thread_tasks(&mut self) {
         while let Ok(task) = self.env.main_task_rx.try_recv() {
-            task();
+            main_thread::execute(task);
         }
     }
 
@@ -877,7 +877,7 @@ impl StreamRuntime {
             }
             // Short waits: draining normally takes microseconds to milliseconds.
             if let Ok(task) = self.env.main_task_rx.recv_timeout(Duration::from_millis(1)) {
-                task();
+                main_thread::execute(task);
             }
         }
     }
@@ -1043,7 +1043,7 @@ impl RuntimeEnv {
                 .recv(rx, |r| r.map(Some).map_err(|_| ()))
                 .recv(&self.main_task_rx, |r| {
                     if let Ok(task) = r {
-                        task();
+                        main_thread::execute(task);
                     }
                     Ok(None)
                 })

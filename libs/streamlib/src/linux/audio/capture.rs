@@ -76,7 +76,11 @@ struct Recording {
     pending: Vec<f32>,
     /// Media-clock time of the first sample, set when the first samples arrive.
     start_ns: Option<u64>,
+    /// Samples per channel emitted (plus those the device dropped), at the output rate.
     frames_sent_samples: u64,
+    /// Device frames dropped because the queue was full (the callback counts them).
+    dropped: Counter,
+    dropped_seen: u64,
 }
 
 /// Records from a sound device (ALSA) and emits fixed-size audio frames at the configured rate
@@ -117,17 +121,19 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
             .max(64) as usize
             * usize::from(config.channels);
         let (producer, consumer) = rtrb::RingBuffer::<f32>::new(capacity);
+        let dropped = ctx.counter("dropped_samples");
         let feed = Feed {
             queue: producer,
             reader: std::thread::current(),
             wake_at: self.config.frame_size as usize * usize::from(config.channels),
-            dropped: ctx.counter("dropped_samples"),
+            dropped: dropped.clone(),
             channels: usize::from(config.channels.max(1)),
         };
         let errors = ctx.counter("device_errors");
         let stream = match supported.sample_format() {
             SampleFormat::F32 => build::<f32>(&device, config, feed, errors),
             SampleFormat::I32 => build::<i32>(&device, config, feed, errors),
+            SampleFormat::I24 => build::<cpal::I24>(&device, config, feed, errors),
             SampleFormat::I16 => build::<i16>(&device, config, feed, errors),
             SampleFormat::U16 => build::<u16>(&device, config, feed, errors),
             SampleFormat::U8 => build::<u8>(&device, config, feed, errors),
@@ -168,6 +174,8 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
             pending: Vec::new(),
             start_ns: None,
             frames_sent_samples: 0,
+            dropped_seen: dropped.get(),
+            dropped,
         });
         self.frame_number = 0;
         Ok(())
@@ -188,6 +196,14 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
             std::thread::park_timeout(DEVICE_WAIT);
             return Ok(());
         }
+        // Samples the device dropped (queue full) still took time: keep the clock in step.
+        let dropped = rec.dropped.get();
+        if dropped > rec.dropped_seen && rec.start_ns.is_some() {
+            let lost = u128::from(dropped - rec.dropped_seen) * u128::from(self.config.sample_rate)
+                / u128::from(rec.rate);
+            rec.frames_sent_samples += u64::try_from(lost).unwrap_or(0);
+        }
+        rec.dropped_seen = dropped;
         let mut raw = vec![0.0f32; whole];
         let (read, _) = rec.queue.pop_partial_slice(&mut raw);
         let read = read.len();
@@ -208,13 +224,14 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
         let per_frame = self.config.frame_size as usize * usize::from(self.config.channels);
         let mut sent = 0;
         while rec.pending.len() - sent >= per_frame {
-            let offset_ns =
-                rec.frames_sent_samples * 1_000_000_000 / u64::from(self.config.sample_rate);
+            let offset_ns = u128::from(rec.frames_sent_samples) * 1_000_000_000
+                / u128::from(self.config.sample_rate);
+            let offset_ns = u64::try_from(offset_ns).unwrap_or(u64::MAX);
             let frame = AudioFrame::new(
                 self.config.sample_rate,
                 self.config.channels,
                 &rec.pending[sent..sent + per_frame],
-                rec.start_ns.unwrap_or(0) + offset_ns,
+                rec.start_ns.unwrap_or(0).saturating_add(offset_ns),
                 self.frame_number,
             )?;
             self.audio.write(frame);
@@ -256,14 +273,14 @@ where
     device.build_input_stream::<T, _, _>(
         config,
         move |data: &[T], _info: &cpal::InputCallbackInfo| {
-            let mut dropped = 0usize;
-            for sample in data {
-                if feed.queue.push(sample.to_sample::<f32>()).is_err() {
-                    dropped += 1;
-                }
+            // Whole frames only, so a full queue never shifts the channels.
+            let fits = feed.queue.slots().min(data.len()) / feed.channels * feed.channels;
+            if let Ok(chunk) = feed.queue.write_chunk_uninit(fits) {
+                chunk.fill_from_iter(data[..fits].iter().map(|s| s.to_sample::<f32>()));
             }
+            let dropped = (data.len() - fits) / feed.channels;
             if dropped > 0 {
-                feed.dropped.add((dropped / feed.channels) as u64);
+                feed.dropped.add(dropped as u64);
             }
             if feed.queue.buffer().capacity() - feed.queue.slots() >= feed.wake_at {
                 feed.reader.unpark();

@@ -22,9 +22,10 @@ impl DeviceDirection {
 }
 
 /// Sample formats the streams convert to and from f32, best first.
-pub(crate) const FORMATS: [SampleFormat; 5] = [
+pub(crate) const FORMATS: [SampleFormat; 6] = [
     SampleFormat::F32,
     SampleFormat::I32,
+    SampleFormat::I24,
     SampleFormat::I16,
     SampleFormat::U16,
     SampleFormat::U8,
@@ -163,7 +164,7 @@ pub(crate) fn choose_config(
             "sound {noun} device '{shown}' offers no stream configuration"
         )),
         None => Err(format!(
-            "sound {noun} device '{shown}' offers no sample format streamlib converts (it offers {}; streamlib converts f32, i32, i16, u16, u8)",
+            "sound {noun} device '{shown}' offers no sample format streamlib converts (it offers {}; streamlib converts f32, i32, i24, i16, u16, u8)",
             ranges
                 .iter()
                 .map(|r| r.sample_format().to_string())

@@ -128,6 +128,7 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
         let stream = match supported.sample_format() {
             SampleFormat::F32 => build::<f32>(&device, config, consumer, &counters),
             SampleFormat::I32 => build::<i32>(&device, config, consumer, &counters),
+            SampleFormat::I24 => build::<cpal::I24>(&device, config, consumer, &counters),
             SampleFormat::I16 => build::<i16>(&device, config, consumer, &counters),
             SampleFormat::U16 => build::<u16>(&device, config, consumer, &counters),
             SampleFormat::U8 => build::<u8>(&device, config, consumer, &counters),
@@ -181,6 +182,11 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
                     .process(&samples)
                     .map_err(|e| StreamError::processor(format!("AudioOutputProcessor: {e}")))?;
             }
+            if playback.queue.is_abandoned() {
+                return Err(StreamError::Unavailable(
+                    "AudioOutputProcessor: the sound device stopped playing".to_string(),
+                ));
+            }
             let stop = self.stop.as_ref();
             enqueue(playback, counters, stop, &samples);
         }
@@ -188,6 +194,27 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
     }
 
     fn teardown(&mut self) -> Result<()> {
+        // Play what is still queued (the resampler's tail too) before closing the device.
+        if let (Some(playback), Some(resampler)) = (&mut self.playback, &mut self.resampler) {
+            if let Ok(tail) = resampler.flush() {
+                let (_, rest) = playback.queue.push_partial_slice(&tail);
+                if let Some(counters) = &self.counters {
+                    counters
+                        .dropped_samples
+                        .add((rest.len() / usize::from(playback.channels.max(1))) as u64);
+                }
+            }
+        }
+        if let Some(playback) = &self.playback {
+            let deadline = Instant::now() + playback.max_wait;
+            let capacity = playback.queue.buffer().capacity();
+            while playback.queue.slots() < capacity
+                && !playback.queue.is_abandoned()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
         self.playback = None;
         self.resampler = None;
         Ok(())
@@ -211,7 +238,7 @@ fn enqueue(
             return;
         }
         let stopping = stop.is_some_and(StopSignal::is_stopping);
-        if stopping || Instant::now() >= deadline || playback.queue.is_abandoned() {
+        if stopping || Instant::now() >= deadline {
             counters
                 .dropped_samples
                 .add((rest.len() / usize::from(playback.channels.max(1))) as u64);

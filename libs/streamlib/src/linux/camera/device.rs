@@ -173,8 +173,8 @@ fn closest_size(device: &Device, fourcc: FourCC, width: u32, height: u32) -> (u3
         .flat_map(|s| match s.size {
             FrameSizeEnum::Discrete(d) => vec![(d.width, d.height)],
             FrameSizeEnum::Stepwise(s) => vec![(
-                width.clamp(s.min_width, s.max_width),
-                height.clamp(s.min_height, s.max_height),
+                width.max(s.min_width).min(s.max_width.max(s.min_width)),
+                height.max(s.min_height).min(s.max_height.max(s.min_height)),
             )],
         })
         .min_by_key(|(w, h)| {

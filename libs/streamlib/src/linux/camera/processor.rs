@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use rustix::event::PollFlags;
 use serde::{Deserialize, Serialize};
 use v4l::buffer::Type;
 use v4l::io::mmap::Stream;
@@ -19,6 +20,8 @@ use crate::core::processors::{ConfigError, ProcessorConfig};
 
 /// How long one `process` call waits for a frame before returning (so stop stays prompt).
 const FRAME_WAIT: Duration = Duration::from_millis(250);
+/// How long the camera may take to deliver its first frame (UVC cameras take up to a second).
+const FIRST_FRAME_WAIT: Duration = Duration::from_secs(5);
 /// Driver buffers queued for capture.
 const BUFFERS: u32 = 4;
 
@@ -73,6 +76,8 @@ struct ActiveCapture {
     stride: u32,
     /// Media-clock time minus the kernel's monotonic clock, to restamp driver timestamps.
     clock_offset_ns: i128,
+    /// Whether the first frame has arrived (streaming is on).
+    streaming: bool,
 }
 
 /// Captures from a V4L2 camera (YUYV or Motion-JPEG, whichever the camera offers at the
@@ -107,7 +112,7 @@ impl crate::core::Processor for CameraProcessor::Processor {
         }
         let mut stream = Stream::with_buffers(&camera.device, Type::VideoCapture, BUFFERS)
             .map_err(|e| unavailable(device::busy_or(e, &camera, "cannot map capture buffers")))?;
-        stream.set_timeout(FRAME_WAIT);
+        stream.set_timeout(FIRST_FRAME_WAIT);
         tracing::info!(
             camera = %camera.path.display(),
             card = %camera.card,
@@ -121,9 +126,15 @@ impl crate::core::Processor for CameraProcessor::Processor {
             fourcc: format.fourcc,
             width: format.width,
             height: format.height,
-            stride: format.stride,
+            // Some drivers leave bytesperline 0 for packed formats.
+            stride: if format.stride == 0 {
+                format.width * 2
+            } else {
+                format.stride
+            },
             camera,
             clock_offset_ns: i128::from(media_clock_ns()) - i128::from(monotonic_ns()),
+            streaming: false,
         });
         self.frame_number = 0;
         self.bad_frames = Some(ctx.counter("bad_frames"));
@@ -134,9 +145,35 @@ impl crate::core::Processor for CameraProcessor::Processor {
         let Some(capture) = &mut self.capture else {
             return Ok(());
         };
+        // v4l's own timeout leaves a buffer queued twice when it expires, so once streaming,
+        // wait here and only dequeue a buffer that is ready.
+        if capture.streaming {
+            let readable = capture
+                .stream
+                .handle()
+                .poll(PollFlags::IN.bits() as i16, FRAME_WAIT.as_millis() as i32);
+            match readable {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
+                Err(e) => {
+                    return Err(StreamError::Unavailable(format!(
+                        "CameraProcessor: {}",
+                        device::busy_or(e, &capture.camera, "waiting for a frame failed")
+                    )));
+                }
+            }
+        }
         let (buffer, meta) = match capture.stream.next() {
             Ok(next) => next,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(StreamError::Unavailable(format!(
+                    "CameraProcessor: camera '{}' ({}) delivered no frame within {} s",
+                    capture.camera.path.display(),
+                    capture.camera.card,
+                    FIRST_FRAME_WAIT.as_secs()
+                )));
+            }
             Err(e) => {
                 return Err(StreamError::Unavailable(format!(
                     "CameraProcessor: {}",
@@ -166,12 +203,13 @@ impl crate::core::Processor for CameraProcessor::Processor {
         };
         let captured_ns = i128::from(meta.timestamp.sec) * 1_000_000_000
             + i128::from(meta.timestamp.usec) * 1_000;
-        let timestamp = if captured_ns > 0 {
-            u64::try_from(captured_ns + capture.clock_offset_ns)
-                .unwrap_or_else(|_| media_clock_ns())
-        } else {
-            media_clock_ns()
-        };
+        // A driver stamping with another clock (or not at all) gives a time far from now:
+        // then the dequeue time is the best estimate.
+        let now = media_clock_ns();
+        let timestamp = u64::try_from(captured_ns + capture.clock_offset_ns)
+            .ok()
+            .filter(|t| captured_ns > 0 && t.abs_diff(now) < 5_000_000_000)
+            .unwrap_or(now);
         let frame = VideoFrame::from_rgba(width, height, pixels, timestamp, self.frame_number)?;
         self.video.write(frame);
         self.frame_number += 1;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use winit::window::WindowId;
 
-use super::picture::fit_to_window;
 use super::window_host::{self, Picture, WindowRequest, WindowShared};
 use crate::core::context::{Counter, RuntimeContext};
 use crate::core::error::{Result, StreamError};
@@ -41,6 +40,9 @@ impl ProcessorConfig for DisplayConfig {
         if self.title.chars().count() > 256 {
             return Err(ConfigError::new("title", "must be at most 256 characters"));
         }
+        if self.title.contains('\0') {
+            return Err(ConfigError::new("title", "must not contain NUL characters"));
+        }
         ConfigError::check_range("width", self.width, 16, 7680)?;
         ConfigError::check_range("height", self.height, 16, 4320)
     }
@@ -69,7 +71,6 @@ pub struct DisplayProcessor {
     #[streamlib::config]
     config: DisplayConfig,
     window: Option<DisplayWindow>,
-    frames_shown: Option<Counter>,
     window_open: Option<Counter>,
 }
 
@@ -89,15 +90,26 @@ impl crate::core::Processor for DisplayProcessor::Processor {
                 closed_gauge.set(0);
                 events.emit_event("window_closed", serde_json::json!({ "title": title }));
             }),
+            shown: ctx.counter("frames_shown"),
         };
         let main = ctx.main_thread();
         let for_host = main.clone();
-        let id = main
-            .run(move || window_host::open(for_host, request))?
-            .map_err(|e| StreamError::Unavailable(format!("DisplayProcessor: {e}")))?;
+        let opened = main
+            .run(move || window_host::open(for_host, request))
+            .and_then(|r| {
+                r.map_err(|e| StreamError::Unavailable(format!("DisplayProcessor: {e}")))
+            });
+        let id = match opened {
+            Ok(id) => id,
+            Err(e) => {
+                // The main thread may still open it later (after a timeout here); it then
+                // closes it again at once.
+                shared.abandon();
+                return Err(e);
+            }
+        };
         window_open.set(1);
         self.window = Some(DisplayWindow { id, shared, main });
-        self.frames_shown = Some(ctx.counter("frames_shown"));
         self.window_open = Some(window_open);
         Ok(())
     }
@@ -113,17 +125,9 @@ impl crate::core::Processor for DisplayProcessor::Processor {
             return Ok(());
         }
         let (width, height) = window.shared.size();
-        let picture = Picture {
-            width,
-            height,
-            pixels: fit_to_window(&frame, width, height),
-        };
-        if window.shared.offer(picture) {
+        if window.shared.offer(Picture::fit(frame, width, height)) {
             let id = window.id;
             window.main.post(move || window_host::present(id))?;
-        }
-        if let Some(counter) = &self.frames_shown {
-            counter.add(1);
         }
         Ok(())
     }
@@ -131,6 +135,8 @@ impl crate::core::Processor for DisplayProcessor::Processor {
     fn teardown(&mut self) -> Result<()> {
         if let Some(window) = self.window.take() {
             let id = window.id;
+            // If the main thread cannot be reached now, its next pump closes the window.
+            window.shared.abandon();
             window.main.run(move || window_host::close(id))?;
             if let Some(counter) = &self.window_open {
                 counter.set(0);

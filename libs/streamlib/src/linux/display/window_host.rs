@@ -21,21 +21,38 @@ use winit::application::ApplicationHandler;
 use winit::dpi::PhysicalSize;
 use winit::event::{StartCause, WindowEvent};
 use winit::event_loop::{ActiveEventLoop, EventLoop};
-use winit::platform::pump_events::EventLoopExtPumpEvents;
+use winit::platform::pump_events::{EventLoopExtPumpEvents, PumpStatus};
 use winit::platform::x11::EventLoopBuilderExtX11;
 use winit::window::{Window, WindowId};
 
+use super::picture::fit_to_window;
 use super::preflight;
+use crate::core::context::Counter;
+use crate::core::frames::VideoFrame;
 use crate::core::runtime::MainThreadHandle;
 
 /// How long the event watcher sleeps between checks of its stop flag.
 const WATCH_PERIOD: Duration = Duration::from_millis(200);
 
-/// A picture ready for a window: `0x00RRGGBB` pixels, row after row, no padding.
+/// A picture ready for a window: `0x00RRGGBB` pixels, row after row, no padding, and the
+/// frame it was made from (to fit it again when the window is resized).
 pub(crate) struct Picture {
     pub(crate) width: u32,
     pub(crate) height: u32,
     pub(crate) pixels: Vec<u32>,
+    pub(crate) source: VideoFrame,
+}
+
+impl Picture {
+    /// `frame` fitted to a `width`×`height` window.
+    pub(crate) fn fit(frame: VideoFrame, width: u32, height: u32) -> Self {
+        Self {
+            width,
+            height,
+            pixels: fit_to_window(&frame, width, height),
+            source: frame,
+        }
+    }
 }
 
 /// What a display processor's thread and the main thread share about one window.
@@ -49,6 +66,8 @@ pub(crate) struct WindowShared {
     closed: AtomicBool,
     /// A presentation is queued on the main thread.
     present_queued: AtomicBool,
+    /// The processor gave up on this window (its setup failed or timed out): close it.
+    abandoned: AtomicBool,
 }
 
 impl WindowShared {
@@ -66,6 +85,15 @@ impl WindowShared {
     /// Whether the user closed the window.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Tells the main thread the window has no owner any more.
+    pub(crate) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Release);
+    }
+
+    fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
     }
 
     /// Stores `picture` for the next presentation. Returns true when the caller must queue one
@@ -92,6 +120,8 @@ pub(crate) struct WindowRequest {
     pub(crate) shared: Arc<WindowShared>,
     /// Called on the main thread when the user closes the window.
     pub(crate) on_close: Box<dyn FnMut() + Send>,
+    /// Counts pictures put on screen.
+    pub(crate) shown: Counter,
 }
 
 /// One open window and the surface its pictures are drawn on.
@@ -102,8 +132,35 @@ struct OpenWindow {
     window: Rc<Window>,
     shared: Arc<WindowShared>,
     on_close: Box<dyn FnMut() + Send>,
+    shown_count: Counter,
     /// The picture on screen, redrawn when the window is exposed.
     shown: Option<Picture>,
+}
+
+impl OpenWindow {
+    /// Draws the picture on screen again, fitted anew if the window's size changed.
+    fn redraw(&mut self) {
+        let Some(picture) = self.shown.take() else {
+            return;
+        };
+        let (width, height) = self.shared.size();
+        let picture = if (picture.width, picture.height) == (width, height) {
+            picture
+        } else {
+            Picture::fit(picture.source, width, height)
+        };
+        if let Err(e) = draw(self, &picture) {
+            tracing::warn!(error = %e, "redrawing a window failed");
+        }
+        self.shown = Some(picture);
+    }
+
+    /// Reports the window closed to its processor (once).
+    fn report_closed(&mut self) {
+        if !self.shared.closed.swap(true, Ordering::AcqRel) {
+            (self.on_close)();
+        }
+    }
 }
 
 /// winit's callbacks: creates requested windows and handles window events.
@@ -118,6 +175,12 @@ struct App {
 impl App {
     fn create_requested(&mut self, event_loop: &ActiveEventLoop) {
         for request in std::mem::take(&mut self.requests) {
+            if request.shared.is_abandoned() {
+                self.created.push(Err(
+                    "the display processor gave up waiting for its window".to_string()
+                ));
+                continue;
+            }
             let outcome = open_window(event_loop, request).map(|open| {
                 let id = open.window.id();
                 self.windows.insert(id, open);
@@ -148,19 +211,14 @@ impl ApplicationHandler for App {
         match event {
             WindowEvent::CloseRequested | WindowEvent::Destroyed => {
                 if let Some(mut open) = self.windows.remove(&id) {
-                    open.shared.closed.store(true, Ordering::Release);
-                    (open.on_close)();
+                    open.report_closed();
                 }
             }
-            WindowEvent::Resized(size) => open.shared.set_size(size),
-            WindowEvent::RedrawRequested => {
-                if let Some(picture) = open.shown.take() {
-                    if let Err(e) = draw(open, &picture) {
-                        tracing::warn!(error = %e, "redrawing a window failed");
-                    }
-                    open.shown = Some(picture);
-                }
+            WindowEvent::Resized(size) => {
+                open.shared.set_size(size);
+                open.redraw();
             }
+            WindowEvent::RedrawRequested => open.redraw(),
             _ => {}
         }
     }
@@ -187,6 +245,7 @@ fn open_window(event_loop: &ActiveEventLoop, request: WindowRequest) -> Result<O
         window,
         shared: request.shared,
         on_close: request.on_close,
+        shown_count: request.shown,
         shown: None,
     })
 }
@@ -232,27 +291,38 @@ thread_local! {
 
 /// The thread that owns the event loop (winit allows one per process, on one thread).
 static OWNER: OnceLock<ThreadId> = OnceLock::new();
+/// Held while the event loop is being created, so two threads cannot race for winit's one
+/// attempt.
+static CREATING: Mutex<()> = Mutex::new(());
 /// Why the event loop could not be created; winit refuses a second attempt, so it is final.
 static INIT_FAILURE: OnceLock<String> = OnceLock::new();
 
 /// Runs `f` with this thread's host, creating the event loop on first use.
 fn with_host<R>(f: impl FnOnce(&mut Host) -> R) -> Result<R, String> {
     let me = std::thread::current().id();
-    if *OWNER.get_or_init(|| me) != me {
-        return Err(
-            "windows are already managed by another runtime thread of this process \
-             (the window system allows one event loop per process)"
-                .to_string(),
-        );
-    }
-    if let Some(why) = INIT_FAILURE.get() {
-        return Err(format!(
-            "{why} (the window system failed to start earlier in this process; restart it once the display works)"
-        ));
+    let not_owner = || {
+        OWNER.get().is_some_and(|owner| *owner != me).then(|| {
+            "windows are already managed by another runtime thread of this process (the window \
+             system allows one event loop per process)"
+                .to_string()
+        })
+    };
+    if let Some(why) = not_owner() {
+        return Err(why);
     }
     HOST.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
+            let _creating = CREATING.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(why) = not_owner() {
+                return Err(why);
+            }
+            if let Some(why) = INIT_FAILURE.get() {
+                return Err(format!(
+                    "{why} (the window system failed to start earlier in this process; restart \
+                     it once the display works)"
+                ));
+            }
             // Checks that leave winit's one chance unused when they fail.
             preflight::check()?;
             let built =
@@ -270,6 +340,7 @@ fn with_host<R>(f: impl FnOnce(&mut Host) -> R) -> Result<R, String> {
                     return Err(why);
                 }
             };
+            let _ = OWNER.set(me);
             *slot = Some(Host {
                 event_loop,
                 app: App::default(),
@@ -284,11 +355,25 @@ fn with_host<R>(f: impl FnOnce(&mut Host) -> R) -> Result<R, String> {
 }
 
 impl Host {
-    /// Handles whatever events are pending, without waiting.
+    /// Handles whatever events are pending, without waiting; closes windows whose processor
+    /// gave up on them.
     fn pump(&mut self) {
-        let _ = self
+        let status = self
             .event_loop
             .pump_app_events(Some(Duration::ZERO), &mut self.app);
+        if let PumpStatus::Exit(code) = status {
+            // The display connection is gone, and every window with it.
+            tracing::warn!(
+                code,
+                "the window system exited; reporting every window closed"
+            );
+            for (_, mut open) in self.app.windows.drain() {
+                open.report_closed();
+            }
+        }
+        self.app
+            .windows
+            .retain(|_, open| !open.shared.is_abandoned());
         if self.app.windows.is_empty() {
             self.stop_watching();
         }
@@ -313,10 +398,17 @@ pub(crate) fn open(main: MainThreadHandle, request: WindowRequest) -> Result<Win
             .pop()
             .unwrap_or_else(|| Err("the window system did not create the window".to_string()));
         host.app.created.clear();
-        if outcome.is_ok() && host.watcher.is_none() {
-            host.watcher = Some(Watcher::spawn(&host.event_loop, main)?);
+        let id = outcome?;
+        if host.watcher.as_ref().is_none_or(Watcher::is_finished) {
+            match Watcher::spawn(&host.event_loop, main) {
+                Ok(watcher) => host.watcher = Some(watcher),
+                Err(e) => {
+                    host.app.windows.remove(&id);
+                    return Err(e);
+                }
+            }
         }
-        outcome
+        Ok(id)
     })?
 }
 
@@ -331,7 +423,10 @@ pub(crate) fn present(id: WindowId) {
             return;
         };
         match draw(open, &picture) {
-            Ok(()) => open.shown = Some(picture),
+            Ok(()) => {
+                open.shown = Some(picture);
+                open.shown_count.add(1);
+            }
             Err(e) => tracing::warn!(error = %e, "showing a frame failed"),
         }
         // Flushes the drawing to the X server.
@@ -377,6 +472,11 @@ impl Watcher {
         })
     }
 
+    /// Whether the thread has ended (the runtime it posted to is gone, or polling failed).
+    fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// Asks the thread to end; it does within [`WATCH_PERIOD`]. Not joined: this runs on the
     /// main thread, which the watcher may be waiting for.
     fn stop(mut self) {
@@ -397,6 +497,16 @@ fn watch(fd: &OwnedFd, main: &MainThreadHandle, stop: &AtomicBool) {
         let mut fds = [PollFd::new(fd, PollFlags::IN)];
         match poll(&mut fds, Some(&period)) {
             Ok(0) => continue,
+            Ok(_)
+                if fds[0]
+                    .revents()
+                    .intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL) =>
+            {
+                // One last pump lets winit notice the connection is gone and report it.
+                let _ = main.post(pump);
+                tracing::warn!("the window system's connection closed; windows stop responding");
+                return;
+            }
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {
