@@ -10,8 +10,10 @@ PACKAGES=(
   # DisplayProcessor: X11 client libraries, loaded at run time by winit and softbuffer.
   libx11-6 libx11-xcb1 libxcb1 libxcursor1 libxrender1 libxfixes3 libxi6 libxext6
   libxkbcommon0 libxkbcommon-x11-0 libxcb-xkb1
-  # Tests: a display server without a screen, for the window tests.
-  xvfb
+  # Building the `ffmpeg` feature: FFmpeg's development libraries.
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+  # Tests: a display server without a screen (window tests); ffmpeg/ffprobe (media checks).
+  xvfb ffmpeg
 )
 
 missing=()

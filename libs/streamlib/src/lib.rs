@@ -58,6 +58,8 @@ extern crate self as streamlib;
 pub mod core;
 #[cfg(target_os = "linux")]
 pub mod linux;
+#[cfg(feature = "ffmpeg")]
+pub mod media;
 pub mod prelude;
 
 pub use streamlib_macros::processor;

@@ -7,11 +7,21 @@ fn built_in_types_are_registered() {
     let mut names = PROCESSOR_REGISTRY.type_names();
     names.retain(|n| *n != "ApiServerProcessor");
     let mut expected = vec![
+        "AudioChannelConverterProcessor",
+        "AudioMixerProcessor",
+        "AudioResamplerProcessor",
+        "BufferRechunkerProcessor",
         "ChordGeneratorProcessor",
         "CountingSinkProcessor",
         "SimplePassthroughProcessor",
         "TestPatternProcessor",
+        "VideoScaleProcessor",
+        "WavSourceProcessor",
+        "WavWriterProcessor",
     ];
+    if cfg!(feature = "ffmpeg") {
+        expected.extend(["FileSourceProcessor", "Mp4WriterProcessor"]);
+    }
     // Device processors register when their feature is built (on Linux).
     if cfg!(all(target_os = "linux", feature = "camera")) {
         expected.push("CameraProcessor");
@@ -28,12 +38,23 @@ fn built_in_types_are_registered() {
 
 #[test]
 fn every_type_builds_from_null_and_empty_configs() {
+    // File processors need a path; everything else has a default for every setting.
+    const NEED_A_PATH: [&str; 4] = [
+        "FileSourceProcessor",
+        "Mp4WriterProcessor",
+        "WavSourceProcessor",
+        "WavWriterProcessor",
+    ];
     let mut rt = StreamRuntime::new().unwrap();
     for name in PROCESSOR_REGISTRY.type_names() {
         for config in [serde_json::Value::Null, serde_json::json!({})] {
-            let spec = PROCESSOR_REGISTRY
-                .create(name, config)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let created = PROCESSOR_REGISTRY.create(name, config);
+            if NEED_A_PATH.contains(&name) {
+                let e = created.err().map(|e| e.to_string()).unwrap_or_default();
+                assert!(e.contains("field 'path': is required"), "{name}: {e}");
+                continue;
+            }
+            let spec = created.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(spec.type_name(), name);
             if name != "ApiServerProcessor" {
                 rt.add_processor(spec)

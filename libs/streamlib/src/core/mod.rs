@@ -22,6 +22,12 @@ pub use graph::{
 pub use links::{
     LinkCounters, LinkInput, LinkOptions, LinkOutput, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode,
 };
+pub use processors::audio::{
+    AudioChannelConverterProcessor, AudioMixerProcessor, AudioResamplerProcessor,
+    BufferRechunkerProcessor,
+};
+pub use processors::video::VideoScaleProcessor;
+pub use processors::wav::{WavSourceProcessor, WavWriterProcessor};
 pub use processors::{
     ChordGeneratorConfig, ChordGeneratorProcessor, CountingSinkConfig, CountingSinkProcessor,
     SimplePassthroughProcessor, TestPattern, TestPatternConfig, TestPatternProcessor,

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "api-server")]
 mod api_server;
+pub mod audio;
 mod builtin;
 mod config;
 mod descriptor;
@@ -10,6 +11,8 @@ mod dynamic;
 mod processor;
 mod registry;
 mod spec;
+pub mod video;
+pub mod wav;
 
 #[cfg(feature = "api-server")]
 pub use api_server::{ApiServerConfig, ApiServerProcessor};

@@ -1,0 +1,5 @@
+//! Video processing.
+
+mod scale;
+
+pub use scale::{ScaleAlgorithm, VideoScaleConfig, VideoScaleProcessor, scale_frame};

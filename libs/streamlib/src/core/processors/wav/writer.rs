@@ -1,0 +1,202 @@
+//! `WavWriterProcessor`: records audio to a WAV file.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::context::{Counter, RuntimeContext};
+use crate::core::error::{Result, StreamError};
+use crate::core::frames::AudioFrame;
+use crate::core::links::LinkInput;
+use crate::core::processors::{ConfigError, ProcessorConfig};
+
+/// How samples are stored in the file.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum WavSampleFormat {
+    /// 32-bit float: exactly the samples streamlib carries.
+    #[default]
+    F32,
+    /// 16-bit integer (CD quality; what every player reads).
+    I16,
+    /// 24-bit integer.
+    I24,
+}
+
+/// Config of [`WavWriterProcessor`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WavWriterConfig {
+    /// The file to write (created or replaced). Required.
+    pub path: PathBuf,
+    /// Sample storage in the file.
+    pub sample_format: WavSampleFormat,
+}
+
+impl Default for WavWriterConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            sample_format: WavSampleFormat::F32,
+        }
+    }
+}
+
+impl ProcessorConfig for WavWriterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(ConfigError::new(
+                "path",
+                "is required: the WAV file to write",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The file being written.
+enum Output {
+    /// Created, waiting for the first frame to know rate and channels.
+    Created(File),
+    Writing {
+        writer: hound::WavWriter<BufWriter<File>>,
+        rate: u32,
+        channels: u16,
+    },
+}
+
+/// Writes the audio on its input to a WAV file (f32, 16- or 24-bit), with the rate and channel
+/// count of the first frame. The file is created at setup (so a bad path fails at once) and
+/// finalised at stop or removal, after every queued frame is written. A frame in another format
+/// is an error (the file keeps what came before).
+#[streamlib::processor(
+    execution = Reactive,
+    description = "Writes its audio input to a WAV file (f32, i16 or i24), finalised at stop"
+)]
+pub struct WavWriterProcessor {
+    #[streamlib::input(description = "Audio to record (one rate and channel count)")]
+    audio: LinkInput<AudioFrame>,
+    #[streamlib::config]
+    config: WavWriterConfig,
+    output: Option<Output>,
+    samples_written: Option<Counter>,
+}
+
+impl WavWriterProcessor::Processor {
+    fn shown(&self) -> String {
+        self.config.path.display().to_string()
+    }
+
+    fn write(&mut self, frame: &AudioFrame) -> Result<()> {
+        let shown = self.shown();
+        let format = self.config.sample_format;
+        let output = match self.output.take() {
+            Some(Output::Created(file)) => {
+                let (bits, sample_format) = match format {
+                    WavSampleFormat::F32 => (32, hound::SampleFormat::Float),
+                    WavSampleFormat::I16 => (16, hound::SampleFormat::Int),
+                    WavSampleFormat::I24 => (24, hound::SampleFormat::Int),
+                };
+                let spec = hound::WavSpec {
+                    channels: frame.channels,
+                    sample_rate: frame.sample_rate,
+                    bits_per_sample: bits,
+                    sample_format,
+                };
+                let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| {
+                    StreamError::Io {
+                        context: format!("cannot write '{shown}'"),
+                        message: e.to_string(),
+                    }
+                })?;
+                Output::Writing {
+                    writer,
+                    rate: frame.sample_rate,
+                    channels: frame.channels,
+                }
+            }
+            Some(other) => other,
+            None => return Ok(()),
+        };
+        let Output::Writing {
+            mut writer,
+            rate,
+            channels,
+        } = output
+        else {
+            return Ok(());
+        };
+        if (rate, channels) != (frame.sample_rate, frame.channels) {
+            self.output = Some(Output::Writing {
+                writer,
+                rate,
+                channels,
+            });
+            return Err(StreamError::processor(format!(
+                "WavWriterProcessor: '{shown}' is {rate} Hz {channels} ch, a frame came at {} Hz {} ch (put an AudioResamplerProcessor or AudioChannelConverterProcessor in front)",
+                frame.sample_rate, frame.channels
+            )));
+        }
+        let result = frame.samples.iter().try_for_each(|&s| match format {
+            WavSampleFormat::F32 => writer.write_sample(s),
+            WavSampleFormat::I16 => {
+                writer.write_sample((s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16)
+            }
+            WavSampleFormat::I24 => writer
+                .write_sample((s * 8_388_608.0).round().clamp(-8_388_608.0, 8_388_607.0) as i32),
+        });
+        self.output = Some(Output::Writing {
+            writer,
+            rate,
+            channels,
+        });
+        result.map_err(|e| StreamError::Io {
+            context: format!("cannot write '{shown}'"),
+            message: e.to_string(),
+        })?;
+        if let Some(counter) = &self.samples_written {
+            counter.add(frame.samples_per_channel() as u64);
+        }
+        Ok(())
+    }
+}
+
+impl crate::core::Processor for WavWriterProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        let file = File::create(&self.config.path).map_err(|e| StreamError::Io {
+            context: format!("WavWriterProcessor: cannot create '{}'", self.shown()),
+            message: e.to_string(),
+        })?;
+        self.output = Some(Output::Created(file));
+        self.samples_written = Some(ctx.counter("samples_written"));
+        Ok(())
+    }
+
+    fn process(&mut self) -> Result<()> {
+        while let Some(frame) = self.audio.read_next() {
+            self.write(&frame)?;
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        // Frames still queued at stop are written first.
+        while let Some(frame) = self.audio.read_next() {
+            self.write(&frame)?;
+        }
+        match self.output.take() {
+            Some(Output::Writing { writer, .. }) => {
+                writer.finalize().map_err(|e| StreamError::Io {
+                    context: format!("cannot finish '{}'", self.shown()),
+                    message: e.to_string(),
+                })
+            }
+            // No audio came: leave an empty file rather than a header with a made-up format.
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! `FileSourceProcessor`: decodes a media file to RGBA video and f32 audio frames.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ffmpeg::format::{Pixel, Sample, sample::Type as SampleType};
+use ffmpeg::software::{resampling, scaling};
+use ffmpeg::{ChannelLayout, Packet, Rational, codec, decoder, format, frame, media};
+use ffmpeg_next as ffmpeg;
+use serde::{Deserialize, Serialize};
+
+use super::ffmpeg_util::{self, Scaler};
+use crate::core::context::{Counter, RuntimeContext};
+use crate::core::error::{Result, StreamError};
+use crate::core::frames::{AudioFrame, VideoFrame, media_clock_ns};
+use crate::core::links::LinkOutput;
+use crate::core::processors::{ConfigError, ProcessorConfig};
+use crate::core::runtime::StopSignal;
+
+/// Config of [`FileSourceProcessor`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The file to play: any container and codec FFmpeg reads (MP4, MKV, WebM, MOV, MP3,
+    /// WAV, ...). Required.
+    pub path: PathBuf,
+    /// Start again from the beginning at the end (timestamps keep increasing).
+    #[serde(rename = "loop")]
+    pub looping: bool,
+    /// Pace frames by their timestamps (true), or decode as fast as downstream takes them
+    /// (connect with `backpressure` links so that none are dropped).
+    pub realtime: bool,
+}
+
+impl Default for FileSourceConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            looping: false,
+            realtime: true,
+        }
+    }
+}
+
+impl ProcessorConfig for FileSourceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(ConfigError::new(
+                "path",
+                "is required: the media file to play",
+            ));
+        }
+        if self.path.to_str().is_none_or(|p| p.contains('\0')) {
+            return Err(ConfigError::new(
+                "path",
+                "must be valid UTF-8 without NUL characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The best video stream's decoder and its conversion to RGBA.
+struct VideoTrack {
+    index: usize,
+    time_base: Rational,
+    start: i64,
+    decoder: decoder::Video,
+    scaler: Option<Scaler>,
+    frames: Counter,
+}
+
+/// The best audio stream's decoder and its conversion to packed f32.
+struct AudioTrack {
+    index: usize,
+    time_base: Rational,
+    start: i64,
+    decoder: decoder::Audio,
+    resampler: Option<resampling::Context>,
+    frames: Counter,
+}
+
+/// The open file and where playback is.
+struct Playback {
+    input: format::context::Input,
+    video: Option<VideoTrack>,
+    audio: Option<AudioTrack>,
+    /// Media-clock time of the file's start (moved on by each loop).
+    start_ns: u64,
+    /// Length of one pass, learnt at the first end (for looping timestamps).
+    pass_ns: u64,
+    /// The furthest timestamp sent in this pass, relative to its start.
+    reached_ns: u64,
+    draining: bool,
+    ended: bool,
+}
+
+/// Decodes a media file with FFmpeg and sends its best video stream as RGBA frames on
+/// `video` and its best audio stream as interleaved f32 frames (the file's rate and channels)
+/// on `audio`, stamped by the file's timestamps. Paced to real time, or as fast as downstream
+/// takes them. At the end it emits `end_of_stream` (or starts over with `loop`). A missing,
+/// unreadable or corrupt file fails `setup` with FFmpeg's reason; a corrupt packet later is
+/// skipped.
+#[streamlib::processor(
+    execution = Continuous,
+    description = "Decodes a media file (anything FFmpeg reads) to RGBA video and f32 audio frames"
+)]
+pub struct FileSourceProcessor {
+    #[streamlib::output(description = "The file's video, RGBA")]
+    video: LinkOutput<VideoFrame>,
+    #[streamlib::output(description = "The file's audio, interleaved f32 at its own rate")]
+    audio: LinkOutput<AudioFrame>,
+    #[streamlib::config]
+    config: FileSourceConfig,
+    playback: Option<Playback>,
+    ctx: Option<RuntimeContext>,
+    stop: Option<StopSignal>,
+    video_number: u64,
+    audio_number: u64,
+}
+
+fn error(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> StreamError {
+    StreamError::processor(format!(
+        "FileSourceProcessor: {what} '{}': {e}",
+        path.display()
+    ))
+}
+
+/// Nanoseconds from `start` to `pts` in `time_base` (0 before the start).
+fn relative_ns(pts: i64, start: i64, time_base: Rational) -> u64 {
+    let ticks = i128::from(pts.saturating_sub(start)).max(0);
+    let ns = ticks * i128::from(time_base.numerator()) * 1_000_000_000
+        / i128::from(time_base.denominator().max(1));
+    u64::try_from(ns).unwrap_or(0)
+}
+
+impl FileSourceProcessor::Processor {
+    /// Opens the file and its decoders.
+    fn open(&self, ctx: &RuntimeContext) -> Result<Playback> {
+        let path = &self.config.path;
+        let input = format::input(path).map_err(|e| error(path, "cannot open", e))?;
+        let open_decoder = |stream: format::stream::Stream| -> std::result::Result<
+            codec::decoder::Decoder,
+            ffmpeg::Error,
+        > {
+            let context = codec::context::Context::from_parameters(stream.parameters())?;
+            let mut decoder = context.decoder();
+            decoder.set_packet_time_base(stream.time_base());
+            Ok(decoder)
+        };
+        let start_of = |stream: &format::stream::Stream| {
+            let start = stream.start_time();
+            if start == ffmpeg::ffi::AV_NOPTS_VALUE {
+                0
+            } else {
+                start
+            }
+        };
+        let video = match input.streams().best(media::Type::Video) {
+            Some(stream) => Some(VideoTrack {
+                index: stream.index(),
+                time_base: stream.time_base(),
+                start: start_of(&stream),
+                decoder: open_decoder(stream)
+                    .and_then(|d| d.video())
+                    .map_err(|e| error(path, "cannot decode the video of", e))?,
+                scaler: None,
+                frames: ctx.counter("video_frames"),
+            }),
+            None => None,
+        };
+        let audio = match input.streams().best(media::Type::Audio) {
+            Some(stream) => Some(AudioTrack {
+                index: stream.index(),
+                time_base: stream.time_base(),
+                start: start_of(&stream),
+                decoder: open_decoder(stream)
+                    .and_then(|d| d.audio())
+                    .map_err(|e| error(path, "cannot decode the audio of", e))?,
+                resampler: None,
+                frames: ctx.counter("audio_frames"),
+            }),
+            None => None,
+        };
+        if video.is_none() && audio.is_none() {
+            return Err(error(
+                path,
+                "found no video or audio stream in",
+                "nothing to play",
+            ));
+        }
+        Ok(Playback {
+            input,
+            video,
+            audio,
+            start_ns: media_clock_ns(),
+            pass_ns: 0,
+            reached_ns: 0,
+            draining: false,
+            ended: false,
+        })
+    }
+
+    /// Waits until `timestamp` on the media clock when pacing; false if stopped meanwhile.
+    fn pace(&self, timestamp: u64) -> bool {
+        if !self.config.realtime {
+            return true;
+        }
+        let now = media_clock_ns();
+        match &self.stop {
+            Some(stop) if timestamp > now => stop.sleep(Duration::from_nanos(timestamp - now)),
+            _ => true,
+        }
+    }
+
+    /// Sends every frame the video decoder has ready.
+    fn drain_video(&mut self) -> Result<()> {
+        let path = self.config.path.clone();
+        loop {
+            let Some(playback) = &mut self.playback else {
+                return Ok(());
+            };
+            let Some(track) = &mut playback.video else {
+                return Ok(());
+            };
+            let mut decoded = frame::Video::empty();
+            if track.decoder.receive_frame(&mut decoded).is_err() {
+                return Ok(()); // Needs more input, or drained.
+            }
+            let (w, h) = (decoded.width(), decoded.height());
+            let stale = track.scaler.as_ref().is_none_or(|s| {
+                let input = s.0.input();
+                (input.format, input.width, input.height) != (decoded.format(), w, h)
+            });
+            if stale {
+                let context = scaling::Context::get(
+                    decoded.format(),
+                    w,
+                    h,
+                    Pixel::RGBA,
+                    w,
+                    h,
+                    scaling::Flags::BILINEAR,
+                )
+                .map_err(|e| error(&path, "cannot convert the video of", e))?;
+                track.scaler = Some(Scaler(context));
+            }
+            let mut rgba = frame::Video::empty();
+            if let Some(scaler) = &mut track.scaler {
+                scaler
+                    .0
+                    .run(&decoded, &mut rgba)
+                    .map_err(|e| error(&path, "cannot convert the video of", e))?;
+            }
+            let row = w as usize * 4;
+            let stride = rgba.stride(0);
+            let data = rgba.data(0);
+            let mut pixels = Vec::with_capacity(row * h as usize);
+            for y in 0..h as usize {
+                if let Some(line) = data.get(y * stride..y * stride + row) {
+                    pixels.extend_from_slice(line);
+                }
+            }
+            let pts = decoded.timestamp().or(decoded.pts()).unwrap_or(track.start);
+            let offset = relative_ns(pts, track.start, track.time_base);
+            playback.reached_ns = playback.reached_ns.max(offset);
+            let timestamp = playback.start_ns.saturating_add(offset);
+            track.frames.add(1);
+            let frame = VideoFrame::from_rgba(w, h, pixels, timestamp, self.video_number)?;
+            self.video_number += 1;
+            if !self.pace(timestamp) {
+                return Ok(());
+            }
+            self.video.write(frame);
+        }
+    }
+
+    /// Sends every frame the audio decoder has ready.
+    fn drain_audio(&mut self) -> Result<()> {
+        let path = self.config.path.clone();
+        loop {
+            let Some(playback) = &mut self.playback else {
+                return Ok(());
+            };
+            let Some(track) = &mut playback.audio else {
+                return Ok(());
+            };
+            let mut decoded = frame::Audio::empty();
+            if track.decoder.receive_frame(&mut decoded).is_err() {
+                return Ok(());
+            }
+            if decoded.samples() == 0 {
+                continue;
+            }
+            let channels = decoded.channels().max(1);
+            if decoded.channel_layout().is_empty() {
+                decoded.set_channel_layout(ChannelLayout::default(i32::from(channels)));
+            }
+            let stale = track.resampler.as_ref().is_none_or(|r| {
+                let input = r.input();
+                (input.format, input.channel_layout, input.rate)
+                    != (decoded.format(), decoded.channel_layout(), decoded.rate())
+            });
+            if stale {
+                let context = resampling::Context::get(
+                    decoded.format(),
+                    decoded.channel_layout(),
+                    decoded.rate(),
+                    Sample::F32(SampleType::Packed),
+                    decoded.channel_layout(),
+                    decoded.rate(),
+                )
+                .map_err(|e| error(&path, "cannot convert the audio of", e))?;
+                track.resampler = Some(context);
+            }
+            let mut packed = frame::Audio::new(
+                Sample::F32(SampleType::Packed),
+                decoded.samples() + 32,
+                decoded.channel_layout(),
+            );
+            if let Some(resampler) = &mut track.resampler {
+                resampler
+                    .run(&decoded, &mut packed)
+                    .map_err(|e| error(&path, "cannot convert the audio of", e))?;
+            }
+            let samples = packed.plane::<f32>(0);
+            let whole = samples.len() / usize::from(channels) * usize::from(channels);
+            if whole == 0 {
+                continue;
+            }
+            let pts = decoded.timestamp().or(decoded.pts()).unwrap_or(track.start);
+            let offset = relative_ns(pts, track.start, track.time_base);
+            playback.reached_ns = playback.reached_ns.max(offset);
+            let timestamp = playback.start_ns.saturating_add(offset);
+            track.frames.add(1);
+            let frame = AudioFrame::new(
+                decoded.rate(),
+                channels,
+                &samples[..whole],
+                timestamp,
+                self.audio_number,
+            )?;
+            self.audio_number += 1;
+            if !self.pace(timestamp) {
+                return Ok(());
+            }
+            self.audio.write(frame);
+        }
+    }
+
+    /// The end of one pass: start over, or report the end.
+    fn end_of_pass(&mut self) -> Result<()> {
+        let path = self.config.path.clone();
+        let Some(playback) = &mut self.playback else {
+            return Ok(());
+        };
+        if self.config.looping && playback.reached_ns > 0 {
+            playback
+                .input
+                .seek(0, ..)
+                .map_err(|e| error(&path, "cannot rewind", e))?;
+            if let Some(track) = &mut playback.video {
+                track.decoder.flush();
+            }
+            if let Some(track) = &mut playback.audio {
+                track.decoder.flush();
+            }
+            // The next pass starts one frame (~1/30 s) after this one's last timestamp.
+            playback.pass_ns = playback.reached_ns + 33_333_333;
+            playback.start_ns = playback.start_ns.saturating_add(playback.pass_ns);
+            playback.reached_ns = 0;
+            playback.draining = false;
+            return Ok(());
+        }
+        playback.ended = true;
+        if let Some(ctx) = &self.ctx {
+            ctx.emit_event(
+                "end_of_stream",
+                serde_json::json!({
+                    "path": path,
+                    "video_frames": self.video_number,
+                    "audio_frames": self.audio_number,
+                }),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl crate::core::Processor for FileSourceProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        ffmpeg_util::init();
+        self.playback = Some(self.open(ctx)?);
+        self.video_number = 0;
+        self.audio_number = 0;
+        self.ctx = Some(ctx.clone());
+        self.stop = Some(ctx.stop_signal());
+        Ok(())
+    }
+
+    fn process(&mut self) -> Result<()> {
+        let Some(playback) = &mut self.playback else {
+            return Ok(());
+        };
+        if playback.ended {
+            if let Some(stop) = &self.stop {
+                stop.sleep(Duration::from_millis(500));
+            }
+            return Ok(());
+        }
+        if playback.draining {
+            self.drain_video()?;
+            self.drain_audio()?;
+            return self.end_of_pass();
+        }
+        let mut packet = Packet::empty();
+        match packet.read(&mut playback.input) {
+            Ok(()) => {
+                let stream = packet.stream();
+                // A corrupt packet is skipped: the decoder resynchronises on the next one.
+                if let Some(track) = playback.video.as_mut().filter(|t| t.index == stream) {
+                    if let Err(e) = track.decoder.send_packet(&packet) {
+                        tracing::debug!(error = %e, "skipping a video packet");
+                    }
+                    return self.drain_video();
+                }
+                if let Some(track) = playback.audio.as_mut().filter(|t| t.index == stream) {
+                    if let Err(e) = track.decoder.send_packet(&packet) {
+                        tracing::debug!(error = %e, "skipping an audio packet");
+                    }
+                    return self.drain_audio();
+                }
+                Ok(())
+            }
+            Err(ffmpeg::Error::Eof) => {
+                if let Some(track) = &mut playback.video {
+                    let _ = track.decoder.send_eof();
+                }
+                if let Some(track) = &mut playback.audio {
+                    let _ = track.decoder.send_eof();
+                }
+                playback.draining = true;
+                Ok(())
+            }
+            Err(ffmpeg::Error::InvalidData) => Ok(()),
+            Err(e) => Err(error(&self.config.path, "cannot read", e)),
+        }
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        self.playback = None;
+        self.ctx = None;
+        Ok(())
+    }
+}

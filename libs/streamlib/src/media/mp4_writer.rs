@@ -1,0 +1,653 @@
+//! `Mp4WriterProcessor`: encodes video (H.264) and audio (AAC) into an MP4 file.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use ffmpeg::format::{Pixel, Sample, sample::Type as SampleType};
+use ffmpeg::software::scaling;
+use ffmpeg::{ChannelLayout, Dictionary, Packet, Rational, codec, encoder, format, frame};
+use ffmpeg_next as ffmpeg;
+use serde::{Deserialize, Serialize};
+
+use super::ffmpeg_util::{self, Scaler};
+use crate::core::context::{Counter, RuntimeContext};
+use crate::core::dsp::{StreamResampler, convert_channels};
+use crate::core::error::{Result, StreamError};
+use crate::core::frames::{AudioFrame, PixelFormat, VideoFrame};
+use crate::core::links::LinkInput;
+use crate::core::processors::{ConfigError, ProcessorConfig};
+
+/// Video time base: 90 kHz, the usual MPEG clock, fine enough for any frame timing.
+const VIDEO_TIME_BASE: Rational = Rational(1, 90_000);
+/// Frames one input may buffer while the other has not delivered its first frame.
+const MAX_WAIT_FRAMES: usize = 120;
+
+/// x264 speed/size trade-off.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum X264Preset {
+    /// Fastest, largest files.
+    Ultrafast,
+    /// Very fast.
+    Superfast,
+    /// Fast, a good default for live recording.
+    #[default]
+    Veryfast,
+    /// Faster.
+    Faster,
+    /// Fast.
+    Fast,
+    /// x264's own default.
+    Medium,
+    /// Smaller files, more CPU.
+    Slow,
+}
+
+impl X264Preset {
+    fn name(self) -> &'static str {
+        match self {
+            X264Preset::Ultrafast => "ultrafast",
+            X264Preset::Superfast => "superfast",
+            X264Preset::Veryfast => "veryfast",
+            X264Preset::Faster => "faster",
+            X264Preset::Fast => "fast",
+            X264Preset::Medium => "medium",
+            X264Preset::Slow => "slow",
+        }
+    }
+}
+
+/// Config of [`Mp4WriterProcessor`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mp4WriterConfig {
+    /// The MP4 file to write (created or replaced). Required.
+    pub path: PathBuf,
+    /// Video width (even, 16 to 7680); `null` takes the first frame's (rounded down to even).
+    /// Frames of another size are scaled.
+    pub width: Option<u32>,
+    /// Video height (even, 16 to 4320); `null` takes the first frame's.
+    pub height: Option<u32>,
+    /// Nominal frame rate, a hint for players and the rate control (1 to 240); the timestamps
+    /// themselves come from the frames.
+    pub fps: u32,
+    /// Video bit rate in bits per second (100k to 100M).
+    pub video_bitrate: u32,
+    /// Audio bit rate in bits per second (32k to 512k).
+    pub audio_bitrate: u32,
+    /// x264 preset.
+    pub preset: X264Preset,
+}
+
+impl Default for Mp4WriterConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            width: None,
+            height: None,
+            fps: 30,
+            video_bitrate: 4_000_000,
+            audio_bitrate: 128_000,
+            preset: X264Preset::Veryfast,
+        }
+    }
+}
+
+impl ProcessorConfig for Mp4WriterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(ConfigError::new(
+                "path",
+                "is required: the MP4 file to write",
+            ));
+        }
+        if self.path.to_str().is_none_or(|p| p.contains('\0')) {
+            return Err(ConfigError::new(
+                "path",
+                "must be valid UTF-8 without NUL characters",
+            ));
+        }
+        for (field, value, max) in [("width", self.width, 7680), ("height", self.height, 4320)] {
+            if let Some(v) = value {
+                ConfigError::check_range(field, v, 16, max)?;
+                if v % 2 != 0 {
+                    return Err(ConfigError::new(
+                        field,
+                        format!("must be even (H.264 4:2:0), got {v}"),
+                    ));
+                }
+            }
+        }
+        ConfigError::check_range("fps", self.fps, 1, 240)?;
+        ConfigError::check_range("video_bitrate", self.video_bitrate, 100_000, 100_000_000)?;
+        ConfigError::check_range("audio_bitrate", self.audio_bitrate, 32_000, 512_000)
+    }
+}
+
+/// The video encoder and what feeds it.
+struct VideoOut {
+    encoder: encoder::Video,
+    stream: usize,
+    stream_time_base: Rational,
+    width: u32,
+    height: u32,
+    scaler: Option<Scaler>,
+    last_pts: Option<i64>,
+    fps: u32,
+    frames: Counter,
+}
+
+/// The audio encoder and what feeds it.
+struct AudioOut {
+    encoder: encoder::Audio,
+    stream: usize,
+    stream_time_base: Rational,
+    rate: u32,
+    channels: u16,
+    layout: ChannelLayout,
+    frame_size: usize,
+    /// Interleaved samples waiting for a whole encoder frame.
+    fifo: VecDeque<f32>,
+    /// Converts input at another rate to `rate`.
+    resampler: Option<StreamResampler>,
+    next_pts: i64,
+    samples: Counter,
+}
+
+/// The open file.
+struct Muxer {
+    output: format::context::Output,
+    video: Option<VideoOut>,
+    audio: Option<AudioOut>,
+    /// Media-clock time that is t = 0 in the file.
+    origin_ns: u64,
+}
+
+/// Frames held back until both streams are known (the header needs both).
+#[derive(Default)]
+struct Waiting {
+    video: Vec<VideoFrame>,
+    audio: Vec<AudioFrame>,
+}
+
+/// Encodes its `video` input (H.264, libx264) and `audio` input (AAC) into an MP4 file.
+/// Only the inputs connected when it starts become streams. Timestamps come from the frames
+/// (t = 0 is the earliest first frame). The stream formats come from the first frames (or
+/// the config); later frames of another size are scaled and audio of another rate or channel
+/// count converted. The file is finalised (its index written) at stop, at removal and when
+/// `streamlib serve`/`run` get SIGINT/SIGTERM, after every frame already queued is encoded.
+#[streamlib::processor(
+    execution = Reactive,
+    description = "Encodes video (H.264) and audio (AAC) into an MP4 file, finalised at stop"
+)]
+pub struct Mp4WriterProcessor {
+    #[streamlib::input(description = "Video to encode (RGBA, BGRA or gray)")]
+    video: LinkInput<VideoFrame>,
+    #[streamlib::input(description = "Audio to encode (any rate; mono or stereo)")]
+    audio: LinkInput<AudioFrame>,
+    #[streamlib::config]
+    config: Mp4WriterConfig,
+    muxer: Option<Muxer>,
+    waiting: Option<Waiting>,
+    wants_video: bool,
+    wants_audio: bool,
+    ctx: Option<RuntimeContext>,
+}
+
+fn ff_error(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> StreamError {
+    StreamError::processor(format!(
+        "Mp4WriterProcessor: {what} '{}': {e}",
+        path.display()
+    ))
+}
+
+/// The ffmpeg pixel format of a frame's pixels.
+fn pixel_of(format: PixelFormat) -> Pixel {
+    match format {
+        PixelFormat::Rgba8 => Pixel::RGBA,
+        PixelFormat::Bgra8 => Pixel::BGRA,
+        PixelFormat::Gray8 => Pixel::GRAY8,
+    }
+}
+
+impl Mp4WriterProcessor::Processor {
+    /// Opens the file and encoders for the frames seen so far and writes the header.
+    fn open(
+        &mut self,
+        first_video: Option<&VideoFrame>,
+        first_audio: Option<&AudioFrame>,
+    ) -> Result<Muxer> {
+        let path = self.config.path.clone();
+        let mut output = format::output(&path).map_err(|e| ff_error(&path, "cannot create", e))?;
+        let global_header = output
+            .format()
+            .flags()
+            .contains(format::Flags::GLOBAL_HEADER);
+        let ctx = self.ctx.as_ref();
+        let counter = |name: &str| ctx.map(|c| c.counter(name)).unwrap_or_default();
+
+        let video = match first_video {
+            Some(frame) => {
+                let width = self.config.width.unwrap_or(frame.width & !1).max(2);
+                let height = self.config.height.unwrap_or(frame.height & !1).max(2);
+                let codec = encoder::find(codec::Id::H264).ok_or_else(|| {
+                    ff_error(
+                        &path,
+                        "no H.264 encoder (libx264) for",
+                        "FFmpeg was built without it",
+                    )
+                })?;
+                let mut settings = codec::context::Context::new_with_codec(codec)
+                    .encoder()
+                    .video()
+                    .map_err(|e| ff_error(&path, "cannot set up H.264 for", e))?;
+                settings.set_width(width);
+                settings.set_height(height);
+                settings.set_format(Pixel::YUV420P);
+                settings.set_time_base(VIDEO_TIME_BASE);
+                settings.set_frame_rate(Some(Rational(self.config.fps as i32, 1)));
+                settings.set_bit_rate(self.config.video_bitrate as usize);
+                settings.set_gop(self.config.fps * 2);
+                if global_header {
+                    settings.set_flags(codec::Flags::GLOBAL_HEADER);
+                }
+                let mut options = Dictionary::new();
+                options.set("preset", self.config.preset.name());
+                let encoder = settings
+                    .open_with(options)
+                    .map_err(|e| ff_error(&path, "cannot open the H.264 encoder for", e))?;
+                let mut stream = output
+                    .add_stream(codec)
+                    .map_err(|e| ff_error(&path, "cannot add a video stream to", e))?;
+                stream.set_parameters(&encoder);
+                stream.set_time_base(VIDEO_TIME_BASE);
+                Some(VideoOut {
+                    stream: stream.index(),
+                    encoder,
+                    stream_time_base: VIDEO_TIME_BASE,
+                    width,
+                    height,
+                    scaler: None,
+                    last_pts: None,
+                    fps: self.config.fps,
+                    frames: counter("video_frames"),
+                })
+            }
+            None => None,
+        };
+        let audio = match first_audio {
+            Some(frame) => {
+                let rate = frame.sample_rate;
+                let channels = frame.channels.clamp(1, 2);
+                let layout = if channels == 1 {
+                    ChannelLayout::MONO
+                } else {
+                    ChannelLayout::STEREO
+                };
+                let codec = encoder::find(codec::Id::AAC).ok_or_else(|| {
+                    ff_error(&path, "no AAC encoder for", "FFmpeg was built without it")
+                })?;
+                let mut settings = codec::context::Context::new_with_codec(codec)
+                    .encoder()
+                    .audio()
+                    .map_err(|e| ff_error(&path, "cannot set up AAC for", e))?;
+                settings.set_rate(rate as i32);
+                settings.set_channel_layout(layout);
+                settings.set_format(Sample::F32(SampleType::Planar));
+                settings.set_bit_rate(self.config.audio_bitrate as usize);
+                settings.set_time_base(Rational(1, rate as i32));
+                if global_header {
+                    settings.set_flags(codec::Flags::GLOBAL_HEADER);
+                }
+                let encoder = settings
+                    .open_as(codec)
+                    .map_err(|e| ff_error(&path, "cannot open the AAC encoder for", e))?;
+                let mut stream = output
+                    .add_stream(codec)
+                    .map_err(|e| ff_error(&path, "cannot add an audio stream to", e))?;
+                stream.set_parameters(&encoder);
+                stream.set_time_base(Rational(1, rate as i32));
+                let frame_size = (encoder.frame_size() as usize).max(1);
+                Some(AudioOut {
+                    stream: stream.index(),
+                    encoder,
+                    stream_time_base: Rational(1, rate as i32),
+                    rate,
+                    channels,
+                    layout,
+                    frame_size,
+                    fifo: VecDeque::new(),
+                    resampler: None,
+                    next_pts: 0,
+                    samples: counter("audio_samples"),
+                })
+            }
+            None => None,
+        };
+        output
+            .write_header()
+            .map_err(|e| ff_error(&path, "cannot write the header of", e))?;
+        // The muxer may change the stream time bases in the header: use what it chose.
+        let mut muxer = Muxer {
+            origin_ns: [
+                first_video.map(|f| f.timestamp_ns),
+                first_audio.map(|f| f.timestamp_ns),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(0),
+            video,
+            audio,
+            output,
+        };
+        if let Some(v) = &mut muxer.video {
+            if let Some(stream) = muxer.output.stream(v.stream) {
+                v.stream_time_base = stream.time_base();
+            }
+        }
+        if let Some(a) = &mut muxer.audio {
+            if let Some(stream) = muxer.output.stream(a.stream) {
+                a.stream_time_base = stream.time_base();
+            }
+            // Audio that starts after t = 0 starts that much later in the file.
+            if let Some(first) = first_audio {
+                let offset = first.timestamp_ns.saturating_sub(muxer.origin_ns);
+                a.next_pts = (u128::from(offset) * u128::from(a.rate) / 1_000_000_000) as i64;
+            }
+        }
+        tracing::info!(path = %path.display(), video = muxer.video.is_some(), audio = muxer.audio.is_some(), "MP4 file opened");
+        Ok(muxer)
+    }
+
+    /// Buffers frames until the header can be written, then writes everything held.
+    fn take_video(&mut self, frame: VideoFrame) -> Result<()> {
+        if let Some(muxer) = &mut self.muxer {
+            return write_video(muxer, &self.config.path, &frame);
+        }
+        if let Some(waiting) = &mut self.waiting {
+            waiting.video.push(frame);
+        }
+        self.start_when_ready(false)
+    }
+
+    fn take_audio(&mut self, frame: AudioFrame) -> Result<()> {
+        if let Some(muxer) = &mut self.muxer {
+            return write_audio(muxer, &self.config.path, &frame);
+        }
+        if let Some(waiting) = &mut self.waiting {
+            waiting.audio.push(frame);
+        }
+        self.start_when_ready(false)
+    }
+
+    /// Opens the file once every wanted stream has a first frame (or one has waited too
+    /// long, or `now`), then writes the held frames in timestamp order.
+    fn start_when_ready(&mut self, now: bool) -> Result<()> {
+        let Some(waiting) = &self.waiting else {
+            return Ok(());
+        };
+        let have_video = !waiting.video.is_empty();
+        let have_audio = !waiting.audio.is_empty();
+        let complete = (have_video || !self.wants_video) && (have_audio || !self.wants_audio);
+        let waited_too_long =
+            waiting.video.len() > MAX_WAIT_FRAMES || waiting.audio.len() > MAX_WAIT_FRAMES;
+        if !(have_video || have_audio) || !(complete || waited_too_long || now) {
+            return Ok(());
+        }
+        let Some(waiting) = self.waiting.take() else {
+            return Ok(());
+        };
+        if !complete {
+            tracing::warn!(path = %self.config.path.display(), video = have_video, audio = have_audio, "writing the MP4 without the stream that never delivered");
+        }
+        let mut muxer = self.open(waiting.video.first(), waiting.audio.first())?;
+        let path = self.config.path.clone();
+        for frame in &waiting.video {
+            write_video(&mut muxer, &path, frame)?;
+        }
+        for frame in &waiting.audio {
+            write_audio(&mut muxer, &path, frame)?;
+        }
+        self.muxer = Some(muxer);
+        Ok(())
+    }
+}
+
+/// Encodes one video frame.
+fn write_video(muxer: &mut Muxer, path: &std::path::Path, frame: &VideoFrame) -> Result<()> {
+    let Some(v) = &mut muxer.video else {
+        return Ok(());
+    };
+    let offset = frame.timestamp_ns.saturating_sub(muxer.origin_ns);
+    let mut pts = (u128::from(offset) * 90_000 / 1_000_000_000) as i64;
+    if let Some(last) = v.last_pts {
+        pts = pts.max(last + 1); // Strictly increasing, as the encoder requires.
+    }
+    v.last_pts = Some(pts);
+    let source = pixel_of(frame.format);
+    let stale = v.scaler.as_ref().is_none_or(|s| {
+        let input = s.0.input();
+        (input.format, input.width, input.height) != (source, frame.width, frame.height)
+    });
+    if stale {
+        let context = scaling::Context::get(
+            source,
+            frame.width,
+            frame.height,
+            Pixel::YUV420P,
+            v.width,
+            v.height,
+            scaling::Flags::BILINEAR,
+        )
+        .map_err(|e| ff_error(path, "cannot convert video for", e))?;
+        v.scaler = Some(Scaler(context));
+    }
+    let mut input = frame::Video::new(source, frame.width, frame.height);
+    let stride = input.stride(0);
+    let row = frame.width as usize * frame.format.bytes_per_pixel();
+    {
+        let data = input.data_mut(0);
+        for y in 0..frame.height {
+            let (Some(src), Some(dst)) = (
+                frame.row(y),
+                data.get_mut(y as usize * stride..y as usize * stride + row),
+            ) else {
+                break;
+            };
+            dst.copy_from_slice(src);
+        }
+    }
+    let mut yuv = frame::Video::new(Pixel::YUV420P, v.width, v.height);
+    if let Some(scaler) = &mut v.scaler {
+        scaler
+            .0
+            .run(&input, &mut yuv)
+            .map_err(|e| ff_error(path, "cannot convert video for", e))?;
+    }
+    yuv.set_pts(Some(pts));
+    v.encoder
+        .send_frame(&yuv)
+        .map_err(|e| ff_error(path, "cannot encode video for", e))?;
+    v.frames.add(1);
+    drain_video_packets(muxer, path)
+}
+
+fn drain_video_packets(muxer: &mut Muxer, path: &std::path::Path) -> Result<()> {
+    let Some(v) = &mut muxer.video else {
+        return Ok(());
+    };
+    let mut packet = Packet::empty();
+    while v.encoder.receive_packet(&mut packet).is_ok() {
+        packet.set_stream(v.stream);
+        // Each frame lasts one nominal frame period (the last one's sets the file's end).
+        packet.set_duration(i64::from(90_000 / v.fps.max(1)));
+        packet.rescale_ts(VIDEO_TIME_BASE, v.stream_time_base);
+        packet
+            .write_interleaved(&mut muxer.output)
+            .map_err(|e| ff_error(path, "cannot write video to", e))?;
+    }
+    Ok(())
+}
+
+/// Queues one audio frame and encodes every whole encoder frame.
+fn write_audio(muxer: &mut Muxer, path: &std::path::Path, frame: &AudioFrame) -> Result<()> {
+    let Some(a) = &mut muxer.audio else {
+        return Ok(());
+    };
+    let mut samples = convert_channels(&frame.samples, frame.channels, a.channels);
+    if frame.sample_rate != a.rate {
+        if a.resampler
+            .as_ref()
+            .is_none_or(|r| r.from_rate() != frame.sample_rate)
+        {
+            a.resampler = Some(
+                StreamResampler::new(frame.sample_rate, a.rate, a.channels)
+                    .map_err(|e| ff_error(path, "cannot resample audio for", e))?,
+            );
+        }
+        if let Some(resampler) = &mut a.resampler {
+            samples = resampler
+                .process(&samples)
+                .map_err(|e| ff_error(path, "cannot resample audio for", e))?;
+        }
+    }
+    a.samples
+        .add((samples.len() / usize::from(a.channels)) as u64);
+    a.fifo.extend(samples);
+    let whole_frames = a.fifo.len() / (a.frame_size * usize::from(a.channels));
+    for _ in 0..whole_frames {
+        encode_audio_frame(muxer, path, None)?;
+    }
+    Ok(())
+}
+
+/// Encodes one encoder frame from the queue (`last`: the final, shorter one).
+fn encode_audio_frame(
+    muxer: &mut Muxer,
+    path: &std::path::Path,
+    last: Option<usize>,
+) -> Result<()> {
+    let Some(a) = &mut muxer.audio else {
+        return Ok(());
+    };
+    let channels = usize::from(a.channels);
+    let n = last.unwrap_or(a.frame_size);
+    let mut encoded = frame::Audio::new(Sample::F32(SampleType::Planar), n, a.layout);
+    encoded.set_rate(a.rate);
+    for c in 0..channels {
+        let plane = encoded.plane_mut::<f32>(c);
+        for (i, slot) in plane.iter_mut().enumerate().take(n) {
+            *slot = a.fifo.get(i * channels + c).copied().unwrap_or(0.0);
+        }
+    }
+    let used = (n * channels).min(a.fifo.len());
+    a.fifo.drain(..used);
+    encoded.set_pts(Some(a.next_pts));
+    a.next_pts += n as i64;
+    a.encoder
+        .send_frame(&encoded)
+        .map_err(|e| ff_error(path, "cannot encode audio for", e))?;
+    drain_audio_packets(muxer, path)
+}
+
+fn drain_audio_packets(muxer: &mut Muxer, path: &std::path::Path) -> Result<()> {
+    let Some(a) = &mut muxer.audio else {
+        return Ok(());
+    };
+    let mut packet = Packet::empty();
+    while a.encoder.receive_packet(&mut packet).is_ok() {
+        packet.set_stream(a.stream);
+        packet.rescale_ts(Rational(1, a.rate as i32), a.stream_time_base);
+        packet
+            .write_interleaved(&mut muxer.output)
+            .map_err(|e| ff_error(path, "cannot write audio to", e))?;
+    }
+    Ok(())
+}
+
+/// Flushes the encoders and writes the index (moov): the file is complete afterwards.
+fn finish(mut muxer: Muxer, path: &std::path::Path) -> Result<()> {
+    if let Some(a) = &mut muxer.audio {
+        if let Some(resampler) = &mut a.resampler {
+            let tail = resampler
+                .flush()
+                .map_err(|e| ff_error(path, "cannot resample audio for", e))?;
+            a.samples.add((tail.len() / usize::from(a.channels)) as u64);
+            a.fifo.extend(tail);
+        }
+    }
+    while let Some(a) = &muxer.audio {
+        let pending = a.fifo.len() / usize::from(a.channels);
+        if pending == 0 {
+            break;
+        }
+        let n = pending.min(a.frame_size);
+        let last = (n < a.frame_size).then_some(n);
+        encode_audio_frame(&mut muxer, path, last)?;
+    }
+    if let Some(v) = &mut muxer.video {
+        v.encoder
+            .send_eof()
+            .map_err(|e| ff_error(path, "cannot finish video for", e))?;
+    }
+    drain_video_packets(&mut muxer, path)?;
+    if let Some(a) = &mut muxer.audio {
+        a.encoder
+            .send_eof()
+            .map_err(|e| ff_error(path, "cannot finish audio for", e))?;
+    }
+    drain_audio_packets(&mut muxer, path)?;
+    muxer
+        .output
+        .write_trailer()
+        .map_err(|e| ff_error(path, "cannot finish", e))?;
+    tracing::info!(path = %path.display(), "MP4 file finalised");
+    Ok(())
+}
+
+impl crate::core::Processor for Mp4WriterProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        ffmpeg_util::init();
+        self.wants_video = self.video.is_connected();
+        self.wants_audio = self.audio.is_connected();
+        // Fail now on a path that cannot be written, not at the first frame.
+        std::fs::File::create(&self.config.path).map_err(|e| StreamError::Io {
+            context: format!(
+                "Mp4WriterProcessor: cannot create '{}'",
+                self.config.path.display()
+            ),
+            message: e.to_string(),
+        })?;
+        self.muxer = None;
+        self.waiting = Some(Waiting::default());
+        self.ctx = Some(ctx.clone());
+        Ok(())
+    }
+
+    fn process(&mut self) -> Result<()> {
+        // Interleave by arrival: video then audio, each drained.
+        while let Some(frame) = self.video.read_next() {
+            self.take_video(frame)?;
+        }
+        while let Some(frame) = self.audio.read_next() {
+            self.take_audio(frame)?;
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        // Encode what is still queued, then finalise.
+        self.process()?;
+        self.start_when_ready(true)?;
+        let result = match self.muxer.take() {
+            Some(muxer) => finish(muxer, &self.config.path),
+            None => Ok(()), // No frame ever came: the (empty) file stays as created.
+        };
+        self.waiting = None;
+        self.ctx = None;
+        result
+    }
+}
