@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs the benchmarks recorded in BENCHMARKS.md, installing the peers they compare against.
-#   bash scripts/bench.sh            # link transport (vs GStreamer), idle CPU, HTTP/WebSocket API
+#   bash scripts/bench.sh            # link transport (vs GStreamer), idle CPU, HTTP/WebSocket API,
+#                                    # file transcode (vs the ffmpeg command line)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v gst-launch-1.0 >/dev/null || need_apt+=(gstreamer1.0-tools gstreamer1.0-plugins-base)
 command -v wrk >/dev/null || need_apt+=(wrk)
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "installing ${need_apt[*]}" >&2
@@ -27,3 +29,6 @@ cargo bench -q -p streamlib --bench idle_cpu
 echo
 echo '$ cargo bench -p streamlib --bench api'
 cargo bench -q -p streamlib --bench api
+echo
+echo '$ cargo bench -p streamlib --features ffmpeg --bench transcode'
+cargo bench -q -p streamlib --features ffmpeg --bench transcode

@@ -143,7 +143,9 @@ impl FileSourceProcessor::Processor {
             codec::decoder::Decoder,
             ffmpeg::Error,
         > {
-            let context = codec::context::Context::from_parameters(stream.parameters())?;
+            let mut context = codec::context::Context::from_parameters(stream.parameters())?;
+            // Frame threads, as many as cores (FFmpeg's own default).
+            context.set_threading(ffmpeg::threading::Config::kind(ffmpeg::threading::Type::Frame));
             let mut decoder = context.decoder();
             decoder.set_packet_time_base(stream.time_base());
             Ok(decoder)
@@ -240,7 +242,8 @@ impl FileSourceProcessor::Processor {
                     Pixel::RGBA,
                     w,
                     h,
-                    scaling::Flags::BILINEAR,
+                    // No resizing: a colour conversion, which takes the fast path.
+                    scaling::Flags::FAST_BILINEAR,
                 )
                 .map_err(|e| error(&path, "cannot convert the video of", e))?;
                 track.scaler = Some(Scaler(context));

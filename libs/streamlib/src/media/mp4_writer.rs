@@ -239,7 +239,10 @@ impl Mp4WriterProcessor::Processor {
                         "FFmpeg was built without it",
                     )
                 })?;
-                let mut settings = codec::context::Context::new_with_codec(codec)
+                let mut context = codec::context::Context::new_with_codec(codec);
+                // As many encoder threads as the machine has cores (FFmpeg's own default).
+                context.set_threading(ffmpeg::threading::Config::kind(ffmpeg::threading::Type::Frame));
+                let mut settings = context
                     .encoder()
                     .video()
                     .map_err(|e| ff_error(&path, "cannot set up H.264 for", e))?;
@@ -440,7 +443,12 @@ fn write_video(muxer: &mut Muxer, path: &std::path::Path, frame: &VideoFrame) ->
             Pixel::YUV420P,
             v.width,
             v.height,
-            scaling::Flags::BILINEAR,
+            // Same size: a pure colour conversion, where the fast path loses nothing.
+            if (frame.width, frame.height) == (v.width, v.height) {
+                scaling::Flags::FAST_BILINEAR
+            } else {
+                scaling::Flags::BILINEAR
+            },
         )
         .map_err(|e| ff_error(path, "cannot convert video for", e))?;
         v.scaler = Some(Scaler(context));
