@@ -21,7 +21,9 @@ fn clip(dir: &Path) -> PathBuf {
             .args(["-y", "-v", "error"])
             .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args(["-t", "10", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"])
+            .args([
+                "-t", "10", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            ])
             .args(["-c:a", "aac", "-ac", "2"])
             .arg(&path)
             .status()
@@ -38,7 +40,10 @@ fn streamlib_transcode(input: &Path, output: &Path) -> (Duration, u64) {
     let file = rt
         .add_processor(
             PROCESSOR_REGISTRY
-                .create("FileSourceProcessor", serde_json::json!({"path": input, "realtime": false}))
+                .create(
+                    "FileSourceProcessor",
+                    serde_json::json!({"path": input, "realtime": false}),
+                )
                 .unwrap(),
         )
         .unwrap();
@@ -92,7 +97,10 @@ fn ffmpeg_transcode(input: &Path, output: &Path) -> Duration {
     let status = Command::new("ffmpeg")
         .args(["-y", "-v", "error", "-i"])
         .arg(input)
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-b:v", "4M", "-g", "60", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-b:v", "4M", "-g", "60", "-pix_fmt",
+            "yuv420p",
+        ])
         .args(["-c:a", "aac", "-b:a", "128k"])
         .arg(output)
         .status()
@@ -103,11 +111,24 @@ fn ffmpeg_transcode(input: &Path, output: &Path) -> Duration {
 
 fn frames_in(path: &Path) -> u64 {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -121,7 +142,11 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let input = clip(&dir);
     let source_frames = frames_in(&input);
-    println!("clip: {} ({} frames, 1280x720 30 fps, AAC stereo 48 kHz)", input.display(), source_frames);
+    println!(
+        "clip: {} ({} frames, 1280x720 30 fps, AAC stereo 48 kHz)",
+        input.display(),
+        source_frames
+    );
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for run in 1..=RUNS {
         // Alternate who goes first, so neither always gets the warm cache.
@@ -136,7 +161,11 @@ fn main() {
         };
         let (s_time, s_frames) = b;
         assert_eq!(s_frames, source_frames, "streamlib wrote every frame");
-        assert_eq!(frames_in(&out_streamlib), source_frames, "and the file holds them all");
+        assert_eq!(
+            frames_in(&out_streamlib),
+            source_frames,
+            "and the file holds them all"
+        );
         println!(
             "run {run}: ffmpeg {:.2} s ({:.1} fps) | streamlib {:.2} s ({:.1} fps)",
             a.as_secs_f64(),

@@ -241,7 +241,9 @@ impl Mp4WriterProcessor::Processor {
                 })?;
                 let mut context = codec::context::Context::new_with_codec(codec);
                 // As many encoder threads as the machine has cores (FFmpeg's own default).
-                context.set_threading(ffmpeg::threading::Config::kind(ffmpeg::threading::Type::Frame));
+                context.set_threading(ffmpeg::threading::Config::kind(
+                    ffmpeg::threading::Type::Frame,
+                ));
                 let mut settings = context
                     .encoder()
                     .video()
