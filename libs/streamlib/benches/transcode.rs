@@ -62,7 +62,7 @@ fn streamlib_transcode(input: &Path, output: &Path) -> (Duration, u64) {
         rt.connect_with(
             OutputLinkPortRef::new(file.clone(), port),
             InputLinkPortRef::new(writer.clone(), port),
-            backpressure.clone(),
+            backpressure,
         )
         .unwrap();
     }
