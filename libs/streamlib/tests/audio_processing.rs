@@ -293,12 +293,12 @@ fn mixer_sums_with_gains_and_limits_to_full_scale() {
     let mix = add(
         &mut rt,
         "AudioMixerProcessor",
-        serde_json::json!({"inputs": 3, "gains": [1.0, 0.5, 0.0], "frame_size": 480}),
+        serde_json::json!({"inputs": 3, "gains": [1.0, 0.5, 0.0], "frame_size": 480, "max_wait_ms": 10000}),
     );
     let loud = add(
         &mut rt,
         "AudioMixerProcessor",
-        serde_json::json!({"inputs": 2, "frame_size": 480}),
+        serde_json::json!({"inputs": 2, "frame_size": 480, "max_wait_ms": 10000}),
     );
     let (rec, recorded) = audio_recorder();
     let rec = rt.add_processor(rec).unwrap();
@@ -512,4 +512,62 @@ fn video_scale_resizes_and_converts() {
         let gx = (2 * i as u32 + 1) * 160 / 14;
         assert_eq!(u32::from(g.pixel(gx, 80).unwrap()[0]), luma, "gray bar {i}");
     }
+}
+
+#[test]
+fn mixer_places_a_late_input_at_its_time() {
+    // Input 1 starts 100 ms after input 0: the first 100 ms of the mix hold input 0 only.
+    let mut rt = StreamRuntime::new().unwrap();
+    let early = rt
+        .add_processor(audio_script(constant_frames(0.25, 1, 480, 40)))
+        .unwrap();
+    let late_frames: Vec<AudioFrame> = constant_frames(0.5, 1, 480, 30)
+        .into_iter()
+        .map(|f| {
+            AudioFrame::new(
+                48_000,
+                1,
+                f.samples.to_vec(),
+                f.timestamp_ns + 100_000_000,
+                f.frame_number,
+            )
+            .unwrap()
+        })
+        .collect();
+    let late = rt.add_processor(audio_script(late_frames)).unwrap();
+    let mix = add(
+        &mut rt,
+        "AudioMixerProcessor",
+        serde_json::json!({"inputs": 2, "channels": 1, "frame_size": 480, "max_wait_ms": 10000}),
+    );
+    let (rec, recorded) = audio_recorder();
+    let rec = rt.add_processor(rec).unwrap();
+    rt.connect_with(out(&early, "audio"), inp(&mix, "input_0"), backpressure())
+        .unwrap();
+    rt.connect_with(out(&late, "audio"), inp(&mix, "input_1"), backpressure())
+        .unwrap();
+    rt.connect_with(out(&mix, "audio"), inp(&rec, "audio"), backpressure())
+        .unwrap();
+    rt.start().unwrap();
+    if !common::eventually(|| recorded.lock().unwrap().len() >= 40) {
+        let state = rt.state();
+        panic!(
+            "only {} frames mixed; links: {:?}",
+            recorded.lock().unwrap().len(),
+            state
+                .links
+                .iter()
+                .map(|l| (l.to.to_string(), l.counters))
+                .collect::<Vec<_>>()
+        );
+    }
+    rt.stop().unwrap();
+    let samples = all_samples(&recorded.lock().unwrap());
+    // 100 ms = 4800 samples of input 0 alone, then both.
+    assert!(samples[..4800].iter().all(|s| (s - 0.25).abs() < 1e-6));
+    assert!(
+        samples[4800..19_200]
+            .iter()
+            .all(|s| (s - 0.75).abs() < 1e-6)
+    );
 }

@@ -311,4 +311,61 @@ fn file_source_loops_with_increasing_timestamps() {
             "timestamps keep increasing across loops"
         );
     }
+    // Each pass starts one frame after the previous one's last frame (1/30 s apart).
+    let step = 1_000_000_000 / 30;
+    for pair in video.windows(2) {
+        let gap = pair[1].timestamp_ns - pair[0].timestamp_ns;
+        assert!(
+            gap.abs_diff(step) < 1_000_000,
+            "frames {} and {} are {gap} ns apart",
+            pair[0].frame_number,
+            pair[1].frame_number
+        );
+    }
+}
+
+#[test]
+fn writer_added_to_a_running_graph_records_both_streams_at_an_aac_rate() {
+    // The API's order: the writer is created (and set up) first, then connected.
+    let path = tmp("hot_added.mp4");
+    let mut rt = StreamRuntime::new().unwrap();
+    let pattern = add(
+        &mut rt,
+        "TestPatternProcessor",
+        serde_json::json!({"width": 320, "height": 240, "fps": 30}),
+    );
+    // 192 kHz mono: AAC does not take it; the writer resamples to 96 kHz.
+    let chord = add(
+        &mut rt,
+        "ChordGeneratorProcessor",
+        serde_json::json!({"sample_rate": 192000, "channels": 1, "buffer_size": 1920}),
+    );
+    rt.start().unwrap();
+    let writer = add(
+        &mut rt,
+        "Mp4WriterProcessor",
+        serde_json::json!({"path": path}),
+    );
+    rt.connect_with(
+        out(&pattern, "video"),
+        inp(&writer, "video"),
+        backpressure(),
+    )
+    .unwrap();
+    rt.connect_with(out(&chord, "audio"), inp(&writer, "audio"), backpressure())
+        .unwrap();
+    assert_eventually("a second recorded", || {
+        metric(&rt, &writer, "video_frames") >= 30
+    });
+    rt.stop().unwrap();
+    let streams = probe(&path);
+    let kinds: Vec<&str> = streams
+        .iter()
+        .map(|s| s["codec_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["video", "audio"], "{streams:?}");
+    let audio = &streams[1];
+    assert_eq!(field(audio, "sample_rate") as u64, 96_000);
+    assert_eq!(audio["channels"].as_u64(), Some(1));
+    assert!(field(audio, "duration") > 0.5);
 }

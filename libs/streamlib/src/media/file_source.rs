@@ -64,7 +64,8 @@ impl ProcessorConfig for FileSourceConfig {
 struct VideoTrack {
     index: usize,
     time_base: Rational,
-    start: i64,
+    /// One frame's duration (from the stream's frame rate), for where a pass ends.
+    frame_ns: u64,
     decoder: decoder::Video,
     scaler: Option<Scaler>,
     frames: Counter,
@@ -74,7 +75,6 @@ struct VideoTrack {
 struct AudioTrack {
     index: usize,
     time_base: Rational,
-    start: i64,
     decoder: decoder::Audio,
     resampler: Option<resampling::Context>,
     frames: Counter,
@@ -85,11 +85,14 @@ struct Playback {
     input: format::context::Input,
     video: Option<VideoTrack>,
     audio: Option<AudioTrack>,
-    /// Media-clock time of the file's start (moved on by each loop).
-    start_ns: u64,
-    /// Length of one pass, learnt at the first end (for looping timestamps).
-    pass_ns: u64,
-    /// The furthest timestamp sent in this pass, relative to its start.
+    /// The file's own time of its first frame (the earliest stream start), in ns: both
+    /// streams are measured from it, so their offset is kept.
+    origin_ns: i128,
+    /// Media-clock time of the file's start (moved on by each loop); set at the first
+    /// `process`, so pacing starts when the graph does.
+    start_ns: Option<u64>,
+    /// The end of the latest frame sent in this pass (timestamp + duration), relative to its
+    /// start: where the next pass begins.
     reached_ns: u64,
     draining: bool,
     ended: bool,
@@ -126,13 +129,22 @@ fn error(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> Strea
     ))
 }
 
-/// Nanoseconds from `start` to `pts` in `time_base` (0 before the start).
-fn relative_ns(pts: i64, start: i64, time_base: Rational) -> u64 {
-    let ticks = i128::from(pts.saturating_sub(start)).max(0);
-    let ns = ticks * i128::from(time_base.numerator()) * 1_000_000_000
-        / i128::from(time_base.denominator().max(1));
-    u64::try_from(ns).unwrap_or(0)
+/// `pts` in `time_base`, as nanoseconds of the file's clock.
+fn pts_ns(pts: i64, time_base: Rational) -> i128 {
+    i128::from(pts) * i128::from(time_base.numerator()) * 1_000_000_000
+        / i128::from(time_base.denominator().max(1))
 }
+
+/// Nanoseconds from the file's origin to `pts` (0 before it).
+fn relative_ns(pts: i64, time_base: Rational, origin_ns: i128) -> u64 {
+    u64::try_from((pts_ns(pts, time_base) - origin_ns).max(0)).unwrap_or(0)
+}
+
+/// Audio may leave this long before its time, so that pacing in file order does not hold
+/// video back behind audio muxed ahead of it.
+const AUDIO_LEAD_NS: u64 = 100_000_000;
+/// A timestamp further ahead than this is a discontinuity (a corrupt jump), not a wait.
+const MAX_WAIT_AHEAD_NS: u64 = 10_000_000_000;
 
 impl FileSourceProcessor::Processor {
     /// Opens the file and its decoders.
@@ -152,17 +164,36 @@ impl FileSourceProcessor::Processor {
         };
         let start_of = |stream: &format::stream::Stream| {
             let start = stream.start_time();
-            if start == ffmpeg::ffi::AV_NOPTS_VALUE {
-                0
-            } else {
-                start
-            }
+            pts_ns(
+                if start == ffmpeg::ffi::AV_NOPTS_VALUE {
+                    0
+                } else {
+                    start
+                },
+                stream.time_base(),
+            )
         };
+        let mut origin_ns: Option<i128> = None;
         let video = match input.streams().best(media::Type::Video) {
             Some(stream) => Some(VideoTrack {
                 index: stream.index(),
                 time_base: stream.time_base(),
-                start: start_of(&stream),
+                frame_ns: {
+                    origin_ns = Some(start_of(&stream));
+                    let rate = stream.avg_frame_rate();
+                    let rate = if rate.numerator() > 0 && rate.denominator() > 0 {
+                        rate
+                    } else {
+                        stream.rate()
+                    };
+                    if rate.numerator() > 0 && rate.denominator() > 0 {
+                        (1_000_000_000 * i64::from(rate.denominator())
+                            / i64::from(rate.numerator()))
+                        .max(1) as u64
+                    } else {
+                        33_333_333
+                    }
+                },
                 decoder: open_decoder(stream)
                     .and_then(|d| d.video())
                     .map_err(|e| error(path, "cannot decode the video of", e))?,
@@ -171,11 +202,14 @@ impl FileSourceProcessor::Processor {
             }),
             None => None,
         };
+        if let Some(stream) = input.streams().best(media::Type::Audio) {
+            let start = start_of(&stream);
+            origin_ns = Some(origin_ns.map_or(start, |o| o.min(start)));
+        }
         let audio = match input.streams().best(media::Type::Audio) {
             Some(stream) => Some(AudioTrack {
                 index: stream.index(),
                 time_base: stream.time_base(),
-                start: start_of(&stream),
                 decoder: open_decoder(stream)
                     .and_then(|d| d.audio())
                     .map_err(|e| error(path, "cannot decode the audio of", e))?,
@@ -195,8 +229,8 @@ impl FileSourceProcessor::Processor {
             input,
             video,
             audio,
-            start_ns: media_clock_ns(),
-            pass_ns: 0,
+            origin_ns: origin_ns.unwrap_or(0),
+            start_ns: None,
             reached_ns: 0,
             draining: false,
             ended: false,
@@ -204,11 +238,18 @@ impl FileSourceProcessor::Processor {
     }
 
     /// Waits until `timestamp` on the media clock when pacing; false if stopped meanwhile.
-    fn pace(&self, timestamp: u64) -> bool {
+    /// A timestamp implausibly far ahead moves the start instead (a discontinuity).
+    fn pace(&mut self, timestamp: u64) -> bool {
         if !self.config.realtime {
             return true;
         }
         let now = media_clock_ns();
+        if timestamp > now + MAX_WAIT_AHEAD_NS {
+            if let Some(start) = self.playback.as_mut().and_then(|p| p.start_ns.as_mut()) {
+                *start = start.saturating_sub(timestamp - now);
+            }
+            return true;
+        }
         match &self.stop {
             Some(stop) if timestamp > now => stop.sleep(Duration::from_nanos(timestamp - now)),
             _ => true,
@@ -264,16 +305,21 @@ impl FileSourceProcessor::Processor {
                     pixels.extend_from_slice(line);
                 }
             }
-            let pts = decoded.timestamp().or(decoded.pts()).unwrap_or(track.start);
-            let offset = relative_ns(pts, track.start, track.time_base);
-            playback.reached_ns = playback.reached_ns.max(offset);
-            let timestamp = playback.start_ns.saturating_add(offset);
-            track.frames.add(1);
+            let offset = decoded
+                .timestamp()
+                .or(decoded.pts())
+                .map_or(playback.reached_ns, |pts| {
+                    relative_ns(pts, track.time_base, playback.origin_ns)
+                });
+            playback.reached_ns = playback.reached_ns.max(offset + track.frame_ns);
+            let timestamp = playback.start_ns.unwrap_or(0).saturating_add(offset);
+            let frames = track.frames.clone();
             let frame = VideoFrame::from_rgba(w, h, pixels, timestamp, self.video_number)?;
-            self.video_number += 1;
             if !self.pace(timestamp) {
                 return Ok(());
             }
+            self.video_number += 1;
+            frames.add(1);
             self.video.write(frame);
         }
     }
@@ -331,22 +377,29 @@ impl FileSourceProcessor::Processor {
             if whole == 0 {
                 continue;
             }
-            let pts = decoded.timestamp().or(decoded.pts()).unwrap_or(track.start);
-            let offset = relative_ns(pts, track.start, track.time_base);
-            playback.reached_ns = playback.reached_ns.max(offset);
-            let timestamp = playback.start_ns.saturating_add(offset);
-            track.frames.add(1);
+            let offset = decoded
+                .timestamp()
+                .or(decoded.pts())
+                .map_or(playback.reached_ns, |pts| {
+                    relative_ns(pts, track.time_base, playback.origin_ns)
+                });
+            let duration_ns = (whole / usize::from(channels)) as u64 * 1_000_000_000
+                / u64::from(decoded.rate().max(1));
+            playback.reached_ns = playback.reached_ns.max(offset + duration_ns);
+            let timestamp = playback.start_ns.unwrap_or(0).saturating_add(offset);
+            let frames = track.frames.clone();
             let frame = AudioFrame::new(
-                decoded.rate(),
+                decoded.rate().max(1),
                 channels,
                 &samples[..whole],
                 timestamp,
                 self.audio_number,
             )?;
-            self.audio_number += 1;
-            if !self.pace(timestamp) {
+            if !self.pace(timestamp.saturating_sub(AUDIO_LEAD_NS)) {
                 return Ok(());
             }
+            self.audio_number += 1;
+            frames.add(1);
             self.audio.write(frame);
         }
     }
@@ -368,14 +421,19 @@ impl FileSourceProcessor::Processor {
             if let Some(track) = &mut playback.audio {
                 track.decoder.flush();
             }
-            // The next pass starts one frame (~1/30 s) after this one's last timestamp.
-            playback.pass_ns = playback.reached_ns + 33_333_333;
-            playback.start_ns = playback.start_ns.saturating_add(playback.pass_ns);
+            // The next pass starts where this one's last frame ended.
+            playback.start_ns = playback
+                .start_ns
+                .map(|start| start.saturating_add(playback.reached_ns));
             playback.reached_ns = 0;
             playback.draining = false;
             return Ok(());
         }
         playback.ended = true;
+        // Stopped while draining: the stream did not end.
+        if self.stop.as_ref().is_some_and(StopSignal::is_stopping) {
+            return Ok(());
+        }
         if let Some(ctx) = &self.ctx {
             ctx.emit_event(
                 "end_of_stream",
@@ -405,6 +463,7 @@ impl crate::core::Processor for FileSourceProcessor::Processor {
         let Some(playback) = &mut self.playback else {
             return Ok(());
         };
+        playback.start_ns.get_or_insert_with(media_clock_ns);
         if playback.ended {
             if let Some(stop) = &self.stop {
                 stop.sleep(Duration::from_millis(500));

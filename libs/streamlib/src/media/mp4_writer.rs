@@ -19,8 +19,21 @@ use crate::core::processors::{ConfigError, ProcessorConfig};
 
 /// Video time base: 90 kHz, the usual MPEG clock, fine enough for any frame timing.
 const VIDEO_TIME_BASE: Rational = Rational(1, 90_000);
-/// Frames one input may buffer while the other has not delivered its first frame.
-const MAX_WAIT_FRAMES: usize = 120;
+/// How much (by timestamps) one input may buffer while a connected other has not delivered
+/// its first frame; after that the file is written without it.
+const MAX_WAIT_NS: u64 = 3_000_000_000;
+/// Bytes of frames held while waiting, at most (4K RGBA is 33 MB a frame).
+const MAX_WAIT_BYTES: usize = 512 << 20;
+/// Audio further than this from where its timestamps put it is re-aligned (silence inserted,
+/// or samples dropped).
+const AUDIO_DRIFT_NS: u64 = 40_000_000;
+/// Consecutive frames that fail to encode before the writer gives up.
+const MAX_CONSECUTIVE_ERRORS: u32 = 50;
+/// Sample rates the AAC encoder takes.
+const AAC_RATES: [u32; 13] = [
+    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
+    7_350,
+];
 
 /// x264 speed/size trade-off.
 #[derive(
@@ -135,6 +148,8 @@ struct VideoOut {
     height: u32,
     scaler: Option<Scaler>,
     last_pts: Option<i64>,
+    /// Added to every pts after the input's timestamps jumped backwards.
+    pts_shift: i64,
     fps: u32,
     frames: Counter,
 }
@@ -170,6 +185,20 @@ struct Muxer {
 struct Waiting {
     video: Vec<VideoFrame>,
     audio: Vec<AudioFrame>,
+    bytes: usize,
+}
+
+impl Waiting {
+    /// The span of timestamps held, in nanoseconds.
+    fn span_ns(&self) -> u64 {
+        let stamps = self
+            .video
+            .iter()
+            .map(|f| f.timestamp_ns)
+            .chain(self.audio.iter().map(|f| f.timestamp_ns));
+        let (min, max) = stamps.fold((u64::MAX, 0), |(lo, hi), t| (lo.min(t), hi.max(t)));
+        max.saturating_sub(min)
+    }
 }
 
 /// Encodes its `video` input (H.264, libx264) and `audio` input (AAC) into an MP4 file.
@@ -191,9 +220,9 @@ pub struct Mp4WriterProcessor {
     config: Mp4WriterConfig,
     muxer: Option<Muxer>,
     waiting: Option<Waiting>,
-    wants_video: bool,
-    wants_audio: bool,
     ctx: Option<RuntimeContext>,
+    skipped: Option<Counter>,
+    consecutive_errors: u32,
 }
 
 fn ff_error(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> StreamError {
@@ -276,6 +305,7 @@ impl Mp4WriterProcessor::Processor {
                     height,
                     scaler: None,
                     last_pts: None,
+                    pts_shift: 0,
                     fps: self.config.fps,
                     frames: counter("video_frames"),
                 })
@@ -284,7 +314,11 @@ impl Mp4WriterProcessor::Processor {
         };
         let audio = match first_audio {
             Some(frame) => {
-                let rate = frame.sample_rate;
+                // The nearest rate AAC takes; other input is resampled to it.
+                let rate = AAC_RATES
+                    .into_iter()
+                    .min_by_key(|r| r.abs_diff(frame.sample_rate))
+                    .unwrap_or(48_000);
                 let channels = frame.channels.clamp(1, 2);
                 let layout = if channels == 1 {
                     ChannelLayout::MONO
@@ -373,6 +407,7 @@ impl Mp4WriterProcessor::Processor {
             return write_video(muxer, &self.config.path, &frame);
         }
         if let Some(waiting) = &mut self.waiting {
+            waiting.bytes += frame.data.len();
             waiting.video.push(frame);
         }
         self.start_when_ready(false)
@@ -383,22 +418,24 @@ impl Mp4WriterProcessor::Processor {
             return write_audio(muxer, &self.config.path, &frame);
         }
         if let Some(waiting) = &mut self.waiting {
+            waiting.bytes += frame.samples.len() * 4;
             waiting.audio.push(frame);
         }
         self.start_when_ready(false)
     }
 
-    /// Opens the file once every wanted stream has a first frame (or one has waited too
-    /// long, or `now`), then writes the held frames in timestamp order.
+    /// Opens the file once every connected input has a first frame (or one has waited
+    /// [`MAX_WAIT_NS`] of timestamps or held [`MAX_WAIT_BYTES`], or `now`), then writes the held
+    /// frames. Inputs connected after the file is open do not become streams.
     fn start_when_ready(&mut self, now: bool) -> Result<()> {
         let Some(waiting) = &self.waiting else {
             return Ok(());
         };
         let have_video = !waiting.video.is_empty();
         let have_audio = !waiting.audio.is_empty();
-        let complete = (have_video || !self.wants_video) && (have_audio || !self.wants_audio);
-        let waited_too_long =
-            waiting.video.len() > MAX_WAIT_FRAMES || waiting.audio.len() > MAX_WAIT_FRAMES;
+        let complete = (have_video || !self.video.is_connected())
+            && (have_audio || !self.audio.is_connected());
+        let waited_too_long = waiting.span_ns() >= MAX_WAIT_NS || waiting.bytes >= MAX_WAIT_BYTES;
         if !(have_video || have_audio) || !(complete || waited_too_long || now) {
             return Ok(());
         }
@@ -408,16 +445,53 @@ impl Mp4WriterProcessor::Processor {
         if !complete {
             tracing::warn!(path = %self.config.path.display(), video = have_video, audio = have_audio, "writing the MP4 without the stream that never delivered");
         }
-        let mut muxer = self.open(waiting.video.first(), waiting.audio.first())?;
+        let muxer = self.open(waiting.video.first(), waiting.audio.first())?;
         let path = self.config.path.clone();
-        for frame in &waiting.video {
-            write_video(&mut muxer, &path, frame)?;
+        let muxer = self.muxer.insert(muxer);
+        // In timestamp order across the two streams, as they will be interleaved.
+        let (mut v, mut a) = (
+            waiting.video.iter().peekable(),
+            waiting.audio.iter().peekable(),
+        );
+        loop {
+            let video_first = match (v.peek(), a.peek()) {
+                (Some(fv), Some(fa)) => fv.timestamp_ns <= fa.timestamp_ns,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let result = if video_first {
+                v.next().map_or(Ok(()), |f| write_video(muxer, &path, f))
+            } else {
+                a.next().map_or(Ok(()), |f| write_audio(muxer, &path, f))
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "skipping a frame the MP4 writer could not encode");
+            }
         }
-        for frame in &waiting.audio {
-            write_audio(&mut muxer, &path, frame)?;
-        }
-        self.muxer = Some(muxer);
         Ok(())
+    }
+
+    /// Handles one frame's outcome: a frame that cannot be encoded is skipped and counted;
+    /// too many in a row fail the writer (the file is still finalised at teardown).
+    fn outcome(&mut self, result: Result<()>) -> Result<()> {
+        match result {
+            Ok(()) => {
+                self.consecutive_errors = 0;
+                Ok(())
+            }
+            Err(e) => {
+                self.consecutive_errors += 1;
+                if let Some(counter) = &self.skipped {
+                    counter.add(1);
+                }
+                if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "skipping a frame the MP4 writer could not encode");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -426,9 +500,23 @@ fn write_video(muxer: &mut Muxer, path: &std::path::Path, frame: &VideoFrame) ->
     let Some(v) = &mut muxer.video else {
         return Ok(());
     };
+    if frame.width == 0 || frame.height == 0 {
+        return Err(ff_error(
+            path,
+            "skipped an empty video frame for",
+            "0 pixels",
+        ));
+    }
     let offset = frame.timestamp_ns.saturating_sub(muxer.origin_ns);
-    let mut pts = (u128::from(offset) * 90_000 / 1_000_000_000) as i64;
+    let mut pts = (u128::from(offset) * 90_000 / 1_000_000_000) as i64 + v.pts_shift;
+    let frame_ticks = i64::from(90_000 / v.fps.max(1));
     if let Some(last) = v.last_pts {
+        if pts < last - 90_000 {
+            // The source started over (timestamps jumped back by more than a second):
+            // continue one frame after the last one instead of squeezing frames together.
+            v.pts_shift += last + frame_ticks - pts;
+            pts = last + frame_ticks;
+        }
         pts = pts.max(last + 1); // Strictly increasing, as the encoder requires.
     }
     v.last_pts = Some(pts);
@@ -524,8 +612,23 @@ fn write_audio(muxer: &mut Muxer, path: &std::path::Path, frame: &AudioFrame) ->
                 .map_err(|e| ff_error(path, "cannot resample audio for", e))?;
         }
     }
-    a.samples
-        .add((samples.len() / usize::from(a.channels)) as u64);
+    // Keep the audio where its timestamps put it: fill gaps (dropped frames, a paused source)
+    // with silence, drop what overlaps. (Not while resampling: the resampler's own latency
+    // would read as drift.)
+    let channels = usize::from(a.channels);
+    let expected = (u128::from(frame.timestamp_ns.saturating_sub(muxer.origin_ns))
+        * u128::from(a.rate)
+        / 1_000_000_000) as i64;
+    let position = a.next_pts + (a.fifo.len() / channels) as i64;
+    let tolerance = (u128::from(AUDIO_DRIFT_NS) * u128::from(a.rate) / 1_000_000_000) as i64;
+    if a.resampler.is_none() && expected - position > tolerance {
+        let gap = ((expected - position) as usize).min(a.rate as usize * 10);
+        a.fifo.extend(std::iter::repeat_n(0.0, gap * channels));
+    } else if a.resampler.is_none() && position - expected > tolerance {
+        let overlap = ((position - expected) as usize * channels).min(samples.len());
+        samples.drain(..overlap);
+    }
+    a.samples.add((samples.len() / channels) as u64);
     a.fifo.extend(samples);
     let whole_frames = a.fifo.len() / (a.frame_size * usize::from(a.channels));
     for _ in 0..whole_frames {
@@ -578,15 +681,25 @@ fn drain_audio_packets(muxer: &mut Muxer, path: &std::path::Path) -> Result<()> 
     Ok(())
 }
 
-/// Flushes the encoders and writes the index (moov): the file is complete afterwards.
+/// Flushes the encoders and writes the index (moov): the file is complete afterwards. Every
+/// step is attempted even if an earlier one failed; the first error is returned.
 fn finish(mut muxer: Muxer, path: &std::path::Path) -> Result<()> {
+    let mut first_error: Option<StreamError> = None;
+    let mut note = |r: Result<()>| {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "while finalising the MP4");
+            first_error.get_or_insert(e);
+        }
+    };
     if let Some(a) = &mut muxer.audio {
         if let Some(resampler) = &mut a.resampler {
-            let tail = resampler
-                .flush()
-                .map_err(|e| ff_error(path, "cannot resample audio for", e))?;
-            a.samples.add((tail.len() / usize::from(a.channels)) as u64);
-            a.fifo.extend(tail);
+            match resampler.flush() {
+                Ok(tail) => {
+                    a.samples.add((tail.len() / usize::from(a.channels)) as u64);
+                    a.fifo.extend(tail);
+                }
+                Err(e) => note(Err(ff_error(path, "cannot resample audio for", e))),
+            }
         }
     }
     while let Some(a) = &muxer.audio {
@@ -596,33 +709,45 @@ fn finish(mut muxer: Muxer, path: &std::path::Path) -> Result<()> {
         }
         let n = pending.min(a.frame_size);
         let last = (n < a.frame_size).then_some(n);
-        encode_audio_frame(&mut muxer, path, last)?;
+        if let Err(e) = encode_audio_frame(&mut muxer, path, last) {
+            note(Err(e));
+            break;
+        }
     }
     if let Some(v) = &mut muxer.video {
-        v.encoder
-            .send_eof()
-            .map_err(|e| ff_error(path, "cannot finish video for", e))?;
+        note(
+            v.encoder
+                .send_eof()
+                .map_err(|e| ff_error(path, "cannot finish video for", e)),
+        );
     }
-    drain_video_packets(&mut muxer, path)?;
+    note(drain_video_packets(&mut muxer, path));
     if let Some(a) = &mut muxer.audio {
-        a.encoder
-            .send_eof()
-            .map_err(|e| ff_error(path, "cannot finish audio for", e))?;
+        note(
+            a.encoder
+                .send_eof()
+                .map_err(|e| ff_error(path, "cannot finish audio for", e)),
+        );
     }
-    drain_audio_packets(&mut muxer, path)?;
-    muxer
-        .output
-        .write_trailer()
-        .map_err(|e| ff_error(path, "cannot finish", e))?;
-    tracing::info!(path = %path.display(), "MP4 file finalised");
-    Ok(())
+    note(drain_audio_packets(&mut muxer, path));
+    note(
+        muxer
+            .output
+            .write_trailer()
+            .map_err(|e| ff_error(path, "cannot finish", e)),
+    );
+    match first_error {
+        None => {
+            tracing::info!(path = %path.display(), "MP4 file finalised");
+            Ok(())
+        }
+        Some(e) => Err(e),
+    }
 }
 
 impl crate::core::Processor for Mp4WriterProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
         ffmpeg_util::init();
-        self.wants_video = self.video.is_connected();
-        self.wants_audio = self.audio.is_connected();
         // Fail now on a path that cannot be written, not at the first frame.
         std::fs::File::create(&self.config.path).map_err(|e| StreamError::Io {
             context: format!(
@@ -634,30 +759,49 @@ impl crate::core::Processor for Mp4WriterProcessor::Processor {
         self.muxer = None;
         self.waiting = Some(Waiting::default());
         self.ctx = Some(ctx.clone());
+        self.skipped = Some(ctx.counter("skipped_frames"));
+        self.consecutive_errors = 0;
         Ok(())
     }
 
     fn process(&mut self) -> Result<()> {
-        // Interleave by arrival: video then audio, each drained.
         while let Some(frame) = self.video.read_next() {
-            self.take_video(frame)?;
+            let result = self.take_video(frame);
+            self.outcome(result)?;
         }
         while let Some(frame) = self.audio.read_next() {
-            self.take_audio(frame)?;
+            let result = self.take_audio(frame);
+            self.outcome(result)?;
         }
         Ok(())
     }
 
     fn teardown(&mut self) -> Result<()> {
-        // Encode what is still queued, then finalise.
-        self.process()?;
-        self.start_when_ready(true)?;
-        let result = match self.muxer.take() {
+        // Encode what is queued now (bounded: a source that is still running cannot hold the
+        // stop up), then finalise whatever happened before.
+        for _ in 0..10_000 {
+            let Some(frame) = self.video.read_next() else {
+                break;
+            };
+            if let Err(e) = self.take_video(frame) {
+                tracing::warn!(error = %e, "skipping a video frame at stop");
+            }
+        }
+        for _ in 0..100_000 {
+            let Some(frame) = self.audio.read_next() else {
+                break;
+            };
+            if let Err(e) = self.take_audio(frame) {
+                tracing::warn!(error = %e, "skipping an audio frame at stop");
+            }
+        }
+        let started = self.start_when_ready(true);
+        let finished = match self.muxer.take() {
             Some(muxer) => finish(muxer, &self.config.path),
             None => Ok(()), // No frame ever came: the (empty) file stays as created.
         };
         self.waiting = None;
         self.ctx = None;
-        result
+        started.and(finished)
     }
 }

@@ -3,8 +3,13 @@
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
-/// Input frames per resampler call: about 21 ms at 48 kHz, the latency it adds.
+/// Input frames per resampler call: about 21 ms at 48 kHz, the latency it adds for common
+/// rate pairs.
 const CHUNK_FRAMES: usize = 1024;
+/// The highest sample rate taken.
+const MAX_RATE: u32 = 1_536_000;
+/// The largest FFT the rate pair may need (rate / gcd).
+const MAX_FFT: u32 = 200_000;
 
 /// Converts a stream of interleaved f32 audio from one sample rate to another, in pieces of
 /// any size. The output is aligned with the input (the resampler's delay is removed), and
@@ -39,6 +44,24 @@ impl StreamResampler {
         if from_rate == 0 || to_rate == 0 || channels == 0 {
             return Err(format!(
                 "cannot resample {from_rate} Hz to {to_rate} Hz with {channels} channels"
+            ));
+        }
+        // The FFT sizes are the rates divided by their greatest common divisor: refuse rates
+        // that would need huge transforms (a corrupt header can claim any rate).
+        let gcd = {
+            let (mut a, mut b) = (from_rate, to_rate);
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        if from_rate > MAX_RATE
+            || to_rate > MAX_RATE
+            || from_rate / gcd > MAX_FFT
+            || to_rate / gcd > MAX_FFT
+        {
+            return Err(format!(
+                "cannot resample {from_rate} Hz to {to_rate} Hz: rates above {MAX_RATE} Hz, or with no common divisor large enough, are not supported"
             ));
         }
         let inner = Fft::<f32>::new(
@@ -192,8 +215,14 @@ mod tests {
     }
 
     #[test]
-    fn rejects_zero_rates() {
+    fn rejects_zero_and_absurd_rates() {
         assert!(StreamResampler::new(0, 48_000, 2).is_err());
         assert!(StreamResampler::new(48_000, 48_000, 0).is_err());
+        // A corrupt header's prime rate would need a multi-gigabyte FFT.
+        let e = StreamResampler::new(4_294_967_291, 48_000, 2).unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
+        let e = StreamResampler::new(999_983, 48_000, 2).unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
+        assert!(StreamResampler::new(44_100, 48_000, 2).is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! `AudioMixerProcessor`: sums N audio inputs with gains, without clipping past full scale.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +28,8 @@ pub struct AudioMixerConfig {
     pub channels: u16,
     /// Samples per channel in each output frame (16 to 96000).
     pub frame_size: u32,
-    /// How far (ms, 10 to 10000) one input may run ahead of a silent or stalled one before
-    /// the mix goes on without it (the missing part counts as silence).
+    /// How long (ms of real time, 10 to 10000) the mix waits for a connected input that has
+    /// nothing while others have audio; after that it goes on without it (silence).
     pub max_wait_ms: u32,
 }
 
@@ -80,13 +81,38 @@ struct InputQueue {
     resampler: Option<StreamResampler>,
     /// Time of the first sample this input delivered.
     first_ns: Option<u64>,
+    /// Whether the first samples have been placed on the mix's time line.
+    aligned: bool,
+}
+
+impl InputQueue {
+    /// Places the queue's first sample at its timestamp relative to `at_ns` (the time of the
+    /// next mixed sample): silence in front when it starts later, its head dropped when it
+    /// started earlier (at most 10 s either way).
+    fn align(&mut self, at_ns: u64, rate: u32, channels: u16) {
+        let Some(first) = self.first_ns else { return };
+        self.aligned = true;
+        let frames = |ns: u64| {
+            (u128::from(ns.min(10_000_000_000)) * u128::from(rate) / 1_000_000_000) as usize
+        };
+        let channels = usize::from(channels);
+        if first > at_ns {
+            for _ in 0..frames(first - at_ns) * channels {
+                self.samples.push_front(0.0);
+            }
+        } else {
+            let drop = (frames(at_ns - first) * channels).min(self.samples.len());
+            self.samples.drain(..drop);
+        }
+    }
 }
 
 /// Mixes up to 32 audio inputs into one: each input is converted to the output rate and
 /// channel count, multiplied by its gain, and summed sample by sample; the sum is limited to
 /// full scale (±1.0; samples that had to be limited are counted in `clipped_samples`). A frame
 /// is mixed once every connected input has a frame's worth; an input that falls silent holds
-/// the mix back at most `max_wait_ms`, after which it counts as silence.
+/// the mix back at most `max_wait_ms`, after which it counts as silence. Inputs are placed by
+/// their timestamps: one that starts later than the others starts later in the mix.
 #[streamlib::processor(
     execution = Reactive,
     description = "Mixes N audio inputs with per-input gains, limited to full scale"
@@ -102,6 +128,10 @@ pub struct AudioMixerProcessor {
     clock: SampleClock,
     frame_number: u64,
     clipped: Option<Counter>,
+    /// Stopping: mix whatever is queued.
+    finishing: bool,
+    /// When mixing last became blocked by an input with nothing queued.
+    blocked_since: Option<Instant>,
 }
 
 impl AudioMixerProcessor::Processor {
@@ -141,21 +171,27 @@ impl AudioMixerProcessor::Processor {
     /// Mixes and sends every frame that is ready.
     fn mix_ready(&mut self) -> Result<()> {
         let per_frame = self.config.frame_size as usize * usize::from(self.config.channels);
-        let max_queued = (u64::from(self.config.sample_rate) * u64::from(self.config.max_wait_ms)
-            / 1000) as usize
-            * usize::from(self.config.channels);
+        let max_wait = Duration::from_millis(u64::from(self.config.max_wait_ms));
         loop {
             let connected: Vec<usize> = (0..self.inputs.len())
                 .filter(|i| self.inputs[*i].is_connected())
                 .collect();
             let ready = |q: &InputQueue| q.samples.len() >= per_frame;
             let all_ready = connected.iter().all(|i| ready(&self.queues[*i]));
-            let someone_waited_too_long = connected
-                .iter()
-                .any(|i| self.queues[*i].samples.len() >= max_queued.max(per_frame));
             let any_ready = connected.iter().any(|i| ready(&self.queues[*i]));
-            if !(any_ready && (all_ready || someone_waited_too_long)) {
+            if !any_ready {
+                self.blocked_since = None;
                 return Ok(());
+            }
+            // Some input is ready but another has nothing: wait for it, but not longer than
+            // `max_wait_ms` of real time (then it counts as silence).
+            if all_ready {
+                self.blocked_since = None;
+            } else if !self.finishing {
+                let since = *self.blocked_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < max_wait {
+                    return Ok(());
+                }
             }
             let start = connected
                 .iter()
@@ -163,6 +199,12 @@ impl AudioMixerProcessor::Processor {
                 .min()
                 .unwrap_or(0);
             self.clock.start_if_idle(start, self.config.sample_rate);
+            let now = self.clock.now_ns();
+            for &i in &connected {
+                if !self.queues[i].aligned {
+                    self.queues[i].align(now, self.config.sample_rate, self.config.channels);
+                }
+            }
             let mut mix = vec![0.0f32; per_frame];
             for &i in &connected {
                 let gain = self.gain(i);
@@ -208,11 +250,66 @@ impl crate::core::Processor for AudioMixerProcessor::Processor {
     }
 
     fn process(&mut self) -> Result<()> {
-        for i in 0..self.inputs.len() {
-            while let Some(frame) = self.inputs[i].read_next() {
-                self.accept(i, &frame)?;
+        // Read each input only while its queue has room, mixing in between: an input that
+        // is refilled as fast as it is read cannot grow the queue without bound.
+        let per_frame = self.config.frame_size as usize * usize::from(self.config.channels);
+        let room = (u64::from(self.config.sample_rate) * u64::from(self.config.max_wait_ms) / 1000)
+            as usize
+            * usize::from(self.config.channels)
+            + per_frame;
+        loop {
+            let mut read_any = false;
+            for i in 0..self.inputs.len() {
+                if !self.inputs[i].is_connected() {
+                    // Gone: forget its audio, so a later connection starts clean.
+                    if let Some(queue) = self.queues.get_mut(i) {
+                        *queue = InputQueue::default();
+                    }
+                    continue;
+                }
+                while self.queues.get(i).is_some_and(|q| q.samples.len() < room) {
+                    let Some(frame) = self.inputs[i].read_next() else {
+                        break;
+                    };
+                    self.accept(i, &frame)?;
+                    read_any = true;
+                }
+            }
+            self.mix_ready()?;
+            if !read_any {
+                return Ok(());
             }
         }
-        self.mix_ready()
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        // What is queued (and the resamplers' tails) is mixed out, the last frame padded.
+        for queue in &mut self.queues {
+            if let Some(resampler) = &mut queue.resampler {
+                if let Ok(tail) = resampler.flush() {
+                    queue.samples.extend(tail);
+                }
+            }
+        }
+        let per_frame = self.config.frame_size as usize * usize::from(self.config.channels);
+        let longest = self
+            .queues
+            .iter()
+            .map(|q| q.samples.len())
+            .max()
+            .unwrap_or(0);
+        self.finishing = true;
+        if longest > 0 {
+            let padded = longest.div_ceil(per_frame) * per_frame;
+            for queue in &mut self.queues {
+                if queue.first_ns.is_some() {
+                    queue.samples.resize(padded, 0.0);
+                }
+            }
+            self.mix_ready()?;
+        }
+        self.queues.clear();
+        self.finishing = false;
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sample_clock::SampleClock;
+use super::sample_clock::{InputContinuity, SampleClock};
 use crate::core::error::Result;
 use crate::core::frames::AudioFrame;
 use crate::core::links::{LinkInput, LinkOutput};
@@ -55,6 +55,7 @@ pub struct BufferRechunkerProcessor {
     pending: Vec<f32>,
     format: Option<(u32, u16)>,
     clock: SampleClock,
+    continuity: InputContinuity,
     frame_number: u64,
 }
 
@@ -102,7 +103,10 @@ impl crate::core::Processor for BufferRechunkerProcessor::Processor {
     fn process(&mut self) -> Result<()> {
         while let Some(frame) = self.audio.read_next() {
             let format = (frame.sample_rate, frame.channels);
-            if self.format != Some(format) {
+            let jumped = self.continuity.jumped(&frame);
+            if self.format != Some(format) || jumped {
+                // A new format, or a gap in the input: end the run and start a new one at
+                // this frame's time.
                 self.finish_run()?;
                 self.format = Some(format);
             }
@@ -119,6 +123,7 @@ impl crate::core::Processor for BufferRechunkerProcessor::Processor {
     fn teardown(&mut self) -> Result<()> {
         self.finish_run()?;
         self.format = None;
+        self.continuity.reset();
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sample_clock::SampleClock;
+use super::sample_clock::{InputContinuity, SampleClock};
 use crate::core::dsp::StreamResampler;
 use crate::core::error::{Result, StreamError};
 use crate::core::frames::AudioFrame;
@@ -49,6 +49,7 @@ pub struct AudioResamplerProcessor {
     config: AudioResamplerConfig,
     resampler: Option<StreamResampler>,
     clock: SampleClock,
+    continuity: InputContinuity,
     frame_number: u64,
 }
 
@@ -94,9 +95,12 @@ impl crate::core::Processor for AudioResamplerProcessor::Processor {
                 self.audio_out.write(frame);
                 continue;
             }
-            let same = self.resampler.as_ref().is_some_and(|r| {
-                r.from_rate() == frame.sample_rate && r.channels() == frame.channels
-            });
+            // A gap in the input ends the run: its tail goes out, the next starts at this time.
+            let jumped = self.continuity.jumped(&frame);
+            let same = !jumped
+                && self.resampler.as_ref().is_some_and(|r| {
+                    r.from_rate() == frame.sample_rate && r.channels() == frame.channels
+                });
             if !same {
                 self.flush()?;
                 self.resampler = Some(
@@ -120,6 +124,7 @@ impl crate::core::Processor for AudioResamplerProcessor::Processor {
     }
 
     fn teardown(&mut self) -> Result<()> {
+        self.continuity.reset();
         self.flush()
     }
 }

@@ -40,3 +40,32 @@ impl SampleClock {
         self.start_ns = None;
     }
 }
+
+/// Notices gaps and jumps in an input's timestamps (dropped frames, a restarted source), so a
+/// re-framing processor can start a new run instead of letting its clock drift.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct InputContinuity {
+    next_ns: Option<u64>,
+}
+
+impl InputContinuity {
+    /// Records `frame` and says whether it does *not* follow the previous one (more than
+    /// 20 ms or one frame's duration off).
+    pub(crate) fn jumped(&mut self, frame: &crate::core::frames::AudioFrame) -> bool {
+        let duration = u64::try_from(
+            frame.samples_per_channel() as u128 * 1_000_000_000
+                / u128::from(frame.sample_rate.max(1)),
+        )
+        .unwrap_or(u64::MAX);
+        let jumped = self
+            .next_ns
+            .is_some_and(|next| frame.timestamp_ns.abs_diff(next) > duration.max(20_000_000));
+        self.next_ns = Some(frame.timestamp_ns.saturating_add(duration));
+        jumped
+    }
+
+    /// Forgets the last frame.
+    pub(crate) fn reset(&mut self) {
+        self.next_ns = None;
+    }
+}

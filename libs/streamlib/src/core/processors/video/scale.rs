@@ -147,11 +147,14 @@ pub fn scale_frame(
         dst.into_vec()
     };
     let bpp = config.format.bytes_per_pixel() as u32;
+    let stride = tw.checked_mul(bpp).ok_or_else(|| {
+        StreamError::processor(format!("VideoScaleProcessor: {tw} pixels wide is too wide"))
+    })?;
     VideoFrame::new(
         tw,
         th,
         config.format,
-        tw * bpp,
+        stride,
         out,
         frame.timestamp_ns,
         frame.frame_number,

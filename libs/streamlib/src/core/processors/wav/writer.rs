@@ -37,6 +37,20 @@ pub struct WavWriterConfig {
     pub sample_format: WavSampleFormat,
 }
 
+/// The most sample data a WAV file holds (its sizes are 32-bit), with room for the header.
+const WAV_LIMIT_BYTES: u64 = u32::MAX as u64 - 1024;
+
+impl WavSampleFormat {
+    /// Bytes per sample in the file.
+    fn bytes(self) -> u32 {
+        match self {
+            WavSampleFormat::F32 => 4,
+            WavSampleFormat::I16 => 2,
+            WavSampleFormat::I24 => 3,
+        }
+    }
+}
+
 impl Default for WavWriterConfig {
     fn default() -> Self {
         Self {
@@ -84,6 +98,7 @@ pub struct WavWriterProcessor {
     config: WavWriterConfig,
     output: Option<Output>,
     samples_written: Option<Counter>,
+    bytes_written: u64,
 }
 
 impl WavWriterProcessor::Processor {
@@ -109,7 +124,7 @@ impl WavWriterProcessor::Processor {
                 };
                 let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| {
                     StreamError::Io {
-                        context: format!("cannot write '{shown}'"),
+                        context: format!("WavWriterProcessor: cannot write '{shown}'"),
                         message: e.to_string(),
                     }
                 })?;
@@ -141,6 +156,19 @@ impl WavWriterProcessor::Processor {
                 frame.sample_rate, frame.channels
             )));
         }
+        // A WAV file's sizes are 32-bit: stop cleanly before 4 GiB rather than corrupt it.
+        let bytes = frame.samples.len() as u64 * u64::from(format.bytes());
+        if self.bytes_written + bytes > WAV_LIMIT_BYTES {
+            self.output = Some(Output::Writing {
+                writer,
+                rate,
+                channels,
+            });
+            return Err(StreamError::processor(format!(
+                "WavWriterProcessor: '{shown}' reached the 4 GiB limit of the WAV format; it is finalised with what came before (use Mp4WriterProcessor, or several files, for longer recordings)"
+            )));
+        }
+        self.bytes_written += bytes;
         let result = frame.samples.iter().try_for_each(|&s| match format {
             WavSampleFormat::F32 => writer.write_sample(s),
             WavSampleFormat::I16 => {
@@ -155,7 +183,7 @@ impl WavWriterProcessor::Processor {
             channels,
         });
         result.map_err(|e| StreamError::Io {
-            context: format!("cannot write '{shown}'"),
+            context: format!("WavWriterProcessor: cannot write '{shown}'"),
             message: e.to_string(),
         })?;
         if let Some(counter) = &self.samples_written {
@@ -184,19 +212,32 @@ impl crate::core::Processor for WavWriterProcessor::Processor {
     }
 
     fn teardown(&mut self) -> Result<()> {
-        // Frames still queued at stop are written first.
-        while let Some(frame) = self.audio.read_next() {
-            self.write(&frame)?;
+        // Frames still queued at stop are written first (bounded, in case the source still
+        // runs); the file is finalised whatever happens.
+        let mut first_error = None;
+        for _ in 0..100_000 {
+            let Some(frame) = self.audio.read_next() else {
+                break;
+            };
+            if let Err(e) = self.write(&frame) {
+                first_error.get_or_insert(e);
+                break;
+            }
         }
-        match self.output.take() {
+        let finished = match self.output.take() {
             Some(Output::Writing { writer, .. }) => {
                 writer.finalize().map_err(|e| StreamError::Io {
-                    context: format!("cannot finish '{}'", self.shown()),
+                    context: format!("WavWriterProcessor: cannot finish '{}'", self.shown()),
                     message: e.to_string(),
                 })
             }
             // No audio came: leave an empty file rather than a header with a made-up format.
             _ => Ok(()),
+        };
+        self.bytes_written = 0;
+        match first_error {
+            Some(e) => Err(e),
+            None => finished,
         }
     }
 }
