@@ -375,3 +375,38 @@ fn writer_added_to_a_running_graph_records_both_streams_at_an_aac_rate() {
     assert_eq!(audio["channels"].as_u64(), Some(1));
     assert!(field(audio, "duration") > 0.5);
 }
+
+#[test]
+fn removing_the_writer_while_recording_finalises_the_file() {
+    let path = tmp("removed.mp4");
+    let mut rt = StreamRuntime::new().unwrap();
+    let pattern = add(
+        &mut rt,
+        "TestPatternProcessor",
+        serde_json::json!({"width": 320, "height": 240, "fps": 30}),
+    );
+    let writer = add(
+        &mut rt,
+        "Mp4WriterProcessor",
+        serde_json::json!({"path": path}),
+    );
+    rt.connect_with(
+        out(&pattern, "video"),
+        inp(&writer, "video"),
+        backpressure(),
+    )
+    .unwrap();
+    rt.start().unwrap();
+    assert_eventually("frames recorded", || {
+        metric(&rt, &writer, "video_frames") >= 10
+    });
+    let encoded_before = metric(&rt, &writer, "video_frames");
+    rt.remove_processor(&writer).unwrap();
+    // The graph goes on without it; the file is complete.
+    assert_eq!(rt.state().processors.len(), 1);
+    let streams = probe(&path);
+    assert_eq!(streams.len(), 1);
+    assert_eq!(streams[0]["codec_name"], "h264");
+    assert!(field(&streams[0], "nb_read_frames") as u64 >= encoded_before);
+    rt.stop().unwrap();
+}
