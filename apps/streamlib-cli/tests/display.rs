@@ -11,17 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{PATIENCE, Shot, X, Xvfb, http, streamlib, terminate};
-
-/// The test pattern's 75% bars, left to right.
-const BARS: [[u8; 3]; 7] = [
-    [191, 191, 191],
-    [191, 191, 0],
-    [0, 191, 191],
-    [0, 191, 0],
-    [191, 0, 191],
-    [191, 0, 0],
-    [0, 0, 191],
-];
+use streamlib::core::BAR_COLOURS;
 
 /// Where a `frame_w`×`frame_h` picture lands in a `win_w`×`win_h` window (aspect kept,
 /// centred): `(x0, y0, width, height)`.
@@ -44,7 +34,7 @@ fn bars_problem(shot: &Shot) -> Option<String> {
     let (x0, y0, w, h) = fitted(640, 360, shot.width, shot.height);
     // Low in the picture: below the moving box and the frame number.
     let y = y0 + h * 85 / 100;
-    for (i, expected) in BARS.iter().enumerate() {
+    for (i, expected) in BAR_COLOURS.iter().enumerate() {
         let x = x0 + (2 * i + 1) * w / 14;
         let got = shot.pixel(x, y);
         if got != *expected {

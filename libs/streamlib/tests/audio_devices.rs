@@ -4,23 +4,9 @@
 
 mod common;
 
-use common::{assert_eventually, inp, out};
+use common::{add, assert_eventually, inp, metric, out, setup_error};
 use streamlib::core::*;
 use streamlib::linux::audio::{DeviceDirection, list_devices};
-
-fn metric(rt: &StreamRuntime, id: &ProcessorUniqueId, name: &str) -> u64 {
-    rt.processor_info(id)
-        .unwrap()
-        .metrics
-        .get(name)
-        .copied()
-        .unwrap_or(0)
-}
-
-fn add(rt: &mut StreamRuntime, type_name: &str, config: serde_json::Value) -> ProcessorUniqueId {
-    rt.add_processor(PROCESSOR_REGISTRY.create(type_name, config).unwrap())
-        .unwrap()
-}
 
 #[test]
 fn null_device_is_listed() {
@@ -112,24 +98,6 @@ fn has_sound_card() -> bool {
             .flatten()
             .any(|e| e.file_name().to_string_lossy().starts_with("pcm"))
     })
-}
-
-fn setup_error(type_name: &str, config: serde_json::Value) -> String {
-    let mut rt = StreamRuntime::new().unwrap();
-    rt.start().unwrap();
-    let result = rt.add_processor(PROCESSOR_REGISTRY.create(type_name, config).unwrap());
-    assert!(
-        rt.state().processors.is_empty(),
-        "a failed add leaves the graph unchanged"
-    );
-    match result {
-        Err(StreamError::ProcessorFailed { stage, message, .. }) => {
-            assert_eq!(stage, "setup");
-            message
-        }
-        Err(other) => panic!("expected a setup failure, got {other}"),
-        Ok(id) => panic!("expected a setup failure, got processor {id}"),
-    }
 }
 
 #[test]

@@ -6,7 +6,9 @@ mod common;
 
 use std::f64::consts::TAU;
 
-use common::{assert_eventually, audio_recorder, audio_script, inp, out, recording_sink};
+use common::{
+    add, assert_eventually, audio_recorder, audio_script, backpressure, inp, out, recording_sink,
+};
 use streamlib::core::*;
 
 /// A `freq` Hz sine at `rate`, `frames` frames of `size` samples (mono).
@@ -45,15 +47,6 @@ fn constant_frames(value: f32, channels: u16, size: usize, frames: usize) -> Vec
             .unwrap()
         })
         .collect()
-}
-
-fn backpressure() -> LinkOptions {
-    LinkOptions::default().with_overflow(OverflowPolicy::Backpressure)
-}
-
-fn add(rt: &mut StreamRuntime, type_name: &str, config: serde_json::Value) -> ProcessorUniqueId {
-    rt.add_processor(PROCESSOR_REGISTRY.create(type_name, config).unwrap())
-        .unwrap()
 }
 
 /// Runs `script` through the processor `type_name` (input `audio`, output `audio`), stops
@@ -484,15 +477,6 @@ fn video_scale_resizes_and_converts() {
         !half_frames.lock().unwrap().is_empty() && !gray_frames.lock().unwrap().is_empty()
     });
     rt.stop().unwrap();
-    const BARS: [[u8; 3]; 7] = [
-        [191, 191, 191],
-        [191, 191, 0],
-        [0, 191, 191],
-        [0, 191, 0],
-        [191, 0, 191],
-        [191, 0, 0],
-        [0, 0, 191],
-    ];
     let f = half_frames.lock().unwrap()[0].clone();
     assert_eq!(
         (f.width, f.height, f.format),
@@ -503,7 +487,7 @@ fn video_scale_resizes_and_converts() {
         (g.width, g.height, g.format, g.stride),
         (160, 90, PixelFormat::Gray8, 160)
     );
-    for (i, bar) in BARS.iter().enumerate() {
+    for (i, bar) in BAR_COLOURS.iter().enumerate() {
         let x = (2 * i as u32 + 1) * 320 / 14;
         let p = f.pixel(x, 160).unwrap();
         assert_eq!(&p[..3], bar, "bar {i} at x {x}");

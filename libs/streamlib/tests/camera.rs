@@ -2,7 +2,10 @@
 //! Motion-JPEG buffers, and the exact errors when there is no camera.
 #![cfg(all(target_os = "linux", feature = "camera"))]
 
-use streamlib::core::{PROCESSOR_REGISTRY, StreamError, StreamRuntime};
+mod common;
+
+use common::setup_error;
+use streamlib::core::PROCESSOR_REGISTRY;
 use streamlib::linux::camera::{mjpeg_to_rgba, yuyv_to_rgba};
 
 const W: u32 = 96;
@@ -140,27 +143,6 @@ fn no_cameras_here() -> bool {
     })
 }
 
-fn setup_error(config: serde_json::Value) -> String {
-    let mut runtime = StreamRuntime::new().unwrap();
-    runtime.start().unwrap();
-    let spec = PROCESSOR_REGISTRY
-        .create("CameraProcessor", config)
-        .unwrap();
-    let result = runtime.add_processor(spec);
-    assert!(
-        runtime.state().processors.is_empty(),
-        "a failed add leaves the graph unchanged"
-    );
-    match result {
-        Err(StreamError::ProcessorFailed { stage, message, .. }) => {
-            assert_eq!(stage, "setup");
-            message
-        }
-        Err(other) => panic!("expected a setup failure, got {other}"),
-        Ok(id) => panic!("expected a setup failure, got processor {id}"),
-    }
-}
-
 #[test]
 fn no_camera_errors_name_what_is_missing() {
     if !no_cameras_here() {
@@ -168,20 +150,26 @@ fn no_camera_errors_name_what_is_missing() {
         return;
     }
     assert_eq!(
-        setup_error(serde_json::json!({"device_id": null})),
+        setup_error("CameraProcessor", serde_json::json!({"device_id": null})),
         "CameraProcessor: no camera found: there is no /dev/video* device (connect a camera, or \
          check that its driver is loaded)"
     );
     assert_eq!(
-        setup_error(serde_json::json!({"device_id": "/dev/video7"})),
+        setup_error(
+            "CameraProcessor",
+            serde_json::json!({"device_id": "/dev/video7"})
+        ),
         "CameraProcessor: camera '/dev/video7' not found: no such device"
     );
     assert_eq!(
-        setup_error(serde_json::json!({"device_id": "3"})),
+        setup_error("CameraProcessor", serde_json::json!({"device_id": "3"})),
         "CameraProcessor: camera '/dev/video3' not found: no such device"
     );
     assert_eq!(
-        setup_error(serde_json::json!({"device_id": "Integrated Camera"})),
+        setup_error(
+            "CameraProcessor",
+            serde_json::json!({"device_id": "Integrated Camera"})
+        ),
         "CameraProcessor: camera 'Integrated Camera' not found: no video capture device has that \
          name (there is no /dev/video* device)"
     );
@@ -189,7 +177,10 @@ fn no_camera_errors_name_what_is_missing() {
 
 #[test]
 fn a_file_that_is_not_a_camera_is_refused() {
-    let e = setup_error(serde_json::json!({"device_id": "/dev/null"}));
+    let e = setup_error(
+        "CameraProcessor",
+        serde_json::json!({"device_id": "/dev/null"}),
+    );
     assert!(
         e.starts_with("CameraProcessor: camera '/dev/null' is not a V4L2 device:"),
         "{e}"

@@ -8,29 +8,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{assert_eventually, audio_recorder, inp, out, recording_sink};
+use common::{
+    add, assert_eventually, audio_recorder, backpressure, inp, metric, out, recording_sink,
+};
 use streamlib::core::*;
 
 fn tmp(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
-}
-
-fn backpressure() -> LinkOptions {
-    LinkOptions::default().with_overflow(OverflowPolicy::Backpressure)
-}
-
-fn add(rt: &mut StreamRuntime, type_name: &str, config: serde_json::Value) -> ProcessorUniqueId {
-    rt.add_processor(PROCESSOR_REGISTRY.create(type_name, config).unwrap())
-        .unwrap()
-}
-
-fn metric(rt: &StreamRuntime, id: &ProcessorUniqueId, name: &str) -> u64 {
-    rt.processor_info(id)
-        .unwrap()
-        .metrics
-        .get(name)
-        .copied()
-        .unwrap_or(0)
 }
 
 /// `ffprobe`'s view of each stream of `path`.
@@ -188,18 +172,9 @@ fn test_pattern_and_chord_to_mp4_and_back() {
         );
     }
     // The colour bars survived the encoder (H.264 is lossy: within a few levels).
-    const BARS: [[u8; 3]; 7] = [
-        [191, 191, 191],
-        [191, 191, 0],
-        [0, 191, 191],
-        [0, 191, 0],
-        [191, 0, 191],
-        [191, 0, 0],
-        [0, 0, 191],
-    ];
     let f = &decoded[decoded.len() / 2];
     assert_eq!((f.width, f.height), (640, 360));
-    for (i, bar) in BARS.iter().enumerate() {
+    for (i, bar) in BAR_COLOURS.iter().enumerate() {
         let x = (2 * i as u32 + 1) * 640 / 14;
         let p = f.pixel(x, 300).unwrap();
         for c in 0..3 {

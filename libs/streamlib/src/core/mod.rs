@@ -29,9 +29,9 @@ pub use processors::audio::{
 pub use processors::video::VideoScaleProcessor;
 pub use processors::wav::{WavSourceProcessor, WavWriterProcessor};
 pub use processors::{
-    ChordGeneratorConfig, ChordGeneratorProcessor, CountingSinkConfig, CountingSinkProcessor,
-    SimplePassthroughProcessor, TestPattern, TestPatternConfig, TestPatternProcessor,
-    TestPatternRenderer,
+    BAR_COLOURS, ChordGeneratorConfig, ChordGeneratorProcessor, CountingSinkConfig,
+    CountingSinkProcessor, SimplePassthroughProcessor, TestPattern, TestPatternConfig,
+    TestPatternProcessor, TestPatternRenderer,
 };
 pub use processors::{
     ConfigError, Execution, NoConfig, PROCESSOR_REGISTRY, PortDescriptor, Processor,

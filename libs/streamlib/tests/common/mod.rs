@@ -15,6 +15,64 @@ use streamlib::core::{
     Result, RuntimeContext, StopSignal, StreamError, VideoFrame,
 };
 
+/// Creates `type_name` from JSON config and adds it.
+pub fn add(
+    rt: &mut streamlib::core::StreamRuntime,
+    type_name: &str,
+    config: serde_json::Value,
+) -> streamlib::core::ProcessorUniqueId {
+    rt.add_processor(
+        streamlib::core::PROCESSOR_REGISTRY
+            .create(type_name, config)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A processor's metric, 0 when it has not published it.
+pub fn metric(
+    rt: &streamlib::core::StreamRuntime,
+    id: &streamlib::core::ProcessorUniqueId,
+    name: &str,
+) -> u64 {
+    rt.processor_info(id)
+        .unwrap()
+        .metrics
+        .get(name)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Link options that lose nothing: the writer waits for the reader.
+pub fn backpressure() -> streamlib::core::LinkOptions {
+    streamlib::core::LinkOptions::default()
+        .with_overflow(streamlib::core::OverflowPolicy::Backpressure)
+}
+
+/// Adds `type_name` to a running runtime, expects its setup to fail, checks the graph is
+/// unchanged, and returns the setup error's message.
+pub fn setup_error(type_name: &str, config: serde_json::Value) -> String {
+    let mut rt = streamlib::core::StreamRuntime::new().unwrap();
+    rt.start().unwrap();
+    let result = rt.add_processor(
+        streamlib::core::PROCESSOR_REGISTRY
+            .create(type_name, config)
+            .unwrap(),
+    );
+    assert!(
+        rt.state().processors.is_empty(),
+        "a failed add leaves the graph unchanged"
+    );
+    match result {
+        Err(StreamError::ProcessorFailed { stage, message, .. }) => {
+            assert_eq!(stage, "setup");
+            message
+        }
+        Err(other) => panic!("expected a setup failure, got {other}"),
+        Ok(id) => panic!("expected a setup failure, got processor {id}"),
+    }
+}
+
 /// `processor.port` as an output reference.
 pub fn out(
     p: &streamlib::core::ProcessorUniqueId,

@@ -51,14 +51,7 @@ impl Default for AudioCaptureConfig {
 
 impl ProcessorConfig for AudioCaptureConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.device.as_deref() == Some("") {
-            return Err(ConfigError::new(
-                "device",
-                "must be null (the default device) or a device id; got an empty string",
-            ));
-        }
-        ConfigError::check_range("sample_rate", self.sample_rate, 8_000, 384_000)?;
-        ConfigError::check_range("channels", self.channels, 1, 32)?;
+        device::validate_format(self.device.as_deref(), self.sample_rate, self.channels)?;
         ConfigError::check_range("frame_size", self.frame_size, 16, 96_000)?;
         ConfigError::check_range("buffer_ms", self.buffer_ms, 10, 5_000)
     }

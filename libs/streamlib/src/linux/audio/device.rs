@@ -31,6 +31,24 @@ pub(crate) const FORMATS: [SampleFormat; 6] = [
     SampleFormat::U8,
 ];
 
+/// Checks the settings both device processors share: the device name (not empty), the
+/// sample rate (8000 to 384000 Hz) and the channel count (1 to 32).
+pub(crate) fn validate_format(
+    device: Option<&str>,
+    sample_rate: u32,
+    channels: u16,
+) -> Result<(), crate::core::processors::ConfigError> {
+    use crate::core::processors::ConfigError;
+    if device == Some("") {
+        return Err(ConfigError::new(
+            "device",
+            "must be null (the default device) or a device id; got an empty string",
+        ));
+    }
+    ConfigError::check_range("sample_rate", sample_rate, 8_000, 384_000)?;
+    ConfigError::check_range("channels", channels, 1, 32)
+}
+
 /// The ids (`alsa:null`, `alsa:default`, `alsa:hw:CARD=0,DEV=0`…) of the devices that can
 /// play (or record), as a `device` setting accepts them.
 pub fn list_devices(direction: DeviceDirection) -> Vec<String> {

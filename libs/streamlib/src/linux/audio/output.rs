@@ -46,14 +46,7 @@ impl Default for AudioOutputConfig {
 
 impl ProcessorConfig for AudioOutputConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.device.as_deref() == Some("") {
-            return Err(ConfigError::new(
-                "device",
-                "must be null (the default device) or a device id; got an empty string",
-            ));
-        }
-        ConfigError::check_range("sample_rate", self.sample_rate, 8_000, 384_000)?;
-        ConfigError::check_range("channels", self.channels, 1, 32)?;
+        device::validate_format(self.device.as_deref(), self.sample_rate, self.channels)?;
         ConfigError::check_range("buffer_ms", self.buffer_ms, 10, 2_000)
     }
 }

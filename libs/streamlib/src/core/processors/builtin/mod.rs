@@ -8,4 +8,6 @@ mod test_pattern;
 pub use chord_generator::{ChordGeneratorConfig, ChordGeneratorProcessor};
 pub use counting_sink::{CountingSinkConfig, CountingSinkProcessor};
 pub use passthrough::SimplePassthroughProcessor;
-pub use test_pattern::{TestPattern, TestPatternConfig, TestPatternProcessor, TestPatternRenderer};
+pub use test_pattern::{
+    BAR_COLOURS, TestPattern, TestPatternConfig, TestPatternProcessor, TestPatternRenderer,
+};

@@ -87,8 +87,9 @@ const DIGITS: [u16; 10] = [
     0b111_101_111_001_111,
 ];
 
-/// 75% colour bars, left to right.
-pub(crate) const BAR_COLOURS: [[u8; 3]; 7] = [
+/// The test pattern's 75% colour bars, left to right (RGB): white, yellow, cyan, green,
+/// magenta, red, blue. Public so that tests can check what reached a screen or a file.
+pub const BAR_COLOURS: [[u8; 3]; 7] = [
     [191, 191, 191],
     [191, 191, 0],
     [0, 191, 191],
