@@ -137,7 +137,7 @@ fn pts_ns(pts: i64, time_base: Rational) -> i128 {
 
 /// Nanoseconds from the file's origin to `pts` (0 before it).
 fn relative_ns(pts: i64, time_base: Rational, origin_ns: i128) -> u64 {
-    u64::try_from((pts_ns(pts, time_base) - origin_ns).max(0)).unwrap_or(0)
+    u64::try_from((pts_ns(pts, time_base) - origin_ns).max(0)).unwrap_or(u64::MAX)
 }
 
 /// Audio may leave this long before its time, so that pacing in file order does not hold
@@ -237,19 +237,29 @@ impl FileSourceProcessor::Processor {
         })
     }
 
+    /// The media-clock time of a frame `offset` into the pass. When pacing, an offset
+    /// implausibly far ahead of now is a discontinuity (a corrupt jump): the start moves back
+    /// so that this frame is due now, rather than the source sleeping for it.
+    fn timestamp_of(&mut self, offset: u64) -> u64 {
+        let realtime = self.config.realtime;
+        let Some(start) = self.playback.as_mut().and_then(|p| p.start_ns.as_mut()) else {
+            return offset;
+        };
+        let timestamp = start.saturating_add(offset);
+        let now = media_clock_ns();
+        if realtime && timestamp > now.saturating_add(MAX_WAIT_AHEAD_NS) {
+            *start = start.saturating_sub(timestamp - now);
+            return now;
+        }
+        timestamp
+    }
+
     /// Waits until `timestamp` on the media clock when pacing; false if stopped meanwhile.
-    /// A timestamp implausibly far ahead moves the start instead (a discontinuity).
-    fn pace(&mut self, timestamp: u64) -> bool {
+    fn pace(&self, timestamp: u64) -> bool {
         if !self.config.realtime {
             return true;
         }
         let now = media_clock_ns();
-        if timestamp > now + MAX_WAIT_AHEAD_NS {
-            if let Some(start) = self.playback.as_mut().and_then(|p| p.start_ns.as_mut()) {
-                *start = start.saturating_sub(timestamp - now);
-            }
-            return true;
-        }
         match &self.stop {
             Some(stop) if timestamp > now => stop.sleep(Duration::from_nanos(timestamp - now)),
             _ => true,
@@ -311,9 +321,11 @@ impl FileSourceProcessor::Processor {
                 .map_or(playback.reached_ns, |pts| {
                     relative_ns(pts, track.time_base, playback.origin_ns)
                 });
-            playback.reached_ns = playback.reached_ns.max(offset + track.frame_ns);
-            let timestamp = playback.start_ns.unwrap_or(0).saturating_add(offset);
+            playback.reached_ns = playback
+                .reached_ns
+                .max(offset.saturating_add(track.frame_ns));
             let frames = track.frames.clone();
+            let timestamp = self.timestamp_of(offset);
             let frame = VideoFrame::from_rgba(w, h, pixels, timestamp, self.video_number)?;
             if !self.pace(timestamp) {
                 return Ok(());
@@ -385,11 +397,12 @@ impl FileSourceProcessor::Processor {
                 });
             let duration_ns = (whole / usize::from(channels)) as u64 * 1_000_000_000
                 / u64::from(decoded.rate().max(1));
-            playback.reached_ns = playback.reached_ns.max(offset + duration_ns);
-            let timestamp = playback.start_ns.unwrap_or(0).saturating_add(offset);
+            playback.reached_ns = playback.reached_ns.max(offset.saturating_add(duration_ns));
             let frames = track.frames.clone();
+            let rate = decoded.rate().max(1);
+            let timestamp = self.timestamp_of(offset);
             let frame = AudioFrame::new(
-                decoded.rate().max(1),
+                rate,
                 channels,
                 &samples[..whole],
                 timestamp,

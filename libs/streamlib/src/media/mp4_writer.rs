@@ -22,6 +22,8 @@ const VIDEO_TIME_BASE: Rational = Rational(1, 90_000);
 /// How much (by timestamps) one input may buffer while a connected other has not delivered
 /// its first frame; after that the file is written without it.
 const MAX_WAIT_NS: u64 = 3_000_000_000;
+/// How long (by timestamps) a file with one stream waits for the other input to be connected.
+const SINGLE_STREAM_GRACE_NS: u64 = 200_000_000;
 /// Bytes of frames held while waiting, at most (4K RGBA is 33 MB a frame).
 const MAX_WAIT_BYTES: usize = 512 << 20;
 /// Audio further than this from where its timestamps put it is re-aligned (silence inserted,
@@ -167,6 +169,8 @@ struct AudioOut {
     fifo: VecDeque<f32>,
     /// Converts input at another rate to `rate`.
     resampler: Option<StreamResampler>,
+    /// Samples added to where timestamps put the audio, after the source started over.
+    shift: i64,
     next_pts: i64,
     samples: Counter,
 }
@@ -223,6 +227,8 @@ pub struct Mp4WriterProcessor {
     ctx: Option<RuntimeContext>,
     skipped: Option<Counter>,
     consecutive_errors: u32,
+    /// Why the file could not be opened, once that happened.
+    open_failed: Option<String>,
 }
 
 fn ff_error(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> StreamError {
@@ -359,6 +365,7 @@ impl Mp4WriterProcessor::Processor {
                     frame_size,
                     fifo: VecDeque::new(),
                     resampler: None,
+                    shift: 0,
                     next_pts: 0,
                     samples: counter("audio_samples"),
                 })
@@ -433,8 +440,12 @@ impl Mp4WriterProcessor::Processor {
         };
         let have_video = !waiting.video.is_empty();
         let have_audio = !waiting.audio.is_empty();
+        // An input not connected yet may be about to be (a graph applied to a running
+        // runtime connects its links one by one): a single stream waits a moment first.
+        let both = have_video && have_audio;
         let complete = (have_video || !self.video.is_connected())
-            && (have_audio || !self.audio.is_connected());
+            && (have_audio || !self.audio.is_connected())
+            && (both || waiting.span_ns() >= SINGLE_STREAM_GRACE_NS);
         let waited_too_long = waiting.span_ns() >= MAX_WAIT_NS || waiting.bytes >= MAX_WAIT_BYTES;
         if !(have_video || have_audio) || !(complete || waited_too_long || now) {
             return Ok(());
@@ -445,7 +456,15 @@ impl Mp4WriterProcessor::Processor {
         if !complete {
             tracing::warn!(path = %self.config.path.display(), video = have_video, audio = have_audio, "writing the MP4 without the stream that never delivered");
         }
-        let muxer = self.open(waiting.video.first(), waiting.audio.first())?;
+        let muxer = match self.open(waiting.video.first(), waiting.audio.first()) {
+            Ok(muxer) => muxer,
+            Err(e) => {
+                // Not a bad frame: the file cannot be written at all. Every later frame
+                // reports it (the processor fails) instead of being dropped silently.
+                self.open_failed = Some(e.to_string());
+                return Err(e);
+            }
+        };
         let path = self.config.path.clone();
         let muxer = self.muxer.insert(muxer);
         // In timestamp order across the two streams, as they will be interleaved.
@@ -475,6 +494,9 @@ impl Mp4WriterProcessor::Processor {
     /// Handles one frame's outcome: a frame that cannot be encoded is skipped and counted;
     /// too many in a row fail the writer (the file is still finalised at teardown).
     fn outcome(&mut self, result: Result<()>) -> Result<()> {
+        if let Some(why) = &self.open_failed {
+            return Err(StreamError::processor(why.clone()));
+        }
         match result {
             Ok(()) => {
                 self.consecutive_errors = 0;
@@ -596,7 +618,15 @@ fn write_audio(muxer: &mut Muxer, path: &std::path::Path, frame: &AudioFrame) ->
         return Ok(());
     };
     let mut samples = convert_channels(&frame.samples, frame.channels, a.channels);
-    if frame.sample_rate != a.rate {
+    if frame.sample_rate == a.rate {
+        // Back at the stream's rate: the old resampler's tail first, then no resampling.
+        if let Some(mut resampler) = a.resampler.take() {
+            let tail = resampler
+                .flush()
+                .map_err(|e| ff_error(path, "cannot resample audio for", e))?;
+            a.fifo.extend(tail);
+        }
+    } else {
         if a.resampler
             .as_ref()
             .is_none_or(|r| r.from_rate() != frame.sample_rate)
@@ -618,15 +648,26 @@ fn write_audio(muxer: &mut Muxer, path: &std::path::Path, frame: &AudioFrame) ->
     let channels = usize::from(a.channels);
     let expected = (u128::from(frame.timestamp_ns.saturating_sub(muxer.origin_ns))
         * u128::from(a.rate)
-        / 1_000_000_000) as i64;
+        / 1_000_000_000) as i64
+        + a.shift;
     let position = a.next_pts + (a.fifo.len() / channels) as i64;
     let tolerance = (u128::from(AUDIO_DRIFT_NS) * u128::from(a.rate) / 1_000_000_000) as i64;
-    if a.resampler.is_none() && expected - position > tolerance {
-        let gap = ((expected - position) as usize).min(a.rate as usize * 10);
-        a.fifo.extend(std::iter::repeat_n(0.0, gap * channels));
-    } else if a.resampler.is_none() && position - expected > tolerance {
-        let overlap = ((position - expected) as usize * channels).min(samples.len());
+    let drift = expected - position;
+    let second = i64::from(a.rate);
+    if a.resampler.is_some() || drift.abs() <= tolerance {
+        // On time (or resampling, whose own latency would read as drift).
+    } else if drift > 0 && drift <= 60 * second {
+        // A gap (dropped frames, a paused source): silence, as long as the gap.
+        a.fifo
+            .extend(std::iter::repeat_n(0.0, drift as usize * channels));
+    } else if drift < 0 && -drift < second {
+        // Overlap: drop what was already written.
+        let overlap = ((-drift) as usize * channels).min(samples.len());
         samples.drain(..overlap);
+    } else {
+        // A jump of over a minute forward or a second back: the source started over.
+        // Continue where the audio is, as video does.
+        a.shift -= drift;
     }
     a.samples.add((samples.len() / channels) as u64);
     a.fifo.extend(samples);
@@ -761,19 +802,34 @@ impl crate::core::Processor for Mp4WriterProcessor::Processor {
         self.ctx = Some(ctx.clone());
         self.skipped = Some(ctx.counter("skipped_frames"));
         self.consecutive_errors = 0;
+        self.open_failed = None;
         Ok(())
     }
 
     fn process(&mut self) -> Result<()> {
-        while let Some(frame) = self.video.read_next() {
-            let result = self.take_video(frame);
-            self.outcome(result)?;
+        // Alternate between the inputs so that a slow encoder does not starve either.
+        loop {
+            let mut any = false;
+            for _ in 0..4 {
+                let Some(frame) = self.video.read_next() else {
+                    break;
+                };
+                let result = self.take_video(frame);
+                self.outcome(result)?;
+                any = true;
+            }
+            for _ in 0..16 {
+                let Some(frame) = self.audio.read_next() else {
+                    break;
+                };
+                let result = self.take_audio(frame);
+                self.outcome(result)?;
+                any = true;
+            }
+            if !any {
+                return Ok(());
+            }
         }
-        while let Some(frame) = self.audio.read_next() {
-            let result = self.take_audio(frame);
-            self.outcome(result)?;
-        }
-        Ok(())
     }
 
     fn teardown(&mut self) -> Result<()> {

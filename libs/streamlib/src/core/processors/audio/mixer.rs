@@ -97,9 +97,11 @@ impl InputQueue {
         };
         let channels = usize::from(channels);
         if first > at_ns {
-            for _ in 0..frames(first - at_ns) * channels {
-                self.samples.push_front(0.0);
-            }
+            let mut padded =
+                VecDeque::with_capacity(frames(first - at_ns) * channels + self.samples.len());
+            padded.resize(frames(first - at_ns) * channels, 0.0);
+            padded.append(&mut self.samples);
+            self.samples = padded;
         } else {
             let drop = (frames(at_ns - first) * channels).min(self.samples.len());
             self.samples.drain(..drop);
@@ -180,7 +182,8 @@ impl AudioMixerProcessor::Processor {
             let all_ready = connected.iter().all(|i| ready(&self.queues[*i]));
             let any_ready = connected.iter().any(|i| ready(&self.queues[*i]));
             if !any_ready {
-                self.blocked_since = None;
+                // Keep a running wait: a silent input that timed out stays out of the way
+                // until it delivers again (then all are ready and the wait is cleared).
                 return Ok(());
             }
             // Some input is ready but another has nothing: wait for it, but not longer than
@@ -198,6 +201,11 @@ impl AudioMixerProcessor::Processor {
                 .filter_map(|i| self.queues[*i].first_ns)
                 .min()
                 .unwrap_or(0);
+            // Nobody is placed on the time line (first mix, or all inputs came back after
+            // going away): start it afresh at the earliest input.
+            if !connected.iter().any(|i| self.queues[*i].aligned) {
+                self.clock.reset();
+            }
             self.clock.start_if_idle(start, self.config.sample_rate);
             let now = self.clock.now_ns();
             for &i in &connected {
@@ -246,6 +254,8 @@ impl crate::core::Processor for AudioMixerProcessor::Processor {
         self.clock.reset();
         self.frame_number = 0;
         self.clipped = Some(ctx.counter("clipped_samples"));
+        self.blocked_since = None;
+        self.finishing = false;
         Ok(())
     }
 

@@ -57,8 +57,9 @@ impl ProcessorConfig for WavSourceConfig {
 struct Playing {
     reader: hound::WavReader<BufReader<File>>,
     spec: hound::WavSpec,
-    /// Media-clock time of the first sample.
-    start_ns: u64,
+    /// Media-clock time of the first sample, set at the first `process` (when the graph
+    /// starts), so pacing does not begin during other processors' setup.
+    start_ns: Option<u64>,
     /// Samples per channel sent so far (across loops).
     sent: u64,
     ended: bool,
@@ -124,7 +125,7 @@ impl crate::core::Processor for WavSourceProcessor::Processor {
         self.playing = Some(Playing {
             reader,
             spec,
-            start_ns: media_clock_ns(),
+            start_ns: None,
             sent: 0,
             ended: false,
         });
@@ -144,7 +145,8 @@ impl crate::core::Processor for WavSourceProcessor::Processor {
             return Ok(());
         }
         let rate = playing.spec.sample_rate.max(1);
-        let timestamp = playing.start_ns.saturating_add(
+        let start_ns = *playing.start_ns.get_or_insert_with(media_clock_ns);
+        let timestamp = start_ns.saturating_add(
             u64::try_from(u128::from(playing.sent) * 1_000_000_000 / u128::from(rate))
                 .unwrap_or(u64::MAX),
         );
