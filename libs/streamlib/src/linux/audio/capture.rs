@@ -109,7 +109,9 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
             self.config.channels,
         )
         .map_err(unavailable)?;
-        let config: StreamConfig = supported.config();
+        // Device periods of a quarter of the queue, so the queue always bridges one.
+        let config: StreamConfig =
+            device::stream_config(&supported, (self.config.buffer_ms / 4).max(5));
         let capacity = (u64::from(config.sample_rate) * u64::from(self.config.buffer_ms) / 1000)
             .max(64) as usize
             * usize::from(config.channels);

@@ -50,18 +50,26 @@ pub(crate) fn validate_format(
 }
 
 /// The ids (`alsa:null`, `alsa:default`, `alsa:hw:CARD=0,DEV=0`…) of the devices that can
-/// play (or record), as a `device` setting accepts them.
+/// play (or record), on every sound system cpal offers here, as a `device` setting accepts
+/// them.
 pub fn list_devices(direction: DeviceDirection) -> Vec<String> {
-    let host = cpal::default_host();
-    let devices = match direction {
-        DeviceDirection::Output => host.output_devices().map(|d| d.collect::<Vec<_>>()),
-        DeviceDirection::Input => host.input_devices().map(|d| d.collect::<Vec<_>>()),
-    };
-    devices
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|d| d.id().ok().map(|id| id.to_string()))
-        .collect()
+    let mut ids = Vec::new();
+    for host_id in cpal::available_hosts() {
+        let Ok(host) = cpal::host_from_id(host_id) else {
+            continue;
+        };
+        let devices = match direction {
+            DeviceDirection::Output => host.output_devices().map(|d| d.collect::<Vec<_>>()),
+            DeviceDirection::Input => host.input_devices().map(|d| d.collect::<Vec<_>>()),
+        };
+        ids.extend(
+            devices
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|d| d.id().ok().map(|id| id.to_string())),
+        );
+    }
+    ids
 }
 
 /// The device `name` selects: `None` for the system default, else an id as
@@ -82,10 +90,10 @@ pub(crate) fn find(name: Option<&str>, direction: DeviceDirection) -> Result<cpa
             )
         });
     };
+    // An id names its sound system (`alsa:`…): look there, whatever the default is.
     let by_id = |id: &str| {
-        id.parse::<cpal::DeviceId>()
-            .ok()
-            .and_then(|id| host.device_by_id(&id))
+        let id = id.parse::<cpal::DeviceId>().ok()?;
+        cpal::host_from_id(id.host()).ok()?.device_by_id(&id)
     };
     if let Some(device) = by_id(name).or_else(|| by_id(&format!("alsa:{name}"))) {
         return Ok(device);
@@ -135,6 +143,23 @@ pub(crate) fn open_failed(shown: &str, direction: DeviceDirection, e: &cpal::Err
         ),
         _ => format!("sound {noun} device '{shown}' cannot be opened: {e}"),
     }
+}
+
+/// The stream configuration for `supported`, asking the device to work in periods of about
+/// `period_ms` when it says which sizes it allows (left to the device otherwise). A device
+/// left to itself may choose periods longer than the queue between it and the pipeline.
+pub(crate) fn stream_config(
+    supported: &SupportedStreamConfig,
+    period_ms: u32,
+) -> cpal::StreamConfig {
+    let mut config = supported.config();
+    let wanted = (u64::from(config.sample_rate) * u64::from(period_ms) / 1000).max(16) as u32;
+    if let cpal::SupportedBufferSize::Range { min, max } = supported.buffer_size() {
+        if min <= max {
+            config.buffer_size = cpal::BufferSize::Fixed(wanted.clamp(*min, *max));
+        }
+    }
+    config
 }
 
 /// A name for `device` in messages.
