@@ -133,7 +133,8 @@ fn write_type(out: &mut impl Write, d: &ProcessorDescriptor) -> std::io::Result<
     for (label, ports) in [("in ", &d.inputs), ("out", &d.outputs)] {
         for p in ports.iter() {
             let name = match &p.count_from {
-                Some(count) => format!("{}_0..{}_{{{count}}}", p.name, p.name),
+                // `count` is the config expression, e.g. `config.inputs`.
+                Some(count) => format!("{}_0 … {}_(N-1), N = {count}", p.name, p.name),
                 None => p.name.clone(),
             };
             writeln!(
