@@ -149,6 +149,8 @@ struct VideoOut {
     width: u32,
     height: u32,
     scaler: Option<Scaler>,
+    /// The frame the pixels are copied into for the scaler.
+    input: frame::Video,
     last_pts: Option<i64>,
     /// Added to every pts after the input's timestamps jumped backwards.
     pts_shift: i64,
@@ -310,6 +312,7 @@ impl Mp4WriterProcessor::Processor {
                     width,
                     height,
                     scaler: None,
+                    input: frame::Video::empty(),
                     last_pts: None,
                     pts_shift: 0,
                     fps: self.config.fps,
@@ -564,8 +567,10 @@ fn write_video(muxer: &mut Muxer, path: &std::path::Path, frame: &VideoFrame) ->
         )
         .map_err(|e| ff_error(path, "cannot convert video for", e))?;
         v.scaler = Some(Scaler(context));
+        // The scaler's input, reused for every frame of this size (only the scaler reads it).
+        v.input = frame::Video::new(source, frame.width, frame.height);
     }
-    let mut input = frame::Video::new(source, frame.width, frame.height);
+    let input = &mut v.input;
     let stride = input.stride(0);
     let row = frame.width as usize * frame.format.bytes_per_pixel();
     {
@@ -584,7 +589,7 @@ fn write_video(muxer: &mut Muxer, path: &std::path::Path, frame: &VideoFrame) ->
     if let Some(scaler) = &mut v.scaler {
         scaler
             .0
-            .run(&input, &mut yuv)
+            .run(input, &mut yuv)
             .map_err(|e| ff_error(path, "cannot convert video for", e))?;
     }
     yuv.set_pts(Some(pts));
@@ -639,7 +644,8 @@ fn write_audio(muxer: &mut Muxer, path: &std::path::Path, frame: &AudioFrame) ->
         if let Some(resampler) = &mut a.resampler {
             samples = resampler
                 .process(&samples)
-                .map_err(|e| ff_error(path, "cannot resample audio for", e))?;
+                .map_err(|e| ff_error(path, "cannot resample audio for", e))?
+                .into();
         }
     }
     // Keep the audio where its timestamps put it: fill gaps (dropped frames, a paused source)
@@ -654,6 +660,7 @@ fn write_audio(muxer: &mut Muxer, path: &std::path::Path, frame: &AudioFrame) ->
     let tolerance = (u128::from(AUDIO_DRIFT_NS) * u128::from(a.rate) / 1_000_000_000) as i64;
     let drift = expected - position;
     let second = i64::from(a.rate);
+    let mut skip = 0;
     if a.resampler.is_some() || drift.abs() <= tolerance {
         // On time (or resampling, whose own latency would read as drift).
     } else if drift > 0 && drift <= 60 * second {
@@ -662,13 +669,13 @@ fn write_audio(muxer: &mut Muxer, path: &std::path::Path, frame: &AudioFrame) ->
             .extend(std::iter::repeat_n(0.0, drift as usize * channels));
     } else if drift < 0 && -drift < second {
         // Overlap: drop what was already written.
-        let overlap = ((-drift) as usize * channels).min(samples.len());
-        samples.drain(..overlap);
+        skip = ((-drift) as usize * channels).min(samples.len());
     } else {
         // A jump of over a minute forward or a second back: the source started over.
         // Continue where the audio is, as video does.
         a.shift -= drift;
     }
+    let samples = &samples[skip..];
     a.samples.add((samples.len() / channels) as u64);
     a.fifo.extend(samples);
     let whole_frames = a.fifo.len() / (a.frame_size * usize::from(a.channels));
@@ -833,24 +840,8 @@ impl crate::core::Processor for Mp4WriterProcessor::Processor {
     }
 
     fn teardown(&mut self) -> Result<()> {
-        // Encode what is queued now (bounded: a source that is still running cannot hold the
-        // stop up), then finalise whatever happened before.
-        for _ in 0..10_000 {
-            let Some(frame) = self.video.read_next() else {
-                break;
-            };
-            if let Err(e) = self.take_video(frame) {
-                tracing::warn!(error = %e, "skipping a video frame at stop");
-            }
-        }
-        for _ in 0..100_000 {
-            let Some(frame) = self.audio.read_next() else {
-                break;
-            };
-            if let Err(e) = self.take_audio(frame) {
-                tracing::warn!(error = %e, "skipping an audio frame at stop");
-            }
-        }
+        // The runtime has already let this writer empty its inputs (stop drains upstream
+        // first; removal detaches the links): only the frames held for the header remain.
         let started = self.start_when_ready(true);
         let finished = match self.muxer.take() {
             Some(muxer) => finish(muxer, &self.config.path),

@@ -1,5 +1,7 @@
 //! Changing the channel count of interleaved audio.
 
+use std::borrow::Cow;
+
 /// Channel order assumed for multichannel audio: WAV/SMPTE (what FFmpeg decodes to).
 /// 3: L R C · 4: L R BL BR · 5: L R C BL BR · 6: L R C LFE BL BR · 7: L R C LFE BC SL SR ·
 /// 8: L R C LFE BL BR SL SR.
@@ -32,14 +34,15 @@ const STEREO_DOWNMIX: [&[(f32, f32)]; 6] = {
 ///   scaled alike so that none is louder than another;
 /// - N to more: inputs keep their position, the extra outputs are silent.
 ///
-/// A trailing partial frame is dropped. Zero channels on either side gives no samples.
-pub fn convert_channels(samples: &[f32], from: u16, to: u16) -> Vec<f32> {
+/// A trailing partial frame is dropped. Zero channels on either side gives no samples. The
+/// same count borrows the input: nothing is copied.
+pub fn convert_channels(samples: &[f32], from: u16, to: u16) -> Cow<'_, [f32]> {
     let (from, to) = (usize::from(from), usize::from(to));
     if from == 0 || to == 0 {
-        return Vec::new();
+        return Cow::Borrowed(&[]);
     }
     if from == to {
-        return samples[..samples.len() / from * from].to_vec();
+        return Cow::Borrowed(&samples[..samples.len() / from * from]);
     }
     let frames = samples.len() / from;
     let mut out = vec![0.0f32; frames * to];
@@ -80,7 +83,7 @@ pub fn convert_channels(samples: &[f32], from: u16, to: u16) -> Vec<f32> {
             output[..from].copy_from_slice(input);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -89,17 +92,17 @@ mod tests {
 
     #[test]
     fn every_rule() {
-        assert_eq!(convert_channels(&[0.1, 0.2, 0.3], 1, 1), [0.1, 0.2, 0.3]);
+        assert_eq!(*convert_channels(&[0.1, 0.2, 0.3], 1, 1), [0.1, 0.2, 0.3]);
         assert_eq!(
-            convert_channels(&[0.5, -0.25], 1, 2),
+            *convert_channels(&[0.5, -0.25], 1, 2),
             [0.5, 0.5, -0.25, -0.25]
         );
-        assert_eq!(convert_channels(&[1.0, 0.0, 0.5, 0.5], 2, 1), [0.5, 0.5]);
+        assert_eq!(*convert_channels(&[1.0, 0.0, 0.5, 0.5], 2, 1), [0.5, 0.5]);
         assert_eq!(
-            convert_channels(&[1.0, 0.0, 0.5, 0.5], 2, 3),
+            *convert_channels(&[1.0, 0.0, 0.5, 0.5], 2, 3),
             [1.0, 0.0, 0.0, 0.5, 0.5, 0.0]
         );
-        assert_eq!(convert_channels(&[1.0, 2.0, 3.0], 2, 2), [1.0, 2.0]);
+        assert_eq!(*convert_channels(&[1.0, 2.0, 3.0], 2, 2), [1.0, 2.0]);
         assert!(convert_channels(&[1.0], 0, 2).is_empty());
     }
 
@@ -112,7 +115,7 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(
-            convert_channels(&[0.0, 0.0, 0.0, 1.0, 0.0, 0.0], 6, 2),
+            *convert_channels(&[0.0, 0.0, 0.0, 1.0, 0.0, 0.0], 6, 2),
             [0.0, 0.0]
         );
         let centre = convert_channels(&[0.0, 0.0, 1.0, 0.0, 0.0, 0.0], 6, 2);
@@ -120,7 +123,8 @@ mod tests {
         let centre = convert_channels(&[0.0, 0.0, 1.0], 3, 2);
         assert_eq!(centre[0], centre[1]);
         for from in 3..=8u16 {
-            let out = convert_channels(&vec![1.0; usize::from(from)], from, 2);
+            let input = vec![1.0; usize::from(from)];
+            let out = convert_channels(&input, from, 2);
             assert!(
                 out.iter().all(|s| *s <= 1.0 + 1e-6),
                 "{from} channels: {out:?}"

@@ -3,8 +3,7 @@
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
-/// Input frames per resampler call: about 21 ms at 48 kHz, the latency it adds for common
-/// rate pairs.
+/// Input frames per resampler call (21 ms of audio at 48 kHz); output comes in these steps.
 const CHUNK_FRAMES: usize = 1024;
 /// The highest sample rate taken.
 const MAX_RATE: u32 = 1_536_000;

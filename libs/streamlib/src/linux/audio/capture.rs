@@ -3,7 +3,7 @@
 use std::thread::Thread;
 use std::time::Duration;
 
-use cpal::traits::{DeviceTrait, StreamTrait};
+use cpal::traits::DeviceTrait;
 use cpal::{SampleFormat, SizedSample, StreamConfig};
 use serde::{Deserialize, Serialize};
 
@@ -99,23 +99,15 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
         let unavailable =
             |e: String| StreamError::Unavailable(format!("AudioCaptureProcessor: {e}"));
-        let device = device::find(self.config.device.as_deref(), DeviceDirection::Input)
-            .map_err(unavailable)?;
-        let shown = device::describe(&device);
-        let supported = device::choose_config(
-            &device,
+        let (prepared, (producer, consumer)) = device::prepare(
+            self.config.device.as_deref(),
             DeviceDirection::Input,
             self.config.sample_rate,
             self.config.channels,
+            self.config.buffer_ms,
         )
         .map_err(unavailable)?;
-        // Device periods of a quarter of the queue, so the queue always bridges one.
-        let config: StreamConfig =
-            device::stream_config(&supported, (self.config.buffer_ms / 4).max(5));
-        let capacity = (u64::from(config.sample_rate) * u64::from(self.config.buffer_ms) / 1000)
-            .max(64) as usize
-            * usize::from(config.channels);
-        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(capacity);
+        let (dev, config) = (&prepared.device, prepared.config);
         let dropped = ctx.counter("dropped_samples");
         let feed = Feed {
             queue: producer,
@@ -125,22 +117,16 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
             channels: usize::from(config.channels.max(1)),
         };
         let errors = ctx.counter("device_errors");
-        let stream = match supported.sample_format() {
-            SampleFormat::F32 => build::<f32>(&device, config, feed, errors),
-            SampleFormat::I32 => build::<i32>(&device, config, feed, errors),
-            SampleFormat::I24 => build::<cpal::I24>(&device, config, feed, errors),
-            SampleFormat::I16 => build::<i16>(&device, config, feed, errors),
-            SampleFormat::U16 => build::<u16>(&device, config, feed, errors),
-            SampleFormat::U8 => build::<u8>(&device, config, feed, errors),
-            other => Err(cpal::Error::with_message(
-                cpal::ErrorKind::UnsupportedConfig,
-                format!("sample format {other}"),
-            )),
-        }
-        .map_err(|e| unavailable(device::open_failed(&shown, DeviceDirection::Input, &e)))?;
-        stream
-            .play()
-            .map_err(|e| unavailable(format!("sound input device '{shown}' cannot start: {e}")))?;
+        let built = match prepared.sample_format {
+            SampleFormat::F32 => build::<f32>(dev, config, feed, errors),
+            SampleFormat::I32 => build::<i32>(dev, config, feed, errors),
+            SampleFormat::I24 => build::<cpal::I24>(dev, config, feed, errors),
+            SampleFormat::I16 => build::<i16>(dev, config, feed, errors),
+            SampleFormat::U16 => build::<u16>(dev, config, feed, errors),
+            SampleFormat::U8 => build::<u8>(dev, config, feed, errors),
+            other => Err(device::unsupported_format(other)),
+        };
+        let stream = device::play(built, &prepared, DeviceDirection::Input).map_err(unavailable)?;
         let resampler = if config.sample_rate == self.config.sample_rate {
             None
         } else {
@@ -153,13 +139,6 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
                 .map_err(|e| StreamError::processor(format!("AudioCaptureProcessor: {e}")))?,
             )
         };
-        tracing::info!(
-            device = %shown,
-            rate = config.sample_rate,
-            channels = config.channels,
-            format = %supported.sample_format(),
-            "audio capture opened"
-        );
         self.recording = Some(Recording {
             _stream: stream,
             queue: consumer,
@@ -213,7 +192,8 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
         if let Some(resampler) = &mut rec.resampler {
             samples = resampler
                 .process(&samples)
-                .map_err(|e| StreamError::processor(format!("AudioCaptureProcessor: {e}")))?;
+                .map_err(|e| StreamError::processor(format!("AudioCaptureProcessor: {e}")))?
+                .into();
         }
         rec.pending.extend_from_slice(&samples);
         let per_frame = self.config.frame_size as usize * usize::from(self.config.channels);

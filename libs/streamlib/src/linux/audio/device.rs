@@ -1,6 +1,6 @@
 //! Finding a sound device and a stream configuration it accepts.
 
-use cpal::traits::{DeviceTrait, HostTrait};
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{SampleFormat, SupportedStreamConfig, SupportedStreamConfigRange};
 
 /// Whether a device plays or records.
@@ -160,6 +160,75 @@ pub(crate) fn stream_config(
         }
     }
     config
+}
+
+/// A device chosen and configured for a stream.
+pub(crate) struct Prepared {
+    pub(crate) device: cpal::Device,
+    /// The device's id, for messages.
+    pub(crate) shown: String,
+    pub(crate) sample_format: SampleFormat,
+    pub(crate) config: cpal::StreamConfig,
+}
+
+/// The lock-free queue between a device callback and the processor's thread.
+pub(crate) type Queue = (rtrb::Producer<f32>, rtrb::Consumer<f32>);
+
+/// Finds the device `name` selects, picks the configuration nearest to `rate` and
+/// `channels`, asks for periods of a quarter of `buffer_ms` (so the queue always bridges
+/// one), and makes a queue of `buffer_ms`.
+pub(crate) fn prepare(
+    name: Option<&str>,
+    direction: DeviceDirection,
+    rate: u32,
+    channels: u16,
+    buffer_ms: u32,
+) -> Result<(Prepared, Queue), String> {
+    let device = find(name, direction)?;
+    let shown = describe(&device);
+    let supported = choose_config(&device, direction, rate, channels)?;
+    let config = stream_config(&supported, (buffer_ms / 4).max(5));
+    let capacity = (u64::from(config.sample_rate) * u64::from(buffer_ms) / 1000).max(64) as usize
+        * usize::from(config.channels);
+    let prepared = Prepared {
+        device,
+        shown,
+        sample_format: supported.sample_format(),
+        config,
+    };
+    Ok((prepared, rtrb::RingBuffer::<f32>::new(capacity)))
+}
+
+/// Starts a built stream, or says why it could not be built or started.
+pub(crate) fn play(
+    built: Result<cpal::Stream, cpal::Error>,
+    prepared: &Prepared,
+    direction: DeviceDirection,
+) -> Result<cpal::Stream, String> {
+    let shown = &prepared.shown;
+    let noun = direction.noun();
+    let stream = built.map_err(|e| open_failed(shown, direction, &e))?;
+    stream
+        .play()
+        .map_err(|e| format!("sound {noun} device '{shown}' cannot start: {e}"))?;
+    tracing::info!(
+        device = %shown,
+        rate = prepared.config.sample_rate,
+        channels = prepared.config.channels,
+        format = %prepared.sample_format,
+        direction = noun,
+        "sound device opened"
+    );
+    Ok(stream)
+}
+
+/// The error for a sample format the streams do not convert (`choose_config` only picks
+/// formats from [`FORMATS`], so it is not reached in practice).
+pub(crate) fn unsupported_format(format: SampleFormat) -> cpal::Error {
+    cpal::Error::with_message(
+        cpal::ErrorKind::UnsupportedConfig,
+        format!("sample format {format}"),
+    )
 }
 
 /// A name for `device` in messages.

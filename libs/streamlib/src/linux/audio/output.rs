@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use cpal::traits::{DeviceTrait, StreamTrait};
+use cpal::traits::DeviceTrait;
 use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
 use serde::{Deserialize, Serialize};
 
@@ -103,46 +103,26 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
             dropped_samples: ctx.counter("dropped_samples"),
             device_errors: ctx.counter("device_errors"),
         };
-        let device = device::find(self.config.device.as_deref(), DeviceDirection::Output)
-            .map_err(unavailable)?;
-        let shown = device::describe(&device);
-        let supported = device::choose_config(
-            &device,
+        let (prepared, (producer, consumer)) = device::prepare(
+            self.config.device.as_deref(),
             DeviceDirection::Output,
             self.config.sample_rate,
             self.config.channels,
+            self.config.buffer_ms,
         )
         .map_err(unavailable)?;
-        // Device periods of a quarter of the queue, so the queue always bridges one.
-        let config: StreamConfig =
-            device::stream_config(&supported, (self.config.buffer_ms / 4).max(5));
-        let capacity = (u64::from(config.sample_rate) * u64::from(self.config.buffer_ms) / 1000)
-            .max(64) as usize
-            * usize::from(config.channels);
-        let (producer, consumer) = rtrb::RingBuffer::<f32>::new(capacity);
-        let stream = match supported.sample_format() {
-            SampleFormat::F32 => build::<f32>(&device, config, consumer, &counters),
-            SampleFormat::I32 => build::<i32>(&device, config, consumer, &counters),
-            SampleFormat::I24 => build::<cpal::I24>(&device, config, consumer, &counters),
-            SampleFormat::I16 => build::<i16>(&device, config, consumer, &counters),
-            SampleFormat::U16 => build::<u16>(&device, config, consumer, &counters),
-            SampleFormat::U8 => build::<u8>(&device, config, consumer, &counters),
-            other => Err(cpal::Error::with_message(
-                cpal::ErrorKind::UnsupportedConfig,
-                format!("sample format {other}"),
-            )),
-        }
-        .map_err(|e| unavailable(device::open_failed(&shown, DeviceDirection::Output, &e)))?;
-        stream
-            .play()
-            .map_err(|e| unavailable(format!("sound output device '{shown}' cannot start: {e}")))?;
-        tracing::info!(
-            device = %shown,
-            rate = config.sample_rate,
-            channels = config.channels,
-            format = %supported.sample_format(),
-            "audio output opened"
-        );
+        let (dev, config) = (&prepared.device, prepared.config);
+        let built = match prepared.sample_format {
+            SampleFormat::F32 => build::<f32>(dev, config, consumer, &counters),
+            SampleFormat::I32 => build::<i32>(dev, config, consumer, &counters),
+            SampleFormat::I24 => build::<cpal::I24>(dev, config, consumer, &counters),
+            SampleFormat::I16 => build::<i16>(dev, config, consumer, &counters),
+            SampleFormat::U16 => build::<u16>(dev, config, consumer, &counters),
+            SampleFormat::U8 => build::<u8>(dev, config, consumer, &counters),
+            other => Err(device::unsupported_format(other)),
+        };
+        let stream =
+            device::play(built, &prepared, DeviceDirection::Output).map_err(unavailable)?;
         self.playback = Some(Playback {
             _stream: stream,
             queue: producer,
@@ -175,7 +155,8 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
                 };
                 samples = resampler
                     .process(&samples)
-                    .map_err(|e| StreamError::processor(format!("AudioOutputProcessor: {e}")))?;
+                    .map_err(|e| StreamError::processor(format!("AudioOutputProcessor: {e}")))?
+                    .into();
             }
             if playback.queue.is_abandoned() {
                 return Err(StreamError::Unavailable(

@@ -163,10 +163,11 @@ impl AudioMixerProcessor::Processor {
             if let Some(resampler) = &mut queue.resampler {
                 samples = resampler
                     .process(&samples)
-                    .map_err(|e| StreamError::processor(format!("AudioMixerProcessor: {e}")))?;
+                    .map_err(|e| StreamError::processor(format!("AudioMixerProcessor: {e}")))?
+                    .into();
             }
         }
-        queue.samples.extend(samples);
+        queue.samples.extend(samples.iter().copied());
         Ok(())
     }
 
