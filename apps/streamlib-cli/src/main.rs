@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use streamlib::core::service::http::{DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND};
+use streamlib::core::service::http::ApiOptions;
 use streamlib::core::{
     ApiServerConfig, ApiServerProcessor, GraphFile, PROCESSOR_REGISTRY, ProcessorDescriptor,
-    ProcessorState, RuntimeEventKind, StreamRuntime,
+    ProcessorStatus, RuntimeEventKind, StreamRuntime,
 };
 
 /// The graph `serve --demo` loads: test pattern → passthrough → sink, chord generator → sink.
-const DEMO_GRAPH: &str = include_str!("../../../examples/demo.json");
+const DEMO_GRAPH: &str = include_str!("demo.json");
 
 #[derive(Parser)]
 #[command(
@@ -59,24 +59,15 @@ struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 9000)]
     port: u16,
-    /// Bearer token required on every request.
-    #[arg(long, env = "STREAMLIB_API_TOKEN", hide_env_values = true)]
-    token: Option<String>,
     /// Load this graph file at start.
     #[arg(long, value_name = "FILE", conflicts_with = "demo")]
     graph: Option<PathBuf>,
     /// Load a small running demo graph (test pattern → passthrough → sink, chord → sink).
     #[arg(long)]
     demo: bool,
-    /// Also accept requests from this browser origin (repeatable), e.g. https://console.example.
-    #[arg(long = "allow-origin", value_name = "ORIGIN")]
-    allow_origins: Vec<String>,
-    /// Also accept this Host header (repeatable), e.g. box.lan:9000.
-    #[arg(long = "allow-host", value_name = "HOST")]
-    allow_hosts: Vec<String>,
-    /// Changes (POST/DELETE) per second per client IP; 0 disables the limit.
-    #[arg(long, default_value_t = DEFAULT_RATE_LIMIT_PER_SECOND)]
-    rate_limit: u32,
+    /// The API server's protection and limits (the same fields as its JSON config).
+    #[command(flatten)]
+    api: ApiOptions,
 }
 
 fn main() -> ExitCode {
@@ -175,27 +166,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .apply_graph(&GraphFile::from_path(path)?)
             .with_context(|| format!("cannot load {}", path.display()))?;
     }
+    let mut options = args.api;
+    // An empty STREAMLIB_API_TOKEN means no token, not an (invalid) empty one.
+    options.token = options.token.filter(|t| !t.expose().is_empty());
+    let has_token = options.token.is_some();
     let config = ApiServerConfig {
         host: args.host.clone(),
         port: args.port,
-        token: args.token.clone().filter(|t| !t.is_empty()),
-        allowed_hosts: args.allow_hosts,
-        allowed_origins: args.allow_origins,
-        rate_limit_per_second: args.rate_limit,
-        rate_limit_burst: DEFAULT_RATE_LIMIT_BURST.max(args.rate_limit.saturating_mul(2)),
-        ..ApiServerConfig::default()
+        options,
     };
-    let has_token = config.token.is_some();
+    let (spec, api) = ApiServerProcessor::Processor::spec_with_handle(config);
     // The API server is a control-plane processor: it starts (binds) right here.
-    let api = runtime
-        .add_processor(ApiServerProcessor::spec(config).with_id("api"))
+    runtime
+        .add_processor(spec.with_id("api"))
         .context("cannot start the API server")?;
-    let port = runtime
-        .processor_info(&api)?
-        .metrics
-        .get("port")
-        .copied()
-        .unwrap_or(u64::from(args.port));
+    let port = api.local_addr().map_or(args.port, |address| address.port());
     let host = if args.host.contains(':') {
         format!("[{}]", args.host)
     } else {
@@ -263,7 +248,7 @@ fn run(path: PathBuf, duration: Option<f64>) -> anyhow::Result<ExitCode> {
     let failed: Vec<_> = state
         .processors
         .iter()
-        .filter(|p| p.state == ProcessorState::Failed)
+        .filter(|p| p.state == ProcessorStatus::Failed)
         .map(|p| format!("{}: {}", p.id, p.error.as_deref().unwrap_or("failed")))
         .collect();
     // Dropping the runtime closes the event channel once nothing else holds a sender; the

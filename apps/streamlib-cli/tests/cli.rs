@@ -9,7 +9,7 @@ fn streamlib() -> Command {
 }
 
 fn demo_graph() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/demo.json")
 }
 
 #[test]

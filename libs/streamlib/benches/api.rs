@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use http_client::Client;
 use serde_json::json;
+use streamlib::core::service::http::ApiOptions;
 use streamlib::core::{
     ApiServerConfig, ApiServerProcessor, GraphFile, ProcessorConfig, Result, RuntimeContext,
     StreamRuntime,
@@ -283,13 +284,16 @@ fn main() -> Result<()> {
     let mut runtime = StreamRuntime::new()?;
     let demo = GraphFile::from_path(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/demo.json"
+        "/../../apps/streamlib-cli/src/demo.json"
     ))?;
     runtime.apply_graph(&demo)?;
     let config = ApiServerConfig {
         port: 0,
-        rate_limit_per_second: 1_000_000,
-        rate_limit_burst: 1_000_000,
+        options: ApiOptions {
+            rate_limit_per_second: 1_000_000,
+            rate_limit_burst: 1_000_000,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let api = runtime.add_processor(ApiServerProcessor::spec(config))?;

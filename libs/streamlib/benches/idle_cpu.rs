@@ -21,7 +21,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// User + system CPU seconds of this process so far.
 fn cpu_seconds() -> Result<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat")
-        .map_err(|e| StreamError::io("cannot read /proc/self/stat", &e))?;
+        .map_err(|e| StreamError::io("cannot read /proc/self/stat", e))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -11,7 +11,7 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use streamlib::core::service::http::{self, ApiOptions, ApiState};
-use streamlib::core::{ApiServerConfig, PROCESSOR_REGISTRY, RuntimeService};
+use streamlib::core::{PROCESSOR_REGISTRY, RuntimeService};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn add(service: &RuntimeService, type_name: &str) -> String {
@@ -198,13 +198,11 @@ fn a_slow_client_is_told_it_lagged_and_gets_a_fresh_snapshot() {
 #[test]
 fn websocket_access_is_checked_before_upgrading() {
     let rt = RuntimeThread::start(|_| {});
-    let addr = api_on_free_port(
-        &rt.service,
-        ApiServerConfig {
-            token: Some("tok-abcdef".into()),
-            ..unlimited()
-        },
-    );
+    let addr = api_on_free_port(&rt.service, {
+        let mut config = unlimited();
+        config.options.token = Some("tok-abcdef".into());
+        config
+    });
     block_on(async {
         assert_eq!(refused_status(addr, "/api/events", &[]).await, 401);
         assert_eq!(

@@ -11,6 +11,7 @@ use common::http::Client;
 use common::*;
 use hyper::StatusCode;
 use serde_json::{Value, json};
+use streamlib::core::service::http::ApiOptions;
 use streamlib::core::{ApiServerConfig, ApiServerProcessor};
 
 #[test]
@@ -125,7 +126,10 @@ fn the_token_protects_the_socket_too() {
     let addr = api_on_free_port(
         &rt.service,
         ApiServerConfig {
-            token: Some("tok-123456".into()),
+            options: ApiOptions {
+                token: Some("tok-123456".into()),
+                ..Default::default()
+            },
             ..Default::default()
         },
     );

@@ -16,7 +16,7 @@ fn metric(rt: &StreamRuntime, id: &ProcessorUniqueId, name: &str) -> u64 {
         .copied()
         .unwrap_or(0)
 }
-fn state_of(rt: &StreamRuntime, id: &ProcessorUniqueId) -> ProcessorState {
+fn state_of(rt: &StreamRuntime, id: &ProcessorUniqueId) -> ProcessorStatus {
     rt.processor_info(id).unwrap().state
 }
 fn small_pattern(fps: f64) -> ProcessorSpec {
@@ -46,7 +46,7 @@ fn hot_add_connect_disconnect_remove_while_frames_flow() {
         .add_processor(SimplePassthroughProcessor::spec(Default::default()))
         .unwrap();
     assert_eventually("passthrough is running", || {
-        state_of(&rt, &mid) == ProcessorState::Running
+        state_of(&rt, &mid) == ProcessorStatus::Running
     });
     rt.disconnect(&direct.id()).unwrap();
     rt.connect(out(&src, "video"), inp(&mid, "video")).unwrap();
@@ -75,7 +75,7 @@ fn hot_add_connect_disconnect_remove_while_frames_flow() {
     assert_eventually("other chain unaffected", || {
         metric(&rt, &sink2, "video_frames") > before + 5
     });
-    assert_eq!(state_of(&rt, &src), ProcessorState::Running);
+    assert_eq!(state_of(&rt, &src), ProcessorStatus::Running);
     assert_eq!(
         rt.remove_processor(&mid).unwrap_err().code(),
         "processor_not_found"
@@ -109,7 +109,7 @@ fn stop_then_start_three_times() {
             "teardown once per stop"
         );
         for id in [&src, &p, &sink] {
-            assert_eq!(state_of(&rt, id), ProcessorState::Stopped);
+            assert_eq!(state_of(&rt, id), ProcessorStatus::Stopped);
         }
         let frames = metric(&rt, &sink, "video_frames");
         std::thread::sleep(Duration::from_millis(20));
@@ -168,7 +168,7 @@ fn failing_processors_are_isolated() {
         .unwrap();
 
     rt.start().unwrap();
-    assert_eq!(state_of(&rt, &bad_setup), ProcessorState::Failed);
+    assert_eq!(state_of(&rt, &bad_setup), ProcessorStatus::Failed);
     let info = rt.processor_info(&bad_setup).unwrap();
     assert!(
         info.error
@@ -179,7 +179,7 @@ fn failing_processors_are_isolated() {
     );
 
     assert_eventually("panicking processor failed", || {
-        state_of(&rt, &panicky) == ProcessorState::Failed
+        state_of(&rt, &panicky) == ProcessorStatus::Failed
     });
     let info = rt.processor_info(&panicky).unwrap();
     assert!(
@@ -190,7 +190,7 @@ fn failing_processors_are_isolated() {
         "{info:?}"
     );
     assert_eventually("erroring processor failed", || {
-        state_of(&rt, &erring) == ProcessorState::Failed
+        state_of(&rt, &erring) == ProcessorStatus::Failed
     });
     assert!(
         rt.processor_info(&erring)
@@ -204,13 +204,13 @@ fn failing_processors_are_isolated() {
     assert_eventually("the rest keeps running", || {
         metric(&rt, &healthy, "video_frames") > before + 10
     });
-    assert_eq!(state_of(&rt, &src), ProcessorState::Running);
+    assert_eq!(state_of(&rt, &src), ProcessorStatus::Running);
 
     rt.stop().unwrap();
     let info = rt.processor_info(&bad_teardown).unwrap();
-    assert_eq!(info.state, ProcessorState::Failed);
+    assert_eq!(info.state, ProcessorStatus::Failed);
     assert!(info.error.unwrap().contains("teardown: panicked"));
-    assert_eq!(state_of(&rt, &healthy), ProcessorState::Stopped);
+    assert_eq!(state_of(&rt, &healthy), ProcessorStatus::Stopped);
 
     // Failures were published as events.
     let mut failed = Vec::new();
@@ -252,7 +252,7 @@ fn adding_a_processor_whose_setup_fails_changes_nothing() {
     rt.start().unwrap();
     assert_eq!(
         state_of(&rt, &src),
-        ProcessorState::Running,
+        ProcessorStatus::Running,
         "start() returns with processors running"
     );
     let before = rt.state();
@@ -362,7 +362,7 @@ fn setup_can_use_the_main_thread_while_start_waits() {
         }))
         .unwrap();
     rt.start().unwrap();
-    assert_eq!(state_of(&rt, &p), ProcessorState::Running);
+    assert_eq!(state_of(&rt, &p), ProcessorStatus::Running);
     assert_eq!(metric(&rt, &p, "main_thread_runs"), 1);
     rt.stop().unwrap();
 }
@@ -415,7 +415,7 @@ fn run_returns_on_shutdown_request_after_stopping_everything() {
     rt.run().unwrap();
     driver.join().unwrap();
     assert_eq!(rt.status(), RuntimeStatus::Stopped);
-    assert_eq!(state_of(&rt, &src), ProcessorState::Stopped);
+    assert_eq!(state_of(&rt, &src), ProcessorStatus::Stopped);
     assert!(metric(&rt, &sink, "video_frames") >= 10);
 }
 
@@ -475,7 +475,7 @@ fn a_shutdown_requested_before_run_is_honoured() {
     rt.shutdown_handle().request();
     rt.run().unwrap(); // returns instead of running forever
     assert_eq!(rt.status(), RuntimeStatus::Stopped);
-    assert_eq!(state_of(&rt, &src), ProcessorState::Stopped);
+    assert_eq!(state_of(&rt, &src), ProcessorStatus::Stopped);
 }
 
 #[test]
@@ -497,11 +497,11 @@ fn a_writer_blocked_by_backpressure_still_stops_cleanly() {
     rt.stop().unwrap();
     // Not abandoned ("did not stop within 5s"): it noticed its own stop while waiting.
     let info = rt.processor_info(&src).unwrap();
-    assert_eq!(info.state, ProcessorState::Stopped, "{:?}", info.error);
+    assert_eq!(info.state, ProcessorStatus::Stopped, "{:?}", info.error);
     rt.start().unwrap();
     assert_eq!(
         state_of(&rt, &src),
-        ProcessorState::Running,
+        ProcessorStatus::Running,
         "and it can run again"
     );
     rt.stop().unwrap();

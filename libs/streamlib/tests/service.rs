@@ -123,7 +123,7 @@ fn a_synchronous_call_from_setup_is_refused_not_deadlocked() {
         .unwrap();
     rt.start().unwrap();
     let info = rt.processor_info(&p).unwrap();
-    assert_eq!(info.state, ProcessorState::Failed);
+    assert_eq!(info.state, ProcessorStatus::Failed);
     let error = info.error.unwrap();
     assert!(
         error.contains("would deadlock") && error.contains("during setup/teardown"),

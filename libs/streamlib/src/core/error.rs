@@ -3,6 +3,8 @@
 //! Every fallible operation returns [`StreamError`]. Each variant has a stable machine-readable
 //! [`StreamError::code`], which the HTTP API puts in its error body, so clients can branch on it.
 
+use std::sync::Arc;
+
 use crate::core::frames::FrameType;
 
 /// Result alias used throughout streamlib.
@@ -12,7 +14,7 @@ pub type Result<T, E = StreamError> = std::result::Result<T, E>;
 ///
 /// The messages are written for the person at the other end of an API call: they name the thing
 /// that was wrong and what would have been accepted.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StreamError {
     /// The registry has no processor type of that name.
@@ -98,14 +100,16 @@ pub enum StreamError {
     InvalidLinkOptions(String),
 
     /// A processor failed while being started (its `setup` returned an error or panicked).
-    #[error("processor '{processor}' failed in {stage}: {message}")]
+    /// The processor's own error is kept whole, so its kind (a missing device is
+    /// [`ErrorKind::Unavailable`]) still decides how the failure is reported.
+    #[error("processor '{processor}' failed in {stage}: {source}")]
     ProcessorFailed {
         /// The processor id.
         processor: String,
-        /// `setup`, `process` or `teardown`.
-        stage: &'static str,
-        /// The error or panic message.
-        message: String,
+        /// Where in its lifecycle it failed.
+        stage: Stage,
+        /// The processor's error (a panic becomes [`StreamError::Processor`]).
+        source: Box<StreamError>,
     },
 
     /// The request is valid but conflicts with the current state (e.g. removing the API server
@@ -130,12 +134,13 @@ pub enum StreamError {
     Timeout(String),
 
     /// An I/O operation failed (files, sockets, devices).
-    #[error("{context}: {message}")]
+    #[error("{context}: {source}")]
     Io {
         /// What was being done, naming the file or address.
         context: String,
-        /// The operating system's message.
-        message: String,
+        /// The operating system's error, kept whole (`source.kind()` tells not-found from
+        /// permission-denied); behind an `Arc` so the error stays `Clone`.
+        source: Arc<std::io::Error>,
     },
 
     /// A processor could not get the hardware or system service it needs.
@@ -173,16 +178,121 @@ impl StreamError {
         }
     }
 
+    /// What kind of failure this is, wherever it happened. The HTTP API takes its status from
+    /// it, so a processor that failed because its device is missing answers 503, not 422.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StreamError::UnknownProcessorType { .. }
+            | StreamError::InvalidId { .. }
+            | StreamError::InvalidGraph(_) => ErrorKind::BadRequest,
+            StreamError::InvalidConfig { .. }
+            | StreamError::PortTypeMismatch { .. }
+            | StreamError::InvalidLinkOptions(_) => ErrorKind::Unprocessable,
+            StreamError::ProcessorFailed { source, .. } => match source.kind() {
+                ErrorKind::Unavailable => ErrorKind::Unavailable,
+                _ => ErrorKind::Unprocessable,
+            },
+            StreamError::ProcessorNotFound(_)
+            | StreamError::LinkNotFound(_)
+            | StreamError::PortNotFound { .. } => ErrorKind::NotFound,
+            StreamError::InputAlreadyConnected { .. }
+            | StreamError::DuplicateProcessorId(_)
+            | StreamError::Conflict(_) => ErrorKind::Conflict,
+            StreamError::RuntimeUnavailable(_) | StreamError::Unavailable(_) => {
+                ErrorKind::Unavailable
+            }
+            StreamError::Timeout(_) => ErrorKind::Timeout,
+            StreamError::WouldDeadlock(_) | StreamError::Io { .. } | StreamError::Processor(_) => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
     /// Builds an [`StreamError::Io`] from an I/O error and a description of what was attempted.
-    pub fn io(context: impl Into<String>, err: &std::io::Error) -> Self {
+    pub fn io(context: impl Into<String>, err: std::io::Error) -> Self {
         StreamError::Io {
             context: context.into(),
-            message: err.to_string(),
+            source: Arc::new(err),
+        }
+    }
+
+    /// The same error as the failure of processor `processor` in `stage`.
+    pub fn in_stage(self, processor: impl Into<String>, stage: Stage) -> Self {
+        StreamError::ProcessorFailed {
+            processor: processor.into(),
+            stage,
+            source: Box::new(self),
         }
     }
 
     /// Builds a processor's own error from any message.
     pub fn processor(message: impl Into<String>) -> Self {
         StreamError::Processor(message.into())
+    }
+}
+
+/// The class of an error: what the caller did wrong, or what was missing. One per HTTP status
+/// family, so every surface (HTTP, CLI) reports an error the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request is malformed: unknown type, bad id, inconsistent graph (HTTP 400).
+    BadRequest,
+    /// Well-formed but not acceptable: config out of range, ports that do not fit, a processor
+    /// that could not start with what it was given (HTTP 422).
+    Unprocessable,
+    /// The processor, link or port named does not exist (HTTP 404).
+    NotFound,
+    /// Conflicts with the current graph: id taken, input in use, removing the caller (HTTP 409).
+    Conflict,
+    /// Something needed is not there: the runtime, a device, a system service (HTTP 503).
+    Unavailable,
+    /// Did not finish in time (HTTP 504).
+    Timeout,
+    /// A fault on our side; reported without details to remote callers (HTTP 500).
+    Internal,
+}
+
+/// Where in a processor's lifecycle something happened.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// `setup()`, on the processor's thread before it is released.
+    Setup,
+    /// `process()` (and the execution loop around it).
+    Process,
+    /// `teardown()`, and the stop that leads to it.
+    Teardown,
+}
+
+impl Stage {
+    /// The lowercase name used in messages and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Setup => "setup",
+            Stage::Process => "process",
+            Stage::Teardown => "teardown",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Stage {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Stage {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }

@@ -11,7 +11,7 @@ pub mod runtime;
 pub mod service;
 
 pub use context::{Counter, RuntimeContext};
-pub use error::{Result, StreamError};
+pub use error::{ErrorKind, Result, Stage, StreamError};
 pub use frames::{
     AudioFrame, DataFrame, Frame, FrameType, PixelFormat, VideoFrame, media_clock_ns,
 };
@@ -19,6 +19,7 @@ pub use graph::{
     GraphConnection, GraphFile, GraphProcessor, InputLinkPortRef, LinkUniqueId, OutputLinkPortRef,
     ProcessorUniqueId,
 };
+pub use graph::{Link, LinkInfo, PortInfo, ProcessorCounters, ProcessorInfo, RuntimeState};
 pub use links::{
     LinkCounters, LinkInput, LinkOptions, LinkOutput, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode,
 };
@@ -38,11 +39,10 @@ pub use processors::{
     ProcessorConfig, ProcessorDescriptor, ProcessorRegistry, ProcessorSpec,
 };
 pub use runtime::{
-    Link, LinkInfo, MainThreadHandle, PortInfo, ProcessorCounters, ProcessorInfo, ProcessorState,
-    RuntimeEvent, RuntimeEventKind, RuntimeState, RuntimeStatus, ShutdownHandle, StopSignal,
-    StreamRuntime,
+    MainThreadHandle, ProcessorStatus, RuntimeEvent, RuntimeEventKind, RuntimeStatus,
+    ShutdownHandle, StopSignal, StreamRuntime,
 };
 pub use service::RuntimeService;
 
 #[cfg(feature = "api-server")]
-pub use processors::{ApiServerConfig, ApiServerProcessor};
+pub use processors::{ApiServerConfig, ApiServerHandle, ApiServerProcessor};

@@ -797,12 +797,14 @@ impl crate::core::Processor for Mp4WriterProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
         ffmpeg_util::init();
         // Fail now on a path that cannot be written, not at the first frame.
-        std::fs::File::create(&self.config.path).map_err(|e| StreamError::Io {
-            context: format!(
-                "Mp4WriterProcessor: cannot create '{}'",
-                self.config.path.display()
-            ),
-            message: e.to_string(),
+        std::fs::File::create(&self.config.path).map_err(|e| {
+            StreamError::io(
+                format!(
+                    "Mp4WriterProcessor: cannot create '{}'",
+                    self.config.path.display()
+                ),
+                e,
+            )
         })?;
         self.muxer = None;
         self.waiting = Some(Waiting::default());

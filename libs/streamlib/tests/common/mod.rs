@@ -64,9 +64,9 @@ pub fn setup_error(type_name: &str, config: serde_json::Value) -> String {
         "a failed add leaves the graph unchanged"
     );
     match result {
-        Err(StreamError::ProcessorFailed { stage, message, .. }) => {
+        Err(StreamError::ProcessorFailed { stage, source, .. }) => {
             assert_eq!(stage, "setup");
-            message
+            source.to_string()
         }
         Err(other) => panic!("expected a setup failure, got {other}"),
         Ok(id) => panic!("expected a setup failure, got processor {id}"),
@@ -541,7 +541,10 @@ pub fn api_on_free_port(
 #[cfg(feature = "api-server")]
 pub fn unlimited() -> streamlib::core::ApiServerConfig {
     streamlib::core::ApiServerConfig {
-        rate_limit_per_second: 0,
+        options: streamlib::core::service::http::ApiOptions {
+            rate_limit_per_second: 0,
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

@@ -75,7 +75,7 @@ impl GraphFile {
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            StreamError::io(format!("cannot read graph file {}", path.display()), &e)
+            StreamError::io(format!("cannot read graph file {}", path.display()), e)
         })?;
         Self::from_json(&text).map_err(|e| match e {
             StreamError::InvalidGraph(m) => {

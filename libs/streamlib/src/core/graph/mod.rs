@@ -1,11 +1,15 @@
-//! Names in the graph: processor and link ids, port references, and the graph file format.
+//! The graph: processor and link ids, port references, the graph file format, the graph the
+//! runtime holds ([`Graph`](store::Graph), crate-internal) and the snapshots it gives out.
 
 mod file;
 mod ids;
 mod port_ref;
+mod snapshot;
+mod store;
 
 pub use file::{GraphConnection, GraphFile, GraphProcessor};
 pub use ids::{LinkUniqueId, ProcessorUniqueId};
 pub use port_ref::{InputLinkPortRef, OutputLinkPortRef};
+pub use snapshot::{Link, LinkInfo, PortInfo, ProcessorCounters, ProcessorInfo, RuntimeState};
 
-pub(crate) use ids::{id_prefix_for_type, random_suffix, validate_user_id};
+pub(crate) use store::{Graph, LinkEntry, ProcessorEntry, check_unique_port_names};

@@ -11,4 +11,4 @@ mod ring;
 pub use options::{LinkCounters, LinkOptions, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode};
 pub use ports::{InputPortField, LinkInput, LinkOutput, OutputPortField, PortSet};
 
-pub(crate) use ports::{AnyInputPort, AnyLink};
+pub(crate) use ports::{AnyInputPort, AnyLink, AnyOutputPort};

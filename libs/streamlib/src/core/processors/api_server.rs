@@ -6,6 +6,7 @@
 //! runtime can be stopped and started again through it.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -13,8 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::context::RuntimeContext;
 use crate::core::error::{Result, StreamError};
-use crate::core::processors::{ConfigError, ProcessorConfig};
-use crate::core::service::RuntimeService;
+use crate::core::processors::{ConfigError, ProcessorConfig, ProcessorSpec};
 use crate::core::service::http::{self, ApiOptions, ApiState};
 
 const DEFAULT_HOST: &str = "127.0.0.1";
@@ -25,31 +25,18 @@ const WORKER_THREADS: usize = 2;
 /// than the runtime's stop timeout, so teardown always completes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Config of [`ApiServerProcessor`]. `{"host", "port"}` as in the RFC; the rest are the
-/// answers to its open questions (authentication, rate limiting, limits).
-#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// Config of [`ApiServerProcessor`]: `{"host", "port"}` as in the RFC, and beside them the
+/// fields of [`ApiOptions`] (token, allowed hosts and origins, rate limit, limits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiServerConfig {
     /// Address to listen on. Anything but a loopback address requires a token.
     pub host: String,
-    /// TCP port; 0 picks a free one (reported as the `port` metric).
+    /// TCP port; 0 picks a free one (see [`ApiServerHandle`] and the `port` metric).
     pub port: u16,
-    /// Bearer token required on every route. Never reported back (not in GET responses).
-    #[serde(skip_serializing)]
-    pub token: Option<String>,
-    /// Extra `Host` header values to accept, e.g. `box.lan:9000` (DNS rebinding protection
-    /// refuses others).
-    pub allowed_hosts: Vec<String>,
-    /// Browser origins allowed to call the API, e.g. `https://console.example`.
-    pub allowed_origins: Vec<String>,
-    /// Changes (POST/DELETE) per second per client IP; 0 disables the limit.
-    pub rate_limit_per_second: u32,
-    /// Burst of changes per client IP above the sustained rate.
-    pub rate_limit_burst: u32,
-    /// Largest request body in bytes.
-    pub max_body_bytes: usize,
-    /// Longest a request may take, in milliseconds, before `504 timeout`.
-    pub request_timeout_ms: u64,
+    /// How the server protects and limits itself.
+    #[serde(flatten)]
+    pub options: ApiOptions,
 }
 
 impl Default for ApiServerConfig {
@@ -57,31 +44,8 @@ impl Default for ApiServerConfig {
         Self {
             host: DEFAULT_HOST.to_string(),
             port: DEFAULT_PORT,
-            token: None,
-            allowed_hosts: Vec::new(),
-            allowed_origins: Vec::new(),
-            rate_limit_per_second: http::DEFAULT_RATE_LIMIT_PER_SECOND,
-            rate_limit_burst: http::DEFAULT_RATE_LIMIT_BURST,
-            max_body_bytes: http::DEFAULT_MAX_BODY_BYTES,
-            request_timeout_ms: u64::try_from(http::DEFAULT_REQUEST_TIMEOUT.as_millis())
-                .unwrap_or(u64::MAX),
+            options: ApiOptions::default(),
         }
-    }
-}
-
-impl std::fmt::Debug for ApiServerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServerConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("allowed_hosts", &self.allowed_hosts)
-            .field("allowed_origins", &self.allowed_origins)
-            .field("rate_limit_per_second", &self.rate_limit_per_second)
-            .field("rate_limit_burst", &self.rate_limit_burst)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("request_timeout_ms", &self.request_timeout_ms)
-            .finish()
     }
 }
 
@@ -90,26 +54,23 @@ impl ProcessorConfig for ApiServerConfig {
         if self.host.trim().is_empty() {
             return Err(ConfigError::new("host", "must not be empty"));
         }
-        if self.token.as_deref().is_some_and(|t| t.len() < 8) {
-            return Err(ConfigError::new("token", "must be at least 8 characters"));
-        }
-        ConfigError::check_range("max_body_bytes", self.max_body_bytes, 256, 16 * 1024 * 1024)?;
-        ConfigError::check_range("request_timeout_ms", self.request_timeout_ms, 10, 600_000)
+        self.options.validate()
     }
 }
 
-impl ApiServerConfig {
-    fn options(&self) -> ApiOptions {
-        ApiOptions {
-            token: self.token.clone(),
-            allowed_hosts: self.allowed_hosts.clone(),
-            allowed_origins: self.allowed_origins.clone(),
-            rate_limit_per_second: self.rate_limit_per_second,
-            rate_limit_burst: self.rate_limit_burst,
-            max_body_bytes: self.max_body_bytes,
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
-            ws_ping_interval: http::DEFAULT_WS_PING_INTERVAL,
-        }
+/// Where an API server is listening, known once its setup has run (with port 0 the system
+/// picks the port). Cheap to clone; get it with [`ApiServerProcessor::Processor::spec_with_handle`].
+#[derive(Debug, Clone, Default)]
+pub struct ApiServerHandle(Arc<Mutex<Option<SocketAddr>>>);
+
+impl ApiServerHandle {
+    /// The bound address, or `None` before setup (or after a failed one).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, addr: SocketAddr) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
     }
 }
 
@@ -124,66 +85,68 @@ pub struct ApiServerProcessor {
     #[streamlib::config]
     config: ApiServerConfig,
 
-    // Obtained from RuntimeContext in setup()
-    runtime_service: Option<RuntimeService>,
-
-    // Handle to shutdown Tokio runtime
+    /// Ends the server (graceful shutdown) when sent or dropped.
     shutdown_tx: Option<tokio::sync::oneshot::Sender<()>>,
+
+    /// Tells the address once bound.
+    handle: ApiServerHandle,
 
     /// The thread running the Tokio runtime, joined in teardown.
     server_thread: Option<JoinHandle<()>>,
 }
 
 impl ApiServerProcessor::Processor {
+    /// A spec for `add_processor`, and a handle that tells where the server listens once its
+    /// setup has run.
+    pub fn spec_with_handle(config: ApiServerConfig) -> (ProcessorSpec, ApiServerHandle) {
+        let processor = Self::from_config(config);
+        let handle = processor.handle.clone();
+        (ProcessorSpec::new(processor), handle)
+    }
+
     /// Binds the listener, refusing an unprotected non-loopback address.
     fn bind(&self) -> Result<TcpListener> {
         let c = &self.config;
         let target = format!("{}:{}", c.host, c.port);
         let addrs: Vec<SocketAddr> = (c.host.as_str(), c.port)
             .to_socket_addrs()
-            .map_err(|e| {
-                StreamError::io(format!("cannot resolve API server address {target}"), &e)
-            })?
+            .map_err(|e| StreamError::io(format!("cannot resolve API server address {target}"), e))?
             .collect();
-        if c.token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
+        if c.options.token.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) {
             return Err(StreamError::Processor(format!(
                 "refusing to serve the API on {target} without a token: anyone who can reach it could control the runtime. Set a token (--token or STREAMLIB_API_TOKEN) or listen on 127.0.0.1"
             )));
         }
         let listener = TcpListener::bind(addrs.as_slice())
-            .map_err(|e| StreamError::io(format!("cannot listen on {target}"), &e))?;
+            .map_err(|e| StreamError::io(format!("cannot listen on {target}"), e))?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| StreamError::io("cannot make the API listener non-blocking", &e))?;
+            .map_err(|e| StreamError::io("cannot make the API listener non-blocking", e))?;
         Ok(listener)
     }
 }
 
 impl crate::core::Processor for ApiServerProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        // Get the service for communicating with runtime
-        self.runtime_service = Some(ctx.runtime_service());
-        let service = ctx.runtime_service();
-
         let listener = self.bind()?;
         let local = listener
             .local_addr()
-            .map_err(|e| StreamError::io("cannot read the API listener's address", &e))?;
+            .map_err(|e| StreamError::io("cannot read the API listener's address", e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
             .thread_name("sl-api")
             .enable_all()
             .build()
-            .map_err(|e| StreamError::io("cannot start the API server's Tokio runtime", &e))?;
+            .map_err(|e| StreamError::io("cannot start the API server's Tokio runtime", e))?;
         let listener = {
             let _entered = runtime.enter();
             tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| StreamError::io("cannot register the API listener", &e))?
+                .map_err(|e| StreamError::io("cannot register the API listener", e))?
         };
         let state = ApiState::new(
-            service,
+            ctx.runtime_service(),
             local,
-            self.config.options(),
+            self.config.options.clone(),
             Some(ctx.processor_id().clone()),
         );
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
@@ -218,14 +181,15 @@ impl crate::core::Processor for ApiServerProcessor::Processor {
                 }
                 runtime.shutdown_timeout(Duration::from_millis(200));
             })
-            .map_err(|e| StreamError::io("cannot start the API server thread", &e))?;
+            .map_err(|e| StreamError::io("cannot start the API server thread", e))?;
 
         self.shutdown_tx = Some(shutdown_tx);
         self.server_thread = Some(thread);
         ctx.counter("port").set(u64::from(local.port()));
+        self.handle.set(local);
         tracing::info!(
             url = %format!("http://{local}"),
-            token = self.config.token.is_some(),
+            token = self.config.options.token.is_some(),
             "API server listening"
         );
         Ok(())
@@ -247,7 +211,6 @@ impl crate::core::Processor for ApiServerProcessor::Processor {
                 StreamError::Processor("the API server thread panicked".to_string())
             })?;
         }
-        self.runtime_service = None;
         Ok(())
     }
 }

@@ -32,6 +32,15 @@ impl ConfigError {
         }
     }
 
+    /// The error a processor type reports for this problem.
+    pub fn for_type(self, processor_type: &str) -> crate::core::StreamError {
+        crate::core::StreamError::InvalidConfig {
+            processor_type: processor_type.to_string(),
+            field: Some(self.field),
+            message: self.message,
+        }
+    }
+
     /// Checks `lo <= value <= hi`, naming the field and the range when it is not.
     pub fn check_range<T: PartialOrd + std::fmt::Display>(
         field: &str,

@@ -4,7 +4,7 @@ use super::config::ProcessorConfig;
 use super::descriptor::ProcessorMeta;
 use super::processor::{Execution, Processor};
 use crate::core::context::RuntimeContext;
-use crate::core::error::{Result, StreamError};
+use crate::core::error::Result;
 use crate::core::links::PortSet;
 
 pub(crate) trait DynProcessor: Send {
@@ -47,10 +47,6 @@ impl<P: Processor + ProcessorMeta> DynProcessor for P {
     fn validate(&self) -> Result<()> {
         ProcessorMeta::config(self)
             .validate()
-            .map_err(|e| StreamError::InvalidConfig {
-                processor_type: P::TYPE_NAME.to_string(),
-                field: Some(e.field),
-                message: e.message,
-            })
+            .map_err(|e| e.for_type(P::TYPE_NAME))
     }
 }

@@ -15,7 +15,7 @@ pub mod video;
 pub mod wav;
 
 #[cfg(feature = "api-server")]
-pub use api_server::{ApiServerConfig, ApiServerProcessor};
+pub use api_server::{ApiServerConfig, ApiServerHandle, ApiServerProcessor};
 pub use builtin::*;
 pub use config::{ConfigError, NoConfig, ProcessorConfig};
 pub use descriptor::{PortDescriptor, ProcessorDescriptor};

@@ -17,6 +17,8 @@ use crate::core::error::{Result, StreamError};
 pub struct ProcessorRegistration {
     /// The type name (the struct name).
     pub type_name: &'static str,
+    /// Whether it is a control-plane processor (known without building the descriptor).
+    pub control_plane: bool,
     /// Builds the type's descriptor (ports, schema...).
     pub describe: fn() -> ProcessorDescriptor,
     /// Builds a spec from a JSON config (`null` or `{}` = defaults).
@@ -28,6 +30,7 @@ impl ProcessorRegistration {
     pub const fn of<P: Processor + ProcessorMeta>() -> Self {
         Self {
             type_name: P::TYPE_NAME,
+            control_plane: P::CONTROL_PLANE,
             describe: P::descriptor,
             create: create_from_json::<P>,
         }
@@ -91,6 +94,14 @@ impl ProcessorRegistry {
         self.by_name.keys().copied().collect()
     }
 
+    /// Whether `type_name` is a registered control-plane processor type (cheap: no descriptor
+    /// or schema is built).
+    pub fn is_control_plane(&self, type_name: &str) -> bool {
+        self.by_name
+            .get(type_name)
+            .is_some_and(|reg| reg.control_plane)
+    }
+
     /// Whether `type_name` is registered.
     pub fn contains(&self, type_name: &str) -> bool {
         self.by_name.contains_key(type_name)
@@ -108,11 +119,7 @@ fn create_from_json<P: Processor + ProcessorMeta>(
     config: serde_json::Value,
 ) -> Result<ProcessorSpec> {
     let config: P::Config = parse_config(P::TYPE_NAME, config)?;
-    config.validate().map_err(|e| StreamError::InvalidConfig {
-        processor_type: P::TYPE_NAME.to_string(),
-        field: Some(e.field),
-        message: e.message,
-    })?;
+    config.validate().map_err(|e| e.for_type(P::TYPE_NAME))?;
     Ok(ProcessorSpec::new(P::from_config(config)))
 }
 

@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::state::ProcessorState;
+use super::lifecycle::ProcessorStatus;
+use crate::core::error::Stage;
 use crate::core::graph::{LinkUniqueId, ProcessorUniqueId};
 
 /// How many events a slow subscriber may fall behind before it is told it lagged.
@@ -56,14 +57,14 @@ pub enum RuntimeEventKind {
         /// Its id.
         processor_id: ProcessorUniqueId,
         /// The new state.
-        state: ProcessorState,
+        state: ProcessorStatus,
     },
     /// A processor failed in setup, process or teardown and stopped; the rest keeps running.
     ProcessorFailed {
         /// Its id.
         processor_id: ProcessorUniqueId,
         /// `setup`, `process` or `teardown`.
-        stage: String,
+        stage: Stage,
         /// The error or panic message.
         error: String,
     },

@@ -6,16 +6,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::events::{EventBus, RuntimeEventKind};
-use super::signal::ProcessorSignal;
-use super::state::{ProcessorCounters, ProcessorState};
+use super::lifecycle::ProcessorStatus;
+use super::wake::ProcessorSignal;
 use crate::core::context::Counter;
-use crate::core::graph::ProcessorUniqueId;
+use crate::core::error::{Stage, StreamError};
+use crate::core::graph::{ProcessorCounters, ProcessorUniqueId};
 
 pub(crate) struct ProcessorShared {
     pub(crate) id: ProcessorUniqueId,
     pub(crate) signal: Arc<ProcessorSignal>,
     /// State and last error. A std Mutex: written a few times per run, read by reports.
-    state: Mutex<(ProcessorState, Option<String>)>,
+    state: Mutex<(ProcessorStatus, Option<String>)>,
     process_calls: AtomicU64,
     errors: AtomicU64,
     busy_ns: AtomicU64,
@@ -30,7 +31,7 @@ impl ProcessorShared {
         Self {
             id,
             signal: Arc::new(ProcessorSignal::default()),
-            state: Mutex::new((ProcessorState::Pending, None)),
+            state: Mutex::new((ProcessorStatus::Pending, None)),
             process_calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
@@ -39,16 +40,16 @@ impl ProcessorShared {
         }
     }
 
-    pub(crate) fn state(&self) -> (ProcessorState, Option<String>) {
+    pub(crate) fn state(&self) -> (ProcessorStatus, Option<String>) {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Moves to `state` and publishes the change.
-    pub(crate) fn set_state(&self, bus: &EventBus, state: ProcessorState) {
+    pub(crate) fn set_state(&self, bus: &EventBus, state: ProcessorStatus) {
         bus.publish_with(|| {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             s.0 = state;
-            if state != ProcessorState::Failed {
+            if state != ProcessorStatus::Failed {
                 s.1 = None;
             }
             RuntimeEventKind::ProcessorStateChanged {
@@ -59,15 +60,16 @@ impl ProcessorShared {
     }
 
     /// Records a failure: counts it, keeps the message, moves to `Failed`, publishes it.
-    pub(crate) fn fail(&self, bus: &EventBus, stage: &'static str, message: String) {
+    pub(crate) fn fail(&self, bus: &EventBus, stage: Stage, error: &StreamError) {
+        let message = error.to_string();
         self.errors.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(processor = %self.id, stage, error = %message, "processor failed");
+        tracing::error!(processor = %self.id, stage = %stage, error = %message, "processor failed");
         bus.publish_with(|| {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            *s = (ProcessorState::Failed, Some(format!("{stage}: {message}")));
+            *s = (ProcessorStatus::Failed, Some(format!("{stage}: {message}")));
             RuntimeEventKind::ProcessorFailed {
                 processor_id: self.id.clone(),
-                stage: stage.to_string(),
+                stage,
                 error: message,
             }
         });

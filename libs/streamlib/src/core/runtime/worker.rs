@@ -1,18 +1,38 @@
-//! The thread that runs one processor: setup, the execution-mode loop, teardown. Panics and
-//! errors are caught here and turn the processor `Failed`; they never reach other threads.
+//! The worker protocol, both ends: the thread that runs one processor (setup, the
+//! execution-mode loop, teardown) and what the runtime thread does to start, set up, stop and
+//! join it. Panics and errors are caught on the worker and turn the processor `Failed`; they
+//! never reach other threads.
+//!
+//! The handshake: the runtime spawns the thread and hands it the instance; the thread runs
+//! `setup` and reports [`WorkerMsg::SetupDone`]; the runtime releases it (`signal.release()`)
+//! once every processor of a start is set up; on stop the runtime raises the stop flag and
+//! waits for [`WorkerMsg::Exited`], then joins the thread and takes the instance back. While it
+//! waits, the runtime thread keeps running main-thread work, which a setup may need.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::events::EventBus;
+use super::lifecycle::ProcessorStatus;
+use super::main_thread::{self, MainTask, MainThreadHandle};
 use super::shared::ProcessorShared;
-use super::state::ProcessorState;
 use super::thread_role::{self, Role};
 use crate::core::context::RuntimeContext;
-use crate::core::error::Result;
+use crate::core::error::{Result, Stage, StreamError};
+use crate::core::graph::{ProcessorEntry, ProcessorUniqueId};
 use crate::core::links::AnyInputPort;
 use crate::core::processors::{DynProcessor, Execution};
+use crate::core::service::RuntimeService;
+
+/// How long `start()` / `add_processor()` wait for one processor's `setup`.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long stopping waits for one processor's thread to end before abandoning it.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Times the runtime thread yields, checking for an answer, before it sleeps on a wait: a new
+/// processor thread usually answers within microseconds, and a sleep/wake pair costs tens.
+pub(crate) const BUSY_YIELDS: u32 = 64;
 
 /// Times a Reactive processor with nothing to do yields its core before it parks.
 ///
@@ -25,8 +45,8 @@ const REACTIVE_YIELDS: u32 = 3;
 
 /// What a worker thread tells the runtime thread.
 pub(crate) enum WorkerMsg {
-    /// `setup` finished (or failed, with the message).
-    SetupDone(Result<(), String>),
+    /// `setup` finished (or failed, with the processor's error).
+    SetupDone(Result<()>),
     /// The thread is about to end (sent from a drop guard, so also on unexpected unwinding).
     Exited,
 }
@@ -43,8 +63,180 @@ impl Worker {
     }
 }
 
+/// Where a processor instance is.
+pub(crate) enum Slot {
+    /// Here, not running.
+    Idle(Box<dyn DynProcessor>),
+    /// On its thread (which may have ended after a failure; it is joined on the next stop).
+    Running(Worker),
+    /// Its thread did not stop in time and was abandoned; the instance is gone.
+    Lost,
+}
+
+/// The runtime thread's end of the protocol: what every processor thread is given (service,
+/// events, main-thread handle) and the main-thread queue the runtime keeps serving while it
+/// waits for one.
+pub(crate) struct WorkerHost {
+    pub(crate) runtime_id: u64,
+    pub(crate) service: RuntimeService,
+    pub(crate) events: Arc<EventBus>,
+    pub(crate) main_thread: MainThreadHandle,
+    /// Work posted to the runtime thread by processors (windows and other thread-bound APIs).
+    pub(crate) main_tasks: flume::Receiver<MainTask>,
+}
+
+/// How a wait for a worker ended.
+pub(crate) enum Waited<T> {
+    Value(T),
+    Closed,
+    TimedOut,
+}
+
+impl WorkerHost {
+    fn context_for(&self, id: &ProcessorUniqueId, shared: &Arc<ProcessorShared>) -> RuntimeContext {
+        RuntimeContext {
+            processor_id: id.clone(),
+            runtime_service: self.service.clone(),
+            shared: shared.clone(),
+            main_thread: self.main_thread.clone(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// Puts the instance on a new thread, which runs `setup` and then waits to be released.
+    pub(crate) fn spawn(&self, id: &ProcessorUniqueId, entry: &mut ProcessorEntry) -> Result<()> {
+        let node = match std::mem::replace(&mut entry.slot, Slot::Lost) {
+            Slot::Idle(node) => node,
+            other => {
+                entry.slot = other;
+                return Err(StreamError::processor("the processor is already running"));
+            }
+        };
+        for input in &entry.ports.inputs {
+            input.set_reader_running(true);
+        }
+        let ctx = self.context_for(id, &entry.shared);
+        match spawn(node, ctx, self.runtime_id) {
+            Ok(worker) => {
+                entry.slot = Slot::Running(worker);
+                Ok(())
+            }
+            Err((node, e)) => {
+                entry.slot = Slot::Idle(node);
+                Err(StreamError::io("cannot start its thread", e))
+            }
+        }
+    }
+
+    /// Waits for the worker's setup result. On failure the thread is joined and the instance is
+    /// back in the entry, idle.
+    pub(crate) fn await_setup(&self, entry: &mut ProcessorEntry) -> Result<()> {
+        let Slot::Running(worker) = &entry.slot else {
+            return Err(StreamError::processor("the processor has no thread"));
+        };
+        let deadline = Instant::now() + SETUP_TIMEOUT;
+        let outcome = match self.wait_servicing(&worker.messages, deadline) {
+            Waited::Value(WorkerMsg::SetupDone(result)) => result,
+            Waited::Value(WorkerMsg::Exited) | Waited::Closed => {
+                Err(StreamError::processor("its thread ended during setup"))
+            }
+            Waited::TimedOut => {
+                entry.shared.signal.request_stop();
+                // Its producers must not wait for a processor that is not processing.
+                for input in &entry.ports.inputs {
+                    input.set_reader_running(false);
+                }
+                return Err(StreamError::Timeout(format!(
+                    "setup did not finish within {}s; the processor was asked to stop",
+                    SETUP_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        if outcome.is_err() {
+            self.join(entry);
+        }
+        outcome
+    }
+
+    /// Asks the processor to stop and waits for its thread (at most [`STOP_TIMEOUT`]).
+    pub(crate) fn stop(&self, entry: &mut ProcessorEntry) {
+        if entry.is_on_thread() {
+            entry.shared.signal.request_stop();
+            self.join(entry);
+        }
+    }
+
+    /// Waits for the thread to end (at most [`STOP_TIMEOUT`]) and takes the instance back; a
+    /// thread that does not end is abandoned and the processor marked failed.
+    pub(crate) fn join(&self, entry: &mut ProcessorEntry) {
+        let Slot::Running(worker) = std::mem::replace(&mut entry.slot, Slot::Lost) else {
+            return;
+        };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let exited = loop {
+            match self.wait_servicing(&worker.messages, deadline) {
+                Waited::Value(WorkerMsg::SetupDone(_)) => continue,
+                Waited::Value(WorkerMsg::Exited) | Waited::Closed => break true,
+                Waited::TimedOut => break false,
+            }
+        };
+        if !exited {
+            let error = StreamError::Timeout(format!(
+                "did not stop within {}s; its thread was abandoned",
+                STOP_TIMEOUT.as_secs()
+            ));
+            entry.shared.fail(&self.events, Stage::Teardown, &error);
+            for input in &entry.ports.inputs {
+                input.set_reader_running(false);
+            }
+            return; // The JoinHandle is dropped: the thread is detached.
+        }
+        match worker.handle.join() {
+            Ok(Some(node)) => entry.slot = Slot::Idle(node),
+            Ok(None) | Err(_) => {
+                let error =
+                    StreamError::processor("its thread ended without returning the processor");
+                entry.shared.fail(&self.events, Stage::Teardown, &error);
+            }
+        }
+    }
+
+    /// Waits for a message on `rx` until `deadline`, running main-thread work meanwhile (a
+    /// processor's setup or teardown may be waiting for it).
+    pub(crate) fn wait_servicing<T>(
+        &self,
+        rx: &flume::Receiver<T>,
+        deadline: Instant,
+    ) -> Waited<T> {
+        for _ in 0..BUSY_YIELDS {
+            match rx.try_recv() {
+                Ok(value) => return Waited::Value(value),
+                Err(flume::TryRecvError::Disconnected) => return Waited::Closed,
+                Err(flume::TryRecvError::Empty) => std::thread::yield_now(),
+            }
+        }
+        loop {
+            let woke = flume::Selector::new()
+                .recv(rx, |r| r.map(Some).map_err(|_| ()))
+                .recv(&self.main_tasks, |r| {
+                    if let Ok(task) = r {
+                        main_thread::execute(task);
+                    }
+                    Ok(None)
+                })
+                .wait_deadline(deadline);
+            match woke {
+                Ok(Ok(Some(value))) => return Waited::Value(value),
+                Ok(Ok(None)) => continue,
+                Ok(Err(())) => return Waited::Closed,
+                Err(_) => return Waited::TimedOut,
+            }
+        }
+    }
+}
+
 /// Starts a thread for `node`. On failure the node is handed back with the OS error.
-pub(crate) fn spawn(
+fn spawn(
     node: Box<dyn DynProcessor>,
     ctx: RuntimeContext,
     runtime_id: u64,
@@ -113,15 +305,15 @@ fn run_processor(
         thread_role::set(runtime_id, Role::Process(id.clone()));
         let outcome = run_loop(&mut *node, &shared);
         thread_role::set(runtime_id, Role::Lifecycle(id));
-        if let Err(message) = outcome {
-            shared.fail(&bus, "process", message);
+        if let Err(error) = outcome {
+            shared.fail(&bus, Stage::Process, &error);
         }
     }
 
     match guarded(|| node.teardown()) {
-        Err(message) => shared.fail(&bus, "teardown", message),
-        Ok(()) if shared.state().0 != ProcessorState::Failed => {
-            shared.set_state(&bus, ProcessorState::Stopped)
+        Err(error) => shared.fail(&bus, Stage::Teardown, &error),
+        Ok(()) if shared.state().0 != ProcessorStatus::Failed => {
+            shared.set_state(&bus, ProcessorStatus::Stopped)
         }
         Ok(()) => {}
     }
@@ -139,7 +331,7 @@ fn finish(node: &dyn DynProcessor, shared: &ProcessorShared) {
 }
 
 /// Calls `process` per the execution mode until stopped or failed.
-fn run_loop(node: &mut dyn DynProcessor, shared: &Arc<ProcessorShared>) -> Result<(), String> {
+fn run_loop(node: &mut dyn DynProcessor, shared: &Arc<ProcessorShared>) -> Result<()> {
     let signal = &shared.signal;
     match node.execution() {
         Execution::Manual => {
@@ -207,19 +399,21 @@ fn reads(inputs: &[Arc<dyn AnyInputPort>]) -> u64 {
 }
 
 #[inline]
-fn call_process(node: &mut dyn DynProcessor, shared: &ProcessorShared) -> Result<(), String> {
+fn call_process(node: &mut dyn DynProcessor, shared: &ProcessorShared) -> Result<()> {
     let started = Instant::now();
     let result = guarded(|| node.process());
     shared.record_process(started.elapsed());
     result
 }
 
-/// Runs a lifecycle call, turning an error or a panic into a message.
-fn guarded(f: impl FnOnce() -> Result<()>) -> Result<(), String> {
+/// Runs a lifecycle call, turning a panic into an error.
+fn guarded(f: impl FnOnce() -> Result<()>) -> Result<()> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(panic) => Err(format!("panicked: {}", panic_message(&*panic))),
+        Ok(result) => result,
+        Err(panic) => Err(StreamError::processor(format!(
+            "panicked: {}",
+            panic_message(&*panic)
+        ))),
     }
 }
 

@@ -2,9 +2,9 @@
 
 use crate::core::error::StreamError;
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
+use crate::core::graph::{ProcessorInfo, RuntimeState};
 use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
-use crate::core::runtime::{ProcessorInfo, RuntimeState};
 
 /// Internal command enum - not exposed to users.
 /// Users interact via RuntimeService's ergonomic methods.

@@ -6,10 +6,11 @@ use tokio::sync::{broadcast, oneshot};
 use super::command::{CommandResult, RuntimeCommand};
 use crate::core::error::{Result, StreamError};
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
+use crate::core::graph::{ProcessorInfo, RuntimeState};
 use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
+use crate::core::runtime::RuntimeEvent;
 use crate::core::runtime::thread_role::{self, Role};
-use crate::core::runtime::{ProcessorInfo, RuntimeEvent, RuntimeState};
 
 /// Thread-safe async facade for StreamRuntime operations.
 ///

@@ -105,11 +105,7 @@ impl TestPatternRenderer {
     pub fn new(config: &TestPatternConfig) -> Result<Self> {
         config
             .validate()
-            .map_err(|e| crate::core::error::StreamError::InvalidConfig {
-                processor_type: "TestPatternProcessor".to_string(),
-                field: Some(e.field),
-                message: e.message,
-            })?;
+            .map_err(|e| e.for_type("TestPatternProcessor"))?;
         let (w, h) = (config.width as usize, config.height as usize);
         let mut background = vec![0u8; w * h * 4];
         for y in 0..h {

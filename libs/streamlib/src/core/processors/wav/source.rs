@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::wav_error;
 use crate::core::context::RuntimeContext;
 use crate::core::error::{Result, StreamError};
 use crate::core::frames::{AudioFrame, media_clock_ns};
@@ -111,10 +112,8 @@ fn read_samples(
 impl crate::core::Processor for WavSourceProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
         let shown = self.config.path.display().to_string();
-        let reader = hound::WavReader::open(&self.config.path).map_err(|e| StreamError::Io {
-            context: format!("WavSourceProcessor: cannot read '{shown}'"),
-            message: e.to_string(),
-        })?;
+        let reader = hound::WavReader::open(&self.config.path)
+            .map_err(|e| wav_error(format!("WavSourceProcessor: cannot read '{shown}'"), e))?;
         let spec = reader.spec();
         if spec.sample_format == hound::SampleFormat::Float && spec.bits_per_sample != 32 {
             return Err(StreamError::processor(format!(
@@ -181,12 +180,14 @@ impl crate::core::Processor for WavSourceProcessor::Processor {
         }
         if samples.len() < wanted {
             if self.config.looping && playing.sent > 0 {
-                playing.reader.seek(0).map_err(|e| StreamError::Io {
-                    context: format!(
-                        "WavSourceProcessor: cannot rewind '{}'",
-                        self.config.path.display()
-                    ),
-                    message: e.to_string(),
+                playing.reader.seek(0).map_err(|e| {
+                    wav_error(
+                        format!(
+                            "WavSourceProcessor: cannot rewind '{}'",
+                            self.config.path.display()
+                        ),
+                        e,
+                    )
                 })?;
             } else {
                 playing.ended = true;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::wav_error;
 use crate::core::context::{Counter, RuntimeContext};
 use crate::core::error::{Result, StreamError};
 use crate::core::frames::AudioFrame;
@@ -123,10 +124,7 @@ impl WavWriterProcessor::Processor {
                     sample_format,
                 };
                 let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(|e| {
-                    StreamError::Io {
-                        context: format!("WavWriterProcessor: cannot write '{shown}'"),
-                        message: e.to_string(),
-                    }
+                    wav_error(format!("WavWriterProcessor: cannot write '{shown}'"), e)
                 })?;
                 Output::Writing {
                     writer,
@@ -182,10 +180,7 @@ impl WavWriterProcessor::Processor {
             rate,
             channels,
         });
-        result.map_err(|e| StreamError::Io {
-            context: format!("WavWriterProcessor: cannot write '{shown}'"),
-            message: e.to_string(),
-        })?;
+        result.map_err(|e| wav_error(format!("WavWriterProcessor: cannot write '{shown}'"), e))?;
         if let Some(counter) = &self.samples_written {
             counter.add(frame.samples_per_channel() as u64);
         }
@@ -195,9 +190,11 @@ impl WavWriterProcessor::Processor {
 
 impl crate::core::Processor for WavWriterProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        let file = File::create(&self.config.path).map_err(|e| StreamError::Io {
-            context: format!("WavWriterProcessor: cannot create '{}'", self.shown()),
-            message: e.to_string(),
+        let file = File::create(&self.config.path).map_err(|e| {
+            wav_error(
+                format!("WavWriterProcessor: cannot create '{}'", self.shown()),
+                e,
+            )
         })?;
         self.output = Some(Output::Created(file));
         self.samples_written = Some(ctx.counter("samples_written"));
@@ -215,12 +212,12 @@ impl crate::core::Processor for WavWriterProcessor::Processor {
         // The runtime has already let this writer empty its input (stop drains upstream
         // first); the file is finalised with everything written.
         let finished = match self.output.take() {
-            Some(Output::Writing { writer, .. }) => {
-                writer.finalize().map_err(|e| StreamError::Io {
-                    context: format!("WavWriterProcessor: cannot finish '{}'", self.shown()),
-                    message: e.to_string(),
-                })
-            }
+            Some(Output::Writing { writer, .. }) => writer.finalize().map_err(|e| {
+                wav_error(
+                    format!("WavWriterProcessor: cannot finish '{}'", self.shown()),
+                    e,
+                )
+            }),
             // No audio came: leave an empty file rather than a header with a made-up format.
             _ => Ok(()),
         };

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::core::error::StreamError;
+use crate::core::error::{ErrorKind, StreamError};
 
 /// The body of every error response.
 #[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -72,26 +72,7 @@ impl ApiError {
 
 impl From<StreamError> for ApiError {
     fn from(e: StreamError) -> Self {
-        let status = match &e {
-            StreamError::UnknownProcessorType { .. }
-            | StreamError::InvalidId { .. }
-            | StreamError::InvalidGraph(_) => StatusCode::BAD_REQUEST,
-            StreamError::InvalidConfig { .. }
-            | StreamError::PortTypeMismatch { .. }
-            | StreamError::InvalidLinkOptions(_)
-            | StreamError::ProcessorFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            StreamError::ProcessorNotFound(_)
-            | StreamError::LinkNotFound(_)
-            | StreamError::PortNotFound { .. } => StatusCode::NOT_FOUND,
-            StreamError::InputAlreadyConnected { .. }
-            | StreamError::DuplicateProcessorId(_)
-            | StreamError::Conflict(_) => StatusCode::CONFLICT,
-            StreamError::RuntimeUnavailable(_) | StreamError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            StreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = status_of(e.kind());
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(code = e.code(), error = %e, "internal error answering an API request");
             return ApiError::new(
@@ -101,6 +82,19 @@ impl From<StreamError> for ApiError {
             );
         }
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+/// The HTTP status of each kind of error: the one place statuses come from.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
-use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
+use crate::core::error::StreamError;
+use crate::core::graph::{
+    InputLinkPortRef, LinkInfo, LinkUniqueId, OutputLinkPortRef, ProcessorInfo, ProcessorUniqueId,
+    RuntimeState,
+};
 use crate::core::links::{LinkOptions, OverflowPolicy, ReadMode};
 use crate::core::processors::{PROCESSOR_REGISTRY, ProcessorDescriptor};
-use crate::core::runtime::{LinkInfo, ProcessorInfo, RuntimeState};
 
 /// Body of `POST /api/processors`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -80,7 +83,7 @@ pub struct CreateConnectionResponse {
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
         (status = 422, description = "invalid_config (names the field), invalid_request, processor_failed (setup failed)", body = ErrorBody),
         (status = 429, description = "rate_limited (see Retry-After)", body = ErrorBody),
-        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable, or processor_failed because what it needs is missing (a device, a display)", body = ErrorBody),
         (status = 504, description = "timeout", body = ErrorBody),
     )
 )]
@@ -90,10 +93,7 @@ pub(super) async fn create_processor(
 ) -> Result<(StatusCode, Json<CreateProcessorResponse>), ApiError> {
     // A control-plane processor (another API server) could be opened on any address with a
     // token of the caller's choosing: those are configured at startup, not through the API.
-    if PROCESSOR_REGISTRY
-        .descriptor(&request.processor_type)
-        .is_ok_and(|d| d.control_plane)
-    {
+    if PROCESSOR_REGISTRY.is_control_plane(&request.processor_type) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -177,13 +177,10 @@ pub(super) async fn remove_processor(
 ) -> Result<StatusCode, ApiError> {
     let id = ProcessorUniqueId::new(id);
     if state.inner.self_id.as_ref() == Some(&id) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!(
-                "'{id}' is the API server answering this request; removing it would cut off this connection and every other client. Stop it by shutting the runtime down (Ctrl-C / SIGTERM), or remove it through another API server"
-            ),
-        ));
+        return Err(StreamError::Conflict(format!(
+            "'{id}' is the API server answering this request; removing it would cut off this connection and every other client. Stop it by shutting the runtime down (Ctrl-C / SIGTERM), or remove it through another API server"
+        ))
+        .into());
     }
     state.service().remove_processor(id).await?;
     Ok(StatusCode::NO_CONTENT)

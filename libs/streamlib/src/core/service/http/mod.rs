@@ -22,6 +22,7 @@
 
 mod error;
 mod handlers;
+mod options;
 mod security;
 mod websocket;
 
@@ -41,80 +42,21 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use error::{ApiError, ApiJson, ErrorBody, ErrorDetail};
+pub use error::{ApiError, ApiJson, ErrorBody, ErrorDetail, status_of};
 pub use handlers::{
     CreateConnectionRequest, CreateConnectionResponse, CreateProcessorRequest,
     CreateProcessorResponse,
 };
+pub use options::{
+    ApiOptions, DEFAULT_MAX_BODY_BYTES, DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_WS_PING_INTERVAL, Secret,
+};
 pub use websocket::{ClientMessage, EventFilter};
 
 use crate::core::graph::ProcessorUniqueId;
-use crate::core::runtime::RuntimeState;
+use crate::core::graph::RuntimeState;
 use crate::core::service::RuntimeService;
 use security::AccessPolicy;
-
-/// Default cap on request bodies: configs are small; a megabyte of JSON is a mistake or abuse.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-/// Default time a request may take. Longer than the runtime's setup timeout (30 s), so a slow
-/// processor setup reports its own error rather than a gateway timeout.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
-/// Default sustained rate of changes (POST/DELETE) per client IP.
-pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 200;
-/// Default burst of changes per client IP.
-pub const DEFAULT_RATE_LIMIT_BURST: u32 = 400;
-/// Default interval of WebSocket pings (keeps idle connections and proxies alive).
-pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(20);
-
-/// How an API server protects and limits itself.
-#[derive(Clone)]
-pub struct ApiOptions {
-    /// Bearer token required on every route when set.
-    pub token: Option<String>,
-    /// Extra `Host` values accepted (`name:port`, or `name` for any port).
-    pub allowed_hosts: Vec<String>,
-    /// Extra browser origins accepted (`https://app.example:8443`).
-    pub allowed_origins: Vec<String>,
-    /// Sustained changes per second per client IP (0 = unlimited).
-    pub rate_limit_per_second: u32,
-    /// Burst of changes per client IP.
-    pub rate_limit_burst: u32,
-    /// Largest request body accepted.
-    pub max_body_bytes: usize,
-    /// Longest time a request may take before `504 timeout`.
-    pub request_timeout: Duration,
-    /// WebSocket ping interval.
-    pub ws_ping_interval: Duration,
-}
-
-impl Default for ApiOptions {
-    fn default() -> Self {
-        Self {
-            token: None,
-            allowed_hosts: Vec::new(),
-            allowed_origins: Vec::new(),
-            rate_limit_per_second: DEFAULT_RATE_LIMIT_PER_SECOND,
-            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
-        }
-    }
-}
-
-impl std::fmt::Debug for ApiOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiOptions")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("allowed_hosts", &self.allowed_hosts)
-            .field("allowed_origins", &self.allowed_origins)
-            .field("rate_limit_per_second", &self.rate_limit_per_second)
-            .field("rate_limit_burst", &self.rate_limit_burst)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("request_timeout", &self.request_timeout)
-            .field("ws_ping_interval", &self.ws_ping_interval)
-            .finish()
-    }
-}
 
 /// What every handler shares: the service, the access policy, and the shutdown signal.
 #[derive(Clone)]
@@ -147,14 +89,7 @@ impl ApiState {
         options: ApiOptions,
         self_id: Option<ProcessorUniqueId>,
     ) -> Self {
-        let policy = Arc::new(AccessPolicy::new(
-            bound,
-            options.token.clone(),
-            &options.allowed_hosts,
-            &options.allowed_origins,
-            options.rate_limit_per_second,
-            options.rate_limit_burst,
-        ));
+        let policy = Arc::new(AccessPolicy::new(bound, &options));
         let (shutdown_tx, shutdown) = watch::channel(false);
         Self {
             inner: Arc::new(ApiInner {

@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::ApiState;
 use super::error::ApiError;
+use super::options::{ApiOptions, Secret};
 use axum::http::StatusCode;
 
 /// The access rules of one API server, fixed when it starts.
@@ -25,20 +26,15 @@ pub(crate) struct AccessPolicy {
     allowed_hosts: Option<Vec<String>>,
     /// Extra origins (`scheme://host:port`) allowed besides the server's own.
     allowed_origins: Vec<String>,
-    token: Option<String>,
+    token: Option<Secret>,
     /// Per client IP, for POST/PUT/PATCH/DELETE. `None` = unlimited.
     limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl AccessPolicy {
-    pub(crate) fn new(
-        bound: SocketAddr,
-        token: Option<String>,
-        extra_hosts: &[String],
-        extra_origins: &[String],
-        rate_per_second: u32,
-        burst: u32,
-    ) -> Self {
+    pub(crate) fn new(bound: SocketAddr, options: &ApiOptions) -> Self {
+        let extra_hosts = &options.allowed_hosts;
+        let rate_per_second = options.rate_limit_per_second;
         let port = bound.port();
         let allowed_hosts = if bound.ip().is_unspecified() && extra_hosts.is_empty() {
             None
@@ -57,16 +53,18 @@ impl AccessPolicy {
             Some(hosts)
         };
         let limiter = NonZeroU32::new(rate_per_second).map(|rate| {
-            let burst = NonZeroU32::new(burst.max(rate_per_second)).unwrap_or(rate);
+            let burst =
+                NonZeroU32::new(options.rate_limit_burst.max(rate_per_second)).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
         Self {
             allowed_hosts,
-            allowed_origins: extra_origins
+            allowed_origins: options
+                .allowed_origins
                 .iter()
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
-            token: token.filter(|t| !t.is_empty()),
+            token: options.token.clone().filter(|t| !t.expose().is_empty()),
             limiter,
         }
     }
@@ -115,7 +113,7 @@ impl AccessPolicy {
             // `ct_eq` compares in time independent of where the bytes differ; a length
             // mismatch is answered at once, which leaks only the length.
             (Some(expected), Some(given)) => {
-                bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+                bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()))
             }
             (Some(_), None) => false,
         }
@@ -167,32 +165,12 @@ fn presented_token(req: &Request) -> Option<String> {
     None
 }
 
-/// Decodes `%XX` escapes and `+` (query strings); invalid escapes are kept as they are.
+/// Decodes a query-string value: `+` is a space, `%XX` an escaped byte (invalid escapes are
+/// kept as they are).
 fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| {
-        char::from(b)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    };
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(high * 16 + low);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The access middleware: Host, then Origin, then token, then rate limit (changes only).
@@ -266,11 +244,11 @@ mod tests {
     fn policy(bound: &str) -> AccessPolicy {
         AccessPolicy::new(
             bound.parse().unwrap(),
-            None,
-            &[],
-            &["https://app.example".into()],
-            0,
-            0,
+            &ApiOptions {
+                allowed_origins: vec!["https://app.example".into()],
+                rate_limit_per_second: 0,
+                ..ApiOptions::default()
+            },
         )
     }
 
@@ -286,11 +264,11 @@ mod tests {
         assert!(p.origin_allowed("https://app.example/", None));
         let with_alias = AccessPolicy::new(
             "127.0.0.1:9000".parse().unwrap(),
-            None,
-            &["box.lan".into()],
-            &[],
-            0,
-            0,
+            &ApiOptions {
+                allowed_hosts: vec!["box.lan".into()],
+                rate_limit_per_second: 0,
+                ..ApiOptions::default()
+            },
         );
         assert!(with_alias.host_allowed("box.lan:9000"));
         assert!(
@@ -307,11 +285,11 @@ mod tests {
         assert!(p.host_allowed("anything:9000"));
         let listed = AccessPolicy::new(
             "0.0.0.0:9000".parse().unwrap(),
-            None,
-            &["box.lan:9000".into()],
-            &[],
-            0,
-            0,
+            &ApiOptions {
+                allowed_hosts: vec!["box.lan:9000".into()],
+                rate_limit_per_second: 0,
+                ..ApiOptions::default()
+            },
         );
         assert!(listed.host_allowed("box.lan:9000") && listed.host_allowed("localhost:9000"));
         assert!(!listed.host_allowed("evil.example:9000"));
@@ -323,11 +301,11 @@ mod tests {
     fn tokens_and_decoding() {
         let p = AccessPolicy::new(
             "127.0.0.1:1".parse().unwrap(),
-            Some("s3cr et".into()),
-            &[],
-            &[],
-            0,
-            0,
+            &ApiOptions {
+                token: Some("s3cr et".into()),
+                rate_limit_per_second: 0,
+                ..ApiOptions::default()
+            },
         );
         assert!(p.token_matches(Some("s3cr et")));
         assert!(!p.token_matches(Some("s3cr")));

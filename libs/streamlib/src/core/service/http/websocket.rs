@@ -31,7 +31,8 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use super::ApiState;
 use super::error::{ApiError, ApiQuery, ErrorBody};
 use crate::core::error::StreamError;
-use crate::core::runtime::{RuntimeEvent, RuntimeEventKind, RuntimeState};
+use crate::core::graph::RuntimeState;
+use crate::core::runtime::{RuntimeEvent, RuntimeEventKind};
 
 /// Events a client may fall behind before it is told it lagged.
 const CLIENT_QUEUE: usize = 1024;

@@ -1,39 +1,15 @@
-//! Snapshots of the runtime for reports and the API.
+//! Snapshots of the graph for reports and the API ([`RuntimeState`], [`ProcessorInfo`],
+//! [`LinkInfo`]), and how [`Graph`] builds them.
 
 use serde::{Deserialize, Serialize};
 
+use super::store::{Graph, LinkEntry, ProcessorEntry};
+use crate::core::error::Result;
 use crate::core::frames::FrameType;
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
 use crate::core::links::{LinkCounters, OverflowPolicy, ReadMode};
 use crate::core::processors::Execution;
-
-/// Lifecycle of the runtime as a whole.
-#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RuntimeStatus {
-    /// Created, never started. Processors added now wait for `start()`.
-    Idle,
-    /// Processors run; processors added now start at once.
-    Running,
-    /// Stopped after running; `start()` runs everything again.
-    Stopped,
-}
-
-/// Lifecycle of one processor.
-#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ProcessorState {
-    /// In the graph, not started (runtime idle, or being set up).
-    Pending,
-    /// Set up and processing.
-    Running,
-    /// Torn down after a stop; starts again with the runtime.
-    Stopped,
-    /// Failed in setup, process or teardown; see `error`. The next start tries it again.
-    Failed,
-}
+use crate::core::runtime::{ProcessorStatus, RuntimeStatus};
 
 /// A snapshot of the whole runtime. `seq` is the last event reflected in it.
 #[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
@@ -64,7 +40,7 @@ pub struct ProcessorInfo {
     /// Effective config (defaults filled in).
     pub config: serde_json::Value,
     /// Lifecycle state.
-    pub state: ProcessorState,
+    pub state: ProcessorStatus,
     /// Why it failed, when `state` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -157,5 +133,87 @@ impl Link {
     /// The frame type it carries.
     pub fn frame_type(&self) -> FrameType {
         self.frame_type
+    }
+}
+
+impl Graph {
+    /// The whole graph as the API shows it; `seq` is the last event it reflects.
+    pub(crate) fn snapshot(&self, status: RuntimeStatus, seq: u64) -> RuntimeState {
+        let processors: Vec<ProcessorInfo> = self
+            .processors()
+            .map(|(id, e)| self.info_of(id, e))
+            .collect();
+        let links = self.link_infos();
+        RuntimeState {
+            status,
+            seq,
+            processor_count: processors.len(),
+            link_count: links.len(),
+            processors,
+            links,
+        }
+    }
+
+    /// One processor as the API shows it.
+    pub(crate) fn processor_info(&self, id: &ProcessorUniqueId) -> Result<ProcessorInfo> {
+        self.processor(id).map(|e| self.info_of(id, e))
+    }
+
+    /// Every link as the API shows it.
+    pub(crate) fn link_infos(&self) -> Vec<LinkInfo> {
+        self.links().map(|(id, l)| link_info(id, l)).collect()
+    }
+
+    fn info_of(&self, id: &ProcessorUniqueId, e: &ProcessorEntry) -> ProcessorInfo {
+        let (state, error) = e.shared.state();
+        let inputs = e
+            .ports
+            .inputs
+            .iter()
+            .map(|p| PortInfo {
+                name: p.name().to_string(),
+                frame_type: p.frame_type(),
+                description: p.description().to_string(),
+                links: p.connected_link().into_iter().collect(),
+            })
+            .collect();
+        let outputs = e
+            .ports
+            .outputs
+            .iter()
+            .map(|p| PortInfo {
+                name: p.name().to_string(),
+                frame_type: p.frame_type(),
+                description: p.description().to_string(),
+                links: self.links_from(id, p.name()),
+            })
+            .collect();
+        ProcessorInfo {
+            id: id.clone(),
+            processor_type: e.type_name.to_string(),
+            config: e.config.clone(),
+            state,
+            error,
+            execution: e.execution,
+            control_plane: e.control_plane,
+            inputs,
+            outputs,
+            counters: e.shared.counters(),
+            metrics: e.shared.metrics(),
+        }
+    }
+}
+
+fn link_info(id: &LinkUniqueId, l: &LinkEntry) -> LinkInfo {
+    let options = l.link.options();
+    LinkInfo {
+        id: id.clone(),
+        from: l.from.clone(),
+        to: l.to.clone(),
+        frame_type: l.frame_type,
+        capacity: options.capacity,
+        overflow: options.overflow,
+        read_mode: options.read_mode,
+        counters: l.link.counters(),
     }
 }

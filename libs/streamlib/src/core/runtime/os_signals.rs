@@ -20,7 +20,7 @@ pub(crate) struct SignalWatcher {
 impl SignalWatcher {
     pub(crate) fn install(shutdown: ShutdownHandle) -> Result<Self> {
         let mut signals = Signals::new([SIGINT, SIGTERM])
-            .map_err(|e| StreamError::io("cannot install SIGINT/SIGTERM handlers", &e))?;
+            .map_err(|e| StreamError::io("cannot install SIGINT/SIGTERM handlers", e))?;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
             .name("sl-signals".to_string())
@@ -37,7 +37,7 @@ impl SignalWatcher {
                     }
                 }
             })
-            .map_err(|e| StreamError::io("cannot start the signal thread", &e))?;
+            .map_err(|e| StreamError::io("cannot start the signal thread", e))?;
         Ok(Self {
             handle,
             thread: Some(thread),

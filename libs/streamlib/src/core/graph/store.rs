@@ -1,0 +1,296 @@
+//! The graph as the runtime holds it: processor and link entries, port resolution, id
+//! generation, and the questions lifecycle code asks of it (links of a processor, the links
+//! into one, stop order).
+//!
+//! It only stores and answers; starting and stopping threads is the runtime's job
+//! (`core::runtime`), so every method here is cheap and never waits.
+
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use super::ids::{id_prefix_for_type, random_suffix, validate_user_id};
+use super::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
+use crate::core::error::{Result, StreamError};
+use crate::core::frames::FrameType;
+use crate::core::links::{AnyInputPort, AnyLink, AnyOutputPort, PortSet};
+use crate::core::processors::Execution;
+use crate::core::runtime::{ProcessorShared, Slot};
+
+/// One processor in the graph.
+pub(crate) struct ProcessorEntry {
+    pub(crate) type_name: &'static str,
+    /// The effective config (defaults filled in), as reports show it.
+    pub(crate) config: serde_json::Value,
+    pub(crate) execution: Execution,
+    pub(crate) control_plane: bool,
+    /// Handles on the instance's ports, kept here so links can change while the instance is on
+    /// its thread.
+    pub(crate) ports: PortSet,
+    /// What the processor's thread, the runtime and reports share (state, counters, signal).
+    pub(crate) shared: Arc<ProcessorShared>,
+    /// Where the instance is: here, on its thread, or lost.
+    pub(crate) slot: Slot,
+}
+
+impl ProcessorEntry {
+    /// Whether the instance is on a thread (running, or ended after a failure and not yet
+    /// joined).
+    pub(crate) fn is_on_thread(&self) -> bool {
+        matches!(self.slot, Slot::Running(_))
+    }
+}
+
+/// One link in the graph.
+pub(crate) struct LinkEntry {
+    pub(crate) from: OutputLinkPortRef,
+    pub(crate) to: InputLinkPortRef,
+    pub(crate) frame_type: FrameType,
+    pub(crate) link: Arc<dyn AnyLink>,
+}
+
+/// Processors and links in the order they were added.
+#[derive(Default)]
+pub(crate) struct Graph {
+    processors: IndexMap<ProcessorUniqueId, ProcessorEntry>,
+    links: IndexMap<LinkUniqueId, LinkEntry>,
+}
+
+impl Graph {
+    /// Every processor, in the order added.
+    pub(crate) fn processors(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (&ProcessorUniqueId, &ProcessorEntry)> {
+        self.processors.iter()
+    }
+
+    /// Every link, in the order created.
+    pub(crate) fn links(&self) -> impl Iterator<Item = (&LinkUniqueId, &LinkEntry)> {
+        self.links.iter()
+    }
+
+    /// Number of processors.
+    pub(crate) fn processor_count(&self) -> usize {
+        self.processors.len()
+    }
+
+    /// The processor `id`, or `ProcessorNotFound`.
+    pub(crate) fn processor(&self, id: &ProcessorUniqueId) -> Result<&ProcessorEntry> {
+        self.processors
+            .get(id)
+            .ok_or_else(|| StreamError::ProcessorNotFound(id.to_string()))
+    }
+
+    /// The processor `id`, to change where its instance is.
+    pub(crate) fn processor_mut(&mut self, id: &ProcessorUniqueId) -> Option<&mut ProcessorEntry> {
+        self.processors.get_mut(id)
+    }
+
+    /// The id a new processor gets: the caller's (checked and free) or a generated one
+    /// (`<type prefix>-<suffix>`).
+    pub(crate) fn new_processor_id(
+        &self,
+        requested: Option<String>,
+        type_name: &str,
+    ) -> Result<ProcessorUniqueId> {
+        if let Some(id) = requested {
+            validate_user_id(&id)?;
+            let id = ProcessorUniqueId::new(id);
+            if self.processors.contains_key(&id) {
+                return Err(StreamError::DuplicateProcessorId(id.to_string()));
+            }
+            return Ok(id);
+        }
+        let prefix = id_prefix_for_type(type_name);
+        loop {
+            let id = ProcessorUniqueId::new(format!("{prefix}-{}", random_suffix()));
+            if !self.processors.contains_key(&id) {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// A fresh link id.
+    pub(crate) fn new_link_id(&self) -> LinkUniqueId {
+        loop {
+            let id = LinkUniqueId::new(format!("link-{}", random_suffix()));
+            if !self.links.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Adds a processor under an id from [`Graph::new_processor_id`].
+    pub(crate) fn insert_processor(&mut self, id: ProcessorUniqueId, entry: ProcessorEntry) {
+        self.processors.insert(id, entry);
+    }
+
+    /// Takes a processor out (its links must be gone first, see [`Graph::links_of`]).
+    pub(crate) fn remove_processor(&mut self, id: &ProcessorUniqueId) -> Option<ProcessorEntry> {
+        self.processors.shift_remove(id)
+    }
+
+    /// The output port `port` names, with the processor that owns it.
+    pub(crate) fn output(
+        &self,
+        port: &OutputLinkPortRef,
+    ) -> Result<(&ProcessorEntry, Arc<dyn AnyOutputPort>)> {
+        let entry = self.processor(&port.processor)?;
+        let found = entry.ports.output(&port.port).cloned().ok_or_else(|| {
+            port_not_found(
+                &port.processor,
+                &port.port,
+                "output",
+                entry.ports.outputs.iter().map(|p| p.name()),
+            )
+        })?;
+        Ok((entry, found))
+    }
+
+    /// The input port `port` names, with the processor that owns it.
+    pub(crate) fn input(
+        &self,
+        port: &InputLinkPortRef,
+    ) -> Result<(&ProcessorEntry, Arc<dyn AnyInputPort>)> {
+        let entry = self.processor(&port.processor)?;
+        let found = entry.ports.input(&port.port).cloned().ok_or_else(|| {
+            port_not_found(
+                &port.processor,
+                &port.port,
+                "input",
+                entry.ports.inputs.iter().map(|p| p.name()),
+            )
+        })?;
+        Ok((entry, found))
+    }
+
+    /// Adds a link under an id from [`Graph::new_link_id`].
+    pub(crate) fn insert_link(&mut self, id: LinkUniqueId, entry: LinkEntry) {
+        self.links.insert(id, entry);
+    }
+
+    /// Takes a link out, or `LinkNotFound`.
+    pub(crate) fn remove_link(&mut self, id: &LinkUniqueId) -> Result<LinkEntry> {
+        self.links
+            .shift_remove(id)
+            .ok_or_else(|| StreamError::LinkNotFound(id.to_string()))
+    }
+
+    /// Links that start or end at processor `id`.
+    pub(crate) fn links_of(&self, id: &ProcessorUniqueId) -> Vec<LinkUniqueId> {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.from.processor == *id || l.to.processor == *id)
+            .map(|(link_id, _)| link_id.clone())
+            .collect()
+    }
+
+    /// The links that feed processor `id`.
+    pub(crate) fn links_into(&self, id: &ProcessorUniqueId) -> Vec<Arc<dyn AnyLink>> {
+        self.links
+            .values()
+            .filter(|l| l.to.processor == *id)
+            .map(|l| l.link.clone())
+            .collect()
+    }
+
+    /// The links leaving output `port` of processor `id`.
+    pub(crate) fn links_from(&self, id: &ProcessorUniqueId, port: &str) -> Vec<LinkUniqueId> {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.from.processor == *id && l.from.port == port)
+            .map(|(link_id, _)| link_id.clone())
+            .collect()
+    }
+
+    /// Processors whose thread ended by itself (a failure while running) and was not joined.
+    pub(crate) fn finished_workers(&self) -> Vec<ProcessorUniqueId> {
+        self.processors
+            .iter()
+            .filter(|(_, e)| matches!(&e.slot, Slot::Running(w) if w.is_finished()))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Processors on a thread, the last added first (the order shutdown stops them in).
+    pub(crate) fn on_thread_newest_first(&self) -> Vec<ProcessorUniqueId> {
+        self.processors
+            .iter()
+            .rev()
+            .filter(|(_, e)| e.is_on_thread())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Running non-control-plane processors, upstream before downstream (cycles last), so each
+    /// is stopped only after everything that feeds it.
+    pub(crate) fn stop_order(&self) -> Vec<ProcessorUniqueId> {
+        let mut indegree: IndexMap<&ProcessorUniqueId, usize> = self
+            .processors
+            .iter()
+            .filter(|(_, e)| !e.control_plane && e.is_on_thread())
+            .map(|(id, _)| (id, 0))
+            .collect();
+        for l in self.links.values() {
+            if indegree.contains_key(&l.from.processor) {
+                if let Some(d) = indegree.get_mut(&l.to.processor) {
+                    *d += 1;
+                }
+            }
+        }
+        let mut order = Vec::with_capacity(indegree.len());
+        let mut ready: Vec<&ProcessorUniqueId> = indegree
+            .iter()
+            .filter(|(_, d)| **d == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        while let Some(id) = ready.pop() {
+            order.push(id.clone());
+            indegree.shift_remove(id);
+            for l in self.links.values().filter(|l| l.from.processor == *id) {
+                if let Some(d) = indegree.get_mut(&l.to.processor) {
+                    *d -= 1;
+                    if *d == 0 {
+                        ready.push(&l.to.processor);
+                    }
+                }
+            }
+        }
+        order.extend(indegree.keys().map(|id| (*id).clone()));
+        order
+    }
+}
+
+/// The one `PortNotFound` error: names the port asked for and lists those the processor has.
+fn port_not_found<'a>(
+    processor: &ProcessorUniqueId,
+    port: &str,
+    direction: &'static str,
+    available: impl Iterator<Item = &'a str>,
+) -> StreamError {
+    StreamError::PortNotFound {
+        processor: processor.to_string(),
+        port: port.to_string(),
+        direction,
+        available: available.map(str::to_string).collect(),
+    }
+}
+
+/// Refuses a processor type whose instance has two ports of one name in one direction (links
+/// address ports by name).
+pub(crate) fn check_unique_port_names(type_name: &str, ports: &PortSet) -> Result<()> {
+    let inputs: Vec<&str> = ports.inputs.iter().map(|p| p.name()).collect();
+    let outputs: Vec<&str> = ports.outputs.iter().map(|p| p.name()).collect();
+    for (direction, names) in [("input", inputs), ("output", outputs)] {
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(StreamError::InvalidConfig {
+                    processor_type: type_name.to_string(),
+                    field: None,
+                    message: format!("two {direction} ports are named '{name}'"),
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The runtime thread's one command dispatcher: what `run()` and `poll_commands()` both use to
+//! answer the service layer, so a read is served the same way whichever loop takes it.
+//!
+//! Reads queued together share one snapshot: a `GetState` reuses the snapshot taken for an
+//! earlier read only if it was already queued when that snapshot was taken and no event has
+//! been published since, so each read still sees every change made before its request.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::main_thread::{self, MainTask};
+use super::stream_runtime::StreamRuntime;
+use super::worker::BUSY_YIELDS;
+use crate::core::error::StreamError;
+use crate::core::graph::RuntimeState;
+use crate::core::service::command::{CommandResult, RuntimeCommand};
+
+/// A command with the channel its answer goes back on.
+pub(crate) type QueuedCommand = (RuntimeCommand, oneshot::Sender<CommandResult>);
+
+/// What woke the runtime thread.
+pub(super) enum Wake {
+    Command(RuntimeCommand, oneshot::Sender<CommandResult>),
+    Task(MainTask),
+    Shutdown,
+}
+
+/// The snapshot the reads of one burst share (see the module docs).
+#[derive(Default)]
+pub(super) struct SharedSnapshot {
+    /// The snapshot and how many commands were queued behind the read that took it.
+    current: Option<(Arc<RuntimeState>, usize)>,
+}
+
+impl SharedSnapshot {
+    /// Forgets the snapshot: something other than a read happened (a change, main-thread
+    /// work, time passing).
+    pub(super) fn clear(&mut self) {
+        self.current = None;
+    }
+}
+
+impl StreamRuntime {
+    /// Executes one command and answers it; a `GetState` may share `snapshot` (module docs).
+    pub(super) fn serve(
+        &mut self,
+        command: RuntimeCommand,
+        reply: oneshot::Sender<CommandResult>,
+        snapshot: &mut SharedSnapshot,
+    ) {
+        let result = match command {
+            RuntimeCommand::GetState => CommandResult::State(self.shared_state(snapshot)),
+            command => {
+                snapshot.clear();
+                self.execute_command(command)
+            }
+        };
+        // The caller may have given up (timeout, dropped future); nothing to do.
+        let _ = reply.send(result);
+    }
+
+    /// A snapshot for a read: the shared one when the rule allows it, otherwise a fresh one.
+    fn shared_state(&self, snapshot: &mut SharedSnapshot) -> Arc<RuntimeState> {
+        let seq_now = self.events().snapshot(|seq| seq);
+        match snapshot.current.take() {
+            Some((state, queued_before)) if queued_before > 0 && state.seq == seq_now => {
+                snapshot.current = Some((state.clone(), queued_before - 1));
+                state
+            }
+            _ => {
+                let state = Arc::new(self.state());
+                snapshot.current = Some((state.clone(), self.command_rx.len()));
+                state
+            }
+        }
+    }
+
+    /// Polls and executes pending commands, and the main-thread work processors posted, without
+    /// waiting for more. For callers that drive the runtime from their own event loop instead
+    /// of [`StreamRuntime::run`].
+    pub fn poll_commands(&mut self) {
+        let mut snapshot = SharedSnapshot::default();
+        loop {
+            if let Ok(task) = self.workers.main_tasks.try_recv() {
+                snapshot.clear();
+                main_thread::execute(task);
+            } else if let Ok((command, reply)) = self.command_rx.try_recv() {
+                self.serve(command, reply, &mut snapshot);
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Executes one command against the graph.
+    fn execute_command(&mut self, command: RuntimeCommand) -> CommandResult {
+        let name = command.name();
+        let result = match command {
+            RuntimeCommand::AddProcessor { spec } => {
+                self.add_processor(spec).map(CommandResult::ProcessorAdded)
+            }
+            RuntimeCommand::RemoveProcessor { id } => self
+                .remove_processor(&id)
+                .map(|()| CommandResult::ProcessorRemoved),
+            RuntimeCommand::Connect { from, to, options } => self
+                .connect_with(from, to, options)
+                .map(|link| CommandResult::Connected(link.id())),
+            RuntimeCommand::Disconnect { link_id } => self
+                .disconnect(&link_id)
+                .map(|()| CommandResult::Disconnected),
+            RuntimeCommand::Start => self.start().map(|()| CommandResult::Started),
+            RuntimeCommand::Stop => self.stop().map(|()| CommandResult::Stopped),
+            RuntimeCommand::GetState => Ok(CommandResult::State(Arc::new(self.state()))),
+            RuntimeCommand::GetProcessor { id } => self
+                .processor_info(&id)
+                .map(|info| CommandResult::Processor(Box::new(info))),
+        };
+        result.unwrap_or_else(|e| {
+            tracing::debug!(command = name, error = %e, "command failed");
+            CommandResult::Error(e)
+        })
+    }
+
+    /// Answers every queued command with `runtime_unavailable` without executing it.
+    pub(super) fn refuse_queued_commands(&self, why: &str) {
+        while let Ok((command, reply)) = self.command_rx.try_recv() {
+            let error = StreamError::RuntimeUnavailable(format!(
+                "{why} before executing {}",
+                command.name()
+            ));
+            // The caller may be gone too; nothing to do then.
+            let _ = reply.send(CommandResult::Error(error));
+        }
+    }
+
+    /// The next command, main-thread task or shutdown request, if one is already queued.
+    pub(super) fn try_next_wake(&self) -> Option<Wake> {
+        if self.shutdown_rx.try_recv().is_ok() {
+            return Some(Wake::Shutdown);
+        }
+        if let Ok(task) = self.workers.main_tasks.try_recv() {
+            return Some(Wake::Task(task));
+        }
+        self.command_rx
+            .try_recv()
+            .ok()
+            .map(|(command, reply)| Wake::Command(command, reply))
+    }
+
+    /// Sleeps until the next command, main-thread task or shutdown request.
+    pub(super) fn next_wake(&self) -> Wake {
+        flume::Selector::new()
+            .recv(&self.shutdown_rx, |_| Wake::Shutdown)
+            .recv(&self.command_rx, |r| match r {
+                Ok((command, reply)) => Wake::Command(command, reply),
+                // Unreachable while `self.workers.service` holds a sender; treat as shutdown.
+                Err(_) => Wake::Shutdown,
+            })
+            .recv(&self.workers.main_tasks, |r| match r {
+                Ok(task) => Wake::Task(task),
+                Err(_) => Wake::Shutdown,
+            })
+            .wait()
+    }
+}
+
+impl StreamRuntime {
+    /// Serves commands and main-thread work until shutdown is requested. After work it yields
+    /// a few times, checking for more, before it sleeps, so a command arriving right after
+    /// another is taken without a futex sleep/wake; an idle runtime sleeps (0% CPU).
+    pub(super) fn serve_until_shutdown(&mut self) {
+        'serve: while !self.shutdown.is_requested() {
+            let mut wake = self.next_wake();
+            let mut yields = 0;
+            let mut snapshot = SharedSnapshot::default();
+            loop {
+                match wake {
+                    Wake::Command(command, reply) => self.serve(command, reply, &mut snapshot),
+                    Wake::Task(task) => {
+                        snapshot.clear();
+                        main_thread::execute(task);
+                    }
+                    Wake::Shutdown => break 'serve,
+                }
+                // Drain what is queued, then stay responsive for a moment before sleeping.
+                wake = loop {
+                    if let Some(next) = self.try_next_wake() {
+                        yields = 0;
+                        break next;
+                    }
+                    if yields >= BUSY_YIELDS || self.shutdown.is_requested() {
+                        continue 'serve;
+                    }
+                    // Time passes while yielding: the next read gets a fresh snapshot.
+                    snapshot.clear();
+                    yields += 1;
+                    std::thread::yield_now();
+                };
+            }
+        }
+    }
+}

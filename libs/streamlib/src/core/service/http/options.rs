@@ -1,0 +1,163 @@
+//! How an API server protects and limits itself: the one options type, shared by the
+//! processor's JSON config ([`ApiServerConfig`](crate::core::ApiServerConfig) flattens it),
+//! the router, and the `streamlib serve` flags (with feature `clap`, which derives them from
+//! the same fields). Defaults live here only.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default cap on request bodies: configs are small; a megabyte of JSON is a mistake or abuse.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default time a request may take. Longer than the runtime's setup timeout (30 s), so a slow
+/// processor setup reports its own error rather than a gateway timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
+/// Default sustained rate of changes (POST/DELETE) per client IP.
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 200;
+/// Default burst of changes per client IP (never below the sustained rate).
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 400;
+/// Default interval of WebSocket pings (keeps idle connections and proxies alive).
+pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// A secret string (the API token): its `Debug` never shows it, and it is never serialized
+/// back (reports and `GET` responses do not carry it).
+#[derive(Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for comparing against what a client presents.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
+/// How an API server protects and limits itself. In JSON config these are fields of
+/// `ApiServerConfig` beside `host` and `port`; on the command line, flags of `streamlib serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[serde(default)]
+pub struct ApiOptions {
+    /// Bearer token required on every route (at least 8 characters). Needed to listen on
+    /// anything but loopback. Never reported back.
+    #[serde(skip_serializing)]
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            env = "STREAMLIB_API_TOKEN",
+            hide_env_values = true,
+            value_name = "TOKEN"
+        )
+    )]
+    pub token: Option<Secret>,
+    /// Extra `Host` header values to accept, e.g. `box.lan:9000` (or `box.lan` for any port);
+    /// DNS-rebinding protection refuses others.
+    #[cfg_attr(feature = "clap", arg(long = "allow-host", value_name = "HOST"))]
+    pub allowed_hosts: Vec<String>,
+    /// Extra browser origins allowed to call the API, e.g. `https://console.example`.
+    #[cfg_attr(feature = "clap", arg(long = "allow-origin", value_name = "ORIGIN"))]
+    pub allowed_origins: Vec<String>,
+    /// Changes (POST/DELETE) per second per client IP; 0 disables the limit.
+    #[cfg_attr(feature = "clap", arg(long = "rate-limit", value_name = "N", default_value_t = DEFAULT_RATE_LIMIT_PER_SECOND))]
+    pub rate_limit_per_second: u32,
+    /// Changes a client IP may make at once above the sustained rate (at least the rate).
+    #[cfg_attr(feature = "clap", arg(long = "rate-limit-burst", value_name = "N", default_value_t = DEFAULT_RATE_LIMIT_BURST))]
+    pub rate_limit_burst: u32,
+    /// Largest request body in bytes (256 B to 16 MiB).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES))]
+    pub max_body_bytes: usize,
+    /// Longest a request may take, in milliseconds, before `504 timeout` (10 ms to 10 min).
+    #[serde(rename = "request_timeout_ms", with = "millis")]
+    #[schemars(with = "u64")]
+    #[cfg_attr(feature = "clap", arg(long = "request-timeout-ms", value_name = "MS", value_parser = parse_millis, default_value = "35000"))]
+    pub request_timeout: Duration,
+    /// Interval of WebSocket pings, in milliseconds (10 ms to 10 min).
+    #[serde(rename = "ws_ping_interval_ms", with = "millis")]
+    #[schemars(with = "u64")]
+    #[cfg_attr(feature = "clap", arg(long = "ws-ping-interval-ms", value_name = "MS", value_parser = parse_millis, default_value = "20000"))]
+    pub ws_ping_interval: Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self {
+            token: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            rate_limit_per_second: DEFAULT_RATE_LIMIT_PER_SECOND,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
+        }
+    }
+}
+
+impl ApiOptions {
+    /// Checks what serde cannot: token length and the ranges documented on each field.
+    pub fn validate(&self) -> Result<(), crate::core::processors::ConfigError> {
+        use crate::core::processors::ConfigError;
+        if self.token.as_ref().is_some_and(|t| t.expose().len() < 8) {
+            return Err(ConfigError::new("token", "must be at least 8 characters"));
+        }
+        ConfigError::check_range("max_body_bytes", self.max_body_bytes, 256, 16 * 1024 * 1024)?;
+        let range =
+            |field: &str, d: Duration| ConfigError::check_range(field, d.as_millis(), 10, 600_000);
+        range("request_timeout_ms", self.request_timeout)?;
+        range("ws_ping_interval_ms", self.ws_ping_interval)
+    }
+}
+
+/// `"1500"` → 1.5 s, for the `*-ms` flags.
+#[cfg(feature = "clap")]
+fn parse_millis(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("expected whole milliseconds: {e}"))
+}
+
+/// A `Duration` as whole milliseconds in JSON.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
