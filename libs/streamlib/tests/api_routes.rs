@@ -862,3 +862,51 @@ fn allow_listed_origins_get_cors_and_others_do_not() {
         );
     });
 }
+
+#[test]
+fn the_served_openapi_describes_this_server() {
+    let rt = RuntimeThread::start(|_| {});
+    block_on(async {
+        // Without a token no route asks for credentials (token-less requests are valid).
+        let open = app(rt.service.clone(), ApiOptions::default());
+        let doc = get(&open, "/api/openapi.json").await;
+        assert_eq!(doc.status, StatusCode::OK);
+        assert!(doc.json.get("security").is_none(), "{}", doc.json["security"]);
+        assert_eq!(
+            doc.json["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        // Statuses the layers answer with are documented on every route, e.g. the 415 of a
+        // body that is not JSON.
+        let post_connections = &doc.json["paths"]["/api/connections"]["post"]["responses"];
+        for status in ["201", "400", "401", "403", "413", "415", "422", "429", "503", "504"] {
+            assert!(
+                post_connections.get(status).is_some(),
+                "POST /api/connections does not document {status}"
+            );
+        }
+
+        // With a token every route requires the bearer scheme.
+        let guarded = app(
+            rt.service.clone(),
+            ApiOptions {
+                token: Some("correct horse".into()),
+                ..Default::default()
+            },
+        );
+        let doc = call(
+            &guarded,
+            Method::GET,
+            "/api/openapi.json",
+            None,
+            &[("authorization", "Bearer correct horse")],
+        )
+        .await;
+        assert_eq!(doc.status, StatusCode::OK);
+        assert_eq!(doc.json["security"], json!([{"bearer": []}]));
+
+        // And a body that is not JSON is refused with the documented status.
+        let r = call(&open, Method::POST, "/api/connections", None, &[]).await;
+        assert_error(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    });
+}

@@ -1,5 +1,7 @@
 //! Route handlers: each turns a request into one `RuntimeService` call (or a registry read).
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -346,8 +348,8 @@ pub(super) async fn registry() -> Json<&'static [ProcessorDescriptor]> {
         (status = 401, description = "unauthorized", body = ErrorBody),
     )
 )]
-pub(super) async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
-    Json(super::openapi())
+pub(super) async fn openapi_json(State(state): State<ApiState>) -> Json<Arc<utoipa::openapi::OpenApi>> {
+    Json(state.inner.openapi.clone())
 }
 
 /// Unknown path.

@@ -22,13 +22,14 @@
 
 mod error;
 mod handlers;
+mod openapi;
 mod options;
 mod security;
 mod websocket;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -42,6 +43,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use openapi::{openapi, openapi_for};
 pub use error::{ApiError, ApiJson, ErrorBody, ErrorDetail, status_of};
 pub use handlers::{
     CreateConnectionRequest, CreateConnectionResponse, CreateProcessorRequest,
@@ -74,6 +76,8 @@ struct ApiInner {
     /// shutdown does not end upgraded connections).
     shutdown: watch::Receiver<bool>,
     shutdown_tx: watch::Sender<bool>,
+    /// The OpenAPI document of this server (security only when it has a token).
+    openapi: Arc<utoipa::openapi::OpenApi>,
     /// Events serialized once for every WebSocket client (see `websocket::FanOut`).
     fan_out: websocket::FanOut,
     /// The last state snapshot served and its JSON: concurrent reads share one snapshot (the
@@ -90,6 +94,7 @@ impl ApiState {
         self_id: Option<ProcessorUniqueId>,
     ) -> Self {
         let policy = Arc::new(AccessPolicy::new(bound, &options));
+        let openapi = Arc::new(openapi_for(policy.requires_token()));
         let (shutdown_tx, shutdown) = watch::channel(false);
         Self {
             inner: Arc::new(ApiInner {
@@ -97,6 +102,7 @@ impl ApiState {
                 self_id,
                 policy,
                 options,
+                openapi,
                 shutdown,
                 shutdown_tx,
                 fan_out: websocket::FanOut::new(),
@@ -132,7 +138,7 @@ impl ApiState {
 /// Every documented route. The same table builds the router and the OpenAPI document, so the
 /// two cannot drift apart.
 fn api_routes() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(
             handlers::create_processor,
             handlers::list_processors
@@ -149,12 +155,6 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(websocket::events))
         .routes(routes!(handlers::registry))
         .routes(routes!(handlers::openapi_json))
-}
-
-/// The OpenAPI 3.1 document of this API.
-pub fn openapi() -> &'static utoipa::openapi::OpenApi {
-    static DOC: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(|| api_routes().into_openapi());
-    &DOC
 }
 
 /// The API router: every route, the access guard, body limit, timeout and JSON fallbacks.
@@ -255,41 +255,4 @@ pub async fn serve(
     .await;
     housekeeping.abort();
     result
-}
-
-/// The OpenAPI document's fixed parts; the paths come from the route table.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "streamlib API",
-        description = "Control a streamlib runtime: processors, connections, lifecycle, events. Errors are {\"error\":{\"code\",\"message\"}}.",
-        license(name = "MIT OR Apache-2.0"),
-        version = env!("CARGO_PKG_VERSION")
-    ),
-    modifiers(&BearerAuth),
-    security(("bearer" = [])),
-    tags(
-        (name = "processors", description = "Create, inspect and remove processors"),
-        (name = "connections", description = "Link output ports to input ports"),
-        (name = "runtime", description = "Start, stop and inspect the runtime"),
-        (name = "events", description = "Runtime events over WebSocket"),
-        (name = "meta", description = "Registry and API description")
-    )
-)]
-struct ApiDoc;
-
-/// Declares the optional bearer token scheme.
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(
-                "bearer",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-            );
-    }
 }
