@@ -871,7 +871,11 @@ fn the_served_openapi_describes_this_server() {
         let open = app(rt.service.clone(), ApiOptions::default());
         let doc = get(&open, "/api/openapi.json").await;
         assert_eq!(doc.status, StatusCode::OK);
-        assert!(doc.json.get("security").is_none(), "{}", doc.json["security"]);
+        assert!(
+            doc.json.get("security").is_none(),
+            "{}",
+            doc.json["security"]
+        );
         assert_eq!(
             doc.json["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
@@ -879,7 +883,9 @@ fn the_served_openapi_describes_this_server() {
         // Statuses the layers answer with are documented on every route, e.g. the 415 of a
         // body that is not JSON.
         let post_connections = &doc.json["paths"]["/api/connections"]["post"]["responses"];
-        for status in ["201", "400", "401", "403", "413", "415", "422", "429", "503", "504"] {
+        for status in [
+            "201", "400", "401", "403", "413", "415", "422", "429", "503", "504",
+        ] {
             assert!(
                 post_connections.get(status).is_some(),
                 "POST /api/connections does not document {status}"
@@ -907,6 +913,10 @@ fn the_served_openapi_describes_this_server() {
 
         // And a body that is not JSON is refused with the documented status.
         let r = call(&open, Method::POST, "/api/connections", None, &[]).await;
-        assert_error(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+        assert_error(
+            &r,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        );
     });
 }

@@ -348,7 +348,9 @@ pub(super) async fn registry() -> Json<&'static [ProcessorDescriptor]> {
         (status = 401, description = "unauthorized", body = ErrorBody),
     )
 )]
-pub(super) async fn openapi_json(State(state): State<ApiState>) -> Json<Arc<utoipa::openapi::OpenApi>> {
+pub(super) async fn openapi_json(
+    State(state): State<ApiState>,
+) -> Json<Arc<utoipa::openapi::OpenApi>> {
     Json(state.inner.openapi.clone())
 }
 

@@ -43,12 +43,12 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use openapi::{openapi, openapi_for};
 pub use error::{ApiError, ApiJson, ErrorBody, ErrorDetail, status_of};
 pub use handlers::{
     CreateConnectionRequest, CreateConnectionResponse, CreateProcessorRequest,
     CreateProcessorResponse,
 };
+pub use openapi::{openapi, openapi_for};
 pub use options::{
     ApiOptions, DEFAULT_MAX_BODY_BYTES, DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_WS_PING_INTERVAL, Secret,

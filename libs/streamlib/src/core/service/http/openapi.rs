@@ -44,7 +44,10 @@ pub fn openapi() -> &'static utoipa::openapi::OpenApi {
 pub fn openapi_for(token: bool) -> utoipa::openapi::OpenApi {
     let mut doc = openapi().clone();
     if token {
-        doc.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+        doc.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
     }
     doc
 }
@@ -95,7 +98,10 @@ fn add_layer_responses(operation: &mut Operation, method: &HttpMethod, has_path_
             .entry(status.to_string())
             .or_insert_with(|| error_response(description));
     };
-    add("401", "unauthorized: the server has a token and the request did not present it");
+    add(
+        "401",
+        "unauthorized: the server has a token and the request did not present it",
+    );
     add("403", "forbidden: the Host or Origin header is not allowed");
     add(
         "429",
@@ -108,9 +114,18 @@ fn add_layer_responses(operation: &mut Operation, method: &HttpMethod, has_path_
     }
     if changes && has_body {
         add("400", "invalid_json: the body is not valid JSON");
-        add("413", "payload_too_large: the body exceeds the server's limit");
-        add("415", "unsupported_media_type: the body is not application/json");
-        add("422", "invalid_request: the JSON does not have the expected shape");
+        add(
+            "413",
+            "payload_too_large: the body exceeds the server's limit",
+        );
+        add(
+            "415",
+            "unsupported_media_type: the body is not application/json",
+        );
+        add(
+            "422",
+            "invalid_request: the JSON does not have the expected shape",
+        );
     }
 }
 
