@@ -12,7 +12,7 @@
 //!
 //! The rate limiter stays on, with a quota no benchmark reaches, so its cost is included.
 
-#[path = "../tests/common/http.rs"]
+#[path = "../tests/it/common/http.rs"]
 mod http_client;
 
 use std::net::SocketAddr;

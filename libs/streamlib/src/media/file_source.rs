@@ -81,7 +81,13 @@ struct AudioTrack {
 }
 
 /// The open file and where playback is.
+/// Everything one run has: built in `setup`, dropped in `teardown`.
 struct Playback {
+    ctx: RuntimeContext,
+    stop: StopSignal,
+    /// Frame numbers sent so far, per stream.
+    video_number: u64,
+    audio_number: u64,
     input: format::context::Input,
     video: Option<VideoTrack>,
     audio: Option<AudioTrack>,
@@ -115,11 +121,8 @@ pub struct FileSourceProcessor {
     audio: LinkOutput<AudioFrame>,
     #[streamlib::config]
     config: FileSourceConfig,
+    /// The run's state, `Some` between `setup` and `teardown`.
     playback: Option<Playback>,
-    ctx: Option<RuntimeContext>,
-    stop: Option<StopSignal>,
-    video_number: u64,
-    audio_number: u64,
 }
 
 fn error(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> StreamError {
@@ -226,6 +229,10 @@ impl FileSourceProcessor::Processor {
             ));
         }
         Ok(Playback {
+            ctx: ctx.clone(),
+            stop: ctx.stop_signal(),
+            video_number: 0,
+            audio_number: 0,
             input,
             video,
             audio,
@@ -260,8 +267,10 @@ impl FileSourceProcessor::Processor {
             return true;
         }
         let now = media_clock_ns();
-        match &self.stop {
-            Some(stop) if timestamp > now => stop.sleep(Duration::from_nanos(timestamp - now)),
+        match &self.playback {
+            Some(playback) if timestamp > now => {
+                playback.stop.sleep(Duration::from_nanos(timestamp - now))
+            }
             _ => true,
         }
     }
@@ -325,12 +334,15 @@ impl FileSourceProcessor::Processor {
                 .reached_ns
                 .max(offset.saturating_add(track.frame_ns));
             let frames = track.frames.clone();
+            let number = playback.video_number;
             let timestamp = self.timestamp_of(offset);
-            let frame = VideoFrame::from_rgba(w, h, pixels, timestamp, self.video_number)?;
+            let frame = VideoFrame::from_rgba(w, h, pixels, timestamp, number)?;
             if !self.pace(timestamp) {
                 return Ok(());
             }
-            self.video_number += 1;
+            if let Some(playback) = &mut self.playback {
+                playback.video_number += 1;
+            }
             frames.add(1);
             self.video.write(frame);
         }
@@ -400,18 +412,15 @@ impl FileSourceProcessor::Processor {
             playback.reached_ns = playback.reached_ns.max(offset.saturating_add(duration_ns));
             let frames = track.frames.clone();
             let rate = decoded.rate().max(1);
+            let number = playback.audio_number;
             let timestamp = self.timestamp_of(offset);
-            let frame = AudioFrame::new(
-                rate,
-                channels,
-                &samples[..whole],
-                timestamp,
-                self.audio_number,
-            )?;
+            let frame = AudioFrame::new(rate, channels, &samples[..whole], timestamp, number)?;
             if !self.pace(timestamp.saturating_sub(AUDIO_LEAD_NS)) {
                 return Ok(());
             }
-            self.audio_number += 1;
+            if let Some(playback) = &mut self.playback {
+                playback.audio_number += 1;
+            }
             frames.add(1);
             self.audio.write(frame);
         }
@@ -444,19 +453,17 @@ impl FileSourceProcessor::Processor {
         }
         playback.ended = true;
         // Stopped while draining: the stream did not end.
-        if self.stop.as_ref().is_some_and(StopSignal::is_stopping) {
+        if playback.stop.is_stopping() {
             return Ok(());
         }
-        if let Some(ctx) = &self.ctx {
-            ctx.emit_event(
-                "end_of_stream",
-                serde_json::json!({
-                    "path": path,
-                    "video_frames": self.video_number,
-                    "audio_frames": self.audio_number,
-                }),
-            );
-        }
+        playback.ctx.emit_event(
+            "end_of_stream",
+            serde_json::json!({
+                "path": path,
+                "video_frames": playback.video_number,
+                "audio_frames": playback.audio_number,
+            }),
+        );
         Ok(())
     }
 }
@@ -465,10 +472,6 @@ impl crate::core::Processor for FileSourceProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
         ffmpeg_util::init();
         self.playback = Some(self.open(ctx)?);
-        self.video_number = 0;
-        self.audio_number = 0;
-        self.ctx = Some(ctx.clone());
-        self.stop = Some(ctx.stop_signal());
         Ok(())
     }
 
@@ -478,9 +481,7 @@ impl crate::core::Processor for FileSourceProcessor::Processor {
         };
         playback.start_ns.get_or_insert_with(media_clock_ns);
         if playback.ended {
-            if let Some(stop) = &self.stop {
-                stop.sleep(Duration::from_millis(500));
-            }
+            playback.stop.sleep(Duration::from_millis(500));
             return Ok(());
         }
         if playback.draining {
@@ -524,7 +525,6 @@ impl crate::core::Processor for FileSourceProcessor::Processor {
 
     fn teardown(&mut self) -> Result<()> {
         self.playback = None;
-        self.ctx = None;
         Ok(())
     }
 }

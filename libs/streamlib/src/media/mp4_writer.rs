@@ -186,6 +186,29 @@ struct Muxer {
     origin_ns: u64,
 }
 
+/// Where the file is in one run.
+enum Output {
+    /// Frames held until the header can be written.
+    Waiting(Waiting),
+    /// The header is being written from the held frames.
+    Opening,
+    /// The header is written; frames are encoded as they come (boxed: the encoders' state
+    /// is large beside the other variants).
+    Muxing(Box<Muxer>),
+    /// The file could not be opened: every later frame reports why (the processor fails)
+    /// instead of being dropped silently.
+    Failed(String),
+}
+
+/// Everything one run has: built in `setup`, dropped (the file finalised) in `teardown`.
+struct Recording {
+    ctx: RuntimeContext,
+    skipped: Counter,
+    /// Frames in a row that could not be encoded.
+    consecutive_errors: u32,
+    output: Output,
+}
+
 /// Frames held back until both streams are known (the header needs both).
 #[derive(Default)]
 struct Waiting {
@@ -224,13 +247,8 @@ pub struct Mp4WriterProcessor {
     audio: LinkInput<AudioFrame>,
     #[streamlib::config]
     config: Mp4WriterConfig,
-    muxer: Option<Muxer>,
-    waiting: Option<Waiting>,
-    ctx: Option<RuntimeContext>,
-    skipped: Option<Counter>,
-    consecutive_errors: u32,
-    /// Why the file could not be opened, once that happened.
-    open_failed: Option<String>,
+    /// The run's state, `Some` between `setup` and `teardown`.
+    recording: Option<Recording>,
 }
 
 fn ff_error(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> StreamError {
@@ -262,8 +280,8 @@ impl Mp4WriterProcessor::Processor {
             .format()
             .flags()
             .contains(format::Flags::GLOBAL_HEADER);
-        let ctx = self.ctx.as_ref();
-        let counter = |name: &str| ctx.map(|c| c.counter(name)).unwrap_or_default();
+        let ctx = self.recording.as_ref().map(|r| r.ctx.clone());
+        let counter = |name: &str| ctx.as_ref().map(|c| c.counter(name)).unwrap_or_default();
 
         let video = match first_video {
             Some(frame) => {
@@ -413,32 +431,45 @@ impl Mp4WriterProcessor::Processor {
 
     /// Buffers frames until the header can be written, then writes everything held.
     fn take_video(&mut self, frame: VideoFrame) -> Result<()> {
-        if let Some(muxer) = &mut self.muxer {
-            return write_video(muxer, &self.config.path, &frame);
-        }
-        if let Some(waiting) = &mut self.waiting {
-            waiting.bytes += frame.data.len();
-            waiting.video.push(frame);
+        match self.recording.as_mut().map(|r| &mut r.output) {
+            Some(Output::Muxing(muxer)) => return write_video(muxer, &self.config.path, &frame),
+            Some(Output::Waiting(waiting)) => {
+                waiting.bytes += frame.data.len();
+                waiting.video.push(frame);
+            }
+            _ => {}
         }
         self.start_when_ready(false)
     }
 
     fn take_audio(&mut self, frame: AudioFrame) -> Result<()> {
-        if let Some(muxer) = &mut self.muxer {
-            return write_audio(muxer, &self.config.path, &frame);
-        }
-        if let Some(waiting) = &mut self.waiting {
-            waiting.bytes += frame.samples.len() * 4;
-            waiting.audio.push(frame);
+        match self.recording.as_mut().map(|r| &mut r.output) {
+            Some(Output::Muxing(muxer)) => return write_audio(muxer, &self.config.path, &frame),
+            Some(Output::Waiting(waiting)) => {
+                waiting.bytes += frame.samples.len() * 4;
+                waiting.audio.push(frame);
+            }
+            _ => {}
         }
         self.start_when_ready(false)
+    }
+
+    /// Moves the run to `output` (nothing to do between runs).
+    fn set_output(&mut self, output: Output) {
+        if let Some(recording) = &mut self.recording {
+            recording.output = output;
+        }
     }
 
     /// Opens the file once every connected input has a first frame (or one has waited
     /// [`MAX_WAIT_NS`] of timestamps or held [`MAX_WAIT_BYTES`], or `now`), then writes the held
     /// frames. Inputs connected after the file is open do not become streams.
     fn start_when_ready(&mut self, now: bool) -> Result<()> {
-        let Some(waiting) = &self.waiting else {
+        let Some(Recording {
+            output: Output::Waiting(waiting),
+            ..
+        }) = &self.recording
+        else {
             return Ok(());
         };
         let have_video = !waiting.video.is_empty();
@@ -453,23 +484,25 @@ impl Mp4WriterProcessor::Processor {
         if !(have_video || have_audio) || !(complete || waited_too_long || now) {
             return Ok(());
         }
-        let Some(waiting) = self.waiting.take() else {
+        let Some(recording) = &mut self.recording else {
+            return Ok(());
+        };
+        let Output::Waiting(waiting) = std::mem::replace(&mut recording.output, Output::Opening)
+        else {
             return Ok(());
         };
         if !complete {
             tracing::warn!(path = %self.config.path.display(), video = have_video, audio = have_audio, "writing the MP4 without the stream that never delivered");
         }
-        let muxer = match self.open(waiting.video.first(), waiting.audio.first()) {
+        let mut muxer = match self.open(waiting.video.first(), waiting.audio.first()) {
             Ok(muxer) => muxer,
             Err(e) => {
-                // Not a bad frame: the file cannot be written at all. Every later frame
-                // reports it (the processor fails) instead of being dropped silently.
-                self.open_failed = Some(e.to_string());
+                // Not a bad frame: the file cannot be written at all.
+                self.set_output(Output::Failed(e.to_string()));
                 return Err(e);
             }
         };
         let path = self.config.path.clone();
-        let muxer = self.muxer.insert(muxer);
         // In timestamp order across the two streams, as they will be interleaved.
         let (mut v, mut a) = (
             waiting.video.iter().peekable(),
@@ -483,34 +516,38 @@ impl Mp4WriterProcessor::Processor {
                 (None, None) => break,
             };
             let result = if video_first {
-                v.next().map_or(Ok(()), |f| write_video(muxer, &path, f))
+                v.next()
+                    .map_or(Ok(()), |f| write_video(&mut muxer, &path, f))
             } else {
-                a.next().map_or(Ok(()), |f| write_audio(muxer, &path, f))
+                a.next()
+                    .map_or(Ok(()), |f| write_audio(&mut muxer, &path, f))
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "skipping a frame the MP4 writer could not encode");
             }
         }
+        self.set_output(Output::Muxing(Box::new(muxer)));
         Ok(())
     }
 
     /// Handles one frame's outcome: a frame that cannot be encoded is skipped and counted;
     /// too many in a row fail the writer (the file is still finalised at teardown).
     fn outcome(&mut self, result: Result<()>) -> Result<()> {
-        if let Some(why) = &self.open_failed {
+        let Some(recording) = &mut self.recording else {
+            return result;
+        };
+        if let Output::Failed(why) = &recording.output {
             return Err(StreamError::processor(why.clone()));
         }
         match result {
             Ok(()) => {
-                self.consecutive_errors = 0;
+                recording.consecutive_errors = 0;
                 Ok(())
             }
             Err(e) => {
-                self.consecutive_errors += 1;
-                if let Some(counter) = &self.skipped {
-                    counter.add(1);
-                }
-                if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
+                recording.consecutive_errors += 1;
+                recording.skipped.add(1);
+                if recording.consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
                     return Err(e);
                 }
                 tracing::warn!(error = %e, "skipping a frame the MP4 writer could not encode");
@@ -806,12 +843,12 @@ impl crate::core::Processor for Mp4WriterProcessor::Processor {
                 e,
             )
         })?;
-        self.muxer = None;
-        self.waiting = Some(Waiting::default());
-        self.ctx = Some(ctx.clone());
-        self.skipped = Some(ctx.counter("skipped_frames"));
-        self.consecutive_errors = 0;
-        self.open_failed = None;
+        self.recording = Some(Recording {
+            ctx: ctx.clone(),
+            skipped: ctx.counter("skipped_frames"),
+            consecutive_errors: 0,
+            output: Output::Waiting(Waiting::default()),
+        });
         Ok(())
     }
 
@@ -845,12 +882,11 @@ impl crate::core::Processor for Mp4WriterProcessor::Processor {
         // The runtime has already let this writer empty its inputs (stop drains upstream
         // first; removal detaches the links): only the frames held for the header remain.
         let started = self.start_when_ready(true);
-        let finished = match self.muxer.take() {
-            Some(muxer) => finish(muxer, &self.config.path),
-            None => Ok(()), // No frame ever came: the (empty) file stays as created.
+        let finished = match self.recording.take().map(|r| r.output) {
+            Some(Output::Muxing(muxer)) => finish(*muxer, &self.config.path),
+            // No frame ever came (the empty file stays as created), or it could not be opened.
+            _ => Ok(()),
         };
-        self.waiting = None;
-        self.ctx = None;
         started.and(finished)
     }
 }

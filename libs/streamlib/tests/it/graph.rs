@@ -1,6 +1,6 @@
 //! Graph rules: ports, types, one link per input, fan-out, link policies, atomic changes.
 
-mod common;
+use crate::common;
 
 use common::*;
 use streamlib::core::*;

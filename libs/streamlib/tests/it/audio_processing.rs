@@ -2,7 +2,7 @@
 //! length and the tone's frequency), mixing (sums, gains, limiting), channel conversion,
 //! re-chunking, video scaling.
 
-mod common;
+use crate::common;
 
 use std::f64::consts::TAU;
 

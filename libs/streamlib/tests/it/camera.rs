@@ -2,7 +2,7 @@
 //! Motion-JPEG buffers, and the exact errors when there is no camera.
 #![cfg(all(target_os = "linux", feature = "camera"))]
 
-mod common;
+use crate::common;
 
 use common::setup_error;
 use streamlib::core::PROCESSOR_REGISTRY;

@@ -3,7 +3,7 @@
 //! colour bars; missing and corrupt files give clear errors.
 #![cfg(feature = "ffmpeg")]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

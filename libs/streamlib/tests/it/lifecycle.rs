@@ -1,7 +1,7 @@
 //! Runtime lifecycle: hot graph changes while frames flow, stop/start, isolation of failing
 //! processors, events, draining at stop, main-thread work, run() and shutdown.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! code, the access policy, and the OpenAPI document against the router.
 #![cfg(feature = "api-server")]
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! every ALSA system, no sound card needed), and the exact errors when a device is missing.
 #![cfg(all(target_os = "linux", feature = "audio-devices"))]
 
-mod common;
+use crate::common;
 
 use common::{add, assert_eventually, inp, metric, out, setup_error};
 use streamlib::core::*;

@@ -1,7 +1,7 @@
 //! `streamlib run` stopped by SIGTERM while recording leaves a complete, playable MP4.
 #![cfg(feature = "ffmpeg")]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

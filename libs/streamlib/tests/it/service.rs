@@ -1,7 +1,7 @@
 //! The RFC's service layer: RuntimeService from other threads, errors, and the guarantees that
 //! no call hangs (runtime gone, or a call that would wait on its own thread).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! pattern standing in for the camera; without a display the error says so.
 #![cfg(all(target_os = "linux", feature = "display"))]
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

@@ -2,7 +2,7 @@
 //! and many clients changing the graph at once.
 #![cfg(feature = "api-server")]
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

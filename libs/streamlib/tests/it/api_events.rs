@@ -2,7 +2,7 @@
 //! lag reporting, access checks, pings and shutdown.
 #![cfg(feature = "api-server")]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

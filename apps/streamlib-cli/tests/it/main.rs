@@ -1,0 +1,7 @@
+//! The `streamlib` binary's integration tests, one test binary with a module per area.
+
+mod common;
+
+mod cli;
+mod display;
+mod media;

@@ -1,0 +1,16 @@
+//! The library's integration tests, one binary (one build of the test helpers, one link) with a
+//! module per area. `tests/registry.rs` stays a binary of its own: it checks exactly what the
+//! library registers, and the helpers here register test processors of their own.
+
+mod common;
+
+mod api_events;
+mod api_routes;
+mod api_server;
+mod audio_devices;
+mod audio_processing;
+mod camera;
+mod graph;
+mod lifecycle;
+mod media_files;
+mod service;
