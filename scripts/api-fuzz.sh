@@ -6,19 +6,24 @@
 #   bash scripts/api-fuzz.sh              # both runs, SECONDS_PER_RUN (default 60) each
 #   STREAMLIB=target/debug/streamlib bash scripts/api-fuzz.sh
 #
-# Needs schemathesis (PyPI); installs the pinned version when it is missing.
+# Installs the pinned schemathesis (PyPI) into a virtual environment under target/ (needs
+# python3 with its venv module: Debian's python3-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-60}
-STREAMLIB=${STREAMLIB:-target/debug/streamlib}
+STREAMLIB=$(realpath -m "${STREAMLIB:-target/debug/streamlib}")
 TOKEN=fuzz-token-0123456789
 
-# Through the interpreter, so it works whatever PATH holds pip's scripts.
-st() { python3 -m schemathesis.cli "$@"; }
+VENV=$PWD/target/schemathesis-venv
+st() { "$VENV/bin/python" -m schemathesis.cli "$@"; }
 if [ "$(st --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "schemathesis==$SCHEMATHESIS_VERSION"
+  if ! python3 -m venv --clear "$VENV"; then
+    echo "api-fuzz: cannot create a Python virtual environment; install python3-venv" >&2
+    exit 1
+  fi
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 if [ ! -x "$STREAMLIB" ]; then
   cargo build -p streamlib-cli
@@ -48,24 +53,32 @@ start_server() {
   exit 1
 }
 
+# Stops the server as Ctrl-C would; it must shut down cleanly (exit 0).
 stop_server() {
-  kill "$server_pid"
-  wait "$server_pid" 2>/dev/null || true
+  kill -INT "$server_pid"
+  local status=0
+  wait "$server_pid" || status=$?
   server_pid=""
+  if [ "$status" -ne 0 ]; then
+    echo "api-fuzz: the server exited with status $status after the run:" >&2
+    tail -n 40 "$work/stderr" >&2
+    exit 1
+  fi
 }
 
 fuzz() {
   local label=$1
   shift
   echo "=== schemathesis $SCHEMATHESIS_VERSION against $url ($label, ${SECONDS_PER_RUN}s)"
-  st run "$url/api/openapi.json" \
+  # From the temporary folder: schemathesis keeps a cache in the working directory.
+  (cd "$work" && st run "$url/api/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection \
     --phases examples,coverage,fuzzing \
     --max-time "$SECONDS_PER_RUN" \
     --request-timeout 10 \
     --seed 1 \
     --no-color \
-    "$@"
+    "$@")
 }
 
 start_server
@@ -73,5 +86,15 @@ fuzz "no token"
 stop_server
 
 STREAMLIB_API_TOKEN=$TOKEN start_server
+# The server really has the token: a request without it is refused.
+"$VENV/bin/python" - "$url" <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1] + "/api/openapi.json")
+    sys.exit("api-fuzz: the server answered without the token")
+except urllib.error.HTTPError as e:
+    if e.code != 401:
+        sys.exit(f"api-fuzz: expected 401 without the token, got {e.code}")
+PY
 fuzz "with --token" -H "Authorization: Bearer $TOKEN"
 stop_server

@@ -102,14 +102,17 @@ pub enum StreamError {
     /// A processor failed while being started (its `setup` returned an error or panicked).
     /// The processor's own error is kept whole, so its kind (a missing device is
     /// [`ErrorKind::Unavailable`]) still decides how the failure is reported.
-    #[error("processor '{processor}' failed in {stage}: {source}")]
+    ///
+    /// The cause is part of the message, so it is not also reported as `Error::source` (a
+    /// chain printer would show it twice).
+    #[error("processor '{processor}' failed in {stage}: {error}")]
     ProcessorFailed {
         /// The processor id.
         processor: String,
         /// Where in its lifecycle it failed.
         stage: Stage,
         /// The processor's error (a panic becomes [`StreamError::Processor`]).
-        source: Box<StreamError>,
+        error: Box<StreamError>,
     },
 
     /// The request is valid but conflicts with the current state (e.g. removing the API server
@@ -134,13 +137,15 @@ pub enum StreamError {
     Timeout(String),
 
     /// An I/O operation failed (files, sockets, devices).
-    #[error("{context}: {source}")]
+    /// (The operating system's message is part of this error's message, so it is not also
+    /// reported as `Error::source`.)
+    #[error("{context}: {error}")]
     Io {
         /// What was being done, naming the file or address.
         context: String,
-        /// The operating system's error, kept whole (`source.kind()` tells not-found from
+        /// The operating system's error, kept whole (`error.kind()` tells not-found from
         /// permission-denied); behind an `Arc` so the error stays `Clone`.
-        source: Arc<std::io::Error>,
+        error: Arc<std::io::Error>,
     },
 
     /// A processor could not get the hardware or system service it needs.
@@ -188,7 +193,7 @@ impl StreamError {
             StreamError::InvalidConfig { .. }
             | StreamError::PortTypeMismatch { .. }
             | StreamError::InvalidLinkOptions(_) => ErrorKind::Unprocessable,
-            StreamError::ProcessorFailed { source, .. } => match source.kind() {
+            StreamError::ProcessorFailed { error, .. } => match error.kind() {
                 ErrorKind::Unavailable => ErrorKind::Unavailable,
                 _ => ErrorKind::Unprocessable,
             },
@@ -212,7 +217,7 @@ impl StreamError {
     pub fn io(context: impl Into<String>, err: std::io::Error) -> Self {
         StreamError::Io {
             context: context.into(),
-            source: Arc::new(err),
+            error: Arc::new(err),
         }
     }
 
@@ -221,7 +226,7 @@ impl StreamError {
         StreamError::ProcessorFailed {
             processor: processor.into(),
             stage,
-            source: Box::new(self),
+            error: Box::new(self),
         }
     }
 

@@ -80,8 +80,8 @@ struct AudioTrack {
     frames: Counter,
 }
 
-/// The open file and where playback is.
-/// Everything one run has: built in `setup`, dropped in `teardown`.
+/// The open file and where playback is: everything one run has, built in `setup`, dropped in
+/// `teardown`.
 struct Playback {
     ctx: RuntimeContext,
     stop: StopSignal,

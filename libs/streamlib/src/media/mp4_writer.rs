@@ -494,7 +494,7 @@ impl Mp4WriterProcessor::Processor {
         if !complete {
             tracing::warn!(path = %self.config.path.display(), video = have_video, audio = have_audio, "writing the MP4 without the stream that never delivered");
         }
-        let mut muxer = match self.open(waiting.video.first(), waiting.audio.first()) {
+        let muxer = match self.open(waiting.video.first(), waiting.audio.first()) {
             Ok(muxer) => muxer,
             Err(e) => {
                 // Not a bad frame: the file cannot be written at all.
@@ -503,6 +503,16 @@ impl Mp4WriterProcessor::Processor {
             }
         };
         let path = self.config.path.clone();
+        // Stored before the held frames are written, so teardown finalises the file whatever
+        // happens while they are.
+        self.set_output(Output::Muxing(Box::new(muxer)));
+        let Some(Recording {
+            output: Output::Muxing(muxer),
+            ..
+        }) = &mut self.recording
+        else {
+            return Ok(());
+        };
         // In timestamp order across the two streams, as they will be interleaved.
         let (mut v, mut a) = (
             waiting.video.iter().peekable(),
@@ -516,17 +526,14 @@ impl Mp4WriterProcessor::Processor {
                 (None, None) => break,
             };
             let result = if video_first {
-                v.next()
-                    .map_or(Ok(()), |f| write_video(&mut muxer, &path, f))
+                v.next().map_or(Ok(()), |f| write_video(muxer, &path, f))
             } else {
-                a.next()
-                    .map_or(Ok(()), |f| write_audio(&mut muxer, &path, f))
+                a.next().map_or(Ok(()), |f| write_audio(muxer, &path, f))
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "skipping a frame the MP4 writer could not encode");
             }
         }
-        self.set_output(Output::Muxing(Box::new(muxer)));
         Ok(())
     }
 

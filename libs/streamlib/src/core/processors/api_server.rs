@@ -35,8 +35,19 @@ pub struct ApiServerConfig {
     /// TCP port; 0 picks a free one (see [`ApiServerHandle`] and the `port` metric).
     pub port: u16,
     /// How the server protects and limits itself.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "options_naming_the_field")]
     pub options: ApiOptions,
+}
+
+/// Reads the flattened options with path tracking of their own, so that an error names the
+/// field: serde buffers flattened fields, which hides the path from the caller's tracking.
+fn options_naming_the_field<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ApiOptions, D::Error> {
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let field = e.path().to_string();
+        serde::de::Error::custom(format!("field '{field}': {}", e.into_inner()))
+    })
 }
 
 impl Default for ApiServerConfig {
@@ -151,7 +162,7 @@ impl crate::core::Processor for ApiServerProcessor::Processor {
         );
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
 
-        // Spawn Tokio runtime on background thread
+        // The Tokio runtime runs on a thread of its own until teardown signals shutdown.
         let thread = std::thread::Builder::new()
             .name("sl-api-server".to_string())
             .spawn(move || {
@@ -196,7 +207,7 @@ impl crate::core::Processor for ApiServerProcessor::Processor {
     }
 
     fn process(&mut self) -> Result<()> {
-        // Server runs independently on Tokio runtime
+        // Manual: the server runs on its own Tokio runtime; there is nothing to do here.
         Ok(())
     }
 
@@ -212,5 +223,59 @@ impl crate::core::Processor for ApiServerProcessor::Processor {
             })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::PROCESSOR_REGISTRY;
+    use serde_json::json;
+
+    fn config_error(config: serde_json::Value) -> String {
+        match PROCESSOR_REGISTRY.create("ApiServerProcessor", config) {
+            Ok(_) => panic!("the config was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_field_also_in_the_flattened_options() {
+        let e = config_error(json!({"port": "x"}));
+        assert!(e.contains("field 'port'"), "{e}");
+        let e = config_error(json!({"rate_limit_per_second": "x"}));
+        assert!(e.contains("field 'rate_limit_per_second'"), "{e}");
+        let e = config_error(json!({"request_timeout_ms": -1}));
+        assert!(e.contains("field 'request_timeout_ms'"), "{e}");
+        let e = config_error(json!({"tokn": "12345678"}));
+        assert!(e.contains("unknown field `tokn`"), "{e}");
+        let e = config_error(json!({"token": "short"}));
+        assert!(
+            e.contains("field 'token': must be at least 8 characters"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn options_read_from_the_same_json_and_the_token_never_comes_back() {
+        let config: ApiServerConfig = serde_json::from_value(
+            json!({"host": "::1", "token": "s3cret-token", "request_timeout_ms": 500}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.host, "::1");
+        assert_eq!(config.options.request_timeout, Duration::from_millis(500));
+        assert_eq!(
+            config.options.token.as_ref().map(|t| t.expose()),
+            Some("s3cret-token")
+        );
+        let back = serde_json::to_value(&config).unwrap_or_default();
+        assert!(back.get("token").is_none(), "{back}");
+        assert_eq!(back["request_timeout_ms"], 500);
+        assert_eq!(back["port"], 9000);
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("<redacted>") && !shown.contains("s3cret"),
+            "{shown}"
+        );
     }
 }

@@ -146,7 +146,7 @@ impl WorkerHost {
                 for input in &entry.ports.inputs {
                     input.set_reader_running(false);
                 }
-                return Err(StreamError::Timeout(format!(
+                return Err(StreamError::processor(format!(
                     "setup did not finish within {}s; the processor was asked to stop",
                     SETUP_TIMEOUT.as_secs()
                 )));
@@ -181,7 +181,7 @@ impl WorkerHost {
             }
         };
         if !exited {
-            let error = StreamError::Timeout(format!(
+            let error = StreamError::processor(format!(
                 "did not stop within {}s; its thread was abandoned",
                 STOP_TIMEOUT.as_secs()
             ));

@@ -6,8 +6,8 @@ use crate::core::graph::{ProcessorInfo, RuntimeState};
 use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
 
-/// Internal command enum - not exposed to users.
-/// Users interact via RuntimeService's ergonomic methods.
+/// One request to the runtime thread (crate-internal: callers use `RuntimeService`'s methods,
+/// which send these and await the matching [`CommandResult`]).
 pub(crate) enum RuntimeCommand {
     AddProcessor {
         spec: ProcessorSpec,

@@ -64,9 +64,9 @@ pub fn setup_error(type_name: &str, config: serde_json::Value) -> String {
         "a failed add leaves the graph unchanged"
     );
     match result {
-        Err(StreamError::ProcessorFailed { stage, source, .. }) => {
+        Err(StreamError::ProcessorFailed { stage, error, .. }) => {
             assert_eq!(stage, "setup");
-            source.to_string()
+            error.to_string()
         }
         Err(other) => panic!("expected a setup failure, got {other}"),
         Ok(id) => panic!("expected a setup failure, got processor {id}"),

@@ -161,3 +161,58 @@ mod millis {
         u64::deserialize(d).map(Duration::from_millis)
     }
 }
+
+#[cfg(all(test, feature = "clap"))]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        api: ApiOptions,
+    }
+
+    #[test]
+    fn flag_defaults_are_the_options_defaults() {
+        let flags = Flags::try_parse_from(["serve"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(flags.api, ApiOptions::default());
+    }
+
+    #[test]
+    fn flags_set_every_option() {
+        let flags = Flags::try_parse_from([
+            "serve",
+            "--token",
+            "0123456789",
+            "--allow-host",
+            "box.lan:9000",
+            "--allow-origin",
+            "https://console.example",
+            "--rate-limit",
+            "5",
+            "--rate-limit-burst",
+            "7",
+            "--max-body-bytes",
+            "4096",
+            "--request-timeout-ms",
+            "1500",
+            "--ws-ping-interval-ms",
+            "250",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            flags.api,
+            ApiOptions {
+                token: Some(Secret::new("0123456789")),
+                allowed_hosts: vec!["box.lan:9000".into()],
+                allowed_origins: vec!["https://console.example".into()],
+                rate_limit_per_second: 5,
+                rate_limit_burst: 7,
+                max_body_bytes: 4096,
+                request_timeout: Duration::from_millis(1500),
+                ws_ping_interval: Duration::from_millis(250),
+            }
+        );
+    }
+}
