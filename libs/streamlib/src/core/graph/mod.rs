@@ -12,4 +12,4 @@ pub use ids::{LinkUniqueId, ProcessorUniqueId};
 pub use port_ref::{InputLinkPortRef, OutputLinkPortRef};
 pub use snapshot::{Link, LinkInfo, PortInfo, ProcessorCounters, ProcessorInfo, RuntimeState};
 
-pub(crate) use store::{Graph, LinkEntry, ProcessorEntry, check_unique_port_names};
+pub(crate) use store::{Graph, ProcessorEntry, check_unique_port_names};

@@ -1,6 +1,6 @@
-//! The graph as the runtime holds it: processor and link entries, port resolution, id
-//! generation, and the questions lifecycle code asks of it (links of a processor, the links
-//! into one, stop order).
+//! The graph as the runtime holds it: processor and link entries, port resolution and link
+//! validation, id generation, and the questions lifecycle code asks of it (links of a
+//! processor, the links into one, stop order).
 //!
 //! It only stores and answers; starting and stopping threads is the runtime's job
 //! (`core::runtime`), so every method here is cheap and never waits.
@@ -10,10 +10,10 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use super::ids::{id_prefix_for_type, random_suffix, validate_user_id};
-use super::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
+use super::{InputLinkPortRef, Link, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
 use crate::core::error::{Result, StreamError};
 use crate::core::frames::FrameType;
-use crate::core::links::{AnyInputPort, AnyLink, AnyOutputPort, PortSet};
+use crate::core::links::{AnyInputPort, AnyLink, AnyOutputPort, LinkOptions, PortSet};
 use crate::core::processors::Execution;
 use crate::core::runtime::{ProcessorShared, Slot};
 
@@ -131,7 +131,7 @@ impl Graph {
     }
 
     /// The output port `port` names, with the processor that owns it.
-    pub(crate) fn output(
+    fn output(
         &self,
         port: &OutputLinkPortRef,
     ) -> Result<(&ProcessorEntry, Arc<dyn AnyOutputPort>)> {
@@ -148,7 +148,7 @@ impl Graph {
     }
 
     /// The input port `port` names, with the processor that owns it.
-    pub(crate) fn input(
+    fn input(
         &self,
         port: &InputLinkPortRef,
     ) -> Result<(&ProcessorEntry, Arc<dyn AnyInputPort>)> {
@@ -164,9 +164,65 @@ impl Graph {
         Ok((entry, found))
     }
 
-    /// Adds a link under an id from [`Graph::new_link_id`].
-    pub(crate) fn insert_link(&mut self, id: LinkUniqueId, entry: LinkEntry) {
-        self.links.insert(id, entry);
+    /// Links output `from` to input `to`, live at once (the next frame written reaches it).
+    /// Refuses, changing nothing, a missing processor or port, ports of different frame types,
+    /// an input that already has a link, and options out of range.
+    pub(crate) fn connect(
+        &mut self,
+        from: OutputLinkPortRef,
+        to: InputLinkPortRef,
+        options: LinkOptions,
+    ) -> Result<Link> {
+        let (_, output) = self.output(&from)?;
+        let (target, input) = self.input(&to)?;
+        let frame_type = output.frame_type();
+        if frame_type != input.frame_type() {
+            return Err(StreamError::PortTypeMismatch {
+                from: from.to_string(),
+                to: to.to_string(),
+                from_type: frame_type,
+                to_type: input.frame_type(),
+            });
+        }
+        if let Some(existing) = input.connected_link() {
+            return Err(StreamError::InputAlreadyConnected {
+                input: to.to_string(),
+                link: existing.to_string(),
+            });
+        }
+        let (default_capacity, default_read_mode) = output.defaults();
+        let resolved = options.resolve(default_capacity, default_read_mode)?;
+        let reader_signal = target.shared.signal.clone();
+        let reader_running = reader_signal.is_active();
+
+        let id = self.new_link_id();
+        let link = output.link_to(
+            id.clone(),
+            input,
+            reader_signal.clone(),
+            &resolved,
+            reader_running,
+        )?;
+        // The reader's thread may have ended between the check and the attach; it clears the
+        // flag before it looks at its links, so one of the two sees the other (SeqCst).
+        if reader_running && !reader_signal.is_active() {
+            link.set_reader_running(false);
+        }
+        self.links.insert(
+            id.clone(),
+            LinkEntry {
+                from: from.clone(),
+                to: to.clone(),
+                frame_type,
+                link,
+            },
+        );
+        Ok(Link {
+            id,
+            from,
+            to,
+            frame_type,
+        })
     }
 
     /// Takes a link out, or `LinkNotFound`.

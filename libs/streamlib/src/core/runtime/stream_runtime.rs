@@ -18,10 +18,10 @@ use super::os_signals::SignalWatcher;
 use super::shared::ProcessorShared;
 use super::thread_role::{self, Role};
 use super::worker::{Slot, WorkerHost};
-use crate::core::error::{Result, Stage, StreamError};
+use crate::core::error::{Result, Stage};
 use crate::core::graph::{
-    Graph, InputLinkPortRef, Link, LinkEntry, LinkInfo, LinkUniqueId, OutputLinkPortRef,
-    ProcessorEntry, ProcessorInfo, ProcessorUniqueId, RuntimeState, check_unique_port_names,
+    Graph, InputLinkPortRef, Link, LinkInfo, LinkUniqueId, OutputLinkPortRef, ProcessorEntry,
+    ProcessorInfo, ProcessorUniqueId, RuntimeState, check_unique_port_names,
 };
 use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
@@ -199,62 +199,14 @@ impl StreamRuntime {
         to: InputLinkPortRef,
         options: LinkOptions,
     ) -> Result<Link> {
-        let (_, output) = self.graph.output(&from)?;
-        let (target, input) = self.graph.input(&to)?;
-        if output.frame_type() != input.frame_type() {
-            return Err(StreamError::PortTypeMismatch {
-                from: from.to_string(),
-                to: to.to_string(),
-                from_type: output.frame_type(),
-                to_type: input.frame_type(),
-            });
-        }
-        if let Some(existing) = input.connected_link() {
-            return Err(StreamError::InputAlreadyConnected {
-                input: to.to_string(),
-                link: existing.to_string(),
-            });
-        }
-        let (default_capacity, default_read_mode) = output.defaults();
-        let resolved = options.resolve(default_capacity, default_read_mode)?;
-        let reader_running = target.shared.signal.is_active();
-        let reader_signal = target.shared.signal.clone();
-        let frame_type = output.frame_type();
-
-        let id = self.graph.new_link_id();
-        let link = output.link_to(
-            id.clone(),
-            input,
-            reader_signal.clone(),
-            &resolved,
-            reader_running,
-        )?;
-        // The reader's thread may have ended between the check and the attach; it clears the
-        // flag before it looks at its links, so one of the two sees the other (SeqCst).
-        if reader_running && !reader_signal.is_active() {
-            link.set_reader_running(false);
-        }
-        self.graph.insert_link(
-            id.clone(),
-            LinkEntry {
-                from: from.clone(),
-                to: to.clone(),
-                frame_type,
-                link,
-            },
-        );
+        let link = self.graph.connect(from, to, options)?;
         self.events().publish(RuntimeEventKind::LinkCreated {
-            link_id: id.clone(),
-            from: from.to_string(),
-            to: to.to_string(),
+            link_id: link.id(),
+            from: link.from().to_string(),
+            to: link.to().to_string(),
         });
-        tracing::info!(link = %id, %from, %to, "link created");
-        Ok(Link {
-            id,
-            from,
-            to,
-            frame_type,
-        })
+        tracing::info!(link = %link.id(), from = %link.from(), to = %link.to(), "link created");
+        Ok(link)
     }
 
     /// Removes a link. Frames still queued in it are dropped.
