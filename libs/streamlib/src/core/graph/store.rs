@@ -148,10 +148,7 @@ impl Graph {
     }
 
     /// The input port `port` names, with the processor that owns it.
-    fn input(
-        &self,
-        port: &InputLinkPortRef,
-    ) -> Result<(&ProcessorEntry, Arc<dyn AnyInputPort>)> {
+    fn input(&self, port: &InputLinkPortRef) -> Result<(&ProcessorEntry, Arc<dyn AnyInputPort>)> {
         let entry = self.processor(&port.processor)?;
         let found = entry.ports.input(&port.port).cloned().ok_or_else(|| {
             port_not_found(
