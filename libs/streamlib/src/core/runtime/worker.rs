@@ -30,8 +30,11 @@ use crate::core::service::RuntimeService;
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long stopping waits for one processor's thread to end before abandoning it.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Times the runtime thread yields, checking for an answer, before it sleeps on a wait: a new
-/// processor thread usually answers within microseconds, and a sleep/wake pair costs tens.
+/// Times the runtime thread yields, checking again, before it sleeps: when it waits for a
+/// worker (a new processor thread usually answers within microseconds) and after it handled a
+/// command (the next one often follows at once). A sleep/wake pair costs tens of microseconds
+/// on the development VM; only right after work, so an idle runtime still sleeps (0% CPU). The
+/// measured effect on the command loop is mixed (BENCHMARKS.md, "What changed the figures").
 pub(crate) const BUSY_YIELDS: u32 = 64;
 
 /// Times a Reactive processor with nothing to do yields its core before it parks.
