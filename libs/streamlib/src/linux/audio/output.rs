@@ -51,7 +51,8 @@ impl ProcessorConfig for AudioOutputConfig {
     }
 }
 
-/// The open device: its stream and the queue that feeds it.
+/// Everything one run has, built in `setup` and dropped in `teardown`: the open device, the
+/// queue that feeds it, the conversion to its rate, the counters and the stop request.
 struct Playback {
     /// Dropping it stops the device.
     _stream: cpal::Stream,
@@ -60,6 +61,10 @@ struct Playback {
     channels: u16,
     /// How long a full queue may block the input before frames are dropped.
     max_wait: Duration,
+    /// Converts input of another rate to the device's (made at the first such frame).
+    resampler: Option<StreamResampler>,
+    counters: OutputCounters,
+    stop: StopSignal,
 }
 
 /// What the processor counts (also read by the device callback).
@@ -86,10 +91,8 @@ pub struct AudioOutputProcessor {
     audio: LinkInput<AudioFrame>,
     #[streamlib::config]
     config: AudioOutputConfig,
+    /// The run's state, `Some` between `setup` and `teardown`.
     playback: Option<Playback>,
-    resampler: Option<StreamResampler>,
-    counters: Option<OutputCounters>,
-    stop: Option<StopSignal>,
 }
 
 impl crate::core::Processor for AudioOutputProcessor::Processor {
@@ -129,22 +132,22 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
             rate: config.sample_rate,
             channels: config.channels,
             max_wait: Duration::from_millis(u64::from(self.config.buffer_ms) * 2),
+            resampler: None,
+            counters,
+            stop: ctx.stop_signal(),
         });
-        self.resampler = None;
-        self.counters = Some(counters);
-        self.stop = Some(ctx.stop_signal());
         Ok(())
     }
 
     fn process(&mut self) -> Result<()> {
         while let Some(frame) = self.audio.read_next() {
-            let (Some(playback), Some(counters)) = (&mut self.playback, &self.counters) else {
+            let Some(playback) = &mut self.playback else {
                 return Ok(());
             };
-            counters.frames_consumed.add(1);
+            playback.counters.frames_consumed.add(1);
             let mut samples = convert_channels(&frame.samples, frame.channels, playback.channels);
             if frame.sample_rate != playback.rate {
-                let resampler = match &mut self.resampler {
+                let resampler = match &mut playback.resampler {
                     Some(r) if r.from_rate() == frame.sample_rate => r,
                     slot => slot.insert(
                         StreamResampler::new(frame.sample_rate, playback.rate, playback.channels)
@@ -163,22 +166,20 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
                     "AudioOutputProcessor: the sound device stopped playing".to_string(),
                 ));
             }
-            let stop = self.stop.as_ref();
-            enqueue(playback, counters, stop, &samples);
+            playback.enqueue(&samples);
         }
         Ok(())
     }
 
     fn teardown(&mut self) -> Result<()> {
         // Play what is still queued (the resampler's tail too) before closing the device.
-        if let (Some(playback), Some(resampler)) = (&mut self.playback, &mut self.resampler) {
-            if let Ok(tail) = resampler.flush() {
+        if let Some(playback) = &mut self.playback {
+            if let Some(Ok(tail)) = playback.resampler.as_mut().map(StreamResampler::flush) {
                 let (_, rest) = playback.queue.push_partial_slice(&tail);
-                if let Some(counters) = &self.counters {
-                    counters
-                        .dropped_samples
-                        .add((rest.len() / usize::from(playback.channels.max(1))) as u64);
-                }
+                playback
+                    .counters
+                    .dropped_samples
+                    .add((rest.len() / usize::from(playback.channels.max(1))) as u64);
             }
         }
         if let Some(playback) = &self.playback {
@@ -192,36 +193,32 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
             }
         }
         self.playback = None;
-        self.resampler = None;
         Ok(())
     }
 }
 
-/// Puts `samples` in the device queue, waiting while it is full (the device's pace), but no
-/// longer than `max_wait` in all or past a stop request; what does not fit then is dropped.
-fn enqueue(
-    playback: &mut Playback,
-    counters: &OutputCounters,
-    stop: Option<&StopSignal>,
-    samples: &[f32],
-) {
-    let deadline = Instant::now() + playback.max_wait;
-    let mut rest = samples;
-    loop {
-        let (_, left) = playback.queue.push_partial_slice(rest);
-        rest = left;
-        if rest.is_empty() {
-            return;
+impl Playback {
+    /// Puts `samples` in the device queue, waiting while it is full (the device's pace), but
+    /// no longer than `max_wait` in all or past a stop request; what does not fit then is
+    /// dropped.
+    fn enqueue(&mut self, samples: &[f32]) {
+        let deadline = Instant::now() + self.max_wait;
+        let mut rest = samples;
+        loop {
+            let (_, left) = self.queue.push_partial_slice(rest);
+            rest = left;
+            if rest.is_empty() {
+                return;
+            }
+            if self.stop.is_stopping() || Instant::now() >= deadline {
+                self.counters
+                    .dropped_samples
+                    .add((rest.len() / usize::from(self.channels.max(1))) as u64);
+                return;
+            }
+            // The device drains the queue in periods of a few milliseconds.
+            std::thread::sleep(Duration::from_millis(2));
         }
-        let stopping = stop.is_some_and(StopSignal::is_stopping);
-        if stopping || Instant::now() >= deadline {
-            counters
-                .dropped_samples
-                .add((rest.len() / usize::from(playback.channels.max(1))) as u64);
-            return;
-        }
-        // The device drains the queue in periods of a few milliseconds.
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

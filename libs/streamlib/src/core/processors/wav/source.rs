@@ -54,8 +54,13 @@ impl ProcessorConfig for WavSourceConfig {
     }
 }
 
-/// The open file.
+/// The open file and where playback is: everything one run has, built in `setup`, dropped in
+/// `teardown`.
 struct Playing {
+    ctx: RuntimeContext,
+    stop: StopSignal,
+    /// Frames sent so far (across loops).
+    frame_number: u64,
     reader: hound::WavReader<BufReader<File>>,
     spec: hound::WavSpec,
     /// Media-clock time of the first sample, set at the first `process` (when the graph
@@ -79,10 +84,8 @@ pub struct WavSourceProcessor {
     audio: LinkOutput<AudioFrame>,
     #[streamlib::config]
     config: WavSourceConfig,
+    /// The run's state, `Some` between `setup` and `teardown`.
     playing: Option<Playing>,
-    ctx: Option<RuntimeContext>,
-    stop: Option<StopSignal>,
-    frame_number: u64,
 }
 
 /// Reads up to `n` interleaved samples as f32 in [-1, 1].
@@ -122,25 +125,25 @@ impl crate::core::Processor for WavSourceProcessor::Processor {
             )));
         }
         self.playing = Some(Playing {
+            ctx: ctx.clone(),
+            stop: ctx.stop_signal(),
+            frame_number: 0,
             reader,
             spec,
             start_ns: None,
             sent: 0,
             ended: false,
         });
-        self.frame_number = 0;
-        self.ctx = Some(ctx.clone());
-        self.stop = Some(ctx.stop_signal());
         Ok(())
     }
 
     fn process(&mut self) -> Result<()> {
-        let (Some(playing), Some(stop)) = (&mut self.playing, &self.stop) else {
+        let Some(playing) = &mut self.playing else {
             return Ok(());
         };
         if playing.ended {
             // Nothing more to send: wait to be stopped without spinning.
-            stop.sleep(Duration::from_millis(500));
+            playing.stop.sleep(Duration::from_millis(500));
             return Ok(());
         }
         let rate = playing.spec.sample_rate.max(1);
@@ -151,7 +154,7 @@ impl crate::core::Processor for WavSourceProcessor::Processor {
         );
         if self.config.realtime {
             let now = media_clock_ns();
-            if timestamp > now && !stop.sleep(Duration::from_nanos(timestamp - now)) {
+            if timestamp > now && !playing.stop.sleep(Duration::from_nanos(timestamp - now)) {
                 return Ok(());
             }
         }
@@ -172,10 +175,10 @@ impl crate::core::Processor for WavSourceProcessor::Processor {
                 playing.spec.channels,
                 &samples[..whole],
                 timestamp,
-                self.frame_number,
+                playing.frame_number,
             )?;
             self.audio.write(frame);
-            self.frame_number += 1;
+            playing.frame_number += 1;
             playing.sent += (whole / channels) as u64;
         }
         if samples.len() < wanted {
@@ -191,16 +194,14 @@ impl crate::core::Processor for WavSourceProcessor::Processor {
                 })?;
             } else {
                 playing.ended = true;
-                if let Some(ctx) = &self.ctx {
-                    ctx.emit_event(
-                        "end_of_stream",
-                        serde_json::json!({
-                            "path": self.config.path,
-                            "frames": self.frame_number,
-                            "samples_per_channel": playing.sent,
-                        }),
-                    );
-                }
+                playing.ctx.emit_event(
+                    "end_of_stream",
+                    serde_json::json!({
+                        "path": self.config.path,
+                        "frames": playing.frame_number,
+                        "samples_per_channel": playing.sent,
+                    }),
+                );
             }
         }
         Ok(())
@@ -208,7 +209,6 @@ impl crate::core::Processor for WavSourceProcessor::Processor {
 
     fn teardown(&mut self) -> Result<()> {
         self.playing = None;
-        self.ctx = None;
         Ok(())
     }
 }
