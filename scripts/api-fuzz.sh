@@ -13,10 +13,11 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-60}
-STREAMLIB=$(realpath -m "${STREAMLIB:-target/debug/streamlib}")
+TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+STREAMLIB=$(realpath -m "${STREAMLIB:-$TARGET_DIR/debug/streamlib}")
 TOKEN=fuzz-token-0123456789
 
-VENV=$PWD/target/schemathesis-venv
+VENV=$TARGET_DIR/schemathesis-venv
 st() { "$VENV/bin/python" -m schemathesis.cli "$@"; }
 if [ "$(st --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
   if ! python3 -m venv --clear "$VENV"; then
@@ -39,6 +40,7 @@ trap cleanup EXIT
 
 # Starts the server with "$@" and sets $url once it prints where it listens.
 start_server() {
+  : >"$work/stdout"
   "$STREAMLIB" serve --demo --port 0 --rate-limit 0 "$@" >"$work/stdout" 2>"$work/stderr" &
   server_pid=$!
   url=""
@@ -53,12 +55,28 @@ start_server() {
   exit 1
 }
 
-# Stops the server as Ctrl-C would; it must shut down cleanly (exit 0).
+# Stops the server as Ctrl-C would; it must shut down cleanly (exit 0) within 20 s.
 stop_server() {
-  kill -INT "$server_pid"
-  local status=0
-  wait "$server_pid" || status=$?
+  local pid=$server_pid status=0
   server_pid=""
+  if ! kill -INT "$pid" 2>/dev/null; then
+    wait "$pid" || status=$?
+    echo "api-fuzz: the server died during the run (status $status):" >&2
+    tail -n 40 "$work/stderr" >&2
+    exit 1
+  fi
+  for _ in $(seq 1 200); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    echo "api-fuzz: the server did not shut down within 20 s of SIGINT:" >&2
+    tail -n 40 "$work/stderr" >&2
+    exit 1
+  fi
+  wait "$pid" || status=$?
   if [ "$status" -ne 0 ]; then
     echo "api-fuzz: the server exited with status $status after the run:" >&2
     tail -n 40 "$work/stderr" >&2

@@ -12,8 +12,9 @@ PACKAGES=(
   libxkbcommon0 libxkbcommon-x11-0 libxcb-xkb1
   # Building the `ffmpeg` feature: FFmpeg's development libraries.
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-  # Tests: a display server without a screen (window tests); ffmpeg/ffprobe (media checks).
-  xvfb ffmpeg
+  # Tests: a display server without a screen (window tests); ffmpeg/ffprobe (media checks);
+  # Python with venv for the API fuzzing (scripts/api-fuzz.sh installs schemathesis in one).
+  xvfb ffmpeg python3 python3-venv
 )
 
 missing=()

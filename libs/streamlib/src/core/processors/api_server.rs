@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::context::RuntimeContext;
 use crate::core::error::{Result, StreamError};
+use crate::core::processors::registry::flattened_field_error;
 use crate::core::processors::{ConfigError, ProcessorConfig, ProcessorSpec};
 use crate::core::service::http::{self, ApiOptions, ApiState};
 
@@ -46,7 +47,8 @@ fn options_naming_the_field<'de, D: serde::Deserializer<'de>>(
 ) -> Result<ApiOptions, D::Error> {
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let field = e.path().to_string();
-        serde::de::Error::custom(format!("field '{field}': {}", e.into_inner()))
+        let message = e.into_inner().to_string();
+        serde::de::Error::custom(flattened_field_error(&field, &message))
     })
 }
 
@@ -232,28 +234,40 @@ mod tests {
     use crate::core::PROCESSOR_REGISTRY;
     use serde_json::json;
 
-    fn config_error(config: serde_json::Value) -> String {
+    /// The field and message of the config error for `config`.
+    fn config_error(config: serde_json::Value) -> (Option<String>, String) {
         match PROCESSOR_REGISTRY.create("ApiServerProcessor", config) {
             Ok(_) => panic!("the config was accepted"),
-            Err(e) => e.to_string(),
+            Err(crate::core::StreamError::InvalidConfig { field, message, .. }) => (field, message),
+            Err(other) => panic!("expected invalid_config, got {other}"),
         }
     }
 
     #[test]
     fn config_errors_name_the_field_also_in_the_flattened_options() {
-        let e = config_error(json!({"port": "x"}));
-        assert!(e.contains("field 'port'"), "{e}");
-        let e = config_error(json!({"rate_limit_per_second": "x"}));
-        assert!(e.contains("field 'rate_limit_per_second'"), "{e}");
-        let e = config_error(json!({"request_timeout_ms": -1}));
-        assert!(e.contains("field 'request_timeout_ms'"), "{e}");
-        let e = config_error(json!({"tokn": "12345678"}));
-        assert!(e.contains("unknown field `tokn`"), "{e}");
-        let e = config_error(json!({"token": "short"}));
+        let (field, message) = config_error(json!({"port": "x"}));
+        assert_eq!(field.as_deref(), Some("port"), "{message}");
+        // In the flattened options: the same structured field as any other config.
+        let (field, message) = config_error(json!({"rate_limit_per_second": "x"}));
+        assert_eq!(field.as_deref(), Some("rate_limit_per_second"), "{message}");
+        assert!(message.starts_with("invalid type"), "{message}");
+        let (field, message) = config_error(json!({"allowed_hosts": ["a", 1]}));
+        assert_eq!(field.as_deref(), Some("allowed_hosts[1]"), "{message}");
+        let (field, message) = config_error(json!({"request_timeout_ms": -1}));
+        assert_eq!(field.as_deref(), Some("request_timeout_ms"), "{message}");
+        // An unknown key lists the accepted ones, the flattened ones included.
+        let (field, message) = config_error(json!({"tokn": "12345678"}));
+        assert_eq!(field, None);
         assert!(
-            e.contains("field 'token': must be at least 8 characters"),
-            "{e}"
+            message.contains("unknown field `tokn`")
+                && message.contains("`host`")
+                && message.contains("`token`")
+                && message.contains("`ws_ping_interval_ms`"),
+            "{message}"
         );
+        // Ranges are checked after parsing, on the whole config.
+        let (field, message) = config_error(json!({"token": "short"}));
+        assert_eq!(field.as_deref(), Some("token"), "{message}");
     }
 
     #[test]

@@ -148,9 +148,45 @@ pub(crate) fn parse_config<C: ProcessorConfig>(
     };
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let field = (path != ".").then_some(path);
-        invalid(field, e.into_inner().to_string())
+        let message = e.into_inner().to_string();
+        if path != "." {
+            return invalid(Some(path), message);
+        }
+        // No path: the error came from inside a flattened struct, or it is an unknown key left
+        // over after one took its fields; serde's flatten hides the path and the field list.
+        match split_flattened_field_error(&message) {
+            Some((field, message)) => invalid(Some(field.to_string()), message.to_string()),
+            None => invalid(None, with_expected_fields::<C>(message)),
+        }
     })
+}
+
+/// The message a flattened part of a config reports a bad field with (see
+/// `ApiServerConfig`), read back by [`parse_config`] into a field and a message.
+pub(crate) fn flattened_field_error(field: &str, message: &str) -> String {
+    format!("field '{field}': {message}")
+}
+
+fn split_flattened_field_error(message: &str) -> Option<(&str, &str)> {
+    message.strip_prefix("field '")?.split_once("': ")
+}
+
+/// serde's "unknown field `x`" without the list of accepted ones (a config with a flattened
+/// part) gets the list from the config's JSON Schema.
+fn with_expected_fields<C: ProcessorConfig>(message: String) -> String {
+    if !message.starts_with("unknown field") || message.contains("expected") {
+        return message;
+    }
+    let schema = schemars::schema_for!(C);
+    let fields: Vec<String> = schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().map(|k| format!("`{k}`")).collect())
+        .unwrap_or_default();
+    if fields.is_empty() {
+        return message;
+    }
+    format!("{message}, expected one of {}", fields.join(", "))
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

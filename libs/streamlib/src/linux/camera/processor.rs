@@ -78,6 +78,10 @@ struct ActiveCapture {
     clock_offset_ns: i128,
     /// Whether the first frame has arrived (streaming is on).
     streaming: bool,
+    /// Frames sent this run.
+    frame_number: u64,
+    /// Frames that could not be converted (torn or empty), counted and skipped.
+    bad_frames: Counter,
 }
 
 /// Captures from a V4L2 camera (YUYV or Motion-JPEG, whichever the camera offers at the
@@ -93,9 +97,8 @@ pub struct CameraProcessor {
     video: LinkOutput<VideoFrame>,
     #[streamlib::config]
     config: CameraConfig,
+    /// The run's state, `Some` between `setup` and `teardown`.
     capture: Option<ActiveCapture>,
-    frame_number: u64,
-    bad_frames: Option<Counter>,
 }
 
 impl crate::core::Processor for CameraProcessor::Processor {
@@ -135,9 +138,9 @@ impl crate::core::Processor for CameraProcessor::Processor {
             camera,
             clock_offset_ns: i128::from(media_clock_ns()) - i128::from(monotonic_ns()),
             streaming: false,
+            frame_number: 0,
+            bad_frames: ctx.counter("bad_frames"),
         });
-        self.frame_number = 0;
-        self.bad_frames = Some(ctx.counter("bad_frames"));
         Ok(())
     }
 
@@ -195,9 +198,7 @@ impl crate::core::Processor for CameraProcessor::Processor {
             Err(e) => {
                 // A torn or empty frame is common on USB; count it and go on.
                 tracing::debug!(error = %e, "dropping a camera frame");
-                if let Some(counter) = &self.bad_frames {
-                    counter.add(1);
-                }
+                capture.bad_frames.add(1);
                 return Ok(());
             }
         };
@@ -210,9 +211,9 @@ impl crate::core::Processor for CameraProcessor::Processor {
             .ok()
             .filter(|t| captured_ns > 0 && t.abs_diff(now) < 5_000_000_000)
             .unwrap_or(now);
-        let frame = VideoFrame::from_rgba(width, height, pixels, timestamp, self.frame_number)?;
+        let frame = VideoFrame::from_rgba(width, height, pixels, timestamp, capture.frame_number)?;
         self.video.write(frame);
-        self.frame_number += 1;
+        capture.frame_number += 1;
         Ok(())
     }
 
