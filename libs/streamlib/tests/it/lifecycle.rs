@@ -8,14 +8,6 @@ use std::time::Duration;
 use common::*;
 use streamlib::core::*;
 
-fn metric(rt: &StreamRuntime, id: &ProcessorUniqueId, name: &str) -> u64 {
-    rt.processor_info(id)
-        .unwrap()
-        .metrics
-        .get(name)
-        .copied()
-        .unwrap_or(0)
-}
 fn state_of(rt: &StreamRuntime, id: &ProcessorUniqueId) -> ProcessorStatus {
     rt.processor_info(id).unwrap().state
 }

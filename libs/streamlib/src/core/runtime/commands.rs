@@ -49,13 +49,7 @@ impl StreamRuntime {
         reply: oneshot::Sender<CommandResult>,
         snapshot: &mut SharedSnapshot,
     ) {
-        let result = match command {
-            RuntimeCommand::GetState => CommandResult::State(self.shared_state(snapshot)),
-            command => {
-                snapshot.clear();
-                self.execute_command(command)
-            }
-        };
+        let result = self.execute_command(command, snapshot);
         // The caller may have given up (timeout, dropped future); nothing to do.
         let _ = reply.send(result);
     }
@@ -93,8 +87,16 @@ impl StreamRuntime {
         }
     }
 
-    /// Executes one command against the graph.
-    fn execute_command(&mut self, command: RuntimeCommand) -> CommandResult {
+    /// Executes one command against the graph. Anything but a `GetState` ends the sharing of
+    /// `snapshot`.
+    fn execute_command(
+        &mut self,
+        command: RuntimeCommand,
+        snapshot: &mut SharedSnapshot,
+    ) -> CommandResult {
+        if !matches!(command, RuntimeCommand::GetState) {
+            snapshot.clear();
+        }
         let name = command.name();
         let result = match command {
             RuntimeCommand::AddProcessor { spec } => {
@@ -111,7 +113,7 @@ impl StreamRuntime {
                 .map(|()| CommandResult::Disconnected),
             RuntimeCommand::Start => self.start().map(|()| CommandResult::Started),
             RuntimeCommand::Stop => self.stop().map(|()| CommandResult::Stopped),
-            RuntimeCommand::GetState => Ok(CommandResult::State(Arc::new(self.state()))),
+            RuntimeCommand::GetState => Ok(CommandResult::State(self.shared_state(snapshot))),
             RuntimeCommand::GetProcessor { id } => self
                 .processor_info(&id)
                 .map(|info| CommandResult::Processor(Box::new(info))),

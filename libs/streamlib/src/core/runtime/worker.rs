@@ -89,7 +89,7 @@ pub(crate) struct WorkerHost {
 }
 
 /// How a wait for a worker ended.
-pub(crate) enum Waited<T> {
+enum Waited<T> {
     Value(T),
     Closed,
     TimedOut,
@@ -206,11 +206,7 @@ impl WorkerHost {
 
     /// Waits for a message on `rx` until `deadline`, running main-thread work meanwhile (a
     /// processor's setup or teardown may be waiting for it).
-    pub(crate) fn wait_servicing<T>(
-        &self,
-        rx: &flume::Receiver<T>,
-        deadline: Instant,
-    ) -> Waited<T> {
+    fn wait_servicing<T>(&self, rx: &flume::Receiver<T>, deadline: Instant) -> Waited<T> {
         for _ in 0..BUSY_YIELDS {
             match rx.try_recv() {
                 Ok(value) => return Waited::Value(value),
