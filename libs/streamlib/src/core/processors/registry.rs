@@ -163,6 +163,7 @@ pub(crate) fn parse_config<C: ProcessorConfig>(
 
 /// The message a flattened part of a config reports a bad field with (see
 /// `ApiServerConfig`), read back by [`parse_config`] into a field and a message.
+#[cfg(feature = "api-server")]
 pub(crate) fn flattened_field_error(field: &str, message: &str) -> String {
     format!("field '{field}': {message}")
 }
