@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use streamlib::core::service::http::ApiOptions;
 use streamlib::core::{
     ApiServerConfig, ApiServerProcessor, GraphFile, PROCESSOR_REGISTRY, ProcessorDescriptor,
-    ProcessorStatus, RuntimeEventKind, StreamRuntime,
+    ProcessorStatus, RuntimeEventKind, RuntimeLimits, StreamRuntime,
 };
 
 /// The graph `serve --demo` loads: test pattern → passthrough → sink, chord generator → sink.
@@ -48,6 +48,9 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long, value_name = "SECS")]
         duration: Option<f64>,
+        /// What the graph may spend (processors, queued frame memory, setup time).
+        #[command(flatten)]
+        limits: RuntimeLimits,
     },
 }
 
@@ -68,6 +71,9 @@ struct ServeArgs {
     /// The API server's protection and limits (the same fields as its JSON config).
     #[command(flatten)]
     api: ApiOptions,
+    /// What the graph may spend (processors, queued frame memory, setup time).
+    #[command(flatten)]
+    limits: RuntimeLimits,
 }
 
 fn main() -> ExitCode {
@@ -96,7 +102,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve(args),
         Command::Types { json } => types(json),
-        Command::Run { graph, duration } => run(graph, duration),
+        Command::Run {
+            graph,
+            duration,
+            limits,
+        } => run(graph, duration, limits),
     }
 }
 
@@ -157,7 +167,7 @@ fn write_type(out: &mut impl Write, d: &ProcessorDescriptor) -> std::io::Result<
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut runtime = StreamRuntime::new()?;
+    let mut runtime = StreamRuntime::with_limits(args.limits)?;
     if args.demo {
         runtime.apply_graph(&GraphFile::from_json(DEMO_GRAPH)?)?;
     }
@@ -167,8 +177,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot load {}", path.display()))?;
     }
     let mut options = args.api;
-    // An empty STREAMLIB_API_TOKEN means no token, not an (invalid) empty one.
-    options.token = options.token.filter(|t| !t.expose().is_empty());
+    // clap treats an empty environment variable as unset; an empty token must not silently
+    // turn authentication off, so it is passed on and refused by the options' validation.
+    if options.token.is_none()
+        && std::env::var_os("STREAMLIB_API_TOKEN").is_some_and(|v| v.is_empty())
+    {
+        options.token = Some("".into());
+    }
     let has_token = options.token.is_some();
     let config = ApiServerConfig {
         host: args.host.clone(),
@@ -201,9 +216,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(path: PathBuf, duration: Option<f64>) -> anyhow::Result<ExitCode> {
+fn run(path: PathBuf, duration: Option<f64>, limits: RuntimeLimits) -> anyhow::Result<ExitCode> {
     let graph = GraphFile::from_path(&path)?;
-    let mut runtime = StreamRuntime::new()?;
+    let mut runtime = StreamRuntime::with_limits(limits)?;
     // Processor events (end of stream, window closed...) for the report, collected as they
     // come so that a long run cannot push them out of the channel.
     let mut events = runtime.subscribe_events();

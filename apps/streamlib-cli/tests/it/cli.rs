@@ -160,3 +160,34 @@ fn sigterm_stops_cleanly_and_reports() {
         assert_eq!(p["state"], "stopped", "{p}");
     }
 }
+
+#[test]
+fn an_empty_or_blank_token_is_refused_at_startup() {
+    for (args, env) in [
+        (vec!["--token", ""], None),
+        (vec!["--token", "        "], None),
+        (vec!["--host", "0.0.0.0", "--token", "          "], None),
+        (vec![], Some("")),
+    ] {
+        let mut cmd = streamlib();
+        cmd.args(["serve", "--port", "0"]).args(&args);
+        cmd.env_remove("STREAMLIB_API_TOKEN");
+        if let Some(value) = env {
+            cmd.env("STREAMLIB_API_TOKEN", value);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{args:?} env {env:?} started: {stderr}"
+        );
+        assert!(
+            stderr.contains("field 'token'") && stderr.contains("empty or only whitespace"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("listening"),
+            "{args:?} listened"
+        );
+    }
+}

@@ -115,6 +115,15 @@ pub enum StreamError {
         error: Box<StreamError>,
     },
 
+    /// A configured limit would be exceeded; the message names the limit and how to raise it.
+    #[error("{message}")]
+    LimitReached {
+        /// The limit's name as configured (`max_processors`, ...).
+        limit: &'static str,
+        /// What was refused, the limit's value and the flag that raises it.
+        message: String,
+    },
+
     /// The request is valid but conflicts with the current state (e.g. removing the API server
     /// that is serving the request).
     #[error("{0}")]
@@ -172,6 +181,7 @@ impl StreamError {
             StreamError::InvalidId { .. } => "invalid_id",
             StreamError::InvalidLinkOptions(_) => "invalid_link_options",
             StreamError::ProcessorFailed { .. } => "processor_failed",
+            StreamError::LimitReached { .. } => "limit_reached",
             StreamError::Conflict(_) => "conflict",
             StreamError::InvalidGraph(_) => "invalid_graph",
             StreamError::RuntimeUnavailable(_) => "runtime_unavailable",
@@ -202,6 +212,7 @@ impl StreamError {
             | StreamError::PortNotFound { .. } => ErrorKind::NotFound,
             StreamError::InputAlreadyConnected { .. }
             | StreamError::DuplicateProcessorId(_)
+            | StreamError::LimitReached { .. }
             | StreamError::Conflict(_) => ErrorKind::Conflict,
             StreamError::RuntimeUnavailable(_) | StreamError::Unavailable(_) => {
                 ErrorKind::Unavailable
@@ -248,7 +259,8 @@ pub enum ErrorKind {
     Unprocessable,
     /// The processor, link or port named does not exist (HTTP 404).
     NotFound,
-    /// Conflicts with the current graph: id taken, input in use, removing the caller (HTTP 409).
+    /// Conflicts with the current graph: id taken, input in use, removing the caller, a limit
+    /// reached (HTTP 409).
     Conflict,
     /// Something needed is not there: the runtime, a device, a system service (HTTP 503).
     Unavailable,

@@ -39,8 +39,8 @@ pub use processors::{
     ProcessorConfig, ProcessorDescriptor, ProcessorRegistry, ProcessorSpec,
 };
 pub use runtime::{
-    MainThreadHandle, ProcessorStatus, RuntimeEvent, RuntimeEventKind, RuntimeStatus,
-    ShutdownHandle, StopSignal, StreamRuntime,
+    MainThreadHandle, ProcessorStatus, RuntimeEvent, RuntimeEventKind, RuntimeLimits,
+    RuntimeStatus, ShutdownHandle, StopSignal, StreamRuntime,
 };
 pub use service::RuntimeService;
 

@@ -47,6 +47,11 @@ async fn call(
     headers: &[(&str, &str)],
 ) -> Response {
     let mut req = Request::builder().method(method).uri(path);
+    // A real client always sends Host (HTTP/1.1 requires it); the server refuses requests
+    // without one.
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", BOUND);
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -283,6 +288,7 @@ fn errors_have_codes_statuses_and_change_nothing() {
         let bad = Request::builder()
             .method(Method::POST)
             .uri("/api/processors")
+            .header("host", BOUND)
             .header("content-type", "application/json")
             .body(Body::from("{not json"))
             .unwrap();
@@ -291,6 +297,7 @@ fn errors_have_codes_statuses_and_change_nothing() {
         let plain = Request::builder()
             .method(Method::POST)
             .uri("/api/processors")
+            .header("host", BOUND)
             .body(Body::from("{}"))
             .unwrap();
         assert_eq!(
@@ -802,6 +809,88 @@ fn failed_token_attempts_are_rate_limited() {
 }
 
 #[test]
+fn failed_logins_do_not_use_up_the_token_holders_budget() {
+    let rt = RuntimeThread::start(|_| {});
+    let token = "correct horse";
+    let options = ApiOptions {
+        token: Some(token.into()),
+        rate_limit_per_second: 1,
+        rate_limit_burst: 3,
+        ..Default::default()
+    };
+    let app = app(rt.service.clone(), options);
+    block_on(async {
+        // Another client on the same address floods wrong tokens until it is throttled.
+        let wrong = [("authorization", "Bearer guess")];
+        let mut attempts = 0;
+        loop {
+            let r = call(
+                &app,
+                Method::POST,
+                "/api/runtime/start",
+                Some(json!({})),
+                &wrong,
+            )
+            .await;
+            if r.status == StatusCode::TOO_MANY_REQUESTS {
+                assert!(
+                    r.json["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("failed authentication attempts"),
+                    "{}",
+                    r.json
+                );
+                break;
+            }
+            attempts += 1;
+            assert!(attempts < 20, "guessing was never rate limited");
+        }
+        // The token holder still has its whole burst of changes.
+        let bearer = format!("Bearer {token}");
+        let right = [("authorization", bearer.as_str())];
+        for i in 0..3 {
+            let r = call(
+                &app,
+                Method::POST,
+                "/api/processors",
+                Some(json!({"processor_type": "SimplePassthroughProcessor"})),
+                &right,
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::CREATED, "change {i}: {}", r.json);
+        }
+    });
+}
+
+#[test]
+fn a_request_without_host_is_refused_where_the_host_is_checked() {
+    let rt = RuntimeThread::start(|_| {});
+    let app = app(rt.service.clone(), ApiOptions::default());
+    block_on(async {
+        let no_host = Request::builder()
+            .method(Method::GET)
+            .uri("/api/runtime/state")
+            .body(Body::empty())
+            .unwrap();
+        let res = app.clone().oneshot(no_host).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "forbidden");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no Host header"),
+            "{body}"
+        );
+    });
+}
+
+#[test]
 fn allow_listed_origins_get_cors_and_others_do_not() {
     let rt = RuntimeThread::start(|_| {});
     let options = ApiOptions {
@@ -815,6 +904,7 @@ fn allow_listed_origins_get_cors_and_others_do_not() {
             Request::builder()
                 .method(Method::OPTIONS)
                 .uri("/api/processors")
+                .header("host", BOUND)
                 .header("origin", origin)
                 .header("access-control-request-method", "POST")
                 .header(

@@ -131,3 +131,127 @@ fn a_synchronous_call_from_setup_is_refused_not_deadlocked() {
     );
     rt.stop().unwrap();
 }
+
+#[test]
+fn a_slow_setup_does_not_hold_up_other_requests() {
+    let rt = RuntimeThread::start(|_| {});
+    let service = rt.service.clone();
+    block_on(async {
+        let slow = tokio::spawn({
+            let service = service.clone();
+            async move {
+                service
+                    .add_processor(
+                        probe(ProbeConfig {
+                            setup_gate: Some("slow-setup".into()),
+                            ..Default::default()
+                        })
+                        .with_id("slow"),
+                    )
+                    .await
+            }
+        });
+        // Give the create time to reach the runtime and start its setup.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // 100 other requests are answered while that setup still runs (the gate is closed).
+        let mut others = Vec::new();
+        for i in 0..100 {
+            let service = service.clone();
+            others.push(tokio::spawn(async move {
+                if i % 2 == 0 {
+                    service.get_state().await.map(|s| s.processors.len())
+                } else {
+                    service
+                        .add_processor(CountingSinkProcessor::spec(Default::default()))
+                        .await
+                        .map(|_| 0)
+                }
+            }));
+        }
+        for other in others {
+            let answer = tokio::time::timeout(Duration::from_secs(20), other)
+                .await
+                .expect("a request waited for another processor's setup")
+                .unwrap();
+            answer.unwrap();
+        }
+        assert!(!slow.is_finished(), "the slow setup is still running");
+        let state = service.get_state().await.unwrap();
+        assert!(
+            state.processors.iter().all(|p| p.id.as_str() != "slow"),
+            "a processor in setup is not in the graph yet"
+        );
+        // Its id is reserved meanwhile.
+        let e = service
+            .add_processor(probe(ProbeConfig::default()).with_id("slow"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "duplicate_processor_id");
+        open_gate("slow-setup");
+        let id = slow.await.unwrap().unwrap();
+        assert_eq!(id.as_str(), "slow");
+        let info = service.get_processor(id).await.unwrap();
+        assert_eq!(info.state, ProcessorStatus::Running);
+    });
+}
+
+#[test]
+fn a_setup_that_overruns_is_abandoned_and_reported() {
+    let limits = RuntimeLimits {
+        setup_timeout_ms: 300,
+        max_processors: 3,
+        ..Default::default()
+    };
+    let rt = RuntimeThread::with_limits(limits, |_| {});
+    let service = rt.service.clone();
+    block_on(async {
+        let e = service
+            .add_processor(
+                probe(ProbeConfig {
+                    setup_gate: Some("never-in-time".into()),
+                    ..Default::default()
+                })
+                .with_id("stuck"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "processor_failed", "{e}");
+        assert!(
+            e.to_string().contains("did not finish within 300 ms")
+                && e.to_string().contains("--setup-timeout-ms"),
+            "{e}"
+        );
+        assert!(service.get_state().await.unwrap().processors.is_empty());
+        // The stuck thread counts against the processor limit until it ends.
+        for _ in 0..2 {
+            service
+                .add_processor(CountingSinkProcessor::spec(Default::default()))
+                .await
+                .unwrap();
+        }
+        let e = service
+            .add_processor(CountingSinkProcessor::spec(Default::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "limit_reached", "{e}");
+        assert!(e.to_string().contains("--max-processors, now 3"), "{e}");
+        // Once its setup returns, the thread ends (it was told to stop) and is reclaimed.
+        open_gate("never-in-time");
+        let mut added = None;
+        for _ in 0..200 {
+            match service
+                .add_processor(CountingSinkProcessor::spec(Default::default()))
+                .await
+            {
+                Ok(id) => {
+                    added = Some(id);
+                    break;
+                }
+                Err(e) => assert_eq!(e.code(), "limit_reached"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(added.is_some(), "the abandoned thread was never reclaimed");
+        assert_eq!(service.get_state().await.unwrap().processors.len(), 3);
+    });
+}

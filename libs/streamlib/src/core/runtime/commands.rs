@@ -6,12 +6,14 @@
 //! been published since, so each read still sees every change made before its request.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::main_thread::{self, MainTask};
-use super::stream_runtime::StreamRuntime;
-use super::worker::BUSY_YIELDS;
+use super::pending::PendingSetup;
+use super::stream_runtime::{Begun, StreamRuntime};
+use super::worker::{BUSY_YIELDS, WorkerMsg};
 use crate::core::error::StreamError;
 use crate::core::graph::RuntimeState;
 use crate::core::service::command::{CommandResult, RuntimeCommand};
@@ -23,6 +25,10 @@ pub(crate) type QueuedCommand = (RuntimeCommand, oneshot::Sender<CommandResult>)
 pub(super) enum Wake {
     Command(RuntimeCommand, oneshot::Sender<CommandResult>),
     Task(MainTask),
+    /// The worker of pending setup `index` sent its first message (`None`: its thread ended).
+    Setup(usize, Option<WorkerMsg>),
+    /// A pending setup's deadline passed.
+    SetupDeadline,
     Shutdown,
 }
 
@@ -43,12 +49,35 @@ impl SharedSnapshot {
 
 impl StreamRuntime {
     /// Executes one command and answers it; a `GetState` may share `snapshot` (module docs).
+    /// A create whose processor must be set up is answered later, when its setup is done
+    /// (`pending.rs`): the runtime thread does not wait for it.
     pub(super) fn serve(
         &mut self,
         command: RuntimeCommand,
         reply: oneshot::Sender<CommandResult>,
         snapshot: &mut SharedSnapshot,
     ) {
+        if let RuntimeCommand::AddProcessor { spec } = command {
+            snapshot.clear();
+            let result = match self.begin_add(spec) {
+                Ok(Begun::Added(id)) => CommandResult::ProcessorAdded(id),
+                Ok(Begun::SettingUp(id, entry)) => {
+                    self.pending.push(PendingSetup {
+                        id,
+                        entry: *entry,
+                        deadline: Instant::now() + self.workers.setup_timeout,
+                        reply,
+                    });
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(command = "add_processor", error = %e, "command failed");
+                    CommandResult::Error(e)
+                }
+            };
+            let _ = reply.send(result);
+            return;
+        }
         let result = self.execute_command(command, snapshot);
         // The caller may have given up (timeout, dropped future); nothing to do.
         let _ = reply.send(result);
@@ -76,6 +105,9 @@ impl StreamRuntime {
     pub fn poll_commands(&mut self) {
         let mut snapshot = SharedSnapshot::default();
         loop {
+            if !self.pending.is_empty() {
+                self.poll_pending_setups();
+            }
             if let Ok(task) = self.workers.main_tasks.try_recv() {
                 snapshot.clear();
                 main_thread::execute(task);
@@ -99,6 +131,8 @@ impl StreamRuntime {
         }
         let name = command.name();
         let result = match command {
+            // `serve` takes creates itself (their answer may come later); a caller of this
+            // function gets the blocking form.
             RuntimeCommand::AddProcessor { spec } => {
                 self.add_processor(spec).map(CommandResult::ProcessorAdded)
             }
@@ -137,6 +171,7 @@ impl StreamRuntime {
     }
 
     /// The next command, main-thread task or shutdown request, if one is already queued.
+    /// (Pending setups are checked by the caller, `poll_pending_setups`.)
     pub(super) fn try_next_wake(&self) -> Option<Wake> {
         if self.shutdown_rx.try_recv().is_ok() {
             return Some(Wake::Shutdown);
@@ -150,9 +185,10 @@ impl StreamRuntime {
             .map(|(command, reply)| Wake::Command(command, reply))
     }
 
-    /// Sleeps until the next command, main-thread task or shutdown request.
+    /// Sleeps until the next command, main-thread task, setup result or deadline, or shutdown
+    /// request.
     pub(super) fn next_wake(&self) -> Wake {
-        flume::Selector::new()
+        let mut selector = flume::Selector::new()
             .recv(&self.shutdown_rx, |_| Wake::Shutdown)
             .recv(&self.command_rx, |r| match r {
                 Ok((command, reply)) => Wake::Command(command, reply),
@@ -162,8 +198,18 @@ impl StreamRuntime {
             .recv(&self.workers.main_tasks, |r| match r {
                 Ok(task) => Wake::Task(task),
                 Err(_) => Wake::Shutdown,
-            })
-            .wait()
+            });
+        for (index, pending) in self.pending.iter().enumerate() {
+            if let Some(worker) = pending.worker() {
+                selector = selector.recv(&worker.messages, move |r| Wake::Setup(index, r.ok()));
+            }
+        }
+        match self.next_setup_deadline() {
+            Some(deadline) => selector
+                .wait_deadline(deadline)
+                .unwrap_or(Wake::SetupDeadline),
+            None => selector.wait(),
+        }
     }
 }
 
@@ -183,10 +229,22 @@ impl StreamRuntime {
                         snapshot.clear();
                         main_thread::execute(task);
                     }
+                    Wake::Setup(index, message) => {
+                        snapshot.clear();
+                        let pending = self.pending.swap_remove(index);
+                        self.finish_pending(pending, message);
+                    }
+                    Wake::SetupDeadline => {
+                        snapshot.clear();
+                        self.poll_pending_setups();
+                    }
                     Wake::Shutdown => break 'serve,
                 }
                 // Drain what is queued, then stay responsive for a moment before sleeping.
                 wake = loop {
+                    if !self.pending.is_empty() {
+                        self.poll_pending_setups();
+                    }
                     if let Some(next) = self.try_next_wake() {
                         yields = 0;
                         break next;

@@ -3,10 +3,13 @@
 //!
 //! - `stream_runtime`: [`StreamRuntime`], its public API and lifecycle ordering.
 //! - `commands`: the one dispatcher for service-layer commands (`run()` and `poll_commands()`).
+//! - `pending`: create requests whose processor is still in `setup` (answered when it ends,
+//!   while the runtime thread serves other commands).
 //! - `worker`: the worker protocol, both ends (spawn, setup handshake, stop, join) and the
 //!   processor thread's loop.
 //! - `wake`: how a processor thread is woken (input, pacing clock, stop request).
 //! - `lifecycle`: [`RuntimeStatus`] and [`ProcessorStatus`].
+//! - `limits`: [`RuntimeLimits`], what a graph may spend (processors, queued frame memory).
 //! - `events`, `main_thread`, `os_signals` (SIGINT/SIGTERM), `shared` (per-processor state),
 //!   `thread_role` (the deadlock guard).
 
@@ -14,8 +17,10 @@ mod apply;
 mod commands;
 mod events;
 mod lifecycle;
+mod limits;
 mod main_thread;
 mod os_signals;
+mod pending;
 mod shared;
 mod stream_runtime;
 pub(crate) mod thread_role;
@@ -24,6 +29,9 @@ mod worker;
 
 pub use events::{RuntimeEvent, RuntimeEventKind};
 pub use lifecycle::{ProcessorStatus, RuntimeStatus};
+pub use limits::{
+    DEFAULT_MAX_LINK_MIB, DEFAULT_MAX_PROCESSORS, DEFAULT_MAX_QUEUED_MIB, RuntimeLimits,
+};
 pub use main_thread::{MAIN_THREAD_TIMEOUT, MainThreadHandle, ShutdownHandle};
 pub use stream_runtime::{DRAIN_TIMEOUT, StreamRuntime};
 pub use wake::StopSignal;

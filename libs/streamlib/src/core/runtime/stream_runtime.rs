@@ -13,12 +13,14 @@ use tokio::sync::broadcast;
 use super::commands::QueuedCommand;
 use super::events::{EventBus, RuntimeEvent, RuntimeEventKind};
 use super::lifecycle::{ProcessorStatus, RuntimeStatus};
+use super::limits::RuntimeLimits;
 use super::main_thread::{self, MainThreadHandle, ShutdownHandle};
 use super::os_signals::SignalWatcher;
+use super::pending::PendingSetup;
 use super::shared::ProcessorShared;
 use super::thread_role::{self, Role};
-use super::worker::{Slot, WorkerHost};
-use crate::core::error::{Result, Stage};
+use super::worker::{Slot, Worker, WorkerHost};
+use crate::core::error::{Result, Stage, StreamError};
 use crate::core::graph::{
     Graph, InputLinkPortRef, Link, LinkInfo, LinkUniqueId, OutputLinkPortRef, ProcessorEntry,
     ProcessorInfo, ProcessorUniqueId, RuntimeState, check_unique_port_names,
@@ -35,6 +37,14 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const DRAIN_STALL: Duration = Duration::from_millis(200);
 
 static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How [`StreamRuntime::begin_add`] left a new processor.
+pub(super) enum Begun {
+    /// In the graph (nothing to set up until the runtime starts).
+    Added(ProcessorUniqueId),
+    /// On its thread, in `setup`; [`StreamRuntime::finish_add`] completes it.
+    SettingUp(ProcessorUniqueId, Box<ProcessorEntry>),
+}
 
 /// The pipeline runtime.
 ///
@@ -55,6 +65,13 @@ static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
 pub struct StreamRuntime {
     status: RuntimeStatus,
     graph: Graph,
+    /// What the graph may spend.
+    pub(super) limits: RuntimeLimits,
+    /// Create requests from the service layer whose processor is still in `setup`
+    /// (`pending.rs`); their ids are reserved.
+    pub(super) pending: Vec<PendingSetup>,
+    /// Threads of setups that overran their deadline, joined once they end.
+    pub(super) abandoned: Vec<(ProcessorUniqueId, Worker)>,
     /// Commands from every `RuntimeService` clone, each with its reply channel.
     pub(super) command_rx: flume::Receiver<QueuedCommand>,
     /// Starts, sets up, stops and joins processor threads; holds what each is given.
@@ -68,8 +85,16 @@ pub struct StreamRuntime {
 }
 
 impl StreamRuntime {
-    /// Creates an idle runtime with an empty graph, bound to the calling thread.
+    /// Creates an idle runtime with an empty graph and the default [`RuntimeLimits`], bound to
+    /// the calling thread.
     pub fn new() -> Result<Self> {
+        Self::with_limits(RuntimeLimits::default())
+    }
+
+    /// Creates an idle runtime with an empty graph and the given limits, bound to the calling
+    /// thread.
+    pub fn with_limits(limits: RuntimeLimits) -> Result<Self> {
+        limits.validate()?;
         let id = NEXT_RUNTIME_ID.fetch_add(1, Ordering::Relaxed);
         let (command_tx, command_rx) = flume::unbounded();
         let events = Arc::new(EventBus::new());
@@ -80,6 +105,9 @@ impl StreamRuntime {
         Ok(Self {
             status: RuntimeStatus::Idle,
             graph: Graph::default(),
+            limits,
+            pending: Vec::new(),
+            abandoned: Vec::new(),
             command_rx,
             workers: WorkerHost {
                 runtime_id: id,
@@ -90,6 +118,7 @@ impl StreamRuntime {
                     runtime_id: id,
                 },
                 main_tasks,
+                setup_timeout: limits.setup_timeout(),
             },
             shutdown: ShutdownHandle {
                 requested: Arc::new(AtomicBool::new(false)),
@@ -132,9 +161,47 @@ impl StreamRuntime {
     /// Adds a processor. While running it is set up and started at once; if its setup fails it
     /// is not added and the error is returned.
     pub fn add_processor(&mut self, spec: ProcessorSpec) -> Result<ProcessorUniqueId> {
+        match self.begin_add(spec)? {
+            Begun::Added(id) => Ok(id),
+            Begun::SettingUp(id, mut entry) => {
+                let setup = self.workers.await_setup(&mut entry);
+                self.finish_add(id, *entry, setup)
+            }
+        }
+    }
+
+    /// The limits this runtime enforces.
+    pub fn limits(&self) -> RuntimeLimits {
+        self.limits
+    }
+
+    /// First half of adding a processor: checks it and the limits, reserves its id, and either
+    /// adds it (nothing to set up now) or starts its setup on its thread.
+    pub(super) fn begin_add(&mut self, spec: ProcessorSpec) -> Result<Begun> {
         let ProcessorSpec { node, id } = spec;
         node.validate()?;
-        let id = self.graph.new_processor_id(id, node.type_name())?;
+        self.reap_abandoned();
+        let in_use = self.graph.processor_count() + self.pending.len() + self.abandoned.len();
+        if in_use >= self.limits.max_processors {
+            return Err(StreamError::LimitReached {
+                limit: "max_processors",
+                message: format!(
+                    "the runtime already has {in_use} processors (each on a thread of its own), its limit; remove some, or raise the limit (--max-processors, now {})",
+                    self.limits.max_processors
+                ),
+            });
+        }
+        if let Some(requested) = &id {
+            if self.pending.iter().any(|p| p.id.as_str() == requested) {
+                return Err(StreamError::DuplicateProcessorId(requested.clone()));
+            }
+        }
+        let id = loop {
+            let candidate = self.graph.new_processor_id(id.clone(), node.type_name())?;
+            if !self.pending.iter().any(|p| p.id == candidate) {
+                break candidate;
+            }
+        };
         let ports = node.ports();
         check_unique_port_names(node.type_name(), &ports)?;
 
@@ -149,25 +216,49 @@ impl StreamRuntime {
         };
 
         let start_now = self.status == RuntimeStatus::Running || entry.control_plane;
-        if start_now {
-            self.workers
-                .spawn(&id, &mut entry)
-                .and_then(|()| self.workers.await_setup(&mut entry))
-                .map_err(|e| e.in_stage(id.to_string(), Stage::Setup))?;
+        if !start_now {
+            self.insert_added(id.clone(), entry);
+            return Ok(Begun::Added(id));
         }
-        let processor_type = entry.type_name.to_string();
+        self.workers
+            .spawn(&id, &mut entry)
+            .map_err(|e| e.in_stage(id.to_string(), Stage::Setup))?;
+        Ok(Begun::SettingUp(id, Box::new(entry)))
+    }
+
+    /// Second half of adding a processor whose setup ran: on success it joins the graph and
+    /// runs (or, if the runtime stopped meanwhile, is stopped like the others); on failure it
+    /// is not added.
+    pub(super) fn finish_add(
+        &mut self,
+        id: ProcessorUniqueId,
+        mut entry: ProcessorEntry,
+        setup: Result<()>,
+    ) -> Result<ProcessorUniqueId> {
+        setup.map_err(|e| e.in_stage(id.to_string(), Stage::Setup))?;
+        let run_now = self.status == RuntimeStatus::Running || entry.control_plane;
+        if !run_now {
+            // The runtime was stopped while this setup ran: tear it down like the others.
+            self.workers.stop(&mut entry);
+        }
         let shared = entry.shared.clone();
+        self.insert_added(id.clone(), entry);
+        if run_now {
+            shared.set_state(self.events(), ProcessorStatus::Running);
+            shared.signal.release();
+        }
+        Ok(id)
+    }
+
+    /// Puts a processor into the graph and announces it.
+    fn insert_added(&mut self, id: ProcessorUniqueId, entry: ProcessorEntry) {
+        let processor_type = entry.type_name.to_string();
         self.graph.insert_processor(id.clone(), entry);
         self.events().publish(RuntimeEventKind::ProcessorAdded {
             processor_id: id.clone(),
             processor_type,
         });
-        if start_now {
-            shared.set_state(self.events(), ProcessorStatus::Running);
-            shared.signal.release();
-        }
         tracing::info!(processor = %id, "processor added");
-        Ok(id)
     }
 
     /// Removes a processor: first its links, then the processor (stopped if running).
@@ -298,6 +389,7 @@ impl StreamRuntime {
         // Requests waiting for this thread would keep the API server's connections open while
         // it tries to stop: answer them now.
         self.refuse_queued_commands("the runtime is shutting down");
+        self.refuse_pending_setups("the runtime is shutting down");
         for id in self.graph.on_thread_newest_first() {
             if let Some(entry) = self.graph.processor_mut(&id) {
                 self.workers.stop(entry);

@@ -26,8 +26,9 @@ use crate::core::links::AnyInputPort;
 use crate::core::processors::{DynProcessor, Execution};
 use crate::core::service::RuntimeService;
 
-/// How long `start()` / `add_processor()` wait for one processor's `setup`.
-pub const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `start()` / `add_processor()` wait for one processor's `setup` by default
+/// ([`RuntimeLimits::setup_timeout_ms`](super::RuntimeLimits::setup_timeout_ms) changes it).
+pub const SETUP_TIMEOUT: Duration = Duration::from_millis(super::limits::DEFAULT_SETUP_TIMEOUT_MS);
 /// How long stopping waits for one processor's thread to end before abandoning it.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Times the runtime thread yields, checking again, before it sleeps: when it waits for a
@@ -86,6 +87,8 @@ pub(crate) struct WorkerHost {
     pub(crate) main_thread: MainThreadHandle,
     /// Work posted to the runtime thread by processors (windows and other thread-bound APIs).
     pub(crate) main_tasks: flume::Receiver<MainTask>,
+    /// How long a setup may take.
+    pub(crate) setup_timeout: Duration,
 }
 
 /// How a wait for a worker ended.
@@ -137,28 +140,32 @@ impl WorkerHost {
         let Slot::Running(worker) = &entry.slot else {
             return Err(StreamError::processor("the processor has no thread"));
         };
-        let deadline = Instant::now() + SETUP_TIMEOUT;
+        let deadline = Instant::now() + self.setup_timeout;
         let outcome = match self.wait_servicing(&worker.messages, deadline) {
             Waited::Value(WorkerMsg::SetupDone(result)) => result,
             Waited::Value(WorkerMsg::Exited) | Waited::Closed => {
                 Err(StreamError::processor("its thread ended during setup"))
             }
-            Waited::TimedOut => {
-                entry.shared.signal.request_stop();
-                // Its producers must not wait for a processor that is not processing.
-                for input in &entry.ports.inputs {
-                    input.set_reader_running(false);
-                }
-                return Err(StreamError::processor(format!(
-                    "setup did not finish within {}s; the processor was asked to stop",
-                    SETUP_TIMEOUT.as_secs()
-                )));
-            }
+            Waited::TimedOut => return Err(self.give_up_setup(entry)),
         };
         if outcome.is_err() {
             self.join(entry);
         }
         outcome
+    }
+
+    /// Gives up waiting for a setup that overran the setup timeout: the processor is asked to
+    /// stop (a setup that returns later tears down at once) and its producers stop waiting for
+    /// it. Returns the error to report.
+    pub(crate) fn give_up_setup(&self, entry: &mut ProcessorEntry) -> StreamError {
+        entry.shared.signal.request_stop();
+        for input in &entry.ports.inputs {
+            input.set_reader_running(false);
+        }
+        StreamError::Timeout(format!(
+            "setup did not finish within {} ms (the runtime's --setup-timeout-ms); the processor was asked to stop and was not added",
+            self.setup_timeout.as_millis()
+        ))
     }
 
     /// Asks the processor to stop and waits for its thread (at most [`STOP_TIMEOUT`]).

@@ -277,6 +277,30 @@ pub struct ProbeConfig {
     pub call_service_in_setup: bool,
     /// Run a closure on the main thread from setup (must be serviced while start waits).
     pub use_main_thread_in_setup: bool,
+    /// Block in setup until the test opens the gate of this name (`open_gate`), at most 60 s.
+    pub setup_gate: Option<String>,
+}
+
+/// Gates that `ProbeConfig::setup_gate` waits on: a test decides when a setup ends.
+static GATES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static GATE_OPENED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Opens a setup gate: every probe waiting on `name` finishes its setup.
+pub fn open_gate(name: &str) {
+    GATES.lock().unwrap().push(name.to_string());
+    GATE_OPENED.notify_all();
+}
+
+fn wait_for_gate(name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut open = GATES.lock().unwrap();
+    while !open.iter().any(|g| g == name) {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        open = GATE_OPENED.wait_timeout(open, deadline - now).unwrap().0;
+    }
 }
 
 impl ProcessorConfig for ProbeConfig {}
@@ -309,6 +333,9 @@ impl streamlib::core::Processor for ProbeProcessor::Processor {
                 .build()
                 .unwrap();
             rt.block_on(service.get_state())?;
+        }
+        if let Some(gate) = &self.config.setup_gate {
+            wait_for_gate(gate);
         }
         if self.config.fail_setup {
             return Err(StreamError::processor("probe told to fail in setup"));
@@ -445,11 +472,19 @@ pub struct RuntimeThread {
 impl RuntimeThread {
     /// Starts a runtime, lets `setup` add processors, then runs it.
     pub fn start(setup: impl FnOnce(&mut streamlib::core::StreamRuntime) + Send + 'static) -> Self {
+        Self::with_limits(Default::default(), setup)
+    }
+
+    /// [`RuntimeThread::start`] with the given limits.
+    pub fn with_limits(
+        limits: streamlib::core::RuntimeLimits,
+        setup: impl FnOnce(&mut streamlib::core::StreamRuntime) + Send + 'static,
+    ) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("test-runtime".to_string())
             .spawn(move || {
-                let mut rt = streamlib::core::StreamRuntime::new().unwrap();
+                let mut rt = streamlib::core::StreamRuntime::with_limits(limits).unwrap();
                 setup(&mut rt);
                 tx.send((rt.runtime_service(), rt.shutdown_handle()))
                     .unwrap();

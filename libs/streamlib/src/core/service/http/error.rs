@@ -47,14 +47,17 @@ impl ApiError {
         }
     }
 
-    /// 429 with a `Retry-After` header.
-    pub fn rate_limited(retry_after_secs: u64) -> Self {
+    /// 429 with a `Retry-After` header; `what` says what was counted ("changes",
+    /// "failed authentication attempts").
+    pub fn rate_limited(what: &str, retry_after_secs: u64) -> Self {
         Self {
             retry_after_secs: Some(retry_after_secs),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!("too many changes from this client; retry in {retry_after_secs}s"),
+                format!(
+                    "too many {what} from this address; retry in {retry_after_secs}s (the server's limit is set with --rate-limit and --rate-limit-burst)"
+                ),
             )
         }
     }

@@ -128,8 +128,23 @@ impl ApiOptions {
     /// Checks what serde cannot: token length and the ranges documented on each field.
     pub fn validate(&self) -> Result<(), crate::core::processors::ConfigError> {
         use crate::core::processors::ConfigError;
-        if self.token.as_ref().is_some_and(|t| t.expose().len() < 8) {
-            return Err(ConfigError::new("token", "must be at least 8 characters"));
+        if let Some(token) = &self.token {
+            let token = token.expose();
+            if token.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "token",
+                    "is empty or only whitespace, which no client could present; give a real token, or leave it out (and unset STREAMLIB_API_TOKEN) to serve loopback without one",
+                ));
+            }
+            if token.trim() != token {
+                return Err(ConfigError::new(
+                    "token",
+                    "starts or ends with whitespace, which clients cannot present in an Authorization header; remove it",
+                ));
+            }
+            if token.len() < 8 {
+                return Err(ConfigError::new("token", "must be at least 8 characters"));
+            }
         }
         ConfigError::check_range("max_body_bytes", self.max_body_bytes, 256, 16 * 1024 * 1024)?;
         let range =

@@ -27,8 +27,12 @@ pub(crate) struct AccessPolicy {
     /// Extra origins (`scheme://host:port`) allowed besides the server's own.
     allowed_origins: Vec<String>,
     token: Option<Secret>,
-    /// Per client IP, for POST/PUT/PATCH/DELETE. `None` = unlimited.
-    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Per client IP, for authorised POST/PUT/PATCH/DELETE. `None` = unlimited.
+    changes: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Per client IP, for requests with a missing or wrong token: a separate budget, so that
+    /// a flood of failed logins from one address (every loopback client shares one) cannot use
+    /// up the quota of the token holder. `None` = unlimited.
+    failed_logins: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl AccessPolicy {
@@ -52,10 +56,10 @@ impl AccessPolicy {
             hosts.extend(extra_hosts.iter().map(|h| h.to_ascii_lowercase()));
             Some(hosts)
         };
-        let limiter = NonZeroU32::new(rate_per_second).map(|rate| {
+        let quota = NonZeroU32::new(rate_per_second).map(|rate| {
             let burst =
                 NonZeroU32::new(options.rate_limit_burst.max(rate_per_second)).unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+            Quota::per_second(rate).allow_burst(burst)
         });
         Self {
             allowed_hosts,
@@ -64,14 +68,21 @@ impl AccessPolicy {
                 .iter()
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
-            token: options.token.clone().filter(|t| !t.expose().is_empty()),
-            limiter,
+            token: options.token.clone(),
+            changes: quota.map(RateLimiter::keyed),
+            failed_logins: quota.map(RateLimiter::keyed),
         }
     }
 
     /// Whether a token is required.
     pub(crate) fn requires_token(&self) -> bool {
         self.token.is_some()
+    }
+
+    /// Whether the Host header is checked (it is unless bound to every interface with no
+    /// extra hosts).
+    fn checks_host(&self) -> bool {
+        self.allowed_hosts.is_some()
     }
 
     fn host_allowed(&self, host: &str) -> bool {
@@ -112,16 +123,18 @@ impl AccessPolicy {
             (None, _) => true,
             // `ct_eq` compares in time independent of where the bytes differ; a length
             // mismatch is answered at once, which leaks only the length.
+            // An empty token (refused by validation anyway) never matches.
             (Some(expected), Some(given)) => {
-                bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()))
+                !given.is_empty()
+                    && bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()))
             }
             (Some(_), None) => false,
         }
     }
 
-    /// Seconds to wait if `ip` is over its quota.
-    fn throttle(&self, ip: IpAddr) -> Option<u64> {
-        let limiter = self.limiter.as_ref()?;
+    /// Seconds to wait if `ip` is over its quota in `limiter`.
+    fn throttle(limiter: Option<&DefaultKeyedRateLimiter<IpAddr>>, ip: IpAddr) -> Option<u64> {
+        let limiter = limiter?;
         match limiter.check_key(&ip) {
             Ok(()) => None,
             Err(not_until) => {
@@ -133,7 +146,7 @@ impl AccessPolicy {
 
     /// Forgets clients that are back to a full quota (called periodically).
     pub(crate) fn housekeeping(&self) {
-        if let Some(limiter) = &self.limiter {
+        for limiter in [&self.changes, &self.failed_logins].into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -191,8 +204,8 @@ fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok());
-    if let Some(host) = host {
-        if !policy.host_allowed(host) {
+    match host {
+        Some(host) if !policy.host_allowed(host) => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -201,6 +214,14 @@ fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<
                 ),
             ));
         }
+        None if policy.checks_host() => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the request has no Host header (or one that is not text); this server accepts only requests addressed to it by name (DNS rebinding protection)",
+            ));
+        }
+        _ => {}
     }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("(not text)");
@@ -215,9 +236,13 @@ fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<
         }
     }
     if policy.requires_token() && !policy.token_matches(presented_token(req).as_deref()) {
-        // Failed attempts count against the client's quota: guessing is rate-limited too.
-        if let Some(secs) = policy.throttle(peer.ip()) {
-            return Err(ApiError::rate_limited(secs));
+        // Failed attempts have a quota of their own: guessing is rate-limited, and does not
+        // use up the budget of authorised changes from the same address.
+        if let Some(secs) = AccessPolicy::throttle(policy.failed_logins.as_ref(), peer.ip()) {
+            return Err(ApiError::rate_limited(
+                "failed authentication attempts",
+                secs,
+            ));
         }
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -230,8 +255,8 @@ fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
     if mutating {
-        if let Some(secs) = policy.throttle(peer.ip()) {
-            return Err(ApiError::rate_limited(secs));
+        if let Some(secs) = AccessPolicy::throttle(policy.changes.as_ref(), peer.ip()) {
+            return Err(ApiError::rate_limited("changes", secs));
         }
     }
     Ok(())
