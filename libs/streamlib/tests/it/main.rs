@@ -5,6 +5,7 @@
 mod common;
 
 mod api_events;
+mod api_limits;
 mod api_routes;
 mod api_server;
 mod audio_devices;

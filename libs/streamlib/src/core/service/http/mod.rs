@@ -24,7 +24,9 @@ mod error;
 mod handlers;
 mod openapi;
 mod options;
+mod request_body;
 mod security;
+mod server;
 mod websocket;
 
 use std::future::Future;
@@ -37,7 +39,6 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use tokio::sync::watch;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,8 +51,9 @@ pub use handlers::{
 };
 pub use openapi::{openapi, openapi_for};
 pub use options::{
-    ApiOptions, DEFAULT_MAX_BODY_BYTES, DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_WS_PING_INTERVAL, Secret,
+    ApiOptions, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WS_PING_INTERVAL, Secret,
 };
 pub use websocket::{ClientMessage, EventFilter};
 
@@ -159,8 +161,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
 
 /// The API router: every route, the access guard, body limit, timeout and JSON fallbacks.
 ///
-/// Needs `ConnectInfo<SocketAddr>` (serve with `into_make_service_with_connect_info`, or add
-/// `MockConnectInfo` in tests).
+/// Needs `ConnectInfo<SocketAddr>` ([`serve`] inserts it; tests add `MockConnectInfo`).
 pub fn router(state: ApiState) -> Router {
     let (routes, _) = api_routes().split_for_parts();
     let options = &state.inner.options;
@@ -175,6 +176,12 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             security::guard,
+        ))
+        // Outermost: bodies are read whole (up to the limit) before anything else, so no
+        // answer leaves unread bytes on a keep-alive connection.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_body::guard,
         ));
     // Browsers call another origin's API only after a CORS preflight, which carries no token:
     // answer it (for allow-listed origins only) before the guard.
@@ -221,7 +228,7 @@ async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then closes WebSocket sessions and
-/// finishes in-flight requests.
+/// finishes in-flight requests. Connections are capped and time out (`server.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -236,23 +243,7 @@ pub async fn serve(
             policy.housekeeping();
         }
     });
-    let closing = state.clone();
-    // Without TCP_NODELAY a response written in two parts (headers, then a larger body) waits
-    // for the client's ACK of the first part.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an API connection");
-        }
-    });
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        closing.begin_shutdown();
-    })
-    .await;
+    let result = server::run(listener, app, state, shutdown).await;
     housekeeping.abort();
     result
 }

@@ -18,6 +18,12 @@ pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 200;
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 400;
 /// Default interval of WebSocket pings (keeps idle connections and proxies alive).
 pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Default cap on open connections (HTTP and WebSocket). The server also keeps it at or under
+/// half the process's file-descriptor limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default time a client has to send a request's headers, and the longest an idle keep-alive
+/// connection stays open.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A secret string (the API token): its `Debug` never shows it, and it is never serialized
 /// back (reports and `GET` responses do not carry it).
@@ -107,6 +113,16 @@ pub struct ApiOptions {
     #[schemars(with = "u64")]
     #[cfg_attr(feature = "clap", arg(long = "ws-ping-interval-ms", value_name = "MS", value_parser = parse_millis, default_value = "20000"))]
     pub ws_ping_interval: Duration,
+    /// Most connections open at once, HTTP and WebSocket (at most half of `ulimit -n` is used).
+    /// At the cap the connection idle longest makes room; if none is idle, new clients get 503.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS))]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, in milliseconds; also how long an idle
+    /// keep-alive connection stays open (100 ms to 10 min).
+    #[serde(rename = "header_timeout_ms", with = "millis")]
+    #[schemars(with = "u64")]
+    #[cfg_attr(feature = "clap", arg(long = "header-timeout-ms", value_name = "MS", value_parser = parse_millis, default_value = "10000"))]
+    pub header_timeout: Duration,
 }
 
 impl Default for ApiOptions {
@@ -120,6 +136,8 @@ impl Default for ApiOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
         }
     }
 }
@@ -150,7 +168,14 @@ impl ApiOptions {
         let range =
             |field: &str, d: Duration| ConfigError::check_range(field, d.as_millis(), 10, 600_000);
         range("request_timeout_ms", self.request_timeout)?;
-        range("ws_ping_interval_ms", self.ws_ping_interval)
+        range("ws_ping_interval_ms", self.ws_ping_interval)?;
+        ConfigError::check_range("max_connections", self.max_connections, 1, 65_536)?;
+        ConfigError::check_range(
+            "header_timeout_ms",
+            self.header_timeout.as_millis(),
+            100,
+            600_000,
+        )
     }
 }
 
@@ -218,6 +243,10 @@ mod tests {
             "1500",
             "--ws-ping-interval-ms",
             "250",
+            "--max-connections",
+            "9",
+            "--header-timeout-ms",
+            "700",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -231,6 +260,8 @@ mod tests {
                 max_body_bytes: 4096,
                 request_timeout: Duration::from_millis(1500),
                 ws_ping_interval: Duration::from_millis(250),
+                max_connections: 9,
+                header_timeout: Duration::from_millis(700),
             }
         );
     }

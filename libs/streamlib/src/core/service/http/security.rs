@@ -200,6 +200,13 @@ pub(crate) async fn guard(
 }
 
 fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<(), ApiError> {
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request has more than one Host header",
+        ));
+    }
     let host = req
         .headers()
         .get(header::HOST)

@@ -14,13 +14,16 @@
 //! `{"type":"filter","types":[...]|null,"processors":[...]|null}` (`null` = everything).
 //! A processor filter keeps events about those processors (including links touching them).
 //! Send `{"type":"snapshot"}` for a fresh snapshot at any time.
+//!
+//! A client message over 16 KiB is answered with close code 1009 (message too big), a text
+//! message that is not UTF-8 with 1007 (invalid data), as RFC 6455 says; both are logged.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -30,6 +33,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::ApiState;
 use super::error::{ApiError, ApiQuery, ErrorBody};
+use super::server::ConnectionSlot;
 use crate::core::error::StreamError;
 use crate::core::graph::RuntimeState;
 use crate::core::runtime::{RuntimeEvent, RuntimeEventKind};
@@ -221,6 +225,7 @@ enum ServerMessage<'a> {
 pub(super) async fn events(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<EventsQuery>,
+    slot: Option<Extension<ConnectionSlot>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
@@ -242,7 +247,13 @@ pub(super) async fn events(
         return ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", message).into_response();
     }
     ws.max_message_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| session(socket, state, filter))
+        // Checked on the frame header: an oversized frame is refused before it is buffered.
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            // The session holds its connection's slot under the server's connection cap.
+            let _slot = slot;
+            session(socket, state, filter).await;
+        })
 }
 
 async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
@@ -343,7 +354,16 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                     }
                 }
                 Some(Ok(Message::Ping(_))) => {} // answered by the WebSocket layer
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Err(e)) => {
+                    // The WebSocket layer sends no close frame on a read error; the sending
+                    // half still works, so say why.
+                    if let Some((code, reason)) = read_error_close(e) {
+                        tracing::info!(code, reason, "closing a WebSocket client after a bad message");
+                        close(&mut tx, code, reason).await;
+                    }
+                    return;
+                }
             },
             _ = ping.tick() => {
                 if last_pong.elapsed() > ping_every * MISSED_PONGS_LIMIT + Duration::from_secs(1) {
@@ -461,6 +481,22 @@ async fn send_json(tx: &mut WsSink, value: &impl Serialize) -> Result<(), ()> {
     tx.send(Message::Text(Utf8Bytes::from(text)))
         .await
         .map_err(|_| ())
+}
+
+/// The close code and reason owed to a client whose message could not be read; `None` when
+/// the connection itself failed (nothing can be sent).
+fn read_error_close(e: axum::Error) -> Option<(u16, &'static str)> {
+    use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+    match *e.into_inner().downcast::<WsError>().ok()? {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some((
+            close_code::SIZE,
+            "message too big: client messages are at most 16 KiB",
+        )),
+        WsError::Utf8(_) => Some((close_code::INVALID, "text message is not valid UTF-8")),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some((close_code::PROTOCOL, "WebSocket protocol violation")),
+        _ => None,
+    }
 }
 
 async fn close(tx: &mut WsSink, code: u16, reason: &'static str) {
