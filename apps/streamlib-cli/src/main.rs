@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use streamlib::core::files::{DEFAULT_MAX_FILE_MIB, FileAccess};
 use streamlib::core::service::http::ApiOptions;
 use streamlib::core::{
     ApiServerConfig, ApiServerProcessor, GraphFile, PROCESSOR_REGISTRY, ProcessorDescriptor,
@@ -51,6 +52,9 @@ enum Command {
         /// What the graph may spend (processors, queued frame memory, setup time).
         #[command(flatten)]
         limits: RuntimeLimits,
+        /// Most MiB a file written by the graph may reach.
+        #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_FILE_MIB)]
+        max_file_mib: u64,
     },
 }
 
@@ -74,6 +78,13 @@ struct ServeArgs {
     /// What the graph may spend (processors, queued frame memory, setup time).
     #[command(flatten)]
     limits: RuntimeLimits,
+    /// The only directory processors may read and write: every file path (from API clients
+    /// and from --graph) is relative to it and cannot leave it. Created if missing.
+    #[arg(long, value_name = "DIR", default_value = "streamlib-media")]
+    media_dir: PathBuf,
+    /// Most MiB a file written by the graph may reach.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_FILE_MIB)]
+    max_file_mib: u64,
 }
 
 fn main() -> ExitCode {
@@ -106,7 +117,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             graph,
             duration,
             limits,
-        } => run(graph, duration, limits),
+            max_file_mib,
+        } => run(graph, duration, limits, max_file_mib),
     }
 }
 
@@ -168,6 +180,10 @@ fn write_type(out: &mut impl Write, d: &ProcessorDescriptor) -> std::io::Result<
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut runtime = StreamRuntime::with_limits(args.limits)?;
+    let files = FileAccess::beneath(&args.media_dir)?
+        .with_max_file_bytes(args.max_file_mib.saturating_mul(1 << 20));
+    let media_dir = files.media_dir().map(|d| d.display().to_string());
+    runtime.set_file_access(files);
     if args.demo {
         runtime.apply_graph(&GraphFile::from_json(DEMO_GRAPH)?)?;
     }
@@ -211,14 +227,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("  state:  curl{auth} {url}/api/runtime/state");
     println!("  events: ws://{host}:{port}/api/events");
     println!("  docs:   {url}/api/openapi.json");
+    if let Some(dir) = media_dir {
+        println!("  files:  paths are relative to {dir}");
+    }
     println!("Ctrl-C stops the runtime and exits.");
     runtime.run()?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(path: PathBuf, duration: Option<f64>, limits: RuntimeLimits) -> anyhow::Result<ExitCode> {
+fn run(
+    path: PathBuf,
+    duration: Option<f64>,
+    limits: RuntimeLimits,
+    max_file_mib: u64,
+) -> anyhow::Result<ExitCode> {
     let graph = GraphFile::from_path(&path)?;
     let mut runtime = StreamRuntime::with_limits(limits)?;
+    // The graph file's author names the files: paths as written (no media directory).
+    runtime.set_file_access(
+        FileAccess::free().with_max_file_bytes(max_file_mib.saturating_mul(1 << 20)),
+    );
     // Processor events (end of stream, window closed...) for the report, collected as they
     // come so that a long run cannot push them out of the channel.
     let mut events = runtime.subscribe_events();

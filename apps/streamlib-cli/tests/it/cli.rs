@@ -170,7 +170,9 @@ fn an_empty_or_blank_token_is_refused_at_startup() {
         (vec![], Some("")),
     ] {
         let mut cmd = streamlib();
-        cmd.args(["serve", "--port", "0"]).args(&args);
+        cmd.args(["serve", "--port", "0", "--media-dir"])
+            .arg(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-media"))
+            .args(&args);
         cmd.env_remove("STREAMLIB_API_TOKEN");
         if let Some(value) = env {
             cmd.env("STREAMLIB_API_TOKEN", value);

@@ -7,6 +7,7 @@
 use crate::common;
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -160,7 +161,8 @@ fn api_camera_to_display_example_with_a_test_pattern_as_the_camera() {
     let xvfb = Xvfb::start();
     let x = xvfb.connect();
     let mut child = streamlib()
-        .args(["serve", "--port", "0"])
+        .args(["serve", "--port", "0", "--media-dir"])
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-media"))
         .env("DISPLAY", &xvfb.display)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

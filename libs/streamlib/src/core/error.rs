@@ -232,6 +232,18 @@ impl StreamError {
         }
     }
 
+    /// The same error with `who` (a processor type) in front of an I/O error's context, so a
+    /// message from a shared helper says which processor it concerns.
+    pub(crate) fn for_processor(self, who: &str) -> Self {
+        match self {
+            StreamError::Io { context, error } => StreamError::Io {
+                context: format!("{who}: {context}"),
+                error,
+            },
+            other => other,
+        }
+    }
+
     /// The same error as the failure of processor `processor` in `stage`.
     pub fn in_stage(self, processor: impl Into<String>, stage: Stage) -> Self {
         StreamError::ProcessorFailed {

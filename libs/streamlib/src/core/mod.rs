@@ -3,6 +3,7 @@
 pub mod context;
 pub mod dsp;
 pub mod error;
+pub mod files;
 pub mod frames;
 pub mod graph;
 pub mod links;
@@ -12,6 +13,7 @@ pub mod service;
 
 pub use context::{Counter, RuntimeContext};
 pub use error::{ErrorKind, Result, Stage, StreamError};
+pub use files::{CappedFile, FileAccess};
 pub use frames::{
     AudioFrame, DataFrame, Frame, FrameType, PixelFormat, VideoFrame, media_clock_ns,
 };

@@ -132,6 +132,11 @@ fn error(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> Strea
     ))
 }
 
+/// Demuxers a file in the media directory may use (`format_whitelist`): the ones that read
+/// only the file itself.
+const SELF_CONTAINED_FORMATS: &str =
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,wav,mp3,flac,ogg,aac,ivf,h264,hevc";
+
 /// `pts` in `time_base`, as nanoseconds of the file's clock.
 fn pts_ns(pts: i64, time_base: Rational) -> i128 {
     i128::from(pts) * i128::from(time_base.numerator()) * 1_000_000_000
@@ -153,7 +158,21 @@ impl FileSourceProcessor::Processor {
     /// Opens the file and its decoders.
     fn open(&self, ctx: &RuntimeContext) -> Result<Playback> {
         let path = &self.config.path;
-        let input = format::input(path).map_err(|e| error(path, "cannot open", e))?;
+        let file = ctx
+            .files()
+            .open_read(path)
+            .map_err(|e| e.for_processor("FileSourceProcessor"))?;
+        let io = format::context::StreamIo::from_read_seek(file)
+            .map_err(|e| error(path, "cannot open", e))?;
+        let mut options = ffmpeg::Dictionary::new();
+        if ctx.files().media_dir().is_some() {
+            // Containers that hold their media themselves: playlists and concat lists (HLS,
+            // DASH, concat, image sequences) would open further files by name, around the
+            // media directory.
+            options.set("format_whitelist", SELF_CONTAINED_FORMATS);
+        }
+        let input = format::input_from_stream(io, path.to_str(), Some(options))
+            .map_err(|e| error(path, "cannot open", e))?;
         let open_decoder = |stream: format::stream::Stream| -> std::result::Result<
             codec::decoder::Decoder,
             ffmpeg::Error,

@@ -203,6 +203,8 @@ enum Output {
 /// Everything one run has: built in `setup`, dropped (the file finalised) in `teardown`.
 struct Recording {
     ctx: RuntimeContext,
+    /// The file created at setup, until the muxer takes it.
+    file: Option<crate::core::files::CappedFile>,
     skipped: Counter,
     /// Frames in a row that could not be encoded.
     consecutive_errors: u32,
@@ -275,7 +277,17 @@ impl Mp4WriterProcessor::Processor {
         first_audio: Option<&AudioFrame>,
     ) -> Result<Muxer> {
         let path = self.config.path.clone();
-        let mut output = format::output(&path).map_err(|e| ff_error(&path, "cannot create", e))?;
+        let file = self
+            .recording
+            .as_mut()
+            .and_then(|r| r.file.take())
+            .ok_or_else(|| {
+                StreamError::processor("Mp4WriterProcessor: the file was not created at setup")
+            })?;
+        let io = format::context::StreamIo::from_write_seek(file)
+            .map_err(|e| ff_error(&path, "cannot create", e))?;
+        let mut output = format::output_to_stream(io, path.to_str(), Some("mp4"))
+            .map_err(|e| ff_error(&path, "cannot create", e))?;
         let global_header = output
             .format()
             .flags()
@@ -840,18 +852,14 @@ fn finish(mut muxer: Muxer, path: &std::path::Path) -> Result<()> {
 impl crate::core::Processor for Mp4WriterProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
         ffmpeg_util::init();
-        // Fail now on a path that cannot be written, not at the first frame.
-        std::fs::File::create(&self.config.path).map_err(|e| {
-            StreamError::io(
-                format!(
-                    "Mp4WriterProcessor: cannot create '{}'",
-                    self.config.path.display()
-                ),
-                e,
-            )
-        })?;
+        // Created now, so a path that cannot be written fails here, not at the first frame.
+        let file = ctx
+            .files()
+            .create(&self.config.path)
+            .map_err(|e| e.for_processor("Mp4WriterProcessor"))?;
         self.recording = Some(Recording {
             ctx: ctx.clone(),
+            file: Some(file),
             skipped: ctx.counter("skipped_frames"),
             consecutive_errors: 0,
             output: Output::Waiting(Waiting::default()),

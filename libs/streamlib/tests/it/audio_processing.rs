@@ -197,7 +197,7 @@ fn wav_errors_name_the_file() {
         .to_string();
     assert!(
         e.contains(
-            "WavSourceProcessor: cannot read '/nonexistent/a.wav': No such file or directory"
+            "WavSourceProcessor: cannot open '/nonexistent/a.wav': No such file or directory"
         ),
         "{e}"
     );

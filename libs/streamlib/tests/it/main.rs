@@ -14,4 +14,5 @@ mod camera;
 mod graph;
 mod lifecycle;
 mod media_files;
+mod media_root;
 mod service;

@@ -221,7 +221,7 @@ fn missing_and_corrupt_files_fail_clearly() {
     );
     assert!(
         e.ends_with(
-            "FileSourceProcessor: cannot open '/nonexistent/clip.mp4': No such file or directory"
+            "FileSourceProcessor: cannot open '/nonexistent/clip.mp4': No such file or directory (os error 2)"
         ),
         "{e}"
     );

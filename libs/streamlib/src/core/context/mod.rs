@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub use counter::Counter;
 
+use crate::core::files::FileAccess;
 use crate::core::graph::ProcessorUniqueId;
 use crate::core::runtime::{
     EventBus, MainThreadHandle, ProcessorShared, RuntimeEventKind, StopSignal,
@@ -24,6 +25,7 @@ pub struct RuntimeContext {
     pub(crate) shared: Arc<ProcessorShared>,
     pub(crate) main_thread: MainThreadHandle,
     pub(crate) events: Arc<EventBus>,
+    pub(crate) files: FileAccess,
 }
 
 impl RuntimeContext {
@@ -60,6 +62,12 @@ impl RuntimeContext {
     /// Runs work on the runtime's own (main) thread.
     pub fn main_thread(&self) -> MainThreadHandle {
         self.main_thread.clone()
+    }
+
+    /// Where this processor may open files: every file a processor reads or writes goes through
+    /// it (paths beneath the media directory under `streamlib serve`; see [`FileAccess`]).
+    pub fn files(&self) -> &FileAccess {
+        &self.files
     }
 
     /// Publishes an event of this processor's own (`end_of_stream`, `window_closed`, ...).

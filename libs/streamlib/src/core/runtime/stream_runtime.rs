@@ -21,6 +21,7 @@ use super::shared::ProcessorShared;
 use super::thread_role::{self, Role};
 use super::worker::{Slot, Worker, WorkerHost};
 use crate::core::error::{Result, Stage, StreamError};
+use crate::core::files::FileAccess;
 use crate::core::graph::{
     Graph, InputLinkPortRef, Link, LinkInfo, LinkUniqueId, OutputLinkPortRef, ProcessorEntry,
     ProcessorInfo, ProcessorUniqueId, RuntimeState, check_unique_port_names,
@@ -119,6 +120,7 @@ impl StreamRuntime {
                 },
                 main_tasks,
                 setup_timeout: limits.setup_timeout(),
+                files: FileAccess::free(),
             },
             shutdown: ShutdownHandle {
                 requested: Arc::new(AtomicBool::new(false)),
@@ -168,6 +170,17 @@ impl StreamRuntime {
                 self.finish_add(id, *entry, setup)
             }
         }
+    }
+
+    /// Sets where processors may open files (default: [`FileAccess::free`]). Processors set
+    /// up from now on get it; `streamlib serve` confines them to its media directory.
+    pub fn set_file_access(&mut self, files: FileAccess) {
+        self.workers.files = files;
+    }
+
+    /// Where processors may open files.
+    pub fn file_access(&self) -> &FileAccess {
+        &self.workers.files
     }
 
     /// The limits this runtime enforces.

@@ -89,6 +89,8 @@ pub(crate) struct WorkerHost {
     pub(crate) main_tasks: flume::Receiver<MainTask>,
     /// How long a setup may take.
     pub(crate) setup_timeout: Duration,
+    /// Where processors may open files.
+    pub(crate) files: crate::core::files::FileAccess,
 }
 
 /// How a wait for a worker ended.
@@ -106,6 +108,7 @@ impl WorkerHost {
             shared: shared.clone(),
             main_thread: self.main_thread.clone(),
             events: self.events.clone(),
+            files: self.files.clone(),
         }
     }
 

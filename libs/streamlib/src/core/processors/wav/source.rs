@@ -115,7 +115,11 @@ fn read_samples(
 impl crate::core::Processor for WavSourceProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
         let shown = self.config.path.display().to_string();
-        let reader = hound::WavReader::open(&self.config.path)
+        let file = ctx
+            .files()
+            .open_read(&self.config.path)
+            .map_err(|e| e.for_processor("WavSourceProcessor"))?;
+        let reader = hound::WavReader::new(std::io::BufReader::new(file))
             .map_err(|e| wav_error(format!("WavSourceProcessor: cannot read '{shown}'"), e))?;
         let spec = reader.spec();
         if spec.sample_format == hound::SampleFormat::Float && spec.bits_per_sample != 32 {

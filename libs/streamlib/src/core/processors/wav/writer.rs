@@ -1,6 +1,6 @@
 //! `WavWriterProcessor`: records audio to a WAV file.
 
-use std::fs::File;
+use crate::core::files::CappedFile;
 use std::io::BufWriter;
 use std::path::PathBuf;
 
@@ -76,9 +76,9 @@ impl ProcessorConfig for WavWriterConfig {
 /// The file being written.
 enum Output {
     /// Created, waiting for the first frame to know rate and channels.
-    Created(File),
+    Created(CappedFile),
     Writing {
-        writer: hound::WavWriter<BufWriter<File>>,
+        writer: hound::WavWriter<BufWriter<CappedFile>>,
         rate: u32,
         channels: u16,
     },
@@ -190,12 +190,10 @@ impl WavWriterProcessor::Processor {
 
 impl crate::core::Processor for WavWriterProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        let file = File::create(&self.config.path).map_err(|e| {
-            wav_error(
-                format!("WavWriterProcessor: cannot create '{}'", self.shown()),
-                e,
-            )
-        })?;
+        let file = ctx
+            .files()
+            .create(&self.config.path)
+            .map_err(|e| e.for_processor("WavWriterProcessor"))?;
         self.output = Some(Output::Created(file));
         self.samples_written = Some(ctx.counter("samples_written"));
         Ok(())

@@ -1,0 +1,337 @@
+//! Where processors may open files: [`FileAccess`], given to every processor through its
+//! [`RuntimeContext`](crate::core::RuntimeContext).
+//!
+//! Two rules, chosen by whoever makes the runtime:
+//! - [`FileAccess::free`] (`streamlib run`, programs): paths as written, relative to the working
+//!   directory. The person who wrote the graph file already has the files it names.
+//! - [`FileAccess::beneath`] (`streamlib serve`): paths from clients are relative to a media
+//!   directory and resolved *beneath* it by the kernel (`openat2` with `RESOLVE_BENEATH`): `..`,
+//!   absolute paths and symlinks that lead out of it are refused, and the error is the same
+//!   whether or not anything exists out there.
+//!
+//! Under both rules only regular files are opened (never FIFOs, devices or directories), the
+//! open itself cannot block (it is non-blocking, then the type is checked), and a written file
+//! stops at a size cap ([`CappedFile`]).
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use crate::core::error::{Result, StreamError};
+
+/// Default most bytes one written file may reach.
+pub const DEFAULT_MAX_FILE_MIB: u64 = 4096;
+
+/// Where processors may open files, and how large a written file may grow.
+#[derive(Debug, Clone)]
+pub struct FileAccess {
+    rule: Rule,
+    max_file_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Rule {
+    Free,
+    Beneath(Arc<MediaDir>),
+}
+
+/// An open media directory (kept open: paths resolve against this descriptor, not its name).
+#[derive(Debug)]
+struct MediaDir {
+    #[cfg(target_os = "linux")]
+    fd: std::os::fd::OwnedFd,
+    shown: PathBuf,
+}
+
+impl Default for FileAccess {
+    fn default() -> Self {
+        Self::free()
+    }
+}
+
+impl FileAccess {
+    /// Paths as written (relative to the working directory), with the default size cap.
+    pub fn free() -> Self {
+        Self {
+            rule: Rule::Free,
+            max_file_bytes: DEFAULT_MAX_FILE_MIB << 20,
+        }
+    }
+
+    /// Paths relative to `dir`, never leaving it; `dir` is created if missing.
+    pub fn beneath(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StreamError::io(
+                format!("cannot create the media directory {}", dir.display()),
+                e,
+            )
+        })?;
+        let shown = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        Ok(Self {
+            rule: Rule::Beneath(Arc::new(MediaDir::new(dir, shown)?)),
+            max_file_bytes: DEFAULT_MAX_FILE_MIB << 20,
+        })
+    }
+
+    /// The same rule with another cap on written files.
+    pub fn with_max_file_bytes(mut self, max: u64) -> Self {
+        self.max_file_bytes = max;
+        self
+    }
+
+    /// The media directory, when paths are confined to one.
+    pub fn media_dir(&self) -> Option<&Path> {
+        match &self.rule {
+            Rule::Free => None,
+            Rule::Beneath(dir) => Some(&dir.shown),
+        }
+    }
+
+    /// The cap on written files, in bytes.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_file_bytes
+    }
+
+    /// Opens an existing regular file for reading.
+    pub fn open_read(&self, path: &Path) -> Result<File> {
+        self.open(path, Mode::Read)
+            .map_err(|e| self.error("cannot open", path, e))
+    }
+
+    /// Creates (or truncates) a regular file for writing, capped at the size limit.
+    pub fn create(&self, path: &Path) -> Result<CappedFile> {
+        let file = self
+            .open(path, Mode::Create)
+            .map_err(|e| self.error("cannot create", path, e))?;
+        Ok(CappedFile {
+            file,
+            position: 0,
+            max: self.max_file_bytes,
+        })
+    }
+
+    /// A path as messages show it: quoted as the client wrote it, and where it was looked for
+    /// (never what it resolved to).
+    pub fn describe(&self, path: &Path) -> String {
+        match &self.rule {
+            Rule::Free => format!("'{}'", path.display()),
+            Rule::Beneath(_) => format!("'{}' in the media directory", path.display()),
+        }
+    }
+
+    fn error(&self, what: &str, path: &Path, e: io::Error) -> StreamError {
+        StreamError::io(format!("{what} {}", self.describe(path)), e)
+    }
+
+    fn open(&self, path: &Path, mode: Mode) -> io::Result<File> {
+        if path.as_os_str().is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty path"));
+        }
+        match &self.rule {
+            Rule::Free => open_free(path, mode),
+            Rule::Beneath(dir) => {
+                // `..` and absolute paths are refused before the kernel sees them (it would
+                // refuse them too); the message is the same as for a symlink out.
+                if path
+                    .components()
+                    .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+                {
+                    return Err(outside());
+                }
+                dir.open(path, mode)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Read,
+    Create,
+}
+
+fn outside() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "the path leads outside the media directory; give a path relative to it, without '..'",
+    )
+}
+
+fn not_regular() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "not a regular file (devices, FIFOs and directories are refused)",
+    )
+}
+
+#[cfg(target_os = "linux")]
+mod unix_open {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::path::{Path, PathBuf};
+
+    use rustix::fs::{FileType, Mode as Perm, OFlags, ResolveFlags};
+    use rustix::io::Errno;
+
+    use super::{MediaDir, Mode, not_regular, outside};
+    use crate::core::error::{Result, StreamError};
+
+    /// Flags shared by every open: no blocking on FIFOs/devices, no controlling terminal, not
+    /// inherited by child processes.
+    fn flags(mode: Mode) -> (OFlags, Perm) {
+        let common = OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+        match mode {
+            Mode::Read => (common | OFlags::RDONLY, Perm::empty()),
+            // NOFOLLOW: a final symlink must not redirect the truncation.
+            Mode::Create => (
+                common | OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW,
+                Perm::from_raw_mode(0o644),
+            ),
+        }
+    }
+
+    /// Checks the opened descriptor is a regular file and makes it blocking again.
+    fn regular(fd: OwnedFd) -> io::Result<File> {
+        let stat = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(not_regular());
+        }
+        let flags = rustix::fs::fcntl_getfl(&fd)?;
+        rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK)?;
+        Ok(File::from(fd))
+    }
+
+    pub(super) fn open_free(path: &Path, mode: Mode) -> io::Result<File> {
+        let (flags, perm) = flags(mode);
+        let fd = rustix::fs::open(path, flags, perm).map_err(|e| match e {
+            // A FIFO opened for writing with no reader.
+            Errno::NXIO => not_regular(),
+            e => io::Error::from(e),
+        })?;
+        regular(fd)
+    }
+
+    impl MediaDir {
+        pub(super) fn new(dir: &Path, shown: PathBuf) -> Result<Self> {
+            let fd = rustix::fs::open(
+                dir,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Perm::empty(),
+            )
+            .map_err(|e| {
+                StreamError::io(
+                    format!("cannot open the media directory {}", dir.display()),
+                    e.into(),
+                )
+            })?;
+            // openat2 needs Linux 5.6; without it nothing could be opened safely.
+            rustix::fs::openat2(
+                &fd,
+                ".",
+                OFlags::PATH | OFlags::CLOEXEC,
+                Perm::empty(),
+                ResolveFlags::BENEATH,
+            )
+            .map_err(|e| {
+                StreamError::io(
+                    "cannot confine paths to the media directory (openat2 with RESOLVE_BENEATH needs Linux 5.6 or later, and no seccomp filter refusing it)",
+                    e.into(),
+                )
+            })?;
+            Ok(Self { fd, shown })
+        }
+
+        pub(super) fn open(&self, path: &Path, mode: Mode) -> io::Result<File> {
+            let (flags, perm) = flags(mode);
+            let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+            let mut attempts = 0;
+            let fd = loop {
+                match rustix::fs::openat2(self.fd.as_fd(), path, flags, perm, resolve) {
+                    // A rename somewhere during the lookup: the kernel asks to retry.
+                    Err(Errno::AGAIN) if attempts < 4 => attempts += 1,
+                    Err(Errno::XDEV | Errno::LOOP) => return Err(outside()),
+                    Err(Errno::NXIO) => return Err(not_regular()),
+                    Err(e) => return Err(e.into()),
+                    Ok(fd) => break fd,
+                }
+            };
+            regular(fd)
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+use unix_open::open_free;
+
+#[cfg(not(target_os = "linux"))]
+fn open_free(path: &Path, mode: Mode) -> io::Result<File> {
+    let file = match mode {
+        Mode::Read => File::open(path)?,
+        Mode::Create => File::create(path)?,
+    };
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
+}
+
+#[cfg(not(target_os = "linux"))]
+impl MediaDir {
+    fn new(_dir: &Path, _shown: PathBuf) -> Result<Self> {
+        Err(StreamError::Unavailable(
+            "a media directory needs Linux (openat2 with RESOLVE_BENEATH)".into(),
+        ))
+    }
+
+    fn open(&self, _path: &Path, _mode: Mode) -> io::Result<File> {
+        Err(outside())
+    }
+}
+
+/// A file being written that refuses to grow past its cap: a write beyond it fails with
+/// `FileTooLarge` (writers stop cleanly and report it) instead of filling the disk.
+#[derive(Debug)]
+pub struct CappedFile {
+    file: File,
+    position: u64,
+    max: u64,
+}
+
+impl CappedFile {
+    /// The file itself (for `sync_all` and the like).
+    pub fn get_ref(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Write for CappedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let end = self.position.saturating_add(buf.len() as u64);
+        if end > self.max {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "the file would exceed the per-file cap of {} bytes (--max-file-mib)",
+                    self.max
+                ),
+            ));
+        }
+        let written = self.file.write(buf)?;
+        self.position += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for CappedFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.position = self.file.seek(pos)?;
+        Ok(self.position)
+    }
+}

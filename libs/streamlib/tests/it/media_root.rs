@@ -1,0 +1,254 @@
+//! File access: beneath a media directory nothing outside can be read, written or even probed
+//! for existence; FIFOs and devices are refused without blocking; written files stop at their
+//! size cap.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use streamlib::core::*;
+
+/// A fresh directory with `media/` (the root) and a file outside it.
+fn sandbox(name: &str) -> (PathBuf, PathBuf) {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("media-root-{name}"));
+    let _ = std::fs::remove_dir_all(&base);
+    let media = base.join("media");
+    std::fs::create_dir_all(media.join("sub")).unwrap();
+    (base, media)
+}
+
+fn runtime(files: FileAccess) -> StreamRuntime {
+    let mut rt = StreamRuntime::new().unwrap();
+    rt.set_file_access(files);
+    rt.start().unwrap();
+    rt
+}
+
+/// The error of adding `type_name` with `path`, or `None` if it was added.
+fn add_error(rt: &mut StreamRuntime, type_name: &str, path: &str) -> Option<String> {
+    let spec = PROCESSOR_REGISTRY
+        .create(type_name, serde_json::json!({ "path": path }))
+        .unwrap();
+    match rt.add_processor(spec) {
+        Ok(id) => {
+            rt.remove_processor(&id).unwrap();
+            None
+        }
+        // Without the generated processor id, so that two answers can be compared.
+        Err(e) => Some(match e {
+            StreamError::ProcessorFailed { error, .. } => error.to_string(),
+            other => other.to_string(),
+        }),
+    }
+}
+
+/// A small valid WAV file (480 f32 mono samples at 48 kHz).
+fn write_wav(path: &Path) {
+    let samples = 480u32;
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + samples * 4).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&3u16.to_le_bytes()); // IEEE float
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&48_000u32.to_le_bytes());
+    bytes.extend_from_slice(&(48_000u32 * 4).to_le_bytes());
+    bytes.extend_from_slice(&4u16.to_le_bytes());
+    bytes.extend_from_slice(&32u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&(samples * 4).to_le_bytes());
+    for i in 0..samples {
+        bytes.extend_from_slice(&(i as f32 / samples as f32).to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn paths_stay_beneath_the_media_directory() {
+    let (base, media) = sandbox("beneath");
+    write_wav(&base.join("secret.wav"));
+    write_wav(&media.join("sub/inside.wav"));
+    std::os::unix::fs::symlink("../secret.wav", media.join("out-link.wav")).unwrap();
+    std::os::unix::fs::symlink("../nothing.wav", media.join("dangling-out.wav")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", media.join("full.wav")).unwrap();
+    std::os::unix::fs::symlink("sub/inside.wav", media.join("in-link.wav")).unwrap();
+    let mut rt = runtime(FileAccess::beneath(&media).unwrap());
+
+    // Inside: plain paths, subdirectories and symlinks that stay inside.
+    for path in ["sub/inside.wav", "in-link.wav", "./sub/inside.wav"] {
+        assert_eq!(
+            add_error(&mut rt, "WavSourceProcessor", path),
+            None,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        add_error(&mut rt, "WavWriterProcessor", "sub/new.wav"),
+        None
+    );
+    assert!(media.join("sub/new.wav").is_file());
+
+    // Outside, existing or not: one answer, which says nothing about what is there.
+    let refusal = |e: Option<String>| {
+        let e = e.expect("a path outside was accepted");
+        assert!(e.contains("leads outside the media directory"), "{e}");
+        e
+    };
+    let existing = refusal(add_error(&mut rt, "WavSourceProcessor", "../secret.wav"));
+    let missing = refusal(add_error(&mut rt, "WavSourceProcessor", "../nothing.wav"));
+    assert_eq!(
+        existing.replace("secret", "X"),
+        missing.replace("nothing", "X"),
+        "existing and missing files outside are told apart"
+    );
+    let linked = refusal(add_error(&mut rt, "WavSourceProcessor", "out-link.wav"));
+    let dangling = refusal(add_error(&mut rt, "WavSourceProcessor", "dangling-out.wav"));
+    assert_eq!(
+        linked.replace("out-link", "X"),
+        dangling.replace("dangling-out", "X")
+    );
+    for path in [
+        "/etc/passwd",
+        "/proc/self/mem",
+        "../media/../secret.wav",
+        "sub/../../secret.wav",
+    ] {
+        refusal(add_error(&mut rt, "WavSourceProcessor", path));
+    }
+    for path in [
+        "../written.wav",
+        "/tmp/streamlib-escape.wav",
+        "full.wav",
+        "out-link.wav",
+    ] {
+        refusal(add_error(&mut rt, "WavWriterProcessor", path));
+    }
+    assert!(!base.join("written.wav").exists());
+    assert!(!Path::new("/tmp/streamlib-escape.wav").exists());
+    // The file behind the symlink out was not truncated.
+    assert_eq!(
+        std::fs::metadata(base.join("secret.wav")).unwrap().len(),
+        44 + 480 * 4
+    );
+    // Messages name the path as given, never where it resolved.
+    assert!(!linked.contains(base.to_str().unwrap()), "{linked}");
+}
+
+#[test]
+fn fifos_and_devices_are_refused_without_blocking() {
+    let (base, media) = sandbox("fifo");
+    for dir in [&base, &media] {
+        let status = std::process::Command::new("mkfifo")
+            .arg(dir.join("pipe.wav"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let free_fifo = base.join("pipe.wav");
+    // Both rules: the open does not block (the setup timeout is long; a blocked open would
+    // answer with it), and the answer names the problem.
+    let limits = RuntimeLimits {
+        setup_timeout_ms: 20_000,
+        ..Default::default()
+    };
+    for (files, fifo) in [
+        (FileAccess::free(), free_fifo.to_str().unwrap()),
+        (FileAccess::beneath(&media).unwrap(), "pipe.wav"),
+    ] {
+        let mut rt = StreamRuntime::with_limits(limits).unwrap();
+        rt.set_file_access(files);
+        rt.start().unwrap();
+        let started = std::time::Instant::now();
+        for type_name in ["WavWriterProcessor", "WavSourceProcessor"] {
+            let e = add_error(&mut rt, type_name, fifo).expect("a FIFO was opened");
+            assert!(e.contains("not a regular file"), "{type_name}: {e}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "an open blocked"
+        );
+    }
+    let mut rt = runtime(FileAccess::free());
+    for device in ["/dev/null", "/dev/full", "/dev/zero"] {
+        let e = add_error(&mut rt, "WavWriterProcessor", device).expect("a device was opened");
+        assert!(e.contains("not a regular file"), "{device}: {e}");
+        let e = add_error(&mut rt, "WavSourceProcessor", device).expect("a device was opened");
+        assert!(e.contains("not a regular file"), "{device}: {e}");
+    }
+}
+
+#[test]
+fn a_written_file_stops_at_its_cap() {
+    let (_, media) = sandbox("cap");
+    let cap = 64 * 1024;
+    let mut rt = runtime(
+        FileAccess::beneath(&media)
+            .unwrap()
+            .with_max_file_bytes(cap),
+    );
+    let chord = add(
+        &mut rt,
+        "ChordGeneratorProcessor",
+        serde_json::json!({"sample_rate": 48000, "channels": 2}),
+    );
+    let writer = add(
+        &mut rt,
+        "WavWriterProcessor",
+        serde_json::json!({"path": "capped.wav"}),
+    );
+    rt.connect(out(&chord, "audio"), inp(&writer, "audio"))
+        .unwrap();
+    assert_eventually("the writer stops at the cap", || {
+        rt.processor_info(&writer).unwrap().state == ProcessorStatus::Failed
+    });
+    let info = rt.processor_info(&writer).unwrap();
+    let error = info.error.unwrap_or_default();
+    assert!(
+        error.contains("per-file cap of 65536 bytes") && error.contains("--max-file-mib"),
+        "{error}"
+    );
+    rt.stop().unwrap();
+    let size = std::fs::metadata(media.join("capped.wav")).unwrap().len();
+    assert!(size <= cap && size > cap / 2, "{size}");
+}
+
+#[cfg(feature = "ffmpeg")]
+#[test]
+fn mp4_files_are_written_and_read_beneath_the_media_directory() {
+    let (base, media) = sandbox("mp4");
+    let mut rt = runtime(FileAccess::beneath(&media).unwrap());
+    for (type_name, path) in [
+        ("Mp4WriterProcessor", "../out.mp4"),
+        ("Mp4WriterProcessor", "/tmp/streamlib-escape.mp4"),
+        ("FileSourceProcessor", "../secret.mp4"),
+    ] {
+        let e = add_error(&mut rt, type_name, path).expect("a path outside was accepted");
+        assert!(e.contains("leads outside the media directory"), "{e}");
+    }
+    assert!(!base.join("out.mp4").exists());
+    let src = add(
+        &mut rt,
+        "TestPatternProcessor",
+        serde_json::json!({"width": 64, "height": 64, "fps": 30}),
+    );
+    let writer = add(
+        &mut rt,
+        "Mp4WriterProcessor",
+        serde_json::json!({"path": "sub/out.mp4"}),
+    );
+    rt.connect(out(&src, "video"), inp(&writer, "video"))
+        .unwrap();
+    assert_eventually("frames are encoded", || {
+        metric(&rt, &writer, "video_frames") >= 10
+    });
+    rt.remove_processor(&writer).unwrap();
+    assert!(std::fs::metadata(media.join("sub/out.mp4")).unwrap().len() > 1000);
+    // Read back through the same rule (FFmpeg reads through our file, not by name).
+    assert_eq!(
+        add_error(&mut rt, "FileSourceProcessor", "sub/out.mp4"),
+        None
+    );
+}
