@@ -4,4 +4,5 @@ mod common;
 
 mod cli;
 mod display;
+mod limits;
 mod media;

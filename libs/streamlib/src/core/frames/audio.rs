@@ -73,6 +73,10 @@ impl Frame for AudioFrame {
     fn frame_number(&self) -> u64 {
         self.frame_number
     }
+    #[inline]
+    fn payload_bytes(&self) -> u64 {
+        std::mem::size_of_val::<[f32]>(&self.samples) as u64
+    }
 }
 
 #[cfg(test)]

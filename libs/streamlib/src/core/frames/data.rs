@@ -44,4 +44,20 @@ impl Frame for DataFrame {
     fn frame_number(&self) -> u64 {
         self.frame_number
     }
+    /// An estimate from the JSON tree (strings and each node's own size): data frames are
+    /// small records, and walking one costs far less than making it.
+    fn payload_bytes(&self) -> u64 {
+        fn size(v: &serde_json::Value) -> u64 {
+            const NODE: u64 = std::mem::size_of::<serde_json::Value>() as u64;
+            NODE + match v {
+                serde_json::Value::String(s) => s.len() as u64,
+                serde_json::Value::Array(items) => items.iter().map(size).sum(),
+                serde_json::Value::Object(fields) => {
+                    fields.iter().map(|(k, v)| k.len() as u64 + size(v)).sum()
+                }
+                _ => 0,
+            }
+        }
+        self.name.len() as u64 + size(&self.payload)
+    }
 }

@@ -57,4 +57,7 @@ pub trait Frame: Clone + Send + Sync + 'static {
     fn timestamp_ns(&self) -> u64;
     /// Sequence number assigned by the producer.
     fn frame_number(&self) -> u64;
+    /// Bytes of payload this frame holds: what a link queueing it counts against its memory
+    /// budgets (a payload shared by a fan-out is counted in every link that queues it).
+    fn payload_bytes(&self) -> u64;
 }

@@ -137,6 +137,10 @@ impl Frame for VideoFrame {
     fn frame_number(&self) -> u64 {
         self.frame_number
     }
+    #[inline]
+    fn payload_bytes(&self) -> u64 {
+        self.data.len() as u64
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub struct RuntimeState {
     pub processor_count: usize,
     /// Number of links.
     pub link_count: usize,
+    /// Bytes of frames queued in all links together (held to the runtime's memory budget).
+    #[serde(default)]
+    pub queued_bytes: u64,
     /// Processors in the order they were added.
     pub processors: Vec<ProcessorInfo>,
     /// Links in the order they were created.
@@ -149,6 +152,7 @@ impl Graph {
             seq,
             processor_count: processors.len(),
             link_count: links.len(),
+            queued_bytes: self.queued_bytes(),
             processors,
             links,
         }

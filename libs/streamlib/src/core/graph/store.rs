@@ -13,7 +13,9 @@ use super::ids::{id_prefix_for_type, random_suffix, validate_user_id};
 use super::{InputLinkPortRef, Link, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
 use crate::core::error::{Result, StreamError};
 use crate::core::frames::FrameType;
-use crate::core::links::{AnyInputPort, AnyLink, AnyOutputPort, LinkOptions, PortSet};
+use crate::core::links::{
+    AnyInputPort, AnyLink, AnyOutputPort, LinkOptions, MemoryBudget, PortSet,
+};
 use crate::core::processors::Execution;
 use crate::core::runtime::{ProcessorShared, Slot};
 
@@ -49,14 +51,34 @@ pub(crate) struct LinkEntry {
     pub(crate) link: Arc<dyn AnyLink>,
 }
 
-/// Processors and links in the order they were added.
-#[derive(Default)]
+/// Processors and links in the order they were added, and the memory budget their links
+/// share.
 pub(crate) struct Graph {
     processors: IndexMap<ProcessorUniqueId, ProcessorEntry>,
     links: IndexMap<LinkUniqueId, LinkEntry>,
+    /// Bytes queued in all links, and the most allowed.
+    budget: Arc<MemoryBudget>,
+    /// Most bytes queued in one link.
+    max_link_bytes: u64,
 }
 
 impl Graph {
+    /// An empty graph whose links may queue `max_queued_bytes` together and `max_link_bytes`
+    /// each.
+    pub(crate) fn new(max_queued_bytes: u64, max_link_bytes: u64) -> Self {
+        Self {
+            processors: IndexMap::new(),
+            links: IndexMap::new(),
+            budget: Arc::new(MemoryBudget::new(max_queued_bytes)),
+            max_link_bytes,
+        }
+    }
+
+    /// Bytes of frames queued in all links now.
+    pub(crate) fn queued_bytes(&self) -> u64 {
+        self.budget.queued()
+    }
+
     /// Every processor, in the order added.
     pub(crate) fn processors(
         &self,
@@ -188,7 +210,7 @@ impl Graph {
             });
         }
         let (default_capacity, default_read_mode) = output.defaults();
-        let resolved = options.resolve(default_capacity, default_read_mode)?;
+        let resolved = options.resolve(default_capacity, default_read_mode, self.max_link_bytes)?;
         let reader_signal = target.shared.signal.clone();
         let reader_running = reader_signal.is_active();
 
@@ -198,6 +220,7 @@ impl Graph {
             input,
             reader_signal.clone(),
             &resolved,
+            self.budget.clone(),
             reader_running,
         )?;
         // The reader's thread may have ended between the check and the attach; it clears the

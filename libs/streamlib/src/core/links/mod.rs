@@ -4,6 +4,7 @@
 //! [`LinkInput`] takes one. Writers never allocate: the ring is preallocated and frames are
 //! reference counted. A writer wakes its reader directly (no polling).
 
+mod budget;
 mod options;
 mod ports;
 mod ring;
@@ -11,4 +12,5 @@ mod ring;
 pub use options::{LinkCounters, LinkOptions, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode};
 pub use ports::{InputPortField, LinkInput, LinkOutput, OutputPortField, PortSet};
 
+pub(crate) use budget::MemoryBudget;
 pub(crate) use ports::{AnyInputPort, AnyLink, AnyOutputPort};

@@ -17,7 +17,7 @@ pub enum OverflowPolicy {
     #[default]
     DropOldest,
     /// Wait for room, so nothing is lost (file-to-file work). While the reader is not running
-    /// the producer does not wait, it falls back to dropping the oldest frame.
+    /// nothing is queued: frames are dropped (and counted) rather than kept for nobody.
     Backpressure,
 }
 
@@ -70,11 +70,13 @@ impl LinkOptions {
         self
     }
 
-    /// Fills the defaults for a frame type and checks the ranges.
+    /// Fills the defaults for a frame type and checks the ranges; `max_bytes` is the link's
+    /// memory budget (the runtime's per-link limit).
     pub(crate) fn resolve(
         &self,
         default_capacity: usize,
         default_read_mode: ReadMode,
+        max_bytes: u64,
     ) -> Result<ResolvedLinkOptions> {
         let capacity = self.capacity.unwrap_or(default_capacity);
         if !(1..=MAX_LINK_CAPACITY).contains(&capacity) {
@@ -91,6 +93,7 @@ impl LinkOptions {
             capacity,
             overflow,
             read_mode,
+            max_bytes,
         })
     }
 }
@@ -101,6 +104,8 @@ pub(crate) struct ResolvedLinkOptions {
     pub capacity: usize,
     pub overflow: OverflowPolicy,
     pub read_mode: ReadMode,
+    /// Most bytes of frames queued (an empty link still takes one frame of any size).
+    pub max_bytes: u64,
 }
 
 /// A link's frame counts. At rest, `written = read + dropped + queued`.
@@ -117,6 +122,10 @@ pub struct LinkCounters {
     pub dropped: u64,
     /// Frames waiting in the ring now.
     pub queued: u64,
+    /// Bytes of the frames waiting in the ring now (payloads; counted against the link's and
+    /// the runtime's memory budgets).
+    #[serde(default)]
+    pub queued_bytes: u64,
 }
 
 #[cfg(test)]
@@ -127,10 +136,12 @@ mod tests {
     fn backpressure_defaults_to_in_order() {
         let r = LinkOptions::default()
             .with_overflow(OverflowPolicy::Backpressure)
-            .resolve(4, ReadMode::Latest)
+            .resolve(4, ReadMode::Latest, u64::MAX)
             .unwrap();
         assert_eq!(r.read_mode, ReadMode::InOrder);
-        let r = LinkOptions::default().resolve(4, ReadMode::Latest).unwrap();
+        let r = LinkOptions::default()
+            .resolve(4, ReadMode::Latest, u64::MAX)
+            .unwrap();
         assert_eq!(r.read_mode, ReadMode::Latest);
         assert_eq!(r.overflow, OverflowPolicy::DropOldest);
     }
@@ -140,13 +151,13 @@ mod tests {
         assert!(
             LinkOptions::default()
                 .with_capacity(0)
-                .resolve(4, ReadMode::Latest)
+                .resolve(4, ReadMode::Latest, u64::MAX)
                 .is_err()
         );
         assert!(
             LinkOptions::default()
                 .with_capacity(MAX_LINK_CAPACITY + 1)
-                .resolve(4, ReadMode::Latest)
+                .resolve(4, ReadMode::Latest, u64::MAX)
                 .is_err()
         );
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
+use super::budget::MemoryBudget;
 use super::options::{LinkCounters, ResolvedLinkOptions};
 use super::ring::LinkInner;
 use crate::core::error::{Result, StreamError};
@@ -245,6 +246,7 @@ pub(crate) trait AnyOutputPort: Send + Sync {
         input: Arc<dyn AnyInputPort>,
         reader: Arc<ProcessorSignal>,
         options: &ResolvedLinkOptions,
+        budget: Arc<MemoryBudget>,
         reader_running: bool,
     ) -> Result<Arc<dyn AnyLink>>;
     /// The frame type's default capacity and read mode.
@@ -310,6 +312,7 @@ impl<T: Frame> AnyOutputPort for OutputInner<T> {
         input: Arc<dyn AnyInputPort>,
         reader: Arc<ProcessorSignal>,
         options: &ResolvedLinkOptions,
+        budget: Arc<MemoryBudget>,
         reader_running: bool,
     ) -> Result<Arc<dyn AnyLink>> {
         let input_type = input.frame_type();
@@ -323,7 +326,7 @@ impl<T: Frame> AnyOutputPort for OutputInner<T> {
                     from_type: T::FRAME_TYPE,
                     to_type: input_type,
                 })?;
-        let link = Arc::new(LinkInner::new(id, *options, reader, reader_running));
+        let link = Arc::new(LinkInner::new(id, *options, budget, reader, reader_running));
         input.link.store(Some(link.clone()));
         self.links.rcu(|links| {
             let mut next = Vec::with_capacity(links.len() + 1);

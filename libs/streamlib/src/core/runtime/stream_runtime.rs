@@ -105,7 +105,7 @@ impl StreamRuntime {
         thread_role::set(id, Role::Main);
         Ok(Self {
             status: RuntimeStatus::Idle,
-            graph: Graph::default(),
+            graph: Graph::new(limits.max_queued_bytes(), limits.max_link_bytes()),
             limits,
             pending: Vec::new(),
             abandoned: Vec::new(),

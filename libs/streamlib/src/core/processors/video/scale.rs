@@ -28,10 +28,10 @@ pub enum ScaleAlgorithm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct VideoScaleConfig {
-    /// Output width in pixels (1 to 16384); `null` keeps the aspect ratio from `height`, or
+    /// Output width in pixels (1 to 8192); `null` keeps the aspect ratio from `height`, or
     /// the source width if both are null.
     pub width: Option<u32>,
-    /// Output height in pixels (1 to 16384); `null` keeps the aspect ratio from `width`.
+    /// Output height in pixels (1 to 8192); `null` keeps the aspect ratio from `width`.
     pub height: Option<u32>,
     /// Output pixel format.
     pub format: PixelFormat,
@@ -53,10 +53,10 @@ impl Default for VideoScaleConfig {
 impl ProcessorConfig for VideoScaleConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if let Some(w) = self.width {
-            ConfigError::check_range("width", w, 1, 16_384)?;
+            ConfigError::check_range("width", w, 1, 8192)?;
         }
         if let Some(h) = self.height {
-            ConfigError::check_range("height", h, 1, 16_384)?;
+            ConfigError::check_range("height", h, 1, 8192)?;
         }
         Ok(())
     }
@@ -66,7 +66,7 @@ impl ProcessorConfig for VideoScaleConfig {
 fn target_size(config: &VideoScaleConfig, width: u32, height: u32) -> (u32, u32) {
     let (w, h) = (u64::from(width.max(1)), u64::from(height.max(1)));
     let scaled =
-        |num: u32, a: u64, b: u64| ((u64::from(num) * a + b / 2) / b).clamp(1, 16_384) as u32;
+        |num: u32, a: u64, b: u64| ((u64::from(num) * a + b / 2) / b).clamp(1, 8192) as u32;
     match (config.width, config.height) {
         (Some(tw), Some(th)) => (tw, th),
         (Some(tw), None) => (tw, scaled(tw, h, w)),

@@ -73,14 +73,15 @@ impl Registry {
     /// Asks the connection idle longest to close; false when none is idle.
     fn close_one_idle(&self) -> bool {
         let connections = self.lock();
+        // Idle longest first; among equals, the oldest connection.
         let victim = connections
-            .values()
-            .filter(|c| {
+            .iter()
+            .filter(|(_, c)| {
                 c.in_flight.load(Ordering::Acquire) == 0 && !c.closing.load(Ordering::Acquire)
             })
-            .min_by_key(|c| c.idle_since_ms.load(Ordering::Relaxed));
+            .min_by_key(|(id, c)| (c.idle_since_ms.load(Ordering::Relaxed), **id));
         match victim {
-            Some(c) => {
+            Some((_, c)) => {
                 c.closing.store(true, Ordering::Release);
                 // `notify_one` keeps the wake-up if the task is not waiting right now.
                 c.close.notify_one();
