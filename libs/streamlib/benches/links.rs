@@ -189,7 +189,19 @@ fn run_chain(count: u64, bytes: usize, spaced: bool, count_allocs: bool) -> Resu
         l.clear();
         l.reserve(count as usize);
     }
-    let mut rt = StreamRuntime::new()?;
+    // Every frame here shares one payload, but the memory budgets count each queued handle
+    // (they cannot know it is shared): for the 8 MB run they are raised past what 11 full
+    // links of 200 frames would count, so this measures the link path, not the budget policy.
+    let limits = if bytes >= 1 << 20 {
+        streamlib::core::RuntimeLimits {
+            max_queued_mib: 11 * 200 * (bytes as u64 >> 20) + 1024,
+            max_link_mib: 200 * (bytes as u64 >> 20) + 256,
+            ..Default::default()
+        }
+    } else {
+        Default::default()
+    };
+    let mut rt = StreamRuntime::with_limits(limits)?;
     let source = rt.add_processor(BenchSourceProcessor::spec(SourceConfig {
         count,
         bytes,

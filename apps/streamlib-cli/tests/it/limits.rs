@@ -148,3 +148,61 @@ fn slow_consumers_share_the_memory_budget() {
     terminate(&child);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn the_processor_limit_holds_and_a_full_graph_shuts_down_promptly() {
+    let media = Path::new(env!("CARGO_TARGET_TMPDIR")).join("limits-full");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlib"))
+        .args(["serve", "--port", "0", "--rate-limit", "0", "--media-dir"])
+        .arg(&media)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    std::thread::spawn(move || for _ in stdout.lines() {});
+    // The API server is one of the 1,000; 999 tone generators fill the graph.
+    let tone = json!({"processor_type": "ChordGeneratorProcessor", "config": {"sample_rate": 8000, "channels": 1, "buffer_size": 4000}});
+    for i in 0..999 {
+        let (status, reply) = http(port, "POST", "/api/processors", Some(tone.clone()));
+        assert_eq!(status, 201, "processor {i}: {reply}");
+    }
+    let (status, reply) = http(port, "POST", "/api/processors", Some(tone));
+    assert_eq!(status, 409, "{reply}");
+    assert_eq!(reply["error"]["code"], "limit_reached", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-processors"),
+        "{reply}"
+    );
+    let (status, state) = http(port, "GET", "/api/runtime/state", None);
+    assert_eq!(
+        (status, state["processor_count"].as_u64()),
+        (200, Some(1000))
+    );
+    // Shutdown is bounded whatever the graph's size (GRAPH_STOP_TIMEOUT and the drain's
+    // 5 s are the bounds; a healthy graph takes far less).
+    let signalled = Instant::now();
+    terminate(&child);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(30),
+            "a full graph did not shut down within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

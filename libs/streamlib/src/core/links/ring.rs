@@ -6,6 +6,13 @@
 //! `drop_oldest` link drops its own oldest frames to make room (and the new one if that is not
 //! enough); a `backpressure` link waits for its reader, and takes its one frame even over the
 //! runtime budget when it is empty (so that every pipeline can make progress).
+//!
+//! The accounting stays off the shared cache lines: the writer counts bytes in on its own line,
+//! the reader bytes out on its own (queued = in − out), and the link holds a reservation in the
+//! runtime budget that the writer grows in [`RESERVE_CHUNK`] steps and gives back lazily, so a
+//! stream of small frames touches the runtime's counter once per chunk, not per frame. The
+//! runtime's budget is never over-reserved; what a link queues never exceeds what it reserved,
+//! but for the frames that race a reader's stop.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
@@ -27,17 +34,40 @@ const SPACE_WAIT_SLICE: Duration = Duration::from_millis(20);
 /// microseconds, and a futex sleep/wake pair costs more than that.
 const SPACE_SPINS: u32 = 64;
 
+/// The step in which a link reserves memory from the runtime's budget. A link keeps at most two
+/// steps more than it queues; a reader that empties a link holding more gives it back at once.
+pub(crate) const RESERVE_CHUNK: u64 = 64 * 1024;
+
+/// What the writer changes on every frame (one cache line).
+#[derive(Default)]
+struct WriterSide {
+    written: AtomicU64,
+    /// Bytes of every frame queued so far.
+    bytes_in: AtomicU64,
+    /// Bytes this link holds reserved in the runtime's budget.
+    reserved: AtomicU64,
+    /// The reader's `bytes_out` when the writer last looked (never ahead of it, so queued
+    /// bytes computed from it are never too low); refreshed only when a check fails with it.
+    out_seen: AtomicU64,
+}
+
+/// What the reader changes on every frame (one cache line).
+#[derive(Default)]
+struct ReaderSide {
+    read: AtomicU64,
+    /// Bytes of every frame taken out (read, dropped or cleared) so far.
+    bytes_out: AtomicU64,
+}
+
 pub(crate) struct LinkInner<T> {
     pub(crate) id: LinkUniqueId,
     queue: ArrayQueue<T>,
     pub(crate) options: ResolvedLinkOptions,
-    // Each counter on its own cache line: the producer bumps `written`, the consumer `read`,
-    // and sharing a line would make every frame bounce it between cores.
-    written: CachePadded<AtomicU64>,
-    read: CachePadded<AtomicU64>,
+    // Each side's counters on a cache line of their own: sharing one would make every frame
+    // bounce it between the writer's and the reader's cores.
+    writer: CachePadded<WriterSide>,
+    reader_side: CachePadded<ReaderSide>,
     dropped: CachePadded<AtomicU64>,
-    /// Bytes of the frames in the ring (added by the writer, taken off by whoever pops).
-    queued_bytes: CachePadded<AtomicU64>,
     /// The runtime's budget, shared by all its links.
     budget: Arc<MemoryBudget>,
     /// Set once a frame was dropped for want of memory (logged once per link).
@@ -72,10 +102,9 @@ impl<T: QueuedBytes> LinkInner<T> {
             id,
             queue: ArrayQueue::new(options.capacity.max(1)),
             options,
-            written: CachePadded::new(AtomicU64::new(0)),
-            read: CachePadded::new(AtomicU64::new(0)),
+            writer: CachePadded::new(WriterSide::default()),
+            reader_side: CachePadded::new(ReaderSide::default()),
             dropped: CachePadded::new(AtomicU64::new(0)),
-            queued_bytes: CachePadded::new(AtomicU64::new(0)),
             budget,
             over_budget: AtomicBool::new(false),
             reader,
@@ -88,7 +117,7 @@ impl<T: QueuedBytes> LinkInner<T> {
     /// Writes one frame per the link's overflow policy and wakes the reader.
     #[inline]
     pub(crate) fn push(&self, frame: T) {
-        self.written.fetch_add(1, Ordering::Relaxed);
+        self.writer.written.fetch_add(1, Ordering::Relaxed);
         // Nobody would read it: do not keep it (it would pin its memory until a restart).
         if !self.reader_running.load(Ordering::Acquire) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -106,19 +135,110 @@ impl<T: QueuedBytes> LinkInner<T> {
         self.reader.notify();
     }
 
-    /// Whether `bytes` more fit the link's own budget (an empty link takes any one frame).
+    /// Bytes queued, from the writer's own line: at least the true figure (it uses the last
+    /// `bytes_out` the writer saw).
     #[inline]
-    fn fits_link(&self, bytes: u64) -> bool {
-        self.queued_bytes.load(Ordering::Relaxed) + bytes <= self.options.max_bytes
-            || self.queue.is_empty()
+    fn queued_at_most_stale(&self) -> u64 {
+        let seen = self.writer.out_seen.load(Ordering::Relaxed);
+        self.writer
+            .bytes_in
+            .load(Ordering::Relaxed)
+            .saturating_sub(seen)
     }
 
-    /// Reserves `bytes` in both budgets, dropping this link's oldest frames to make room; false
-    /// (the frame is to be dropped) if even an empty link has no room in the runtime budget.
+    /// Bytes queued for a frame of `bytes` to be written: the writer's own estimate when it
+    /// passes both checks, else the reader's current figure (one read of its cache line).
+    #[inline]
+    fn queued_for(&self, bytes: u64) -> u64 {
+        let estimate = self.queued_at_most_stale();
+        if estimate + bytes <= self.options.max_bytes
+            && estimate + bytes <= self.writer.reserved.load(Ordering::Relaxed)
+        {
+            return estimate;
+        }
+        let out = self.reader_side.bytes_out.load(Ordering::Relaxed);
+        self.writer.out_seen.fetch_max(out, Ordering::Relaxed);
+        self.writer
+            .bytes_in
+            .load(Ordering::Relaxed)
+            .saturating_sub(out)
+    }
+
+    /// Bytes queued now (in − out; a moment's race may read a little high).
+    #[inline]
+    fn queued_bytes(&self) -> u64 {
+        let out = self.reader_side.bytes_out.load(Ordering::Relaxed);
+        self.writer
+            .bytes_in
+            .load(Ordering::Relaxed)
+            .saturating_sub(out)
+    }
+
+    /// Whether `bytes` more fit the link's own budget (an empty link takes any one frame).
+    #[inline]
+    fn fits_link(&self, queued: u64, bytes: u64) -> bool {
+        queued + bytes <= self.options.max_bytes || self.queue.is_empty()
+    }
+
+    /// Makes this link's reservation in the runtime budget cover `need` bytes (growing it in
+    /// chunks; `force` takes it even over the budget), and gives back what it holds beyond two
+    /// chunks of headroom. False if the budget has no room.
+    #[inline]
+    fn reserve(&self, need: u64, force: bool) -> bool {
+        let held = self.writer.reserved.load(Ordering::Relaxed);
+        if need <= held {
+            // Headroom of about what is queued (so a queue that breathes does not reserve and
+            // return on every frame); the reader trims the rest as it drains.
+            if held > 4 * need + 2 * RESERVE_CHUNK {
+                self.give_back(held, held - 2 * need - RESERVE_CHUNK);
+            }
+            return true;
+        }
+        let missing = need - held;
+        let step = missing.next_multiple_of(RESERVE_CHUNK);
+        let taken = if self.budget.reserve(step, false) {
+            step
+        } else if self.budget.reserve(missing, force) {
+            missing
+        } else {
+            return false;
+        };
+        self.writer.reserved.fetch_add(taken, Ordering::Relaxed);
+        // A concurrent close may have returned the reservation already; ours goes back too.
+        if self.closed.load(Ordering::Acquire) {
+            self.return_reservation();
+        }
+        true
+    }
+
+    /// Returns `spare` of a reservation that was `held` (skipped if it changed meanwhile, so the
+    /// writer and the reader never both take the same bytes off).
+    #[inline]
+    fn give_back(&self, held: u64, spare: u64) {
+        if self
+            .writer
+            .reserved
+            .compare_exchange(held, held - spare, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.budget.release(spare);
+        }
+    }
+
+    /// Gives the whole reservation back to the runtime's budget.
+    fn return_reservation(&self) {
+        let held = self.writer.reserved.swap(0, Ordering::Relaxed);
+        self.budget.release(held);
+    }
+
+    /// Makes room for a frame of `bytes` in both budgets, dropping this link's oldest frames as
+    /// needed; false (the frame is to be dropped) if even an empty link has no room in the
+    /// runtime budget.
     #[inline]
     fn make_room(&self, bytes: u64) -> bool {
         loop {
-            if self.fits_link(bytes) && self.budget.reserve(bytes, false) {
+            let queued = self.queued_for(bytes);
+            if self.fits_link(queued, bytes) && self.reserve(queued + bytes, false) {
                 return true;
             }
             match self.queue.pop() {
@@ -140,19 +260,20 @@ impl<T: QueuedBytes> LinkInner<T> {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.writer.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         if let Some(old) = self.queue.force_push(frame) {
             self.release(&old);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Gives back the bytes of a frame taken out of the ring.
+    /// Counts out the bytes of a frame taken out of the ring (the reservation is returned
+    /// lazily, see `reserve`).
     #[inline]
     fn release(&self, frame: &T) {
-        let bytes = frame.queued_bytes();
-        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        self.budget.release(bytes);
+        self.reader_side
+            .bytes_out
+            .fetch_add(frame.queued_bytes(), Ordering::Relaxed);
     }
 
     fn note_over_budget(&self, bytes: u64) {
@@ -171,15 +292,15 @@ impl<T: QueuedBytes> LinkInner<T> {
         let mut spins = 0;
         loop {
             // Within the link's budget, and the runtime's unless the link is empty.
-            if self.fits_link(bytes) && self.budget.reserve(bytes, self.queue.is_empty()) {
-                self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+            let queued = self.queued_for(bytes);
+            if self.fits_link(queued, bytes) && self.reserve(queued + bytes, self.queue.is_empty())
+            {
                 match self.queue.push(frame) {
-                    Ok(()) => return,
-                    Err(back) => {
-                        frame = back;
-                        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                        self.budget.release(bytes);
+                    Ok(()) => {
+                        self.writer.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+                        return;
                     }
+                    Err(back) => frame = back,
                 }
             }
             // Nobody will make room (reader gone), or our own processor is being stopped:
@@ -224,7 +345,7 @@ impl<T: QueuedBytes> LinkInner<T> {
     #[inline]
     fn over_half(&self) -> bool {
         self.queue.len() > self.options.capacity / 2
-            || self.queued_bytes.load(Ordering::Relaxed) > self.options.max_bytes / 2
+            || self.queued_bytes() > self.options.max_bytes / 2
     }
 
     fn wake_writers(&self) {
@@ -234,7 +355,21 @@ impl<T: QueuedBytes> LinkInner<T> {
 
     #[inline]
     fn after_pop(&self, taken: u64) {
-        self.read.fetch_add(1, Ordering::Relaxed);
+        let reads = self.reader_side.read.fetch_add(1, Ordering::Relaxed);
+        // Every 64 reads, a link holding much more than it queues gives the excess back, so a
+        // burst of large frames does not keep its peak reserved while the writer is quiet.
+        // (Not on every read: the reservation is on the writer's cache line.)
+        let held = if reads.is_multiple_of(64) {
+            self.writer.reserved.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        if held > 4 * RESERVE_CHUNK {
+            let queued = self.queued_bytes();
+            if held > queued + 4 * RESERVE_CHUNK {
+                self.give_back(held, held - queued - RESERVE_CHUNK);
+            }
+        }
         if taken > 1 {
             self.dropped.fetch_add(taken - 1, Ordering::Relaxed);
         }
@@ -286,7 +421,7 @@ impl<T: QueuedBytes> LinkInner<T> {
     }
 
     pub(crate) fn read_count(&self) -> u64 {
-        self.read.load(Ordering::Relaxed)
+        self.reader_side.read.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_reader_running(&self, running: bool) {
@@ -303,6 +438,7 @@ impl<T: QueuedBytes> LinkInner<T> {
             self.release(&frame);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        self.return_reservation();
     }
 
     /// Ends the link: writers stop waiting, the reader re-checks its inputs, and what was still
@@ -316,11 +452,11 @@ impl<T: QueuedBytes> LinkInner<T> {
 
     pub(crate) fn counters(&self) -> LinkCounters {
         LinkCounters {
-            written: self.written.load(Ordering::Relaxed),
-            read: self.read.load(Ordering::Relaxed),
+            written: self.writer.written.load(Ordering::Relaxed),
+            read: self.reader_side.read.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             queued: self.queue.len() as u64,
-            queued_bytes: self.queued_bytes.load(Ordering::Relaxed),
+            queued_bytes: self.queued_bytes(),
         }
     }
 }
@@ -434,12 +570,14 @@ mod tests {
         while l.pop().is_some() {}
         l.push(500);
         assert_eq!((l.counters().queued, l.counters().queued_bytes), (1, 500));
-        assert_eq!(budget.queued(), 500);
+        // The runtime budget holds the link's reservation: what it queues, in whole chunks.
+        assert_eq!(budget.queued(), RESERVE_CHUNK);
     }
 
     #[test]
     fn the_runtime_budget_is_shared_and_never_exceeded_by_drop_oldest_links() {
-        let budget = Arc::new(MemoryBudget::new(1000));
+        const C: u32 = RESERVE_CHUNK as u32;
+        let budget = Arc::new(MemoryBudget::new(10 * RESERVE_CHUNK));
         let a = link_with(
             64,
             OverflowPolicy::DropOldest,
@@ -455,20 +593,23 @@ mod tests {
             &budget,
         );
         for _ in 0..20 {
-            a.push(100);
-            assert!(budget.queued() <= 1000);
+            a.push(C);
+            assert!(budget.queued() <= 10 * RESERVE_CHUNK);
         }
-        assert_eq!(a.counters().queued_bytes, 1000);
-        // `b` finds the budget used up by `a`: its frames are dropped, not queued.
-        b.push(100);
+        // `a` took the whole budget (dropping its own oldest frames beyond it).
+        assert_eq!(a.counters().queued_bytes, 10 * RESERVE_CHUNK);
+        assert_eq!(a.counters().dropped, 10);
+        // `b` finds it used up: its frame is dropped, not queued.
+        b.push(C);
         let c = b.counters();
         assert_eq!((c.queued, c.dropped), (0, 1));
-        assert!(budget.queued() <= 1000);
-        // Reading `a` gives the memory back to everyone.
-        a.pop();
-        b.push(100);
+        // Once `a` is read, the memory goes back to everyone (here at its writer's next frame;
+        // a quiet writer's link is trimmed by its reader every 64 reads).
+        while a.pop().is_some() {}
+        a.push(C);
+        b.push(C);
         assert_eq!(b.counters().queued, 1);
-        assert_eq!(budget.queued(), 1000);
+        assert!(budget.queued() <= 10 * RESERVE_CHUNK);
         // Removing a link returns what it held.
         a.close();
         b.close();

@@ -35,7 +35,7 @@ pub use limits::{
 pub use main_thread::{MAIN_THREAD_TIMEOUT, MainThreadHandle, ShutdownHandle};
 pub use stream_runtime::{DRAIN_TIMEOUT, StreamRuntime};
 pub use wake::StopSignal;
-pub use worker::{SETUP_TIMEOUT, STOP_TIMEOUT};
+pub use worker::{GRAPH_STOP_TIMEOUT, SETUP_TIMEOUT, STOP_TIMEOUT};
 
 pub(crate) use events::EventBus;
 pub(crate) use shared::ProcessorShared;

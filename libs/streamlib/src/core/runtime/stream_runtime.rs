@@ -19,7 +19,7 @@ use super::os_signals::SignalWatcher;
 use super::pending::PendingSetup;
 use super::shared::ProcessorShared;
 use super::thread_role::{self, Role};
-use super::worker::{Slot, Worker, WorkerHost};
+use super::worker::{GRAPH_STOP_TIMEOUT, Slot, Worker, WorkerHost};
 use crate::core::error::{Result, Stage, StreamError};
 use crate::core::files::FileAccess;
 use crate::core::graph::{
@@ -383,10 +383,24 @@ impl StreamRuntime {
             return Ok(());
         }
         let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
-        for id in self.graph.stop_order() {
+        let order = self.graph.stop_order();
+        // Sources first, all at once: in a large graph they would otherwise keep every core
+        // busy while the ones before them are stopped in turn.
+        for id in &order {
+            if self.graph.links_into(id).is_empty() {
+                if let Ok(entry) = self.graph.processor(id) {
+                    entry.shared.signal.request_stop();
+                }
+            }
+        }
+        let mut stop_deadline = None;
+        for id in order {
             self.wait_inputs_drained(&id, drain_deadline);
+            // The joins share one deadline, counted from the first.
+            let deadline =
+                *stop_deadline.get_or_insert_with(|| Instant::now() + GRAPH_STOP_TIMEOUT);
             if let Some(entry) = self.graph.processor_mut(&id) {
-                self.workers.stop(entry);
+                self.workers.stop_by(entry, deadline);
             }
         }
         self.status = RuntimeStatus::Stopped;
@@ -403,9 +417,10 @@ impl StreamRuntime {
         // it tries to stop: answer them now.
         self.refuse_queued_commands("the runtime is shutting down");
         self.refuse_pending_setups("the runtime is shutting down");
+        let deadline = Instant::now() + GRAPH_STOP_TIMEOUT;
         for id in self.graph.on_thread_newest_first() {
             if let Some(entry) = self.graph.processor_mut(&id) {
-                self.workers.stop(entry);
+                self.workers.stop_by(entry, deadline);
             }
         }
         Ok(())

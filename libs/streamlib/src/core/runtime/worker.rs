@@ -31,6 +31,10 @@ use crate::core::service::RuntimeService;
 pub const SETUP_TIMEOUT: Duration = Duration::from_millis(super::limits::DEFAULT_SETUP_TIMEOUT_MS);
 /// How long stopping waits for one processor's thread to end before abandoning it.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long stopping a whole graph waits for processor threads, all together (after the
+/// frames queued for them had their chance to drain): beyond it, the rest are asked to stop
+/// and abandoned, so a stop or shutdown is bounded whatever the graph's size.
+pub const GRAPH_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Times the runtime thread yields, checking again, before it sleeps: when it waits for a
 /// worker (a new processor thread usually answers within microseconds) and after it handled a
 /// command (the next one often follows at once). A sleep/wake pair costs tens of microseconds
@@ -173,19 +177,28 @@ impl WorkerHost {
 
     /// Asks the processor to stop and waits for its thread (at most [`STOP_TIMEOUT`]).
     pub(crate) fn stop(&self, entry: &mut ProcessorEntry) {
+        self.stop_by(entry, Instant::now() + STOP_TIMEOUT);
+    }
+
+    /// [`WorkerHost::stop`], waiting at most until `deadline` (stopping a whole graph shares
+    /// one deadline, so shutdown stays bounded whatever the graph's size).
+    pub(crate) fn stop_by(&self, entry: &mut ProcessorEntry, deadline: Instant) {
         if entry.is_on_thread() {
             entry.shared.signal.request_stop();
-            self.join(entry);
+            self.join_by(entry, deadline.min(Instant::now() + STOP_TIMEOUT));
         }
     }
 
     /// Waits for the thread to end (at most [`STOP_TIMEOUT`]) and takes the instance back; a
     /// thread that does not end is abandoned and the processor marked failed.
     pub(crate) fn join(&self, entry: &mut ProcessorEntry) {
+        self.join_by(entry, Instant::now() + STOP_TIMEOUT);
+    }
+
+    fn join_by(&self, entry: &mut ProcessorEntry, deadline: Instant) {
         let Slot::Running(worker) = std::mem::replace(&mut entry.slot, Slot::Lost) else {
             return;
         };
-        let deadline = Instant::now() + STOP_TIMEOUT;
         let exited = loop {
             match self.wait_servicing(&worker.messages, deadline) {
                 Waited::Value(WorkerMsg::SetupDone(_)) => continue,
@@ -195,8 +208,9 @@ impl WorkerHost {
         };
         if !exited {
             let error = StreamError::processor(format!(
-                "did not stop within {}s; its thread was abandoned",
-                STOP_TIMEOUT.as_secs()
+                "did not stop in time (at most {}s each, {}s for a whole stop); its thread was abandoned",
+                STOP_TIMEOUT.as_secs(),
+                GRAPH_STOP_TIMEOUT.as_secs()
             ));
             entry.shared.fail(&self.events, Stage::Teardown, &error);
             for input in &entry.ports.inputs {
