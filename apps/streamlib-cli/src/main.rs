@@ -179,6 +179,17 @@ fn write_type(out: &mut impl Write, d: &ProcessorDescriptor) -> std::io::Result<
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // A create request waits for its processor's setup: the request must be allowed longer.
+    if u128::from(args.limits.setup_timeout_ms) >= args.api.request_timeout.as_millis() {
+        anyhow::bail!(
+            "--setup-timeout-ms ({}) must be below --request-timeout-ms ({}): a create request waits for its processor's setup",
+            args.limits.setup_timeout_ms,
+            args.api.request_timeout.as_millis()
+        );
+    }
+    if args.max_file_mib == 0 {
+        anyhow::bail!("--max-file-mib must be at least 1");
+    }
     let mut runtime = StreamRuntime::with_limits(args.limits)?;
     let files = FileAccess::beneath(&args.media_dir)?
         .with_max_file_bytes(args.max_file_mib.saturating_mul(1 << 20));
@@ -204,6 +215,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ApiServerConfig {
         host: args.host.clone(),
         port: args.port,
+        // Files are confined to --media-dir above.
+        unconfined_files: false,
         options,
     };
     let (spec, api) = ApiServerProcessor::Processor::spec_with_handle(config);

@@ -282,6 +282,10 @@ fn wrk(addr: SocketAddr) -> Option<(f64, String)> {
 
 fn main() -> Result<()> {
     let mut runtime = StreamRuntime::new()?;
+    // As under `streamlib serve`: the API server needs files confined to a media directory.
+    runtime.set_file_access(streamlib::core::FileAccess::beneath(
+        std::env::temp_dir().join("streamlib-bench-media"),
+    )?);
     let demo = GraphFile::from_path(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../apps/streamlib-cli/src/demo.json"

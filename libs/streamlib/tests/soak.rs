@@ -260,6 +260,14 @@ fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let media = std::env::temp_dir().join(format!("streamlib-soak-{}", std::process::id()));
+    match streamlib::core::FileAccess::beneath(&media) {
+        Ok(files) => runtime.set_file_access(files),
+        Err(e) => {
+            eprintln!("soak server: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let mut config = ApiServerConfig {
         port: 0,
         ..Default::default()
@@ -419,6 +427,9 @@ struct Options {
     secs: u64,
     clients: usize,
     seed: u64,
+    /// Drive this command's server instead of our own (`--server 'streamlib serve --port 0'`):
+    /// built-in processor types only, no heap figure, no backpressure phase.
+    server: Option<String>,
 }
 
 fn options() -> Options {
@@ -433,6 +444,11 @@ fn options() -> Options {
         secs: value("--minutes").map_or(60, |m| (m * 60.0) as u64),
         clients: value("--clients").map_or(8, |c| c as usize),
         seed: value("--seed").map_or_else(|| fastrand::u64(..), |s| s as u64),
+        server: args
+            .iter()
+            .position(|a| a == "--server")
+            .and_then(|i| args.get(i + 1))
+            .cloned(),
     }
 }
 
@@ -532,7 +548,11 @@ fn churn_client(
     stop: Arc<AtomicBool>,
     tally: Arc<Tally>,
     strict: bool,
+    built_in_only: bool,
 ) {
+    let kinds: Vec<usize> = (0..KINDS.len())
+        .filter(|k| !built_in_only || !KINDS[*k].processor_type.starts_with("Soak"))
+        .collect();
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut http = Http::new(addr);
     let mut mine: Vec<(String, usize)> = Vec::new();
@@ -542,7 +562,7 @@ fn churn_client(
         let mut creating = None;
         let (method, path, body): (&str, String, Option<Value>) = match roll {
             0..=24 if mine.len() < 25 => {
-                let k = rng.usize(0..KINDS.len());
+                let k = kinds[rng.usize(0..kinds.len())];
                 creating = Some(k);
                 (
                     "POST",
@@ -656,7 +676,7 @@ fn live_heap(http: &mut Http) -> u64 {
 
 /// Checks the graph is consistent, removes everything but the server's own processors, and
 /// checks it is back to them alone with nothing queued.
-fn check_and_clean(http: &mut Http) -> std::result::Result<usize, String> {
+fn check_and_clean(http: &mut Http, own: u64) -> std::result::Result<usize, String> {
     let state = get(http, "/api/runtime/state");
     let processors = state["processors"].as_array().cloned().unwrap_or_default();
     let links = state["links"].as_array().cloned().unwrap_or_default();
@@ -694,7 +714,7 @@ fn check_and_clean(http: &mut Http) -> std::result::Result<usize, String> {
         }
     }
     let state = get(http, "/api/runtime/state");
-    if state["processor_count"] != 2 || state["link_count"] != 0 || state["queued_bytes"] != 0 {
+    if state["processor_count"] != own || state["link_count"] != 0 || state["queued_bytes"] != 0 {
         return Err(format!("not back to the server's own processors: {state}"));
     }
     Ok(removed)
@@ -766,7 +786,56 @@ fn backpressure_phase(http: &mut Http, count: u64) -> std::result::Result<(), St
     Ok(())
 }
 
-fn start_server() -> (Child, SocketAddr) {
+/// The server process, killed if the driver returns early (a failed check, a panic).
+struct KillOnDrop(Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start_server(external: Option<&str>) -> (Child, SocketAddr) {
+    if let Some(command) = external {
+        let mut child = Command::new("sh")
+            .args(["-c", &format!("exec {command}")])
+            .env("STREAMLIB_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start the server command");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let addr = loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("the server command printed no http:// address");
+            }
+            if let Some(rest) = line.split("http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("");
+                break addr
+                    .parse()
+                    .unwrap_or_else(|_| panic!("not an address: {line:?}"));
+            }
+        };
+        std::thread::spawn(move || for _ in out.lines() {});
+        return (child, addr);
+    }
     let exe = std::env::current_exe().expect("the soak binary's path");
     let mut child = Command::new(exe)
         .arg("--serve")
@@ -801,8 +870,16 @@ fn churn(
     let clients = (0..options.clients)
         .map(|i| {
             let (stop, tally) = (stop.clone(), tally.clone());
+            let built_in_only = options.server.is_some();
             std::thread::spawn(move || {
-                churn_client(addr, seed.wrapping_add(i as u64), stop, tally, strict)
+                churn_client(
+                    addr,
+                    seed.wrapping_add(i as u64),
+                    stop,
+                    tally,
+                    strict,
+                    built_in_only,
+                )
             })
         })
         .collect();
@@ -814,7 +891,18 @@ fn drive(options: &Options) -> std::result::Result<(), String> {
         "soak: {} s, {} clients, seed {} (--seed to repeat)",
         options.secs, options.clients, options.seed
     );
-    let (mut child, addr) = start_server();
+    let external = options.server.as_deref();
+    let (child, addr) = start_server(external);
+    let mut child = KillOnDrop(child);
+    // Our own server has the API and the heap probe; another has its API server.
+    let own = if external.is_some() { 1 } else { 2 };
+    let live_heap = |http: &mut Http| {
+        if external.is_some() {
+            0
+        } else {
+            live_heap(http)
+        }
+    };
     let pid = child.id();
     let mut http = Http::new(addr);
     std::thread::sleep(Duration::from_millis(500));
@@ -859,9 +947,11 @@ fn drive(options: &Options) -> std::result::Result<(), String> {
                 .map_err(|_| "a client thread panicked".to_string())?;
         }
         laggards.clear();
-        let removed = check_and_clean(&mut http)?;
-        backpressure_phase(&mut http, 20_000)?;
-        check_and_clean(&mut http)?;
+        let removed = check_and_clean(&mut http, own)?;
+        if external.is_none() {
+            backpressure_phase(&mut http, 20_000)?;
+            check_and_clean(&mut http, own)?;
+        }
         // Abandoned setups end within their block time; threads are joined on the next create.
         std::thread::sleep(Duration::from_millis(1_600));
         let _ = http.request(

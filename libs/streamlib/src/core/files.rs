@@ -94,6 +94,12 @@ impl FileAccess {
         self.max_file_bytes
     }
 
+    /// Where writes to a file stop (a little before the cap, leaving room to finalise it): a
+    /// writer that stops on its own before this, at a frame boundary, never sees a refusal.
+    pub fn write_limit(&self) -> u64 {
+        soft_limit(self.max_file_bytes)
+    }
+
     /// Opens an existing regular file for reading.
     pub fn open_read(&self, path: &Path) -> Result<File> {
         self.open(path, Mode::Read)
@@ -109,6 +115,7 @@ impl FileAccess {
             file,
             position: 0,
             max: self.max_file_bytes,
+            finishing: false,
         })
     }
 
@@ -185,19 +192,31 @@ mod unix_open {
         let common = OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
         match mode {
             Mode::Read => (common | OFlags::RDONLY, Perm::empty()),
-            // NOFOLLOW: a final symlink must not redirect the truncation.
+            // NOFOLLOW: a final symlink must not redirect the writing. No TRUNC: the file is
+            // emptied only after it is known to be a regular file with no other name.
             Mode::Create => (
-                common | OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW,
+                common | OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW,
                 Perm::from_raw_mode(0o644),
             ),
         }
     }
 
-    /// Checks the opened descriptor is a regular file and makes it blocking again.
-    fn regular(fd: OwnedFd) -> io::Result<File> {
+    /// Checks the opened descriptor is a regular file (for writing, one with no other name: a
+    /// hard link would let a path inside reach a file outside), empties a file opened for
+    /// writing, and makes it blocking again.
+    fn regular(fd: OwnedFd, mode: Mode) -> io::Result<File> {
         let stat = rustix::fs::fstat(&fd)?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
             return Err(not_regular());
+        }
+        if let Mode::Create = mode {
+            if stat.st_nlink > 1 {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "the file has other names (hard links); it is not overwritten",
+                ));
+            }
+            rustix::fs::ftruncate(&fd, 0)?;
         }
         let flags = rustix::fs::fcntl_getfl(&fd)?;
         rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK)?;
@@ -205,13 +224,15 @@ mod unix_open {
     }
 
     pub(super) fn open_free(path: &Path, mode: Mode) -> io::Result<File> {
+        // Paths as written: a symlink the graph's author made is theirs to follow.
         let (flags, perm) = flags(mode);
+        let flags = flags - OFlags::NOFOLLOW;
         let fd = rustix::fs::open(path, flags, perm).map_err(|e| match e {
             // A FIFO opened for writing with no reader.
             Errno::NXIO => not_regular(),
             e => io::Error::from(e),
         })?;
-        regular(fd)
+        regular(fd, mode)
     }
 
     impl MediaDir {
@@ -252,13 +273,19 @@ mod unix_open {
                 match rustix::fs::openat2(self.fd.as_fd(), path, flags, perm, resolve) {
                     // A rename somewhere during the lookup: the kernel asks to retry.
                     Err(Errno::AGAIN) if attempts < 4 => attempts += 1,
+                    Err(Errno::LOOP) if matches!(mode, Mode::Create) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "the path ends in a symbolic link, which is not followed for writing; give the file's own path",
+                        ));
+                    }
                     Err(Errno::XDEV | Errno::LOOP) => return Err(outside()),
                     Err(Errno::NXIO) => return Err(not_regular()),
                     Err(e) => return Err(e.into()),
                     Ok(fd) => break fd,
                 }
             };
-            regular(fd)
+            regular(fd, mode)
         }
     }
 }
@@ -291,13 +318,17 @@ impl MediaDir {
     }
 }
 
-/// A file being written that refuses to grow past its cap: a write beyond it fails with
-/// `FileTooLarge` (writers stop cleanly and report it) instead of filling the disk.
+/// A file being written that refuses to grow past its cap. Writes stop a little before the cap
+/// (1/64 of it plus 1 MiB before, at most half of it) with `FileTooLarge`, which the writer reports; after that first
+/// refusal the rest is allowed up to the cap itself, so the writer can still finalise the file
+/// (a WAV header, an MP4 index) and what it wrote stays playable.
 #[derive(Debug)]
 pub struct CappedFile {
     file: File,
     position: u64,
     max: u64,
+    /// Set by the first refused write: from then on only the finishing writes, up to `max`.
+    finishing: bool,
 }
 
 impl CappedFile {
@@ -305,12 +336,29 @@ impl CappedFile {
     pub fn get_ref(&self) -> &File {
         &self.file
     }
+
+    /// Where writing stops before the writer has been told.
+    fn soft_max(&self) -> u64 {
+        soft_limit(self.max)
+    }
+}
+
+/// Where writes stop under a cap of `max` bytes: 1/64 of it plus 1 MiB before, at most half.
+fn soft_limit(max: u64) -> u64 {
+    let headroom = (max / 64 + (1 << 20)).min(max / 2);
+    max - headroom
 }
 
 impl Write for CappedFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let end = self.position.saturating_add(buf.len() as u64);
-        if end > self.max {
+        let limit = if self.finishing {
+            self.max
+        } else {
+            self.soft_max()
+        };
+        if end > limit {
+            self.finishing = true;
             return Err(io::Error::new(
                 io::ErrorKind::FileTooLarge,
                 format!(

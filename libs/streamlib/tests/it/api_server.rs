@@ -12,7 +12,7 @@ use common::*;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 use streamlib::core::service::http::ApiOptions;
-use streamlib::core::{ApiServerConfig, ApiServerProcessor};
+use streamlib::core::{ApiServerConfig, ApiServerProcessor, StreamRuntime};
 
 #[test]
 fn stop_and_start_through_the_api_keep_the_api_alive() {
@@ -299,4 +299,27 @@ fn teardown_does_not_wait_for_a_client_that_never_finishes_its_request() {
         }
     }
     drop(stuck);
+}
+
+#[test]
+fn an_api_server_needs_files_confined_unless_told_otherwise() {
+    // A runtime whose processors may open any file (the library's default, `streamlib run`).
+    let mut rt = StreamRuntime::new().unwrap();
+    let e = rt
+        .add_processor(ApiServerProcessor::spec(ApiServerConfig {
+            port: 0,
+            ..Default::default()
+        }))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("refusing to serve the API") && e.contains("unconfined_files"),
+        "{e}"
+    );
+    rt.add_processor(ApiServerProcessor::spec(ApiServerConfig {
+        port: 0,
+        unconfined_files: true,
+        ..Default::default()
+    }))
+    .unwrap();
 }

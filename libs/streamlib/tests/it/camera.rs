@@ -176,15 +176,25 @@ fn no_camera_errors_name_what_is_missing() {
 }
 
 #[test]
-fn a_file_that_is_not_a_camera_is_refused() {
-    let e = setup_error(
-        "CameraProcessor",
-        serde_json::json!({"device_id": "/dev/null"}),
-    );
-    assert!(
-        e.starts_with("CameraProcessor: camera '/dev/null' is not a V4L2 device:"),
-        "{e}"
-    );
+fn a_path_that_is_not_a_video_node_is_refused() {
+    // The camera opens video device nodes only: not files or other devices (which would also
+    // tell an API client what exists).
+    for path in [
+        "/dev/null",
+        "/etc/passwd",
+        "/dev/video0/../../etc/passwd",
+        "/dev/v4l/../null",
+    ] {
+        let e = PROCESSOR_REGISTRY
+            .create("CameraProcessor", serde_json::json!({ "device_id": path }))
+            .err()
+            .unwrap_or_else(|| panic!("{path} accepted"));
+        let e = e.to_string();
+        assert!(
+            e.contains("field 'device_id'") && e.contains("video device node"),
+            "{path}: {e}"
+        );
+    }
 }
 
 #[test]

@@ -118,15 +118,26 @@ fn paths_stay_beneath_the_media_directory() {
     ] {
         refusal(add_error(&mut rt, "WavSourceProcessor", path));
     }
-    for path in [
-        "../written.wav",
-        "/tmp/streamlib-escape.wav",
-        "full.wav",
-        "out-link.wav",
-    ] {
+    let _ = std::fs::remove_file("/tmp/streamlib-escape.wav");
+    for path in ["../written.wav", "/tmp/streamlib-escape.wav"] {
         refusal(add_error(&mut rt, "WavWriterProcessor", path));
     }
+    // Writing never follows a final symlink, wherever it points (so this says nothing about
+    // the target either).
+    for path in ["full.wav", "out-link.wav", "in-link.wav"] {
+        let e = add_error(&mut rt, "WavWriterProcessor", path).expect("a symlink was written");
+        assert!(e.contains("ends in a symbolic link"), "{path}: {e}");
+    }
     assert!(!base.join("written.wav").exists());
+    // A hard link inside to a file outside: not overwritten (nor emptied).
+    write_wav(&base.join("linked.wav"));
+    std::fs::hard_link(base.join("linked.wav"), media.join("hard.wav")).unwrap();
+    let e = add_error(&mut rt, "WavWriterProcessor", "hard.wav").expect("a hard link was written");
+    assert!(e.contains("other names (hard links)"), "{e}");
+    assert_eq!(
+        std::fs::metadata(base.join("linked.wav")).unwrap().len(),
+        44 + 480 * 4
+    );
     assert!(!Path::new("/tmp/streamlib-escape.wav").exists());
     // The file behind the symlink out was not truncated.
     assert_eq!(
@@ -211,8 +222,18 @@ fn a_written_file_stops_at_its_cap() {
         "{error}"
     );
     rt.stop().unwrap();
-    let size = std::fs::metadata(media.join("capped.wav")).unwrap().len();
-    assert!(size <= cap && size > cap / 2, "{size}");
+    // Stopped before the cap, and finalised: the header's sizes match the file.
+    let bytes = std::fs::read(media.join("capped.wav")).unwrap();
+    let size = bytes.len() as u64;
+    assert!(size <= cap && size > cap / 4, "{size}");
+    let field = |at: usize| u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()));
+    assert_eq!(&bytes[..4], b"RIFF");
+    assert_eq!(field(4), size - 8, "RIFF size");
+    let mut at = 12;
+    while &bytes[at..at + 4] != b"data" {
+        at += 8 + field(at + 4) as usize;
+    }
+    assert_eq!(field(at + 4), size - (at as u64 + 8), "data size");
 }
 
 #[cfg(feature = "ffmpeg")]
@@ -220,6 +241,7 @@ fn a_written_file_stops_at_its_cap() {
 fn mp4_files_are_written_and_read_beneath_the_media_directory() {
     let (base, media) = sandbox("mp4");
     let mut rt = runtime(FileAccess::beneath(&media).unwrap());
+    let _ = std::fs::remove_file("/tmp/streamlib-escape.mp4");
     for (type_name, path) in [
         ("Mp4WriterProcessor", "../out.mp4"),
         ("Mp4WriterProcessor", "/tmp/streamlib-escape.mp4"),

@@ -23,9 +23,13 @@ pub struct RuntimeState {
     pub processor_count: usize,
     /// Number of links.
     pub link_count: usize,
-    /// Bytes of frames queued in all links together (held to the runtime's memory budget).
+    /// Bytes of frames queued in all links together.
     #[serde(default)]
     pub queued_bytes: u64,
+    /// Bytes the links hold reserved in the runtime's memory budget (`--max-queued-mib`): what
+    /// they queue, plus headroom in 64 KiB steps.
+    #[serde(default)]
+    pub reserved_bytes: u64,
     /// Processors in the order they were added.
     pub processors: Vec<ProcessorInfo>,
     /// Links in the order they were created.
@@ -152,7 +156,8 @@ impl Graph {
             seq,
             processor_count: processors.len(),
             link_count: links.len(),
-            queued_bytes: self.queued_bytes(),
+            queued_bytes: links.iter().map(|l| l.counters.queued_bytes).sum(),
+            reserved_bytes: self.reserved_bytes(),
             processors,
             links,
         }

@@ -74,8 +74,8 @@ impl Graph {
         }
     }
 
-    /// Bytes of frames queued in all links now.
-    pub(crate) fn queued_bytes(&self) -> u64 {
+    /// Bytes the links hold reserved in the runtime's memory budget now.
+    pub(crate) fn reserved_bytes(&self) -> u64 {
         self.budget.queued()
     }
 

@@ -28,12 +28,26 @@ impl MemoryBudget {
     /// backpressure link's one frame, which must make progress).
     #[inline]
     pub(crate) fn reserve(&self, bytes: u64, force: bool) -> bool {
-        let before = self.queued.fetch_add(bytes, Ordering::Relaxed);
-        if force || before + bytes <= self.max {
+        if force {
+            self.queued.fetch_add(bytes, Ordering::Relaxed);
             return true;
         }
-        self.queued.fetch_sub(bytes, Ordering::Relaxed);
-        false
+        // Never added and taken back: a moment over the budget would fail others' reserves.
+        let mut now = self.queued.load(Ordering::Relaxed);
+        loop {
+            if now.saturating_add(bytes) > self.max {
+                return false;
+            }
+            match self.queued.compare_exchange_weak(
+                now,
+                now + bytes,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => now = actual,
+            }
+        }
     }
 
     /// Gives `bytes` back.

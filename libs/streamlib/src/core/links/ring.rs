@@ -10,9 +10,10 @@
 //! The accounting stays off the shared cache lines: the writer counts bytes in on its own line,
 //! the reader bytes out on its own (queued = in − out), and the link holds a reservation in the
 //! runtime budget that the writer grows in [`RESERVE_CHUNK`] steps and gives back lazily, so a
-//! stream of small frames touches the runtime's counter once per chunk, not per frame. The
-//! runtime's budget is never over-reserved; what a link queues never exceeds what it reserved,
-//! but for the frames that race a reader's stop.
+//! stream of small frames touches the runtime's counter once per chunk, not per frame. Links
+//! never reserve past the runtime's budget except for the one forced frame of an empty
+//! backpressure link; a link's reservation covers what it queues, but for a frame racing a
+//! trim (until the writer's next frame).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
@@ -34,8 +35,9 @@ const SPACE_WAIT_SLICE: Duration = Duration::from_millis(20);
 /// microseconds, and a futex sleep/wake pair costs more than that.
 const SPACE_SPINS: u32 = 64;
 
-/// The step in which a link reserves memory from the runtime's budget. A link keeps at most two
-/// steps more than it queues; a reader that empties a link holding more gives it back at once.
+/// The step in which a link reserves memory from the runtime's budget. The writer keeps
+/// headroom of about what is queued; a link holding more than four steps beyond what it queues
+/// is trimmed by its reader as it reads.
 pub(crate) const RESERVE_CHUNK: u64 = 64 * 1024;
 
 /// What the writer changes on every frame (one cache line).
@@ -44,8 +46,6 @@ struct WriterSide {
     written: AtomicU64,
     /// Bytes of every frame queued so far.
     bytes_in: AtomicU64,
-    /// Bytes this link holds reserved in the runtime's budget.
-    reserved: AtomicU64,
     /// The reader's `bytes_out` when the writer last looked (never ahead of it, so queued
     /// bytes computed from it are never too low); refreshed only when a check fails with it.
     out_seen: AtomicU64,
@@ -67,6 +67,9 @@ pub(crate) struct LinkInner<T> {
     // bounce it between the writer's and the reader's cores.
     writer: CachePadded<WriterSide>,
     reader_side: CachePadded<ReaderSide>,
+    /// Bytes this link holds reserved in the runtime's budget: on a line of its own, read by
+    /// both sides on every frame and written only when it grows or shrinks by chunks.
+    reserved: CachePadded<AtomicU64>,
     dropped: CachePadded<AtomicU64>,
     /// The runtime's budget, shared by all its links.
     budget: Arc<MemoryBudget>,
@@ -104,6 +107,7 @@ impl<T: QueuedBytes> LinkInner<T> {
             options,
             writer: CachePadded::new(WriterSide::default()),
             reader_side: CachePadded::new(ReaderSide::default()),
+            reserved: CachePadded::new(AtomicU64::new(0)),
             dropped: CachePadded::new(AtomicU64::new(0)),
             budget,
             over_budget: AtomicBool::new(false),
@@ -128,8 +132,9 @@ impl<T: QueuedBytes> LinkInner<T> {
             OverflowPolicy::DropOldest => self.push_dropping_oldest(frame, bytes),
             OverflowPolicy::Backpressure => self.push_waiting(frame, bytes),
         }
-        // The reader stopped while we queued: empty the ring it will not read.
-        if !self.reader_running.load(Ordering::Acquire) {
+        // The reader stopped while we queued: empty the ring it will not read. (SeqCst with
+        // `set_reader_running`: either it sees our frame when it clears, or we see it stopped.)
+        if !self.reader_running.load(Ordering::SeqCst) {
             self.clear();
         }
         self.reader.notify();
@@ -152,7 +157,7 @@ impl<T: QueuedBytes> LinkInner<T> {
     fn queued_for(&self, bytes: u64) -> u64 {
         let estimate = self.queued_at_most_stale();
         if estimate + bytes <= self.options.max_bytes
-            && estimate + bytes <= self.writer.reserved.load(Ordering::Relaxed)
+            && estimate + bytes <= self.reserved.load(Ordering::Relaxed)
         {
             return estimate;
         }
@@ -185,7 +190,7 @@ impl<T: QueuedBytes> LinkInner<T> {
     /// chunks of headroom. False if the budget has no room.
     #[inline]
     fn reserve(&self, need: u64, force: bool) -> bool {
-        let held = self.writer.reserved.load(Ordering::Relaxed);
+        let held = self.reserved.load(Ordering::Relaxed);
         if need <= held {
             // Headroom of about what is queued (so a queue that breathes does not reserve and
             // return on every frame); the reader trims the rest as it drains.
@@ -203,9 +208,10 @@ impl<T: QueuedBytes> LinkInner<T> {
         } else {
             return false;
         };
-        self.writer.reserved.fetch_add(taken, Ordering::Relaxed);
+        // SeqCst with `close`: either it sees our reservation, or we see it closed.
+        self.reserved.fetch_add(taken, Ordering::SeqCst);
         // A concurrent close may have returned the reservation already; ours goes back too.
-        if self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::SeqCst) {
             self.return_reservation();
         }
         true
@@ -216,7 +222,6 @@ impl<T: QueuedBytes> LinkInner<T> {
     #[inline]
     fn give_back(&self, held: u64, spare: u64) {
         if self
-            .writer
             .reserved
             .compare_exchange(held, held - spare, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
@@ -227,7 +232,7 @@ impl<T: QueuedBytes> LinkInner<T> {
 
     /// Gives the whole reservation back to the runtime's budget.
     fn return_reservation(&self) {
-        let held = self.writer.reserved.swap(0, Ordering::Relaxed);
+        let held = self.reserved.swap(0, Ordering::SeqCst);
         self.budget.release(held);
     }
 
@@ -236,6 +241,7 @@ impl<T: QueuedBytes> LinkInner<T> {
     /// runtime budget.
     #[inline]
     fn make_room(&self, bytes: u64) -> bool {
+        let mut retried = false;
         loop {
             let queued = self.queued_for(bytes);
             if self.fits_link(queued, bytes) && self.reserve(queued + bytes, false) {
@@ -246,6 +252,8 @@ impl<T: QueuedBytes> LinkInner<T> {
                     self.release(&old);
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
+                // The reader may have just emptied the ring: one more look with fresh figures.
+                None if !retried => retried = true,
                 None => {
                     self.note_over_budget(bytes);
                     return false;
@@ -292,15 +300,20 @@ impl<T: QueuedBytes> LinkInner<T> {
         let mut spins = 0;
         loop {
             // Within the link's budget, and the runtime's unless the link is empty.
+            let mut ring_full = false;
             let queued = self.queued_for(bytes);
             if self.fits_link(queued, bytes) && self.reserve(queued + bytes, self.queue.is_empty())
             {
+                // Counted in before it is visible to the reader, so queued bytes are never
+                // under-counted (over-counted for a moment if the ring turns out full).
+                self.writer.bytes_in.fetch_add(bytes, Ordering::Relaxed);
                 match self.queue.push(frame) {
-                    Ok(()) => {
-                        self.writer.bytes_in.fetch_add(bytes, Ordering::Relaxed);
-                        return;
+                    Ok(()) => return,
+                    Err(back) => {
+                        self.writer.bytes_in.fetch_sub(bytes, Ordering::Relaxed);
+                        frame = back;
+                        ring_full = true;
                     }
-                    Err(back) => frame = back,
                 }
             }
             // Nobody will make room (reader gone), or our own processor is being stopped:
@@ -316,7 +329,7 @@ impl<T: QueuedBytes> LinkInner<T> {
                 std::thread::yield_now();
                 continue;
             }
-            self.wait_for_space();
+            self.wait_for_space(ring_full);
         }
     }
 
@@ -324,7 +337,10 @@ impl<T: QueuedBytes> LinkInner<T> {
         self.reader_running.load(Ordering::Acquire) && !self.closed.load(Ordering::Acquire)
     }
 
-    fn wait_for_space(&self) {
+    /// Sleeps until the reader frees room: for a full ring, until it gets to half (it wakes us
+    /// then); for bytes (this link's or the runtime's budget), one slice at most, since the
+    /// memory may come back from another link's reader, which does not know of us.
+    fn wait_for_space(&self, ring_full: bool) {
         // A poisoned lock only means another writer panicked while waiting; the guarded data is
         // `()`, so carry on.
         let guard = self.space.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -334,7 +350,7 @@ impl<T: QueuedBytes> LinkInner<T> {
         fence(Ordering::SeqCst);
         // Sleep only while more than half full: the reader wakes us when it gets to half, and
         // would not if it had already passed that point before we registered.
-        if self.over_half() && self.may_wait() {
+        if (!ring_full || self.over_half()) && self.may_wait() {
             // Spurious wake-ups and the timeout are both fine: the caller re-tries the push.
             let _ = self.space.cond.wait_timeout(guard, SPACE_WAIT_SLICE);
         }
@@ -355,15 +371,12 @@ impl<T: QueuedBytes> LinkInner<T> {
 
     #[inline]
     fn after_pop(&self, taken: u64) {
-        let reads = self.reader_side.read.fetch_add(1, Ordering::Relaxed);
-        // Every 64 reads, a link holding much more than it queues gives the excess back, so a
-        // burst of large frames does not keep its peak reserved while the writer is quiet.
-        // (Not on every read: the reservation is on the writer's cache line.)
-        let held = if reads.is_multiple_of(64) {
-            self.writer.reserved.load(Ordering::Relaxed)
-        } else {
-            0
-        };
+        self.reader_side.read.fetch_add(1, Ordering::Relaxed);
+        // A link holding much more than it queues gives the excess back as it is read, so a
+        // link whose writer went quiet (ended, failed) does not keep its peak reserved. Small
+        // reservations are left to the writer: that keeps a small-frame stream off the
+        // writer's cache line here.
+        let held = self.reserved.load(Ordering::Relaxed);
         if held > 4 * RESERVE_CHUNK {
             let queued = self.queued_bytes();
             if held > queued + 4 * RESERVE_CHUNK {
@@ -425,7 +438,7 @@ impl<T: QueuedBytes> LinkInner<T> {
     }
 
     pub(crate) fn set_reader_running(&self, running: bool) {
-        self.reader_running.store(running, Ordering::Release);
+        self.reader_running.store(running, Ordering::SeqCst);
         if !running {
             self.clear();
             self.wake_writers();
@@ -444,7 +457,7 @@ impl<T: QueuedBytes> LinkInner<T> {
     /// Ends the link: writers stop waiting, the reader re-checks its inputs, and what was still
     /// queued is dropped (its memory returned to the runtime).
     pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::SeqCst);
         self.clear();
         self.wake_writers();
         self.reader.notify();

@@ -35,6 +35,10 @@ pub struct ApiServerConfig {
     pub host: String,
     /// TCP port; 0 picks a free one (see [`ApiServerHandle`] and the `port` metric).
     pub port: u16,
+    /// Serve even though the runtime lets processors open any file (no media directory, see
+    /// [`FileAccess`](crate::core::FileAccess)): clients could then read and write every file
+    /// this process can. Only for clients trusted that far.
+    pub unconfined_files: bool,
     /// How the server protects and limits itself.
     #[serde(flatten, deserialize_with = "options_naming_the_field")]
     pub options: ApiOptions,
@@ -57,6 +61,7 @@ impl Default for ApiServerConfig {
         Self {
             host: DEFAULT_HOST.to_string(),
             port: DEFAULT_PORT,
+            unconfined_files: false,
             options: ApiOptions::default(),
         }
     }
@@ -141,6 +146,11 @@ impl ApiServerProcessor::Processor {
 
 impl crate::core::Processor for ApiServerProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        if ctx.files().media_dir().is_none() && !self.config.unconfined_files {
+            return Err(StreamError::Processor(
+                "refusing to serve the API: this runtime lets processors open any file, so API clients could read and write every file this process can. Use `streamlib serve` (files confined to --media-dir), give the runtime a media directory (StreamRuntime::set_file_access(FileAccess::beneath(dir))), or set `unconfined_files: true` if every client is trusted that far".into(),
+            ));
+        }
         let listener = self.bind()?;
         let local = listener
             .local_addr()

@@ -106,38 +106,22 @@ impl StreamRuntime {
             ..
         } = pending;
         let error = self.workers.give_up_setup(&mut entry);
-        if let Slot::Running(worker) = std::mem::replace(&mut entry.slot, Slot::Lost) {
-            self.abandoned.push((id.clone(), worker));
-        }
         tracing::warn!(processor = %id, "setup overran; the processor was not added");
         let _ = reply.send(CommandResult::Error(
             error.in_stage(id.to_string(), Stage::Setup),
         ));
     }
 
-    /// Answers every pending create with `why` and stops the processors (used at shutdown).
+    /// Answers every pending create with `why`; their processors are asked to stop and their
+    /// threads abandoned (never waited for: a hung setup must not hold up a shutdown).
     pub(super) fn refuse_pending_setups(&mut self, why: &str) {
         for mut pending in std::mem::take(&mut self.pending) {
-            self.workers.stop(&mut pending.entry);
+            self.workers.abandon(&mut pending.entry);
             let error = StreamError::RuntimeUnavailable(format!(
                 "{why} while processor '{}' was being set up",
                 pending.id
             ));
             let _ = pending.reply.send(CommandResult::Error(error));
-        }
-    }
-
-    /// Joins abandoned setup threads that have ended since (a thread stuck for good stays
-    /// listed and counts against the processor limit).
-    pub(super) fn reap_abandoned(&mut self) {
-        let (ended, stuck): (Vec<_>, Vec<_>) = std::mem::take(&mut self.abandoned)
-            .into_iter()
-            .partition(|(_, worker)| worker.is_finished());
-        self.abandoned = stuck;
-        for (id, worker) in ended {
-            if worker.handle.join().is_err() {
-                tracing::debug!(processor = %id, "an abandoned setup thread panicked");
-            }
         }
     }
 }

@@ -19,7 +19,7 @@ use super::os_signals::SignalWatcher;
 use super::pending::PendingSetup;
 use super::shared::ProcessorShared;
 use super::thread_role::{self, Role};
-use super::worker::{GRAPH_STOP_TIMEOUT, Slot, Worker, WorkerHost};
+use super::worker::{GRAPH_STOP_TIMEOUT, STOP_TIMEOUT, Slot, WorkerHost};
 use crate::core::error::{Result, Stage, StreamError};
 use crate::core::files::FileAccess;
 use crate::core::graph::{
@@ -71,8 +71,7 @@ pub struct StreamRuntime {
     /// Create requests from the service layer whose processor is still in `setup`
     /// (`pending.rs`); their ids are reserved.
     pub(super) pending: Vec<PendingSetup>,
-    /// Threads of setups that overran their deadline, joined once they end.
-    pub(super) abandoned: Vec<(ProcessorUniqueId, Worker)>,
+
     /// Commands from every `RuntimeService` clone, each with its reply channel.
     pub(super) command_rx: flume::Receiver<QueuedCommand>,
     /// Starts, sets up, stops and joins processor threads; holds what each is given.
@@ -108,7 +107,6 @@ impl StreamRuntime {
             graph: Graph::new(limits.max_queued_bytes(), limits.max_link_bytes()),
             limits,
             pending: Vec::new(),
-            abandoned: Vec::new(),
             command_rx,
             workers: WorkerHost {
                 runtime_id: id,
@@ -120,6 +118,7 @@ impl StreamRuntime {
                 },
                 main_tasks,
                 setup_timeout: limits.setup_timeout(),
+                abandoned: Default::default(),
                 files: FileAccess::free(),
             },
             shutdown: ShutdownHandle {
@@ -166,7 +165,8 @@ impl StreamRuntime {
         match self.begin_add(spec)? {
             Begun::Added(id) => Ok(id),
             Begun::SettingUp(id, mut entry) => {
-                let setup = self.workers.await_setup(&mut entry);
+                let deadline = Instant::now() + self.workers.setup_timeout;
+                let setup = self.workers.await_setup(&mut entry, deadline);
                 self.finish_add(id, *entry, setup)
             }
         }
@@ -193,8 +193,8 @@ impl StreamRuntime {
     pub(super) fn begin_add(&mut self, spec: ProcessorSpec) -> Result<Begun> {
         let ProcessorSpec { node, id } = spec;
         node.validate()?;
-        self.reap_abandoned();
-        let in_use = self.graph.processor_count() + self.pending.len() + self.abandoned.len();
+        let abandoned = self.workers.reap_abandoned();
+        let in_use = self.graph.processor_count() + self.pending.len() + abandoned;
         if in_use >= self.limits.max_processors {
             return Err(StreamError::LimitReached {
                 limit: "max_processors",
@@ -204,14 +204,19 @@ impl StreamRuntime {
                 ),
             });
         }
+        // Ids of creates still setting up, and of abandoned threads still running (their late
+        // events would be taken for a new processor's), are taken too.
+        let taken = |rt: &Self, candidate: &ProcessorUniqueId| {
+            rt.pending.iter().any(|p| p.id == *candidate) || rt.workers.is_abandoned(candidate)
+        };
         if let Some(requested) = &id {
-            if self.pending.iter().any(|p| p.id.as_str() == requested) {
+            if taken(self, &ProcessorUniqueId::new(requested.clone())) {
                 return Err(StreamError::DuplicateProcessorId(requested.clone()));
             }
         }
         let id = loop {
             let candidate = self.graph.new_processor_id(id.clone(), node.type_name())?;
-            if !self.pending.iter().any(|p| p.id == candidate) {
+            if !taken(self, &candidate) {
                 break candidate;
             }
         };
@@ -245,20 +250,20 @@ impl StreamRuntime {
     pub(super) fn finish_add(
         &mut self,
         id: ProcessorUniqueId,
-        mut entry: ProcessorEntry,
+        entry: ProcessorEntry,
         setup: Result<()>,
     ) -> Result<ProcessorUniqueId> {
         setup.map_err(|e| e.in_stage(id.to_string(), Stage::Setup))?;
         let run_now = self.status == RuntimeStatus::Running || entry.control_plane;
-        if !run_now {
-            // The runtime was stopped while this setup ran: tear it down like the others.
-            self.workers.stop(&mut entry);
-        }
         let shared = entry.shared.clone();
         self.insert_added(id.clone(), entry);
         if run_now {
             shared.set_state(self.events(), ProcessorStatus::Running);
             shared.signal.release();
+        } else {
+            // The runtime was stopped while this setup ran: the thread tears down on its own
+            // (nothing waits for it here) and is joined at the next start.
+            shared.signal.request_stop();
         }
         Ok(id)
     }
@@ -353,13 +358,15 @@ impl StreamRuntime {
                 Err(e) => entry.shared.fail(&self.workers.events, Stage::Setup, &e),
             }
         }
-        // All setups run in parallel; collect them, then release everyone at once.
+        // All setups run in parallel, under one deadline; collect them, then release everyone
+        // at once.
+        let deadline = Instant::now() + self.workers.setup_timeout;
         let mut ready = Vec::new();
         for id in launched {
             let Some(entry) = self.graph.processor_mut(&id) else {
                 continue;
             };
-            match self.workers.await_setup(entry) {
+            match self.workers.await_setup(entry, deadline) {
                 Ok(()) => ready.push(entry.shared.clone()),
                 Err(e) => entry.shared.fail(&self.workers.events, Stage::Setup, &e),
             }
@@ -393,16 +400,7 @@ impl StreamRuntime {
                 }
             }
         }
-        let mut stop_deadline = None;
-        for id in order {
-            self.wait_inputs_drained(&id, drain_deadline);
-            // The joins share one deadline, counted from the first.
-            let deadline =
-                *stop_deadline.get_or_insert_with(|| Instant::now() + GRAPH_STOP_TIMEOUT);
-            if let Some(entry) = self.graph.processor_mut(&id) {
-                self.workers.stop_by(entry, deadline);
-            }
-        }
+        self.stop_in_order(&order, Some(drain_deadline));
         self.status = RuntimeStatus::Stopped;
         self.events().publish(RuntimeEventKind::RuntimeStopped);
         tracing::info!("runtime stopped");
@@ -417,12 +415,8 @@ impl StreamRuntime {
         // it tries to stop: answer them now.
         self.refuse_queued_commands("the runtime is shutting down");
         self.refuse_pending_setups("the runtime is shutting down");
-        let deadline = Instant::now() + GRAPH_STOP_TIMEOUT;
-        for id in self.graph.on_thread_newest_first() {
-            if let Some(entry) = self.graph.processor_mut(&id) {
-                self.workers.stop_by(entry, deadline);
-            }
-        }
+        let rest = self.graph.on_thread_newest_first();
+        self.stop_in_order(&rest, None);
         Ok(())
     }
 
@@ -475,6 +469,42 @@ impl StreamRuntime {
 
     pub(super) fn events(&self) -> &EventBus {
         &self.workers.events
+    }
+
+    /// Stops `order` one by one (after its inputs drained, when `drain` gives a deadline). The
+    /// joins share [`GRAPH_STOP_TIMEOUT`], counted from the first; once it has passed, every
+    /// processor still running is asked to stop at once and they share one more
+    /// [`STOP_TIMEOUT`](super::STOP_TIMEOUT), so the whole stop is bounded whatever the graph's
+    /// size, and one slow processor does not cost the healthy ones after it.
+    fn stop_in_order(&mut self, order: &[ProcessorUniqueId], drain: Option<Instant>) {
+        let mut deadline: Option<Instant> = None;
+        let mut rushed = false;
+        for (i, id) in order.iter().enumerate() {
+            if let Some(drain_deadline) = drain {
+                if !rushed {
+                    self.wait_inputs_drained(id, drain_deadline);
+                }
+            }
+            let now = Instant::now();
+            let mut until = *deadline.get_or_insert(now + GRAPH_STOP_TIMEOUT);
+            if now >= until && !rushed {
+                tracing::warn!(
+                    remaining = order.len() - i,
+                    "stopping is taking long; asking every remaining processor to stop at once"
+                );
+                for rest in &order[i..] {
+                    if let Ok(entry) = self.graph.processor(rest) {
+                        entry.shared.signal.request_stop();
+                    }
+                }
+                until = now + STOP_TIMEOUT;
+                deadline = Some(until);
+                rushed = true;
+            }
+            if let Some(entry) = self.graph.processor_mut(id) {
+                self.workers.stop_by(entry, until);
+            }
+        }
     }
 
     /// Joins threads of processors that failed while running, so the next start can retry them.

@@ -90,10 +90,15 @@ impl ProcessorSignal {
         self.unpark();
     }
 
-    /// Prepares for a new run on the calling thread.
-    pub(crate) fn bind_current_thread(self: &Arc<Self>) {
+    /// Clears the stop and release flags for a new run. Called by the runtime before it spawns
+    /// the thread, so a stop requested right after the spawn is not lost.
+    pub(crate) fn prepare_run(&self) {
         self.stop.store(false, Ordering::Release);
         self.go.store(false, Ordering::Release);
+    }
+
+    /// Binds the new run to the calling thread.
+    pub(crate) fn bind_current_thread(self: &Arc<Self>) {
         self.active.store(true, Ordering::SeqCst);
         self.thread.store(Some(Arc::new(std::thread::current())));
         CURRENT.with(|c| *c.borrow_mut() = Some(self.clone()));

@@ -93,6 +93,9 @@ pub(crate) struct WorkerHost {
     pub(crate) main_tasks: flume::Receiver<MainTask>,
     /// How long a setup may take.
     pub(crate) setup_timeout: Duration,
+    /// Threads given up on (a setup that overran, a stop that did not finish), joined once
+    /// they end; until then they count against the processor limit.
+    pub(crate) abandoned: std::cell::RefCell<Vec<(ProcessorUniqueId, Worker)>>,
     /// Where processors may open files.
     pub(crate) files: crate::core::files::FileAccess,
 }
@@ -128,6 +131,7 @@ impl WorkerHost {
         for input in &entry.ports.inputs {
             input.set_reader_running(true);
         }
+        entry.shared.signal.prepare_run();
         let ctx = self.context_for(id, &entry.shared);
         match spawn(node, ctx, self.runtime_id) {
             Ok(worker) => {
@@ -141,13 +145,12 @@ impl WorkerHost {
         }
     }
 
-    /// Waits for the worker's setup result. On failure the thread is joined and the instance is
-    /// back in the entry, idle.
-    pub(crate) fn await_setup(&self, entry: &mut ProcessorEntry) -> Result<()> {
+    /// Waits (until `deadline`) for the worker's setup result. On failure the thread is joined
+    /// and the instance is back in the entry, idle.
+    pub(crate) fn await_setup(&self, entry: &mut ProcessorEntry, deadline: Instant) -> Result<()> {
         let Slot::Running(worker) = &entry.slot else {
             return Err(StreamError::processor("the processor has no thread"));
         };
-        let deadline = Instant::now() + self.setup_timeout;
         let outcome = match self.wait_servicing(&worker.messages, deadline) {
             Waited::Value(WorkerMsg::SetupDone(result)) => result,
             Waited::Value(WorkerMsg::Exited) | Waited::Closed => {
@@ -162,17 +165,48 @@ impl WorkerHost {
     }
 
     /// Gives up waiting for a setup that overran the setup timeout: the processor is asked to
-    /// stop (a setup that returns later tears down at once) and its producers stop waiting for
-    /// it. Returns the error to report.
+    /// stop (a setup that returns later tears down at once), its producers stop waiting for it,
+    /// and its thread goes to `abandoned`. Returns the error to report.
     pub(crate) fn give_up_setup(&self, entry: &mut ProcessorEntry) -> StreamError {
-        entry.shared.signal.request_stop();
-        for input in &entry.ports.inputs {
-            input.set_reader_running(false);
-        }
+        self.abandon(entry);
         StreamError::Timeout(format!(
             "setup did not finish within {} ms (the runtime's --setup-timeout-ms); the processor was asked to stop and was not added",
             self.setup_timeout.as_millis()
         ))
+    }
+
+    /// Gives up on the processor's thread: asks it to stop, stops its producers waiting for it,
+    /// and keeps the thread in `abandoned` (joined once it ends); the instance is lost.
+    pub(crate) fn abandon(&self, entry: &mut ProcessorEntry) {
+        entry.shared.signal.request_stop();
+        for input in &entry.ports.inputs {
+            input.set_reader_running(false);
+        }
+        if let Slot::Running(worker) = std::mem::replace(&mut entry.slot, Slot::Lost) {
+            self.abandoned
+                .borrow_mut()
+                .push((entry.shared.id.clone(), worker));
+        }
+    }
+
+    /// Joins abandoned threads that have ended; returns how many are still running.
+    pub(crate) fn reap_abandoned(&self) -> usize {
+        let mut abandoned = self.abandoned.borrow_mut();
+        let (ended, stuck): (Vec<_>, Vec<_>) = std::mem::take(&mut *abandoned)
+            .into_iter()
+            .partition(|(_, worker)| worker.is_finished());
+        *abandoned = stuck;
+        for (id, worker) in ended {
+            if worker.handle.join().is_err() {
+                tracing::debug!(processor = %id, "an abandoned thread panicked");
+            }
+        }
+        abandoned.len()
+    }
+
+    /// Whether an abandoned thread still runs under `id`.
+    pub(crate) fn is_abandoned(&self, id: &ProcessorUniqueId) -> bool {
+        self.abandoned.borrow().iter().any(|(a, _)| a == id)
     }
 
     /// Asks the processor to stop and waits for its thread (at most [`STOP_TIMEOUT`]).
@@ -213,10 +247,9 @@ impl WorkerHost {
                 GRAPH_STOP_TIMEOUT.as_secs()
             ));
             entry.shared.fail(&self.events, Stage::Teardown, &error);
-            for input in &entry.ports.inputs {
-                input.set_reader_running(false);
-            }
-            return; // The JoinHandle is dropped: the thread is detached.
+            entry.slot = Slot::Running(worker);
+            self.abandon(entry);
+            return;
         }
         match worker.handle.join() {
             Ok(Some(node)) => entry.slot = Slot::Idle(node),

@@ -59,6 +59,22 @@ impl ProcessorConfig for CameraConfig {
                 "must be null (first camera), a path, an index or a card name; got an empty string",
             ));
         }
+        // A path names a video device node, nothing else: the API must not open (or probe for)
+        // arbitrary files or devices through the camera.
+        if let Some(path) = self.device_id.as_deref().filter(|id| id.starts_with('/')) {
+            let video_node = path
+                .strip_prefix("/dev/video")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            let v4l_link = path.starts_with("/dev/v4l/") && !path.contains("..");
+            if !(video_node || v4l_link) || path.contains('\0') {
+                return Err(ConfigError::new(
+                    "device_id",
+                    format!(
+                        "a path must be a video device node, /dev/videoN or under /dev/v4l/; got '{path}'"
+                    ),
+                ));
+            }
+        }
         ConfigError::check_range("width", self.width, 16, 7680)?;
         ConfigError::check_range("height", self.height, 16, 4320)?;
         ConfigError::check_range("fps", self.fps, 1, 240)

@@ -485,6 +485,9 @@ impl RuntimeThread {
             .name("test-runtime".to_string())
             .spawn(move || {
                 let mut rt = streamlib::core::StreamRuntime::with_limits(limits).unwrap();
+                // As under `streamlib serve`: an API server needs files confined.
+                let media = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("api-media");
+                rt.set_file_access(streamlib::core::FileAccess::beneath(media).unwrap());
                 setup(&mut rt);
                 tx.send((rt.runtime_service(), rt.shutdown_handle()))
                     .unwrap();

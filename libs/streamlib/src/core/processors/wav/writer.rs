@@ -40,6 +40,9 @@ pub struct WavWriterConfig {
 
 /// The most sample data a WAV file holds (its sizes are 32-bit), with room for the header.
 const WAV_LIMIT_BYTES: u64 = u32::MAX as u64 - 1024;
+/// At least the size of the header hound writes before the samples (44 bytes for integer
+/// samples, more for float's extensible format).
+const WAV_HEADER_BYTES: u64 = 128;
 
 impl WavSampleFormat {
     /// Bytes per sample in the file.
@@ -100,6 +103,10 @@ pub struct WavWriterProcessor {
     output: Option<Output>,
     samples_written: Option<Counter>,
     bytes_written: u64,
+    /// Where this run's file must stop (the file cap, less room to finalise), from setup.
+    write_limit: u64,
+    /// The file cap, for the message.
+    max_file_bytes: u64,
 }
 
 impl WavWriterProcessor::Processor {
@@ -166,6 +173,19 @@ impl WavWriterProcessor::Processor {
                 "WavWriterProcessor: '{shown}' reached the 4 GiB limit of the WAV format; it is finalised with what came before (use Mp4WriterProcessor, or several files, for longer recordings)"
             )));
         }
+        // The server's cap on written files: stop at a frame boundary before the file would be
+        // refused mid-frame (the header counts too), so it can be finalised.
+        if WAV_HEADER_BYTES + self.bytes_written + bytes > self.write_limit {
+            self.output = Some(Output::Writing {
+                writer,
+                rate,
+                channels,
+            });
+            return Err(StreamError::processor(format!(
+                "WavWriterProcessor: '{shown}' reached the per-file cap of {} bytes (--max-file-mib); it is finalised with what came before",
+                self.max_file_bytes
+            )));
+        }
         self.bytes_written += bytes;
         let result = frame.samples.iter().try_for_each(|&s| match format {
             WavSampleFormat::F32 => writer.write_sample(s),
@@ -195,6 +215,8 @@ impl crate::core::Processor for WavWriterProcessor::Processor {
             .create(&self.config.path)
             .map_err(|e| e.for_processor("WavWriterProcessor"))?;
         self.output = Some(Output::Created(file));
+        self.write_limit = ctx.files().write_limit();
+        self.max_file_bytes = ctx.files().max_file_bytes();
         self.samples_written = Some(ctx.counter("samples_written"));
         Ok(())
     }

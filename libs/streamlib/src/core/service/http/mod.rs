@@ -53,7 +53,7 @@ pub use openapi::{openapi, openapi_for};
 pub use options::{
     ApiOptions, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_WS_PING_INTERVAL, Secret,
+    DEFAULT_WRITE_TIMEOUT, DEFAULT_WS_PING_INTERVAL, Secret,
 };
 pub use websocket::{ClientMessage, EventFilter};
 

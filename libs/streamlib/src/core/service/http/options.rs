@@ -24,6 +24,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default time a client has to send a request's headers, and the longest an idle keep-alive
 /// connection stays open.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest time a write to a client may make no progress (a client that stopped
+/// reading) before its connection, HTTP or WebSocket, is closed.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A secret string (the API token): its `Debug` never shows it, and it is never serialized
 /// back (reports and `GET` responses do not carry it).
@@ -123,6 +126,13 @@ pub struct ApiOptions {
     #[schemars(with = "u64")]
     #[cfg_attr(feature = "clap", arg(long = "header-timeout-ms", value_name = "MS", value_parser = parse_millis, default_value = "10000"))]
     pub header_timeout: Duration,
+    /// Longest a write to a client may make no progress, in milliseconds, before the connection
+    /// (HTTP or WebSocket) is closed: a client that stops reading cannot hold it (100 ms to
+    /// 10 min).
+    #[serde(rename = "write_timeout_ms", with = "millis")]
+    #[schemars(with = "u64")]
+    #[cfg_attr(feature = "clap", arg(long = "write-timeout-ms", value_name = "MS", value_parser = parse_millis, default_value = "30000"))]
+    pub write_timeout: Duration,
 }
 
 impl Default for ApiOptions {
@@ -138,6 +148,7 @@ impl Default for ApiOptions {
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -173,6 +184,12 @@ impl ApiOptions {
         ConfigError::check_range(
             "header_timeout_ms",
             self.header_timeout.as_millis(),
+            100,
+            600_000,
+        )?;
+        ConfigError::check_range(
+            "write_timeout_ms",
+            self.write_timeout.as_millis(),
             100,
             600_000,
         )
@@ -247,6 +264,8 @@ mod tests {
             "9",
             "--header-timeout-ms",
             "700",
+            "--write-timeout-ms",
+            "800",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -262,6 +281,7 @@ mod tests {
                 ws_ping_interval: Duration::from_millis(250),
                 max_connections: 9,
                 header_timeout: Duration::from_millis(700),
+                write_timeout: Duration::from_millis(800),
             }
         );
     }

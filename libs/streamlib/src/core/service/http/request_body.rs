@@ -33,9 +33,10 @@ pub(crate) async fn guard(State(state): State<ApiState>, req: Request, next: Nex
     }
     let (parts, body) = req.into_parts();
     let wait = state.inner.options.header_timeout;
-    let read = tokio::time::timeout(wait, Limited::new(body, max_body).collect()).await;
+    let capacity = declared.map_or(0, |len| len as usize).min(max_body);
+    let read = tokio::time::timeout(wait, read_whole(body, max_body, capacity)).await;
     let bytes = match read {
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return closing(too_large(format!("over {max_body}"), max_body));
         }
@@ -59,6 +60,24 @@ pub(crate) async fn guard(State(state): State<ApiState>, req: Request, next: Nex
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// Reads a body of at most `max` bytes into one buffer. Each chunk is copied and dropped at
+/// once: kept, a chunk would pin the read buffer it was cut from, and a client trickling one
+/// byte per packet could make a 64 KiB body hold hundreds of megabytes.
+async fn read_whole(
+    body: Body,
+    max: usize,
+    capacity: usize,
+) -> Result<axum::body::Bytes, axum::BoxError> {
+    let mut body = Limited::new(body, max);
+    let mut buf = bytes::BytesMut::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 fn too_large(size: String, max_body: usize) -> ApiError {

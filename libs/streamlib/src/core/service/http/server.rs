@@ -155,7 +155,9 @@ pub(crate) async fn run(
                         tracing::warn!(error = %e, "cannot accept API connections; backing off (is ulimit -n too low?)");
                         failing = true;
                     }
-                    registry.close_one_idle();
+                    if is_out_of_resources(&e) {
+                        registry.close_one_idle();
+                    }
                     tokio::select! {
                         () = &mut shutdown => break,
                         () = tokio::time::sleep(backoff) => {}
@@ -206,12 +208,15 @@ pub(crate) async fn run(
                 }
             })
         };
+        let io = WriteDeadline::new(tcp, options.write_timeout);
         let connection = http
-            .serve_connection(TokioIo::new(tcp), service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         let mut stop = stop_rx.clone();
         let registry = registry.clone();
         tasks.spawn(async move {
+            // Leaves the registry however the task ends (a panic included).
+            let _registered = Registered(&registry, id);
             let mut connection = std::pin::pin!(connection);
             let mut closing = false;
             loop {
@@ -232,7 +237,6 @@ pub(crate) async fn run(
                     }
                 }
             }
-            registry.remove(id);
         });
     }
     drop(listener);
@@ -243,6 +247,115 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// Removes a connection from the registry when its task ends.
+struct Registered<'a>(&'a Registry, u64);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
+    }
+}
+
+/// A socket whose writes may not stall: a write or flush that makes no progress for the
+/// timeout fails with `TimedOut`, which ends the connection (and a WebSocket session on it:
+/// the upgraded connection keeps this wrapper). A client that stops reading cannot hold a
+/// connection slot, a task, or the server's shutdown.
+struct WriteDeadline {
+    inner: tokio::net::TcpStream,
+    timeout: Duration,
+    /// Running while a write waits for the socket.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl WriteDeadline {
+    fn new(inner: tokio::net::TcpStream, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            stalled: None,
+        }
+    }
+
+    /// `Pending` from the socket: start or check the stall timer.
+    fn stall<T>(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<T>> {
+        let timeout = self.timeout;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing for the write timeout (--write-timeout-ms)",
+            ))),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for WriteDeadline {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for WriteDeadline {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            std::task::Poll::Pending => self.stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            std::task::Poll::Pending => self.stall(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 /// Errors that concern only the connection being accepted (the client gave up); the next
 /// accept can follow at once.
 fn is_per_connection(e: &std::io::Error) -> bool {
@@ -251,6 +364,22 @@ fn is_per_connection(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionAborted | ConnectionRefused | ConnectionReset | Interrupted
     )
+}
+
+/// Out of descriptors or memory: closing an idle connection helps.
+fn is_out_of_resources(e: &std::io::Error) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::io::Errno;
+        matches!(
+            Errno::from_io_error(e),
+            Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
+        )
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        e.kind() == std::io::ErrorKind::OutOfMemory
+    }
 }
 
 /// At the cap: closes the connection idle longest and waits briefly for its slot.
