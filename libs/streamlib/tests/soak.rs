@@ -1037,9 +1037,11 @@ fn drive(options: &Options) -> std::result::Result<(), String> {
         "| random API operations from {} clients over {} rounds ({} s) | {operations} | {client_errors} 4xx answers (bad links, failing setups: expected), {server_errors} 5xx, {unanswered} unanswered |",
         options.clients, round, options.secs,
     );
-    println!(
-        "| backpressure bursts of 20,000 numbered frames | {round} | every frame, in order, 0 dropped |"
-    );
+    if external.is_none() {
+        println!(
+            "| backpressure bursts of 20,000 numbered frames | {round} | every frame, in order, 0 dropped |"
+        );
+    }
     println!(
         "| threads / RSS / live heap: at start → after the warm-up round → peak → after the last round | {threads_start} → {threads0} → {} → {threads1} threads; {} → {} → {} → {} MiB RSS; {} → {} → {} KiB heap | threads back to the warm-up figure, heap within 8 MiB of it |",
         peak.0,

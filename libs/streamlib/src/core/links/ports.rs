@@ -251,6 +251,9 @@ pub(crate) trait AnyOutputPort: Send + Sync {
     ) -> Result<Arc<dyn AnyLink>>;
     /// The frame type's default capacity and read mode.
     fn defaults(&self) -> (usize, super::ReadMode);
+    /// The writing processor's thread ended: its links give back the memory reserved beyond
+    /// what they queue.
+    fn writer_done(&self);
 }
 
 /// A live link with its frame type erased.
@@ -304,6 +307,11 @@ impl<T: Frame> AnyOutputPort for OutputInner<T> {
     }
     fn defaults(&self) -> (usize, super::ReadMode) {
         (T::DEFAULT_CAPACITY, T::DEFAULT_READ_MODE)
+    }
+    fn writer_done(&self) {
+        for link in self.links.load().iter() {
+            link.writer_done();
+        }
     }
 
     fn link_to(

@@ -37,7 +37,7 @@ const SPACE_SPINS: u32 = 64;
 
 /// The step in which a link reserves memory from the runtime's budget. The writer keeps
 /// headroom of about what is queued; a link holding more than four steps beyond what it queues
-/// is trimmed by its reader as it reads.
+/// is trimmed by its reader every 64 reads, and to what it queues when its writer's thread ends.
 pub(crate) const RESERVE_CHUNK: u64 = 64 * 1024;
 
 /// What the writer changes on every frame (one cache line).
@@ -200,7 +200,9 @@ impl<T: QueuedBytes> LinkInner<T> {
             return true;
         }
         let missing = need - held;
-        let step = missing.next_multiple_of(RESERVE_CHUNK);
+        // Growing by half of what is held at least: a queue of large frames that grows takes
+        // a logarithmic number of steps from the shared budget, not one per frame.
+        let step = missing.max(held / 2).next_multiple_of(RESERVE_CHUNK);
         let taken = if self.budget.reserve(step, false) {
             step
         } else if self.budget.reserve(missing, force) {
@@ -227,6 +229,28 @@ impl<T: QueuedBytes> LinkInner<T> {
             .is_ok()
         {
             self.budget.release(spare);
+        }
+    }
+
+    /// Gives back what the link holds beyond what it queues and one chunk of headroom, when that
+    /// is more than four chunks.
+    fn trim(&self) {
+        let held = self.reserved.load(Ordering::Relaxed);
+        if held > 4 * RESERVE_CHUNK {
+            let queued = self.queued_bytes();
+            if held > queued + 4 * RESERVE_CHUNK {
+                self.give_back(held, held - queued - RESERVE_CHUNK);
+            }
+        }
+    }
+
+    /// The writer's thread ended (finished, failed, stopped): nothing more will be reserved,
+    /// so the link keeps only what it queues.
+    pub(crate) fn writer_done(&self) {
+        let held = self.reserved.load(Ordering::Relaxed);
+        let queued = self.queued_bytes();
+        if held > queued {
+            self.give_back(held, held - queued);
         }
     }
 
@@ -371,17 +395,13 @@ impl<T: QueuedBytes> LinkInner<T> {
 
     #[inline]
     fn after_pop(&self, taken: u64) {
-        self.reader_side.read.fetch_add(1, Ordering::Relaxed);
-        // A link holding much more than it queues gives the excess back as it is read, so a
-        // link whose writer went quiet (ended, failed) does not keep its peak reserved. Small
-        // reservations are left to the writer: that keeps a small-frame stream off the
-        // writer's cache line here.
-        let held = self.reserved.load(Ordering::Relaxed);
-        if held > 4 * RESERVE_CHUNK {
-            let queued = self.queued_bytes();
-            if held > queued + 4 * RESERVE_CHUNK {
-                self.give_back(held, held - queued - RESERVE_CHUNK);
-            }
+        let reads = self.reader_side.read.fetch_add(1, Ordering::Relaxed);
+        // Every 64 reads, a link holding much more than it queues gives the excess back, so a
+        // slow writer's burst does not keep its peak reserved (not on every read: a stream of
+        // large frames would give back and reserve again for each). A writer whose thread
+        // ends gives its links' excess back at once (`writer_done`).
+        if reads.is_multiple_of(64) {
+            self.trim();
         }
         if taken > 1 {
             self.dropped.fetch_add(taken - 1, Ordering::Relaxed);

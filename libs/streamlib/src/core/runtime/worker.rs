@@ -380,8 +380,12 @@ fn run_processor(
 /// Marks the end of a run: writers into this processor stop waiting for it.
 fn finish(node: &dyn DynProcessor, shared: &ProcessorShared) {
     shared.signal.deactivate();
-    for input in &node.ports().inputs {
+    let ports = node.ports();
+    for input in &ports.inputs {
         input.set_reader_running(false);
+    }
+    for output in &ports.outputs {
+        output.writer_done();
     }
     shared.signal.unbind_thread();
 }
