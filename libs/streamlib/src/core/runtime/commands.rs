@@ -101,7 +101,8 @@ impl StreamRuntime {
 
     /// Polls and executes pending commands, and the main-thread work processors posted, without
     /// waiting for more. For callers that drive the runtime from their own event loop instead
-    /// of [`StreamRuntime::run`].
+    /// of [`StreamRuntime::run`]. A create whose processor must be set up is answered by a later
+    /// call, once its setup has ended: keep polling while requests are waiting.
     pub fn poll_commands(&mut self) {
         let mut snapshot = SharedSnapshot::default();
         loop {

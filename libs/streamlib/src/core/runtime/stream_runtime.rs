@@ -424,7 +424,8 @@ impl StreamRuntime {
     /// process gets SIGINT/SIGTERM; then stops every processor cleanly and returns.
     ///
     /// Starts the runtime first if needed. While waiting it uses no CPU: it sleeps until a
-    /// command, main-thread work or the shutdown request arrives, and handles each at once.
+    /// command, main-thread work, a pending setup's result or deadline, or the shutdown request
+    /// arrives, and handles each at once.
     ///
     /// Note: SIGINT/SIGTERM handlers stay installed (and do nothing) after `run()` returns; a
     /// second signal during shutdown exits the process at once.

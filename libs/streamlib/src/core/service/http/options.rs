@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 /// Default cap on request bodies: configs are small; a megabyte of JSON is a mistake or abuse.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-/// Default time a request may take. Longer than the runtime's setup timeout (30 s), so a slow
-/// processor setup reports its own error rather than a gateway timeout.
+/// Default time a request may take. Longer than the runtime's default setup timeout (30 s; `serve`
+/// refuses a setup timeout that is not below it), so a slow setup reports its own error.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
 /// Default sustained rate of changes (POST/DELETE) per client IP.
 pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 200;
