@@ -186,8 +186,8 @@ impl<T: QueuedBytes> LinkInner<T> {
     }
 
     /// Makes this link's reservation in the runtime budget cover `need` bytes (growing it in
-    /// chunks; `force` takes it even over the budget), and gives back what it holds beyond two
-    /// chunks of headroom. False if the budget has no room.
+    /// chunks, by half of what it holds at least; `force` takes it even over the budget), and
+    /// gives back what it holds beyond about twice `need`. False if the budget has no room.
     #[inline]
     fn reserve(&self, need: u64, force: bool) -> bool {
         let held = self.reserved.load(Ordering::Relaxed);
