@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, Shot, X, Xvfb, http, streamlib, terminate};
+use common::{PATIENCE, Shot, X, Xvfb, http, serving, streamlib, terminate};
 use streamlib::core::BAR_COLOURS;
 
 /// Where a `frame_w`×`frame_h` picture lands in a `win_w`×`win_h` window (aspect kept,
@@ -160,24 +160,12 @@ fn run_shows_the_bars_scaled_to_the_window_and_survives_closing_it() {
 fn api_camera_to_display_example_with_a_test_pattern_as_the_camera() {
     let xvfb = Xvfb::start();
     let x = xvfb.connect();
-    let mut child = streamlib()
+    let mut command = streamlib();
+    command
         .args(["serve", "--port", "0", "--media-dir"])
         .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-media"))
-        .env("DISPLAY", &xvfb.display)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    std::thread::spawn(move || for _ in stdout.lines() {});
+        .env("DISPLAY", &xvfb.display);
+    let (mut child, port) = serving(command);
 
     // The RFC's example, with TestPatternProcessor standing in for the camera.
     let (status, camera) = http(

@@ -2,9 +2,8 @@
 //! sequence of API calls makes queued frames outgrow the runtime's memory budget, so the
 //! process survives graphs that would otherwise queue gigabytes.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -19,29 +18,16 @@ const ULIMIT_KB: u64 = 4_500_000;
 /// `streamlib serve` under `ulimit -v`, with DISPLAY unset; returns the child and its port.
 fn serve_limited(name: &str) -> (Child, u16) {
     let media = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("limits-{name}"));
-    let mut child = Command::new("bash")
+    let mut command = Command::new("bash");
+    command
         .arg("-c")
         .arg(format!(
             "ulimit -v {ULIMIT_KB} && exec \"$0\" serve --port 0 --rate-limit 0 --media-dir \"$1\""
         ))
         .arg(env!("CARGO_BIN_EXE_streamlib"))
         .arg(&media)
-        .env_remove("DISPLAY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let port = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    std::thread::spawn(move || for _ in stdout.lines() {});
-    (child, port)
+        .env_remove("DISPLAY");
+    serving(command)
 }
 
 fn post(port: u16, path: &str, body: serde_json::Value) -> serde_json::Value {
@@ -152,23 +138,11 @@ fn slow_consumers_share_the_memory_budget() {
 #[test]
 fn the_processor_limit_holds_and_a_full_graph_shuts_down_promptly() {
     let media = Path::new(env!("CARGO_TARGET_TMPDIR")).join("limits-full");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streamlib"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_streamlib"));
+    command
         .args(["serve", "--port", "0", "--rate-limit", "0", "--media-dir"])
-        .arg(&media)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let port: u16 = line
-        .trim()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    std::thread::spawn(move || for _ in stdout.lines() {});
+        .arg(&media);
+    let (mut child, port) = serving(command);
     // The API server is one of the 1,000; 999 tone generators fill the graph.
     let tone = json!({"processor_type": "ChordGeneratorProcessor", "config": {"sample_rate": 8000, "channels": 1, "buffer_size": 4000}});
     for i in 0..999 {

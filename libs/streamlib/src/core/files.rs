@@ -332,11 +332,6 @@ pub struct CappedFile {
 }
 
 impl CappedFile {
-    /// The file itself (for `sync_all` and the like).
-    pub fn get_ref(&self) -> &File {
-        &self.file
-    }
-
     /// Where writing stops before the writer has been told.
     fn soft_max(&self) -> u64 {
         soft_limit(self.max)

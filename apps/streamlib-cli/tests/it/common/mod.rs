@@ -231,6 +231,27 @@ pub fn http(
     (status, json)
 }
 
+/// Starts `command` (a `streamlib serve --port 0 ...`, or a shell running one), reads the port
+/// from the first line it prints, and keeps draining its output.
+pub fn serving(mut command: Command) -> (Child, u16) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    std::thread::spawn(move || for _ in stdout.lines() {});
+    (child, port)
+}
+
 /// Sends SIGTERM to `child`.
 pub fn terminate(child: &Child) {
     let status = Command::new("kill")

@@ -48,19 +48,22 @@ impl SharedSnapshot {
 }
 
 impl StreamRuntime {
-    /// Executes one command and answers it; a `GetState` may share `snapshot` (module docs).
-    /// A create whose processor must be set up is answered later, when its setup is done
-    /// (`pending.rs`): the runtime thread does not wait for it.
+    /// Executes one command and answers it; a `GetState` may share `snapshot` (module docs),
+    /// anything else ends the sharing. A create whose processor must be set up is answered
+    /// later, when its setup is done (`pending.rs`): the runtime thread does not wait for it.
     pub(super) fn serve(
         &mut self,
         command: RuntimeCommand,
         reply: oneshot::Sender<CommandResult>,
         snapshot: &mut SharedSnapshot,
     ) {
-        if let RuntimeCommand::AddProcessor { spec } = command {
+        if !matches!(command, RuntimeCommand::GetState) {
             snapshot.clear();
-            let result = match self.begin_add(spec) {
-                Ok(Begun::Added(id)) => CommandResult::ProcessorAdded(id),
+        }
+        let name = command.name();
+        let result = match command {
+            RuntimeCommand::AddProcessor { spec } => match self.begin_add(spec) {
+                Ok(Begun::Added(id)) => Ok(CommandResult::ProcessorAdded(id)),
                 Ok(Begun::SettingUp(id, entry)) => {
                     self.pending.push(PendingSetup {
                         id,
@@ -70,15 +73,28 @@ impl StreamRuntime {
                     });
                     return;
                 }
-                Err(e) => {
-                    tracing::debug!(command = "add_processor", error = %e, "command failed");
-                    CommandResult::Error(e)
-                }
-            };
-            let _ = reply.send(result);
-            return;
-        }
-        let result = self.execute_command(command, snapshot);
+                Err(e) => Err(e),
+            },
+            RuntimeCommand::RemoveProcessor { id } => self
+                .remove_processor(&id)
+                .map(|()| CommandResult::ProcessorRemoved),
+            RuntimeCommand::Connect { from, to, options } => self
+                .connect_with(from, to, options)
+                .map(|link| CommandResult::Connected(link.id())),
+            RuntimeCommand::Disconnect { link_id } => self
+                .disconnect(&link_id)
+                .map(|()| CommandResult::Disconnected),
+            RuntimeCommand::Start => self.start().map(|()| CommandResult::Started),
+            RuntimeCommand::Stop => self.stop().map(|()| CommandResult::Stopped),
+            RuntimeCommand::GetState => Ok(CommandResult::State(self.shared_state(snapshot))),
+            RuntimeCommand::GetProcessor { id } => self
+                .processor_info(&id)
+                .map(|info| CommandResult::Processor(Box::new(info))),
+        };
+        let result = result.unwrap_or_else(|e| {
+            tracing::debug!(command = name, error = %e, "command failed");
+            CommandResult::Error(e)
+        });
         // The caller may have given up (timeout, dropped future); nothing to do.
         let _ = reply.send(result);
     }
@@ -118,45 +134,6 @@ impl StreamRuntime {
                 return;
             }
         }
-    }
-
-    /// Executes one command against the graph. Anything but a `GetState` ends the sharing of
-    /// `snapshot`.
-    fn execute_command(
-        &mut self,
-        command: RuntimeCommand,
-        snapshot: &mut SharedSnapshot,
-    ) -> CommandResult {
-        if !matches!(command, RuntimeCommand::GetState) {
-            snapshot.clear();
-        }
-        let name = command.name();
-        let result = match command {
-            // `serve` takes creates itself (their answer may come later); a caller of this
-            // function gets the blocking form.
-            RuntimeCommand::AddProcessor { spec } => {
-                self.add_processor(spec).map(CommandResult::ProcessorAdded)
-            }
-            RuntimeCommand::RemoveProcessor { id } => self
-                .remove_processor(&id)
-                .map(|()| CommandResult::ProcessorRemoved),
-            RuntimeCommand::Connect { from, to, options } => self
-                .connect_with(from, to, options)
-                .map(|link| CommandResult::Connected(link.id())),
-            RuntimeCommand::Disconnect { link_id } => self
-                .disconnect(&link_id)
-                .map(|()| CommandResult::Disconnected),
-            RuntimeCommand::Start => self.start().map(|()| CommandResult::Started),
-            RuntimeCommand::Stop => self.stop().map(|()| CommandResult::Stopped),
-            RuntimeCommand::GetState => Ok(CommandResult::State(self.shared_state(snapshot))),
-            RuntimeCommand::GetProcessor { id } => self
-                .processor_info(&id)
-                .map(|info| CommandResult::Processor(Box::new(info))),
-        };
-        result.unwrap_or_else(|e| {
-            tracing::debug!(command = name, error = %e, "command failed");
-            CommandResult::Error(e)
-        })
     }
 
     /// Answers every queued command with `runtime_unavailable` without executing it.
