@@ -255,3 +255,188 @@ fn a_setup_that_overruns_is_abandoned_and_reported() {
         assert_eq!(service.get_state().await.unwrap().processors.len(), 3);
     });
 }
+
+/// Sends `n` reads and creates and checks each is answered within `patience` while something
+/// else is parked on the runtime thread.
+async fn others_are_answered(service: &RuntimeService, n: usize) {
+    let mut others = Vec::new();
+    for i in 0..n {
+        let service = service.clone();
+        others.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                service.get_state().await.map(|_| ())
+            } else {
+                service
+                    .add_processor(CountingSinkProcessor::spec(Default::default()))
+                    .await
+                    .map(|_| ())
+            }
+        }));
+    }
+    for other in others {
+        tokio::time::timeout(Duration::from_secs(20), other)
+            .await
+            .expect("a request waited for another processor's thread")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_slow_start_does_not_hold_up_other_requests() {
+    let rt = RuntimeThread::start(|rt| {
+        rt.add_processor(
+            probe(ProbeConfig {
+                setup_gate: Some("slow-start".into()),
+                ..Default::default()
+            })
+            .with_id("slow"),
+        )
+        .unwrap();
+        rt.add_processor(probe(ProbeConfig::default()).with_id("quick"))
+            .unwrap();
+    });
+    let service = rt.service.clone();
+    block_on(async {
+        let mut events = service.subscribe_events();
+        // `run()` began the start; a start request joins it and waits for the slow setup.
+        let start = tokio::spawn({
+            let service = service.clone();
+            async move { service.start().await }
+        });
+        others_are_answered(&service, 100).await;
+        assert!(!start.is_finished(), "the start waits for the slow setup");
+        let state = service.get_state().await.unwrap();
+        let quick = state.processors.iter().find(|p| p.id.as_str() == "quick");
+        assert_eq!(
+            quick.map(|p| p.state),
+            Some(ProcessorStatus::Pending),
+            "nothing is released before every setup reported"
+        );
+        open_gate("slow-start");
+        start.await.unwrap().unwrap();
+        for id in ["slow", "quick"] {
+            let info = service.get_processor(ProcessorUniqueId::new(id)).await;
+            assert_eq!(info.unwrap().state, ProcessorStatus::Running, "{id}");
+        }
+        let started = loop {
+            match events.recv().await.unwrap().kind {
+                RuntimeEventKind::RuntimeStarted => break true,
+                _ => continue,
+            }
+        };
+        assert!(started);
+    });
+}
+
+#[test]
+fn a_stop_overtaking_a_start_answers_it_with_a_conflict() {
+    let rt = RuntimeThread::start(|rt| {
+        rt.add_processor(
+            probe(ProbeConfig {
+                setup_gate: Some("start-then-stop".into()),
+                ..Default::default()
+            })
+            .with_id("slow"),
+        )
+        .unwrap();
+    });
+    let service = rt.service.clone();
+    block_on(async {
+        let start = tokio::spawn({
+            let service = service.clone();
+            async move { service.start().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stop = tokio::spawn({
+            let service = service.clone();
+            async move { service.stop().await }
+        });
+        let e = start.await.unwrap().unwrap_err();
+        assert_eq!(e.code(), "conflict", "{e}");
+        assert!(e.to_string().contains("stopped before"), "{e}");
+        // The stop waits for the setup to end, then tears the processor down.
+        open_gate("start-then-stop");
+        stop.await.unwrap().unwrap();
+        let state = service.get_state().await.unwrap();
+        assert_eq!(state.status, RuntimeStatus::Stopped);
+        assert_eq!(state.processors[0].state, ProcessorStatus::Stopped);
+        // The next start runs it.
+        service.start().await.unwrap();
+        let info = service.get_processor(ProcessorUniqueId::new("slow")).await;
+        assert_eq!(info.unwrap().state, ProcessorStatus::Running);
+    });
+}
+
+#[test]
+fn a_slow_teardown_does_not_hold_up_other_requests() {
+    let rt = RuntimeThread::start(|rt| {
+        for (id, gate) in [("slow", "slow-teardown"), ("stuck", "never-torn-down")] {
+            rt.add_processor(
+                probe(ProbeConfig {
+                    teardown_gate: Some(gate.into()),
+                    ..Default::default()
+                })
+                .with_id(id),
+            )
+            .unwrap();
+        }
+    });
+    let service = rt.service.clone();
+    block_on(async {
+        service.start().await.unwrap();
+        let mut events = service.subscribe_events();
+        let remove = |id: &'static str| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let asked = std::time::Instant::now();
+                let result = service.remove_processor(ProcessorUniqueId::new(id)).await;
+                (result, asked.elapsed())
+            })
+        };
+        let slow = remove("slow");
+        let stuck = remove("stuck");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        others_are_answered(&service, 100).await;
+        assert!(!slow.is_finished(), "the removal waits for the teardown");
+        let state = service.get_state().await.unwrap();
+        assert!(
+            state.processors.iter().all(|p| p.id.as_str() != "slow"),
+            "a processor being removed has left the graph"
+        );
+        // Its id stays reserved until its thread has ended.
+        let e = service
+            .add_processor(probe(ProbeConfig::default()).with_id("slow"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "duplicate_processor_id");
+        open_gate("slow-teardown");
+        let (result, _) = slow.await.unwrap();
+        result.unwrap();
+        loop {
+            if let RuntimeEventKind::ProcessorRemoved { processor_id } =
+                events.recv().await.unwrap().kind
+            {
+                assert_eq!(
+                    processor_id.as_str(),
+                    "slow",
+                    "announced once its thread ended"
+                );
+                break;
+            }
+        }
+        service
+            .add_processor(probe(ProbeConfig::default()).with_id("slow"))
+            .await
+            .unwrap();
+        // A teardown that never ends is abandoned after the stop timeout; the removal is
+        // answered then, and nothing else waited for it.
+        let (result, waited) = stuck.await.unwrap();
+        result.unwrap();
+        assert!(
+            waited >= streamlib::core::runtime::STOP_TIMEOUT - Duration::from_millis(100),
+            "{waited:?}"
+        );
+    });
+    open_gate("never-torn-down");
+}

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::main_thread::{self, MainTask};
 use super::pending::PendingSetup;
 use super::stream_runtime::{Begun, StreamRuntime};
-use super::worker::{BUSY_YIELDS, WorkerMsg};
+use super::worker::BUSY_YIELDS;
 use crate::core::error::StreamError;
 use crate::core::graph::RuntimeState;
 use crate::core::service::command::{CommandResult, RuntimeCommand};
@@ -25,10 +25,8 @@ pub(crate) type QueuedCommand = (RuntimeCommand, oneshot::Sender<CommandResult>)
 pub(super) enum Wake {
     Command(RuntimeCommand, oneshot::Sender<CommandResult>),
     Task(MainTask),
-    /// The worker of pending setup `index` sent its first message (`None`: its thread ended).
-    Setup(usize, Option<WorkerMsg>),
-    /// A pending setup's deadline passed.
-    SetupDeadline,
+    /// A worker reported, or the deadline of something parked passed (`pending.rs`).
+    Pending,
     Shutdown,
 }
 
@@ -65,7 +63,7 @@ impl StreamRuntime {
             RuntimeCommand::AddProcessor { spec } => match self.begin_add(spec) {
                 Ok(Begun::Added(id)) => Ok(CommandResult::ProcessorAdded(id)),
                 Ok(Begun::SettingUp(id, entry)) => {
-                    self.pending.push(PendingSetup {
+                    self.pending.setups.push(PendingSetup {
                         id,
                         entry: *entry,
                         deadline: Instant::now() + self.workers.setup_timeout,
@@ -75,16 +73,33 @@ impl StreamRuntime {
                 }
                 Err(e) => Err(e),
             },
-            RuntimeCommand::RemoveProcessor { id } => self
-                .remove_processor(&id)
-                .map(|()| CommandResult::ProcessorRemoved),
+            RuntimeCommand::RemoveProcessor { id } => match self.begin_remove(&id) {
+                Ok(Some(entry)) => {
+                    self.park_removal(id, entry, reply);
+                    return;
+                }
+                Ok(None) => {
+                    self.removed(&id);
+                    Ok(CommandResult::ProcessorRemoved)
+                }
+                Err(e) => Err(e),
+            },
             RuntimeCommand::Connect { from, to, options } => self
                 .connect_with(from, to, options)
                 .map(|link| CommandResult::Connected(link.id())),
             RuntimeCommand::Disconnect { link_id } => self
                 .disconnect(&link_id)
                 .map(|()| CommandResult::Disconnected),
-            RuntimeCommand::Start => self.start().map(|()| CommandResult::Started),
+            RuntimeCommand::Start => {
+                self.begin_start();
+                match &mut self.pending.start {
+                    Some(start) => {
+                        start.replies.push(reply);
+                        return;
+                    }
+                    None => Ok(CommandResult::Started),
+                }
+            }
             RuntimeCommand::Stop => self.stop().map(|()| CommandResult::Stopped),
             RuntimeCommand::GetState => Ok(CommandResult::State(self.shared_state(snapshot))),
             RuntimeCommand::GetProcessor { id } => self
@@ -123,7 +138,7 @@ impl StreamRuntime {
         let mut snapshot = SharedSnapshot::default();
         loop {
             if !self.pending.is_empty() {
-                self.poll_pending_setups();
+                self.poll_pending();
             }
             if let Ok(task) = self.workers.main_tasks.try_recv() {
                 snapshot.clear();
@@ -149,7 +164,7 @@ impl StreamRuntime {
     }
 
     /// The next command, main-thread task or shutdown request, if one is already queued.
-    /// (Pending setups are checked by the caller, `poll_pending_setups`.)
+    /// (What is parked is checked by the caller, `poll_pending`.)
     pub(super) fn try_next_wake(&self) -> Option<Wake> {
         if self.shutdown_rx.try_recv().is_ok() {
             return Some(Wake::Shutdown);
@@ -163,8 +178,8 @@ impl StreamRuntime {
             .map(|(command, reply)| Wake::Command(command, reply))
     }
 
-    /// Sleeps until the next command, main-thread task, setup result or deadline, or shutdown
-    /// request.
+    /// Sleeps until the next command, main-thread task, shutdown request, or (while requests
+    /// are parked) worker report or deadline.
     pub(super) fn next_wake(&self) -> Wake {
         let mut selector = flume::Selector::new()
             .recv(&self.shutdown_rx, |_| Wake::Shutdown)
@@ -177,15 +192,12 @@ impl StreamRuntime {
                 Ok(task) => Wake::Task(task),
                 Err(_) => Wake::Shutdown,
             });
-        for (index, pending) in self.pending.iter().enumerate() {
-            if let Some(worker) = pending.worker() {
-                selector = selector.recv(&worker.messages, move |r| Wake::Setup(index, r.ok()));
-            }
+        if self.pending.is_empty() {
+            return selector.wait();
         }
-        match self.next_setup_deadline() {
-            Some(deadline) => selector
-                .wait_deadline(deadline)
-                .unwrap_or(Wake::SetupDeadline),
+        selector = selector.recv(&self.workers.reports.raised, |_| Wake::Pending);
+        match self.pending.next_deadline() {
+            Some(deadline) => selector.wait_deadline(deadline).unwrap_or(Wake::Pending),
             None => selector.wait(),
         }
     }
@@ -207,21 +219,16 @@ impl StreamRuntime {
                         snapshot.clear();
                         main_thread::execute(task);
                     }
-                    Wake::Setup(index, message) => {
+                    Wake::Pending => {
                         snapshot.clear();
-                        let pending = self.pending.swap_remove(index);
-                        self.finish_pending(pending, message);
-                    }
-                    Wake::SetupDeadline => {
-                        snapshot.clear();
-                        self.poll_pending_setups();
+                        self.poll_pending();
                     }
                     Wake::Shutdown => break 'serve,
                 }
                 // Drain what is queued, then stay responsive for a moment before sleeping.
                 wake = loop {
                     if !self.pending.is_empty() {
-                        self.poll_pending_setups();
+                        self.poll_pending();
                     }
                     if let Some(next) = self.try_next_wake() {
                         yields = 0;

@@ -16,10 +16,10 @@ use super::lifecycle::{ProcessorStatus, RuntimeStatus};
 use super::limits::RuntimeLimits;
 use super::main_thread::{self, MainThreadHandle, ShutdownHandle};
 use super::os_signals::SignalWatcher;
-use super::pending::PendingSetup;
+use super::pending::{Pending, PendingStart};
 use super::shared::ProcessorShared;
 use super::thread_role::{self, Role};
-use super::worker::{GRAPH_STOP_TIMEOUT, STOP_TIMEOUT, Slot, WorkerHost};
+use super::worker::{GRAPH_STOP_TIMEOUT, Reports, STOP_TIMEOUT, Slot, WorkerHost};
 use crate::core::error::{Result, Stage, StreamError};
 use crate::core::files::FileAccess;
 use crate::core::graph::{
@@ -65,12 +65,12 @@ pub(super) enum Begun {
 /// ```
 pub struct StreamRuntime {
     status: RuntimeStatus,
-    graph: Graph,
+    pub(super) graph: Graph,
     /// What the graph may spend.
     pub(super) limits: RuntimeLimits,
-    /// Create requests from the service layer whose processor is still in `setup`
-    /// (`pending.rs`); their ids are reserved.
-    pub(super) pending: Vec<PendingSetup>,
+    /// Requests from the service layer waiting for processor threads (`pending.rs`): creates
+    /// in setup, a start, removals in teardown.
+    pub(super) pending: Pending,
 
     /// Commands from every `RuntimeService` clone, each with its reply channel.
     pub(super) command_rx: flume::Receiver<QueuedCommand>,
@@ -106,7 +106,7 @@ impl StreamRuntime {
             status: RuntimeStatus::Idle,
             graph: Graph::new(limits.max_queued_bytes(), limits.max_link_bytes()),
             limits,
-            pending: Vec::new(),
+            pending: Pending::default(),
             command_rx,
             workers: WorkerHost {
                 runtime_id: id,
@@ -120,6 +120,7 @@ impl StreamRuntime {
                 setup_timeout: limits.setup_timeout(),
                 abandoned: Default::default(),
                 files: FileAccess::free(),
+                reports: Reports::new(),
             },
             shutdown: ShutdownHandle {
                 requested: Arc::new(AtomicBool::new(false)),
@@ -194,7 +195,8 @@ impl StreamRuntime {
         let ProcessorSpec { node, id } = spec;
         node.validate()?;
         let abandoned = self.workers.reap_abandoned();
-        let in_use = self.graph.processor_count() + self.pending.len() + abandoned;
+        let in_use =
+            self.graph.processor_count() + self.pending.threads_outside_graph() + abandoned;
         if in_use >= self.limits.max_processors {
             return Err(StreamError::LimitReached {
                 limit: "max_processors",
@@ -207,7 +209,7 @@ impl StreamRuntime {
         // Ids of creates still setting up, and of abandoned threads still running (their late
         // events would be taken for a new processor's), are taken too.
         let taken = |rt: &Self, candidate: &ProcessorUniqueId| {
-            rt.pending.iter().any(|p| p.id == *candidate) || rt.workers.is_abandoned(candidate)
+            rt.pending.reserves(candidate) || rt.workers.is_abandoned(candidate)
         };
         if let Some(requested) = &id {
             if taken(self, &ProcessorUniqueId::new(requested.clone())) {
@@ -279,20 +281,42 @@ impl StreamRuntime {
         tracing::info!(processor = %id, "processor added");
     }
 
-    /// Removes a processor: first its links, then the processor (stopped if running).
+    /// Removes a processor: first its links, then the processor (stopped if running, waiting
+    /// for its thread up to [`STOP_TIMEOUT`](super::STOP_TIMEOUT)).
     pub fn remove_processor(&mut self, id: &ProcessorUniqueId) -> Result<()> {
+        if let Some(mut entry) = self.begin_remove(id)? {
+            self.workers.join(&mut entry);
+        }
+        self.removed(id);
+        Ok(())
+    }
+
+    /// First half of removing a processor: its links are removed, it leaves the graph and is
+    /// asked to stop. Returns the entry if its thread is still to be joined.
+    pub(super) fn begin_remove(
+        &mut self,
+        id: &ProcessorUniqueId,
+    ) -> Result<Option<ProcessorEntry>> {
         self.graph.processor(id)?;
         for link_id in self.graph.links_of(id) {
             self.disconnect(&link_id)?;
         }
-        if let Some(mut entry) = self.graph.remove_processor(id) {
-            self.workers.stop(&mut entry);
+        let Some(entry) = self.graph.remove_processor(id) else {
+            return Ok(None);
+        };
+        if !entry.is_on_thread() {
+            return Ok(None);
         }
+        entry.shared.signal.request_stop();
+        Ok(Some(entry))
+    }
+
+    /// Announces a removal whose thread (if any) has been joined or abandoned.
+    pub(super) fn removed(&self, id: &ProcessorUniqueId) {
         self.events().publish(RuntimeEventKind::ProcessorRemoved {
             processor_id: id.clone(),
         });
         tracing::info!(processor = %id, "processor removed");
-        Ok(())
     }
 
     /// Connects an output to an input with the frame type's default link options.
@@ -334,11 +358,25 @@ impl StreamRuntime {
     // ----------------------------------------------------------------------------------------
     // Lifecycle
 
-    /// Starts every processor: all are set up (in parallel, each on its thread), then all are
-    /// released at once. A processor whose setup fails becomes `Failed`; the others run.
+    /// Starts every processor: all are set up (in parallel, each on its thread, sharing one
+    /// setup deadline), then all are released at once. A processor whose setup fails becomes
+    /// `Failed`; the others run. Waits for the setups (the service layer's start does not: see
+    /// `pending.rs`).
     pub fn start(&mut self) -> Result<()> {
+        self.begin_start();
+        while let Some(deadline) = self.pending.start.as_ref().map(|s| s.deadline) {
+            self.workers.wait_for_reports(deadline);
+            self.poll_pending();
+        }
+        Ok(())
+    }
+
+    /// First half of a start: spawns every idle processor's thread, which sets up and then
+    /// waits to be released; `poll_pending` releases them once every setup has reported.
+    /// Nothing to do if the runtime is already running (or starting).
+    pub(super) fn begin_start(&mut self) {
         if self.status == RuntimeStatus::Running {
-            return Ok(());
+            return;
         }
         self.reclaim_finished_workers();
         self.status = RuntimeStatus::Running;
@@ -348,38 +386,23 @@ impl StreamRuntime {
             .filter(|(_, e)| matches!(e.slot, Slot::Idle(_)))
             .map(|(id, _)| id.clone())
             .collect();
-        let mut launched = Vec::new();
+        let mut setting_up = Vec::new();
         for id in idle {
             let Some(entry) = self.graph.processor_mut(&id) else {
                 continue;
             };
             match self.workers.spawn(&id, entry) {
-                Ok(()) => launched.push(id),
+                Ok(()) => setting_up.push(id),
                 Err(e) => entry.shared.fail(&self.workers.events, Stage::Setup, &e),
             }
         }
-        // All setups run in parallel, under one deadline; collect them, then release everyone
-        // at once.
-        let deadline = Instant::now() + self.workers.setup_timeout;
-        let mut ready = Vec::new();
-        for id in launched {
-            let Some(entry) = self.graph.processor_mut(&id) else {
-                continue;
-            };
-            match self.workers.await_setup(entry, deadline) {
-                Ok(()) => ready.push(entry.shared.clone()),
-                Err(e) => entry.shared.fail(&self.workers.events, Stage::Setup, &e),
-            }
-        }
-        // Published here, before the release, so that `start()` returns with every processor
-        // `Running` and a failure in its first `process()` can only come after this event.
-        for shared in ready {
-            shared.set_state(self.events(), ProcessorStatus::Running);
-            shared.signal.release();
-        }
-        self.events().publish(RuntimeEventKind::RuntimeStarted);
-        tracing::info!(processors = self.graph.processor_count(), "runtime started");
-        Ok(())
+        self.pending.start = Some(PendingStart {
+            setting_up,
+            ready: Vec::new(),
+            deadline: Instant::now() + self.workers.setup_timeout,
+            replies: Vec::new(),
+        });
+        self.poll_pending();
     }
 
     /// Stops every processor except control-plane ones, sources first: each reader is stopped
@@ -389,6 +412,7 @@ impl StreamRuntime {
         if self.status != RuntimeStatus::Running {
             return Ok(());
         }
+        self.abort_start();
         let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
         let order = self.graph.stop_order();
         // Sources first, all at once: in a large graph they would otherwise keep every core
@@ -415,6 +439,7 @@ impl StreamRuntime {
         // it tries to stop: answer them now.
         self.refuse_queued_commands("the runtime is shutting down");
         self.refuse_pending_setups("the runtime is shutting down");
+        self.finish_removals();
         let rest = self.graph.on_thread_newest_first();
         self.stop_in_order(&rest, None);
         Ok(())
@@ -434,7 +459,8 @@ impl StreamRuntime {
         // A shutdown requested before run() (e.g. by a very short timer) is honoured at once:
         // the flag is only reset when run() returns.
         let signals = SignalWatcher::install(self.shutdown.clone())?;
-        self.start()?;
+        // Setups run while commands are served; the start completes in `poll_pending`.
+        self.begin_start();
         tracing::info!("runtime running; waiting for commands");
         self.serve_until_shutdown();
         tracing::info!("shutting down");

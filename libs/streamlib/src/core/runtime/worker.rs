@@ -98,6 +98,45 @@ pub(crate) struct WorkerHost {
     pub(crate) abandoned: std::cell::RefCell<Vec<(ProcessorUniqueId, Worker)>>,
     /// Where processors may open files.
     pub(crate) files: crate::core::files::FileAccess,
+    /// Raised by a worker after each message it sends ([`Reports`]), so the runtime thread can
+    /// wait on one channel for every processor it is waiting for, however many.
+    pub(crate) reports: Reports,
+}
+
+/// "A worker sent a message": a one-slot flag channel shared by every worker of a runtime.
+///
+/// A worker puts its message on its own channel first and then raises the flag; the runtime
+/// lowers the flag before it looks at the workers' channels, so no message goes unnoticed. A
+/// full slot already means "look", so a raise that finds it full is dropped.
+pub(crate) struct Reports {
+    pub(crate) raised: flume::Receiver<()>,
+    raise: flume::Sender<()>,
+}
+
+impl Reports {
+    pub(crate) fn new() -> Self {
+        let (raise, raised) = flume::bounded(1);
+        Self { raised, raise }
+    }
+
+    /// Lowers the flag: call before looking at the workers' channels.
+    pub(crate) fn lower(&self) {
+        while self.raised.try_recv().is_ok() {}
+    }
+}
+
+/// A worker's end: its message channel and the runtime's [`Reports`] flag.
+struct Reporter {
+    messages: flume::Sender<WorkerMsg>,
+    raise: flume::Sender<()>,
+}
+
+impl Reporter {
+    fn send(&self, message: WorkerMsg) {
+        // The runtime may have stopped listening (processor abandoned); nothing to do then.
+        let _ = self.messages.send(message);
+        let _ = self.raise.try_send(());
+    }
 }
 
 /// How a wait for a worker ended.
@@ -133,7 +172,7 @@ impl WorkerHost {
         }
         entry.shared.signal.prepare_run();
         let ctx = self.context_for(id, &entry.shared);
-        match spawn(node, ctx, self.runtime_id) {
+        match spawn(node, ctx, self.runtime_id, self.reports.raise.clone()) {
             Ok(worker) => {
                 entry.slot = Slot::Running(worker);
                 Ok(())
@@ -209,13 +248,9 @@ impl WorkerHost {
         self.abandoned.borrow().iter().any(|(a, _)| a == id)
     }
 
-    /// Asks the processor to stop and waits for its thread (at most [`STOP_TIMEOUT`]).
-    pub(crate) fn stop(&self, entry: &mut ProcessorEntry) {
-        self.stop_by(entry, Instant::now() + STOP_TIMEOUT);
-    }
-
-    /// [`WorkerHost::stop`], waiting at most until `deadline` (stopping a whole graph shares
-    /// one deadline, so shutdown stays bounded whatever the graph's size).
+    /// Asks the processor to stop and waits for its thread until `deadline`, at most
+    /// [`STOP_TIMEOUT`] (stopping a whole graph shares one deadline, so shutdown stays bounded
+    /// whatever the graph's size).
     pub(crate) fn stop_by(&self, entry: &mut ProcessorEntry, deadline: Instant) {
         if entry.is_on_thread() {
             entry.shared.signal.request_stop();
@@ -229,8 +264,8 @@ impl WorkerHost {
         self.join_by(entry, Instant::now() + STOP_TIMEOUT);
     }
 
-    fn join_by(&self, entry: &mut ProcessorEntry, deadline: Instant) {
-        let Slot::Running(worker) = std::mem::replace(&mut entry.slot, Slot::Lost) else {
+    pub(crate) fn join_by(&self, entry: &mut ProcessorEntry, deadline: Instant) {
+        let Slot::Running(worker) = &entry.slot else {
             return;
         };
         let exited = loop {
@@ -239,6 +274,27 @@ impl WorkerHost {
                 Waited::Value(WorkerMsg::Exited) | Waited::Closed => break true,
                 Waited::TimedOut => break false,
             }
+        };
+        self.collect(entry, exited);
+    }
+
+    /// Whether the worker has said it is ending (without waiting). Consumes its messages.
+    pub(crate) fn has_exited(worker: &Worker) -> bool {
+        loop {
+            match worker.messages.try_recv() {
+                Ok(WorkerMsg::SetupDone(_)) => continue,
+                Ok(WorkerMsg::Exited) | Err(flume::TryRecvError::Disconnected) => return true,
+                Err(flume::TryRecvError::Empty) => return false,
+            }
+        }
+    }
+
+    /// Ends a wait for the processor's thread: if it `exited`, joins it (it is ending; this
+    /// returns within microseconds) and takes the instance back; otherwise abandons it and
+    /// marks the processor failed.
+    pub(crate) fn collect(&self, entry: &mut ProcessorEntry, exited: bool) {
+        let Slot::Running(worker) = std::mem::replace(&mut entry.slot, Slot::Lost) else {
+            return;
         };
         if !exited {
             let error = StreamError::processor(format!(
@@ -259,6 +315,12 @@ impl WorkerHost {
                 entry.shared.fail(&self.events, Stage::Teardown, &error);
             }
         }
+    }
+
+    /// Waits until a worker reports ([`Reports`]) or `deadline`, running main-thread work
+    /// meanwhile. The caller lowers the flag and looks at the workers it waits for.
+    pub(crate) fn wait_for_reports(&self, deadline: Instant) {
+        let _ = self.wait_servicing(&self.reports.raised, deadline);
     }
 
     /// Waits for a message on `rx` until `deadline`, running main-thread work meanwhile (a
@@ -296,15 +358,20 @@ fn spawn(
     node: Box<dyn DynProcessor>,
     ctx: RuntimeContext,
     runtime_id: u64,
+    raise: flume::Sender<()>,
 ) -> Result<Worker, (Box<dyn DynProcessor>, std::io::Error)> {
     let (node_tx, node_rx) = flume::bounded::<Box<dyn DynProcessor>>(1);
     let (msg_tx, msg_rx) = flume::unbounded();
     let name = format!("sl-{}", ctx.processor_id);
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
-        let _exit = ExitGuard(msg_tx.clone());
+        let reporter = Reporter {
+            messages: msg_tx,
+            raise,
+        };
+        let exit = ExitGuard(reporter);
         // The runtime sends the node right after the spawn succeeds.
         let node = node_rx.recv().ok()?;
-        Some(run_processor(node, &ctx, runtime_id, &msg_tx))
+        Some(run_processor(node, &ctx, runtime_id, &exit.0))
     });
     match spawned {
         Ok(handle) => {
@@ -326,12 +393,12 @@ fn spawn(
     }
 }
 
-struct ExitGuard(flume::Sender<WorkerMsg>);
+/// Sends [`WorkerMsg::Exited`] when the thread's closure ends, however it ends.
+struct ExitGuard(Reporter);
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        // The runtime may have stopped listening (processor abandoned); nothing to do then.
-        let _ = self.0.send(WorkerMsg::Exited);
+        self.0.send(WorkerMsg::Exited);
     }
 }
 
@@ -339,7 +406,7 @@ fn run_processor(
     mut node: Box<dyn DynProcessor>,
     ctx: &RuntimeContext,
     runtime_id: u64,
-    messages: &flume::Sender<WorkerMsg>,
+    reporter: &Reporter,
 ) -> Box<dyn DynProcessor> {
     let shared = ctx.shared.clone();
     let bus = ctx.events.clone();
@@ -350,7 +417,7 @@ fn run_processor(
     let setup = guarded(|| node.setup(ctx));
     let setup_ok = setup.is_ok();
     // The runtime thread waits for this; if it gave up (timeout), nobody reads it.
-    let _ = messages.send(WorkerMsg::SetupDone(setup));
+    reporter.send(WorkerMsg::SetupDone(setup));
     if !setup_ok {
         finish(&*node, &shared);
         return node;

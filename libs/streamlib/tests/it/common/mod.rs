@@ -279,9 +279,11 @@ pub struct ProbeConfig {
     pub use_main_thread_in_setup: bool,
     /// Block in setup until the test opens the gate of this name (`open_gate`), at most 60 s.
     pub setup_gate: Option<String>,
+    /// Block in teardown until the test opens the gate of this name, at most 60 s.
+    pub teardown_gate: Option<String>,
 }
 
-/// Gates that `ProbeConfig::setup_gate` waits on: a test decides when a setup ends.
+/// Gates that `ProbeConfig::setup_gate` and `teardown_gate` wait on: a test decides when a setup ends.
 static GATES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static GATE_OPENED: std::sync::Condvar = std::sync::Condvar::new();
 
@@ -356,6 +358,9 @@ impl streamlib::core::Processor for ProbeProcessor::Processor {
         Ok(())
     }
     fn teardown(&mut self) -> Result<()> {
+        if let Some(gate) = &self.config.teardown_gate {
+            wait_for_gate(gate);
+        }
         if let Some(t) = &self.teardowns {
             t.add(1);
         }
