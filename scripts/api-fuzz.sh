@@ -41,7 +41,7 @@ trap cleanup EXIT
 # Starts the server with "$@" and sets $url once it prints where it listens.
 start_server() {
   : >"$work/stdout"
-  "$STREAMLIB" serve --demo --port 0 --rate-limit 0 --media-dir "$work/media" "$@" >"$work/stdout" 2>"$work/stderr" &
+  "$STREAMLIB" serve --demo --port 0 --rate-limit 0 --auth-failure-limit 0 --media-dir "$work/media" "$@" >"$work/stdout" 2>"$work/stderr" &
   server_pid=$!
   url=""
   for _ in $(seq 1 100); do

@@ -785,8 +785,7 @@ fn failed_token_attempts_are_rate_limited() {
     let rt = RuntimeThread::start(|_| {});
     let options = ApiOptions {
         token: Some("correct horse".into()),
-        rate_limit_per_second: 1,
-        rate_limit_burst: 2,
+        auth_failure_limit: 2,
         ..Default::default()
     };
     let app = app(rt.service.clone(), options);

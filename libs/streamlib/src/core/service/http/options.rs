@@ -16,6 +16,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
 pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 200;
 /// Default burst of changes per client IP (never below the sustained rate).
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 400;
+/// Default number of requests with a missing or wrong token a client IP may make per second
+/// (also the burst): a separate, much smaller budget than changes', so guessing is slow.
+pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 10;
 /// Default interval of WebSocket pings (keeps idle connections and proxies alive).
 pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// Default cap on open connections (HTTP and WebSocket). The server also keeps it at or under
@@ -103,6 +106,11 @@ pub struct ApiOptions {
     /// Changes a client IP may make at once above the sustained rate (at least the rate).
     #[cfg_attr(feature = "clap", arg(long = "rate-limit-burst", value_name = "N", default_value_t = DEFAULT_RATE_LIMIT_BURST))]
     pub rate_limit_burst: u32,
+    /// Requests with a missing or wrong token per second per client IP (also the burst) before
+    /// `429 rate_limited`; a budget of its own, so guessing cannot use up the token holder's
+    /// changes. 0 disables the limit.
+    #[cfg_attr(feature = "clap", arg(long = "auth-failure-limit", value_name = "N", default_value_t = DEFAULT_AUTH_FAILURE_LIMIT))]
+    pub auth_failure_limit: u32,
     /// Largest request body in bytes (256 B to 16 MiB).
     #[cfg_attr(feature = "clap", arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES))]
     pub max_body_bytes: usize,
@@ -143,6 +151,7 @@ impl Default for ApiOptions {
             allowed_origins: Vec::new(),
             rate_limit_per_second: DEFAULT_RATE_LIMIT_PER_SECOND,
             rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            auth_failure_limit: DEFAULT_AUTH_FAILURE_LIMIT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
@@ -254,6 +263,8 @@ mod tests {
             "5",
             "--rate-limit-burst",
             "7",
+            "--auth-failure-limit",
+            "3",
             "--max-body-bytes",
             "4096",
             "--request-timeout-ms",
@@ -276,6 +287,7 @@ mod tests {
                 allowed_origins: vec!["https://console.example".into()],
                 rate_limit_per_second: 5,
                 rate_limit_burst: 7,
+                auth_failure_limit: 3,
                 max_body_bytes: 4096,
                 request_timeout: Duration::from_millis(1500),
                 ws_ping_interval: Duration::from_millis(250),

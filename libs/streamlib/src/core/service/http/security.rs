@@ -70,7 +70,8 @@ impl AccessPolicy {
                 .collect(),
             token: options.token.clone(),
             changes: quota.map(RateLimiter::keyed),
-            failed_logins: quota.map(RateLimiter::keyed),
+            failed_logins: NonZeroU32::new(options.auth_failure_limit)
+                .map(|rate| RateLimiter::keyed(Quota::per_second(rate))),
         }
     }
 
