@@ -137,6 +137,9 @@ fn error(path: &std::path::Path, what: &str, e: impl std::fmt::Display) -> Strea
 const SELF_CONTAINED_FORMATS: &str =
     "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,wav,mp3,flac,ogg,aac,ivf,h264,hevc";
 
+/// A `protocol_whitelist` that matches no FFmpeg protocol.
+const NO_PROTOCOL: &str = "none";
+
 /// `pts` in `time_base`, as nanoseconds of the file's clock.
 fn pts_ns(pts: i64, time_base: Rational) -> i128 {
     i128::from(pts) * i128::from(time_base.numerator()) * 1_000_000_000
@@ -170,6 +173,9 @@ impl FileSourceProcessor::Processor {
             // DASH, concat, image sequences) would open further files by name, around the
             // media directory.
             options.set("format_whitelist", SELF_CONTAINED_FORMATS);
+            // And should one of those still try to open another resource (a MOV external
+            // data reference, say), no protocol is allowed: our `StreamIo` is the only input.
+            options.set("protocol_whitelist", NO_PROTOCOL);
         }
         let input = format::input_from_stream(io, path.to_str(), Some(options))
             .map_err(|e| error(path, "cannot open", e))?;

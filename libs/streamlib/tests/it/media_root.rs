@@ -274,3 +274,36 @@ fn mp4_files_are_written_and_read_beneath_the_media_directory() {
         None
     );
 }
+
+/// A playlist in the media directory cannot make FFmpeg read a file outside it: beneath the
+/// media directory only self-contained containers are demuxed and no protocol may be opened.
+/// Under free paths (`streamlib run`) the same playlist plays, so it is the rule that stops it.
+#[cfg(feature = "ffmpeg")]
+#[test]
+fn a_playlist_cannot_reach_outside_the_media_directory() {
+    let (base, media) = sandbox("playlist");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=64x64:rate=10")
+        .args(["-t", "1", "-c:v", "mpeg2video", "-f", "mpegts"])
+        .arg(base.join("secret.ts"))
+        .status()
+        .expect("ffmpeg runs");
+    assert!(made.success());
+    std::fs::write(
+        media.join("list.m3u8"),
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n../secret.ts\n#EXT-X-ENDLIST\n",
+    )
+    .unwrap();
+    let mut confined = runtime(FileAccess::beneath(&media).unwrap());
+    let e = add_error(&mut confined, "FileSourceProcessor", "list.m3u8")
+        .expect("a playlist was played beneath the media directory");
+    assert!(e.contains("cannot open"), "{e}");
+    let mut free = runtime(FileAccess::free());
+    let path = media.join("list.m3u8");
+    assert_eq!(
+        add_error(&mut free, "FileSourceProcessor", path.to_str().unwrap()),
+        None,
+        "the playlist is valid and plays with free paths"
+    );
+}
