@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the runtime with the HTTP/WebSocket API until Ctrl-C.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List the registered processor types with their ports and config schema.
     Types {
         /// Print the descriptors as JSON (the same data as `GET /api/registry`).
@@ -111,7 +111,7 @@ fn init_logging(filter: &str) {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Types { json } => types(json),
         Command::Run {
             graph,

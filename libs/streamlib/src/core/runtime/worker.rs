@@ -270,7 +270,13 @@ impl WorkerHost {
         };
         let exited = loop {
             match self.wait_servicing(&worker.messages, deadline) {
-                Waited::Value(WorkerMsg::SetupDone(_)) => continue,
+                // A setup that ended while it was being stopped (a start that a stop
+                // overtook): its failure still counts.
+                Waited::Value(WorkerMsg::SetupDone(Err(e))) => {
+                    entry.shared.fail(&self.events, Stage::Setup, &e);
+                    continue;
+                }
+                Waited::Value(WorkerMsg::SetupDone(Ok(()))) => continue,
                 Waited::Value(WorkerMsg::Exited) | Waited::Closed => break true,
                 Waited::TimedOut => break false,
             }

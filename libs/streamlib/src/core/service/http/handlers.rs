@@ -165,7 +165,7 @@ pub(super) async fn get_processor(
     tag = "processors",
     params(("id" = String, Path, description = "Processor id")),
     responses(
-        (status = 204, description = "Removed, with its links"),
+        (status = 204, description = "Removed, with its links: answered once its thread has ended (a writer's file is complete), or after 5 s with the thread abandoned"),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "processor_not_found", body = ErrorBody),
         (status = 409, description = "conflict: the API server answering this request cannot remove itself", body = ErrorBody),
@@ -273,8 +273,9 @@ pub(super) async fn remove_connection(
     path = "/api/runtime/start",
     tag = "runtime",
     responses(
-        (status = 200, description = "Running (idempotent); the state after starting", body = RuntimeState),
+        (status = 200, description = "Running (idempotent): answered once every processor's setup has reported (or timed out) and all were released together; the state after starting", body = RuntimeState),
         (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 409, description = "conflict: a stop overtook the start before every setup had reported", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody),
         (status = 503, description = "runtime_unavailable", body = ErrorBody),
     )
