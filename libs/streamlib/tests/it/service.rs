@@ -330,7 +330,7 @@ fn a_slow_start_does_not_hold_up_other_requests() {
 }
 
 #[test]
-fn a_stop_overtaking_a_start_answers_it_with_a_conflict() {
+fn a_stop_overtaking_a_start_answers_it_with_a_conflict_and_waits_for_no_setup() {
     let rt = RuntimeThread::start(|rt| {
         rt.add_processor(
             probe(ProbeConfig {
@@ -340,6 +340,8 @@ fn a_stop_overtaking_a_start_answers_it_with_a_conflict() {
             .with_id("slow"),
         )
         .unwrap();
+        rt.add_processor(probe(ProbeConfig::default()).with_id("quick"))
+            .unwrap();
     });
     let service = rt.service.clone();
     block_on(async {
@@ -348,23 +350,46 @@ fn a_stop_overtaking_a_start_answers_it_with_a_conflict() {
             async move { service.start().await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let stop = tokio::spawn({
-            let service = service.clone();
-            async move { service.stop().await }
-        });
+        // The stop does not wait for the setup still running (its gate is closed).
+        tokio::time::timeout(Duration::from_secs(20), service.stop())
+            .await
+            .expect("the stop waited for a setup")
+            .unwrap();
         let e = start.await.unwrap().unwrap_err();
         assert_eq!(e.code(), "conflict", "{e}");
         assert!(e.to_string().contains("stopped before"), "{e}");
-        // The stop waits for the setup to end, then tears the processor down.
-        open_gate("start-then-stop");
-        stop.await.unwrap().unwrap();
         let state = service.get_state().await.unwrap();
         assert_eq!(state.status, RuntimeStatus::Stopped);
-        assert_eq!(state.processors[0].state, ProcessorStatus::Stopped);
-        // The next start runs it.
-        service.start().await.unwrap();
-        let info = service.get_processor(ProcessorUniqueId::new("slow")).await;
-        assert_eq!(info.unwrap().state, ProcessorStatus::Running);
+        let status = |state: &RuntimeState, id: &str| {
+            state
+                .processors
+                .iter()
+                .find(|p| p.id.as_str() == id)
+                .map(|p| p.state)
+        };
+        assert_eq!(status(&state, "quick"), Some(ProcessorStatus::Stopped));
+        assert_eq!(
+            status(&state, "slow"),
+            Some(ProcessorStatus::Pending),
+            "still in its setup, winding down"
+        );
+        // A new start waits for it to be back, and takes it in.
+        let start = tokio::spawn({
+            let service = service.clone();
+            async move { service.start().await }
+        });
+        others_are_answered(&service, 20).await;
+        assert!(
+            !start.is_finished(),
+            "the start waits for the processor winding down"
+        );
+        open_gate("start-then-stop");
+        start.await.unwrap().unwrap();
+        let state = service.get_state().await.unwrap();
+        assert_eq!(status(&state, "slow"), Some(ProcessorStatus::Running));
+        assert_eq!(status(&state, "quick"), Some(ProcessorStatus::Running));
+        let setups = service.get_processor(ProcessorUniqueId::new("slow")).await;
+        assert_eq!(setups.unwrap().metrics.get("setups").copied(), Some(2));
     });
 }
 

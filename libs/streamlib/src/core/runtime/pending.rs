@@ -13,7 +13,13 @@
 //!   ([`RuntimeLimits`](super::RuntimeLimits)) is abandoned and answered with the timeout.
 //! - A **start** releases every processor at once when the last setup has reported or the
 //!   shared deadline passed (the late ones fail), then publishes `runtime_started` and answers
-//!   every start request that arrived meanwhile. A stop before then ends it with a conflict.
+//!   every start request that arrived meanwhile. A stop before then ends it with a conflict;
+//!   its processors still in setup **wind down** in the background (below).
+//! - A processor **winding down** was asked to stop while its setup ran: it stays in the graph
+//!   (`pending` state) and the stop does not wait for it; its thread is joined once it ends. A
+//!   setup still running at the start's deadline is abandoned like any overrun; a teardown
+//!   that takes [`STOP_TIMEOUT`] more is abandoned too. A start meanwhile takes it in once it
+//!   is back.
 //! - A **removal** takes the processor out of the graph at once (links first) and asks it to
 //!   stop; it is answered when the thread has ended (a writer's file is complete then), or
 //!   after [`STOP_TIMEOUT`] with the thread abandoned. Its id stays reserved until then.
@@ -36,11 +42,20 @@ pub(super) struct Pending {
     pub(super) setups: Vec<PendingSetup>,
     pub(super) removals: Vec<PendingRemoval>,
     pub(super) start: Option<PendingStart>,
+    pub(super) winding_down: Vec<WindingDown>,
 }
 
 impl Pending {
     pub(super) fn is_empty(&self) -> bool {
-        self.setups.is_empty() && self.removals.is_empty() && self.start.is_none()
+        self.setups.is_empty()
+            && self.removals.is_empty()
+            && self.start.is_none()
+            && self.winding_down.is_empty()
+    }
+
+    /// Whether `id` is winding down (see the module docs).
+    pub(super) fn is_winding_down(&self, id: &ProcessorUniqueId) -> bool {
+        self.winding_down.iter().any(|w| w.id == *id)
     }
 
     /// Processor threads parked here outside the graph (they count against the limit).
@@ -58,7 +73,12 @@ impl Pending {
         let setups = self.setups.iter().map(|p| p.deadline);
         let removals = self.removals.iter().map(|p| p.deadline);
         let start = self.start.iter().map(|s| s.deadline);
-        setups.chain(removals).chain(start).min()
+        let winding_down = self.winding_down.iter().map(WindingDown::next_deadline);
+        setups
+            .chain(removals)
+            .chain(start)
+            .chain(winding_down)
+            .min()
     }
 }
 
@@ -91,6 +111,27 @@ pub(super) struct PendingStart {
     pub(super) replies: Vec<oneshot::Sender<CommandResult>>,
 }
 
+/// A processor of a start that a stop overtook while it set up (see the module docs).
+pub(super) struct WindingDown {
+    pub(super) id: ProcessorUniqueId,
+    /// The start's setup deadline: a setup still running then is abandoned.
+    setup_deadline: Instant,
+    /// Its setup has reported.
+    set_up: bool,
+}
+
+impl WindingDown {
+    /// When it is given up on: at the setup deadline while it sets up, [`STOP_TIMEOUT`] after
+    /// it while it tears down.
+    fn next_deadline(&self) -> Instant {
+        if self.set_up {
+            self.setup_deadline + STOP_TIMEOUT
+        } else {
+            self.setup_deadline
+        }
+    }
+}
+
 /// How a worker's setup went, as far as can be told without waiting.
 enum SetupReport {
     Done(crate::core::error::Result<()>),
@@ -118,6 +159,7 @@ impl StreamRuntime {
         let now = Instant::now();
         self.poll_setups(now);
         self.poll_removals(now);
+        self.poll_winding_down(now);
         self.poll_start(now);
     }
 
@@ -259,8 +301,17 @@ impl StreamRuntime {
         let mut i = 0;
         while i < start.setting_up.len() {
             let id = &start.setting_up[i];
-            // Removed while it set up: nothing to release.
-            let Some(entry) = self.graph.processor_mut(id) else {
+            // Still winding down from an earlier start: set up once it is back.
+            if self.pending.winding_down.iter().any(|w| w.id == *id) {
+                i += 1;
+                continue;
+            }
+            // Removed while it set up, or lost (its failure is reported): nothing to release.
+            let Some(entry) = self
+                .graph
+                .processor_mut(id)
+                .filter(|e| !matches!(e.slot, Slot::Lost))
+            else {
                 start.setting_up.swap_remove(i);
                 continue;
             };
@@ -313,15 +364,23 @@ impl StreamRuntime {
         }
     }
 
-    /// Ends a start that a stop overtook: its processors still in setup are asked to stop (the
-    /// stop then joins them like the others), and its requests are answered with a conflict.
+    /// Ends a start that a stop overtook: its requests are answered with a conflict, and its
+    /// processors still in setup are asked to stop and wind down in the background (the stop
+    /// does not wait for a setup; those set up are stopped like the others).
     pub(super) fn abort_start(&mut self) {
         let Some(start) = self.pending.start.take() else {
             return;
         };
-        for id in start.setting_up.iter().chain(&start.ready) {
+        for id in &start.setting_up {
             if let Ok(entry) = self.graph.processor(id) {
                 entry.shared.signal.request_stop();
+                if !self.pending.is_winding_down(id) {
+                    self.pending.winding_down.push(WindingDown {
+                        id: id.clone(),
+                        setup_deadline: start.deadline,
+                        set_up: false,
+                    });
+                }
             }
         }
         for reply in start.replies {
@@ -329,6 +388,75 @@ impl StreamRuntime {
                 "the runtime was stopped before its processors finished setting up".into(),
             );
             let _ = reply.send(CommandResult::Error(error));
+        }
+    }
+
+    fn poll_winding_down(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.pending.winding_down.len() {
+            let winding = &mut self.pending.winding_down[i];
+            let Some(entry) = self.graph.processor_mut(&winding.id) else {
+                // Removed meanwhile: its removal waits for the thread.
+                self.pending.winding_down.swap_remove(i);
+                continue;
+            };
+            let Slot::Running(worker) = &entry.slot else {
+                self.pending.winding_down.swap_remove(i);
+                continue;
+            };
+            let mut exited = false;
+            loop {
+                match worker.messages.try_recv() {
+                    Ok(WorkerMsg::SetupDone(result)) => {
+                        winding.set_up = true;
+                        if let Err(e) = result {
+                            entry.shared.fail(&self.workers.events, Stage::Setup, &e);
+                        }
+                    }
+                    Ok(WorkerMsg::Exited) | Err(flume::TryRecvError::Disconnected) => {
+                        exited = true;
+                        break;
+                    }
+                    Err(flume::TryRecvError::Empty) => break,
+                }
+            }
+            if exited {
+                self.workers.collect(entry, true);
+            } else if !winding.set_up && now >= winding.setup_deadline {
+                let error = self.workers.give_up_setup(entry);
+                entry
+                    .shared
+                    .fail(&self.workers.events, Stage::Setup, &error);
+            } else if now >= winding.next_deadline() {
+                self.workers.collect(entry, false);
+            } else {
+                i += 1;
+                continue;
+            }
+            let id = self.pending.winding_down.swap_remove(i).id;
+            self.rejoin_start(&id);
+        }
+    }
+
+    /// A processor back from winding down joins the start in progress, if it waits for it.
+    fn rejoin_start(&mut self, id: &ProcessorUniqueId) {
+        let Some(start) = self.pending.start.as_mut() else {
+            return;
+        };
+        let Some(at) = start.setting_up.iter().position(|s| s == id) else {
+            return;
+        };
+        let Some(entry) = self.graph.processor_mut(id) else {
+            return;
+        };
+        if !matches!(entry.slot, Slot::Idle(_)) {
+            // Lost: its failure is reported; nothing to set up.
+            start.setting_up.swap_remove(at);
+            return;
+        }
+        if let Err(e) = self.workers.spawn(id, entry) {
+            entry.shared.fail(&self.workers.events, Stage::Setup, &e);
+            start.setting_up.swap_remove(at);
         }
     }
 }

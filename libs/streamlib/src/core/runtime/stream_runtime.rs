@@ -380,13 +380,19 @@ impl StreamRuntime {
         }
         self.reclaim_finished_workers();
         self.status = RuntimeStatus::Running;
+        // Those still winding down from an aborted start join this one once they are back.
+        let mut setting_up: Vec<ProcessorUniqueId> = self
+            .pending
+            .winding_down
+            .iter()
+            .map(|w| w.id.clone())
+            .collect();
         let idle: Vec<ProcessorUniqueId> = self
             .graph
             .processors()
             .filter(|(_, e)| matches!(e.slot, Slot::Idle(_)))
             .map(|(id, _)| id.clone())
             .collect();
-        let mut setting_up = Vec::new();
         for id in idle {
             let Some(entry) = self.graph.processor_mut(&id) else {
                 continue;
@@ -414,7 +420,9 @@ impl StreamRuntime {
         }
         self.abort_start();
         let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
-        let order = self.graph.stop_order();
+        // Processors still in a setup wind down on their own (`pending.rs`): never waited for.
+        let mut order = self.graph.stop_order();
+        order.retain(|id| !self.pending.is_winding_down(id));
         // Sources first, all at once: in a large graph they would otherwise keep every core
         // busy while the ones before them are stopped in turn.
         for id in &order {
@@ -440,6 +448,8 @@ impl StreamRuntime {
         self.refuse_queued_commands("the runtime is shutting down");
         self.refuse_pending_setups("the runtime is shutting down");
         self.finish_removals();
+        // Those winding down are joined with the rest, within the same bounded stop.
+        self.pending.winding_down.clear();
         let rest = self.graph.on_thread_newest_first();
         self.stop_in_order(&rest, None);
         Ok(())
