@@ -274,7 +274,7 @@ async fn others_are_answered(service: &RuntimeService, n: usize) {
         }));
     }
     for other in others {
-        tokio::time::timeout(Duration::from_secs(20), other)
+        tokio::time::timeout(Duration::from_secs(4), other)
             .await
             .expect("a request waited for another processor's thread")
             .unwrap()
@@ -329,12 +329,66 @@ fn a_slow_start_does_not_hold_up_other_requests() {
     });
 }
 
+/// A processor's state in `state`.
+fn status_of(state: &RuntimeState, id: &str) -> Option<ProcessorStatus> {
+    state
+        .processors
+        .iter()
+        .find(|p| p.id.as_str() == id)
+        .map(|p| p.state)
+}
+
 #[test]
-fn a_stop_overtaking_a_start_answers_it_with_a_conflict_and_waits_for_no_setup() {
+fn a_stop_during_a_start_waits_for_it_without_holding_up_other_requests() {
     let rt = RuntimeThread::start(|rt| {
         rt.add_processor(
             probe(ProbeConfig {
                 setup_gate: Some("start-then-stop".into()),
+                ..Default::default()
+            })
+            .with_id("slow"),
+        )
+        .unwrap();
+    });
+    let service = rt.service.clone();
+    block_on(async {
+        let start = tokio::spawn({
+            let service = service.clone();
+            async move { service.start().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stop = tokio::spawn({
+            let service = service.clone();
+            async move { service.stop().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A start after the stop is served after it, in order.
+        let restart = tokio::spawn({
+            let service = service.clone();
+            async move { service.start().await }
+        });
+        others_are_answered(&service, 40).await;
+        assert!(!start.is_finished() && !stop.is_finished() && !restart.is_finished());
+        open_gate("start-then-stop");
+        start.await.unwrap().unwrap();
+        stop.await.unwrap().unwrap();
+        restart.await.unwrap().unwrap();
+        let state = service.get_state().await.unwrap();
+        assert_eq!(state.status, RuntimeStatus::Running);
+        assert_eq!(status_of(&state, "slow"), Some(ProcessorStatus::Running));
+        let info = service.get_processor(ProcessorUniqueId::new("slow")).await;
+        let metrics = info.unwrap().metrics;
+        assert_eq!(metrics.get("setups").copied(), Some(2), "{metrics:?}");
+        assert_eq!(metrics.get("teardowns").copied(), Some(1), "{metrics:?}");
+    });
+}
+
+#[test]
+fn a_processor_removed_and_added_again_during_a_start_is_the_new_one() {
+    let rt = RuntimeThread::start(|rt| {
+        rt.add_processor(
+            probe(ProbeConfig {
+                setup_gate: Some("remove-during-start".into()),
                 ..Default::default()
             })
             .with_id("slow"),
@@ -349,47 +403,94 @@ fn a_stop_overtaking_a_start_answers_it_with_a_conflict_and_waits_for_no_setup()
             let service = service.clone();
             async move { service.start().await }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // The stop does not wait for the setup still running (its gate is closed).
-        tokio::time::timeout(Duration::from_secs(20), service.stop())
+        // "quick" is set up and waits to be released with "slow"; remove it and add a new one
+        // under its id, which fails at once: the start must not revive it.
+        let quick = ProcessorUniqueId::new("quick");
+        for _ in 0..200 {
+            if service
+                .get_processor(quick.clone())
+                .await
+                .unwrap()
+                .metrics
+                .get("setups")
+                == Some(&1)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        service.remove_processor(quick.clone()).await.unwrap();
+        let e = service
+            .add_processor(
+                probe(ProbeConfig {
+                    fail_setup: true,
+                    ..Default::default()
+                })
+                .with_id("quick"),
+            )
             .await
-            .expect("the stop waited for a setup")
+            .unwrap_err();
+        assert_eq!(e.code(), "processor_failed", "{e}");
+        let mut events = service.subscribe_events();
+        let added = service
+            .add_processor(probe(ProbeConfig::default()).with_id("quick"))
+            .await
             .unwrap();
-        let e = start.await.unwrap().unwrap_err();
-        assert_eq!(e.code(), "conflict", "{e}");
-        assert!(e.to_string().contains("stopped before"), "{e}");
-        let state = service.get_state().await.unwrap();
-        assert_eq!(state.status, RuntimeStatus::Stopped);
-        let status = |state: &RuntimeState, id: &str| {
-            state
-                .processors
-                .iter()
-                .find(|p| p.id.as_str() == id)
-                .map(|p| p.state)
-        };
-        assert_eq!(status(&state, "quick"), Some(ProcessorStatus::Stopped));
         assert_eq!(
-            status(&state, "slow"),
-            Some(ProcessorStatus::Pending),
-            "still in its setup, winding down"
+            service.get_processor(added.clone()).await.unwrap().state,
+            ProcessorStatus::Running,
+            "added while starting: runs at once"
         );
-        // A new start waits for it to be back, and takes it in.
-        let start = tokio::spawn({
-            let service = service.clone();
-            async move { service.start().await }
-        });
-        others_are_answered(&service, 20).await;
-        assert!(
-            !start.is_finished(),
-            "the start waits for the processor winding down"
-        );
-        open_gate("start-then-stop");
+        open_gate("remove-during-start");
         start.await.unwrap().unwrap();
-        let state = service.get_state().await.unwrap();
-        assert_eq!(status(&state, "slow"), Some(ProcessorStatus::Running));
-        assert_eq!(status(&state, "quick"), Some(ProcessorStatus::Running));
-        let setups = service.get_processor(ProcessorUniqueId::new("slow")).await;
-        assert_eq!(setups.unwrap().metrics.get("setups").copied(), Some(2));
+        let info = service.get_processor(added).await.unwrap();
+        assert_eq!(info.state, ProcessorStatus::Running);
+        assert_eq!(info.metrics.get("setups").copied(), Some(1), "set up once");
+        // Released once, when it was added; the start released only "slow".
+        let mut running = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let RuntimeEventKind::ProcessorStateChanged {
+                processor_id,
+                state: ProcessorStatus::Running,
+            } = event.kind
+            {
+                running.push(processor_id.to_string());
+            }
+        }
+        assert_eq!(running, ["quick", "slow"]);
+    });
+}
+
+#[test]
+fn a_create_whose_setup_ends_after_a_stop_is_added_stopped_and_runs_at_the_next_start() {
+    let rt = RuntimeThread::start(|_| {});
+    let service = rt.service.clone();
+    block_on(async {
+        service.start().await.unwrap();
+        let create = tokio::spawn({
+            let service = service.clone();
+            async move {
+                service
+                    .add_processor(
+                        probe(ProbeConfig {
+                            setup_gate: Some("create-then-stop".into()),
+                            ..Default::default()
+                        })
+                        .with_id("late"),
+                    )
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        service.stop().await.unwrap();
+        open_gate("create-then-stop");
+        let id = create.await.unwrap().unwrap();
+        let info = service.get_processor(id.clone()).await.unwrap();
+        assert_eq!(info.state, ProcessorStatus::Stopped);
+        service.start().await.unwrap();
+        let info = service.get_processor(id).await.unwrap();
+        assert_eq!(info.state, ProcessorStatus::Running);
+        assert_eq!(info.metrics.get("setups").copied(), Some(2));
     });
 }
 
@@ -435,6 +536,16 @@ fn a_slow_teardown_does_not_hold_up_other_requests() {
             .await
             .unwrap_err();
         assert_eq!(e.code(), "duplicate_processor_id");
+        // Announced only once its thread has ended.
+        while let Ok(event) = events.try_recv() {
+            if let RuntimeEventKind::ProcessorRemoved { processor_id } = event.kind {
+                assert_ne!(
+                    processor_id.as_str(),
+                    "slow",
+                    "announced before its thread ended"
+                );
+            }
+        }
         open_gate("slow-teardown");
         let (result, _) = slow.await.unwrap();
         result.unwrap();

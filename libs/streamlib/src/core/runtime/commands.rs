@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::main_thread::{self, MainTask};
-use super::pending::PendingSetup;
+use super::pending::{AfterTeardown, PendingSetup};
 use super::stream_runtime::{Begun, StreamRuntime};
 use super::worker::BUSY_YIELDS;
 use crate::core::error::StreamError;
@@ -47,8 +47,9 @@ impl SharedSnapshot {
 
 impl StreamRuntime {
     /// Executes one command and answers it; a `GetState` may share `snapshot` (module docs),
-    /// anything else ends the sharing. A create whose processor must be set up is answered
-    /// later, when its setup is done (`pending.rs`): the runtime thread does not wait for it.
+    /// anything else ends the sharing. A create, start or removal that waits for processor
+    /// threads is parked and answered later (`pending.rs`), and so is a stop that arrives
+    /// while a start is pending: the runtime thread does not wait for them.
     pub(super) fn serve(
         &mut self,
         command: RuntimeCommand,
@@ -75,7 +76,7 @@ impl StreamRuntime {
             },
             RuntimeCommand::RemoveProcessor { id } => match self.begin_remove(&id) {
                 Ok(Some(entry)) => {
-                    self.park_removal(id, entry, reply);
+                    self.park_teardown(id, entry, reply, AfterTeardown::Removed);
                     return;
                 }
                 Ok(None) => {
@@ -90,6 +91,20 @@ impl StreamRuntime {
             RuntimeCommand::Disconnect { link_id } => self
                 .disconnect(&link_id)
                 .map(|()| CommandResult::Disconnected),
+            // While a start is pending, a stop (and whatever start or stop follows it) waits
+            // for it, in order; a start alone joins it.
+            RuntimeCommand::Start if !self.pending.deferred.is_empty() => {
+                self.pending
+                    .deferred
+                    .push_back((RuntimeCommand::Start, reply));
+                return;
+            }
+            RuntimeCommand::Stop if self.pending.start.is_some() => {
+                self.pending
+                    .deferred
+                    .push_back((RuntimeCommand::Stop, reply));
+                return;
+            }
             RuntimeCommand::Start => {
                 self.begin_start();
                 match &mut self.pending.start {
@@ -132,13 +147,15 @@ impl StreamRuntime {
 
     /// Polls and executes pending commands, and the main-thread work processors posted, without
     /// waiting for more. For callers that drive the runtime from their own event loop instead
-    /// of [`StreamRuntime::run`]. A create whose processor must be set up is answered by a later
-    /// call, once its setup has ended: keep polling while requests are waiting.
+    /// of [`StreamRuntime::run`]. A create, start or removal that waits for processor threads
+    /// (and a stop behind a start) is answered by a later call, once they have reported: keep
+    /// polling (every few milliseconds) while [`StreamRuntime::has_parked_requests`] says so.
     pub fn poll_commands(&mut self) {
         let mut snapshot = SharedSnapshot::default();
         loop {
             if !self.pending.is_empty() {
                 self.poll_pending();
+                self.run_deferred();
             }
             if let Ok(task) = self.workers.main_tasks.try_recv() {
                 snapshot.clear();
@@ -153,13 +170,20 @@ impl StreamRuntime {
 
     /// Answers every queued command with `runtime_unavailable` without executing it.
     pub(super) fn refuse_queued_commands(&self, why: &str) {
-        while let Ok((command, reply)) = self.command_rx.try_recv() {
-            let error = StreamError::RuntimeUnavailable(format!(
-                "{why} before executing {}",
-                command.name()
-            ));
-            // The caller may be gone too; nothing to do then.
-            let _ = reply.send(CommandResult::Error(error));
+        while let Ok(queued) = self.command_rx.try_recv() {
+            refuse(queued, why);
+        }
+    }
+
+    /// Whether requests wait for processor threads (see [`StreamRuntime::poll_commands`]).
+    pub fn has_parked_requests(&self) -> bool {
+        !self.pending.is_empty() || !self.pending.deferred.is_empty()
+    }
+
+    /// Answers every deferred start and stop with `runtime_unavailable` without executing it.
+    pub(super) fn refuse_deferred(&mut self, why: &str) {
+        for queued in std::mem::take(&mut self.pending.deferred) {
+            refuse(queued, why);
         }
     }
 
@@ -203,6 +227,14 @@ impl StreamRuntime {
     }
 }
 
+/// Answers a command with `runtime_unavailable` (`why`) without executing it.
+fn refuse((command, reply): QueuedCommand, why: &str) {
+    let error =
+        StreamError::RuntimeUnavailable(format!("{why} before executing {}", command.name()));
+    // The caller may be gone too; nothing to do then.
+    let _ = reply.send(CommandResult::Error(error));
+}
+
 impl StreamRuntime {
     /// Serves commands and main-thread work until shutdown is requested. After work it yields
     /// a few times, checking for more, before it sleeps, so a command arriving right after
@@ -222,6 +254,7 @@ impl StreamRuntime {
                     Wake::Pending => {
                         snapshot.clear();
                         self.poll_pending();
+                        self.run_deferred();
                     }
                     Wake::Shutdown => break 'serve,
                 }
@@ -229,6 +262,7 @@ impl StreamRuntime {
                 wake = loop {
                     if !self.pending.is_empty() {
                         self.poll_pending();
+                        self.run_deferred();
                     }
                     if let Some(next) = self.try_next_wake() {
                         yields = 0;

@@ -3,8 +3,9 @@
 //!
 //! - `stream_runtime`: [`StreamRuntime`], its public API and lifecycle ordering.
 //! - `commands`: the one dispatcher for service-layer commands (`run()` and `poll_commands()`).
-//! - `pending`: create requests whose processor is still in `setup` (answered when it ends,
-//!   while the runtime thread serves other commands).
+//! - `pending`: requests parked on processor threads (a create or start in `setup`, a removal
+//!   in teardown, a stop behind a start), answered when they report while the runtime thread
+//!   serves other commands.
 //! - `worker`: the worker protocol, both ends (spawn, setup handshake, stop, join) and the
 //!   processor thread's loop.
 //! - `wake`: how a processor thread is woken (input, pacing clock, stop request).

@@ -10,29 +10,29 @@
 //!
 //! - A **create** joins the graph when its setup succeeds (not before: other requests do not
 //!   see it, its id is reserved), and is answered; a setup that overruns the setup timeout
-//!   ([`RuntimeLimits`](super::RuntimeLimits)) is abandoned and answered with the timeout.
+//!   ([`RuntimeLimits`](super::RuntimeLimits)) is abandoned and answered with the timeout. If
+//!   the runtime was stopped meanwhile, the processor tears down first (it is added stopped,
+//!   and the next start runs it).
 //! - A **start** releases every processor at once when the last setup has reported or the
 //!   shared deadline passed (the late ones fail), then publishes `runtime_started` and answers
-//!   every start request that arrived meanwhile. A stop before then ends it with a conflict;
-//!   its processors still in setup **wind down** in the background (below).
-//! - A processor **winding down** was asked to stop while its setup ran: it stays in the graph
-//!   (`pending` state) and the stop does not wait for it; its thread is joined once it ends. A
-//!   setup still running at the start's deadline is abandoned like any overrun; a teardown
-//!   that takes [`STOP_TIMEOUT`] more is abandoned too. A start meanwhile takes it in once it
-//!   is back.
+//!   every start request that arrived meanwhile. Starts and stops that arrive while it is
+//!   pending are **deferred**, in order, until it completes: a stop never cuts a setup short,
+//!   and never waits for one on the runtime thread.
 //! - A **removal** takes the processor out of the graph at once (links first) and asks it to
 //!   stop; it is answered when the thread has ended (a writer's file is complete then), or
 //!   after [`STOP_TIMEOUT`] with the thread abandoned. Its id stays reserved until then.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::commands::{QueuedCommand, SharedSnapshot};
 use super::events::RuntimeEventKind;
 use super::lifecycle::ProcessorStatus;
 use super::stream_runtime::StreamRuntime;
-use super::worker::{STOP_TIMEOUT, Slot, WorkerHost, WorkerMsg};
-use crate::core::error::{Stage, StreamError};
+use super::worker::{NOT_ADDED, STOP_TIMEOUT, Slot, WorkerHost, WorkerMsg};
+use crate::core::error::{Result, Stage, StreamError};
 use crate::core::graph::{ProcessorEntry, ProcessorUniqueId};
 use crate::core::service::command::CommandResult;
 
@@ -40,45 +40,41 @@ use crate::core::service::command::CommandResult;
 #[derive(Default)]
 pub(super) struct Pending {
     pub(super) setups: Vec<PendingSetup>,
-    pub(super) removals: Vec<PendingRemoval>,
+    pub(super) teardowns: Vec<PendingTeardown>,
     pub(super) start: Option<PendingStart>,
-    pub(super) winding_down: Vec<WindingDown>,
+    /// Starts and stops that arrived while `start` was pending, in order.
+    pub(super) deferred: VecDeque<QueuedCommand>,
 }
 
 impl Pending {
     pub(super) fn is_empty(&self) -> bool {
-        self.setups.is_empty()
-            && self.removals.is_empty()
-            && self.start.is_none()
-            && self.winding_down.is_empty()
-    }
-
-    /// Whether `id` is winding down (see the module docs).
-    pub(super) fn is_winding_down(&self, id: &ProcessorUniqueId) -> bool {
-        self.winding_down.iter().any(|w| w.id == *id)
+        self.setups.is_empty() && self.teardowns.is_empty() && self.start.is_none()
     }
 
     /// Processor threads parked here outside the graph (they count against the limit).
     pub(super) fn threads_outside_graph(&self) -> usize {
-        self.setups.len() + self.removals.len()
+        self.setups.len() + self.teardowns.len()
     }
 
     /// Whether `id` is reserved by a create or a removal in progress.
     pub(super) fn reserves(&self, id: &ProcessorUniqueId) -> bool {
-        self.setups.iter().any(|p| p.id == *id) || self.removals.iter().any(|p| p.id == *id)
+        self.setups.iter().any(|p| p.id == *id) || self.teardowns.iter().any(|p| p.id == *id)
     }
 
     /// The earliest deadline of anything parked.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let setups = self.setups.iter().map(|p| p.deadline);
-        let removals = self.removals.iter().map(|p| p.deadline);
+        let teardowns = self.teardowns.iter().map(|p| p.deadline);
         let start = self.start.iter().map(|s| s.deadline);
-        let winding_down = self.winding_down.iter().map(WindingDown::next_deadline);
-        setups
-            .chain(removals)
-            .chain(start)
-            .chain(winding_down)
-            .min()
+        setups.chain(teardowns).chain(start).min()
+    }
+
+    /// Forgets `id` in the start in progress (it is being removed).
+    pub(super) fn forget(&mut self, id: &ProcessorUniqueId) {
+        if let Some(start) = &mut self.start {
+            start.setting_up.retain(|s| s != id);
+            start.ready.retain(|s| s != id);
+        }
     }
 }
 
@@ -91,13 +87,22 @@ pub(super) struct PendingSetup {
     pub(super) reply: oneshot::Sender<CommandResult>,
 }
 
-/// One removal waiting for its processor's thread to end.
-pub(super) struct PendingRemoval {
+/// What a parked teardown completes.
+pub(super) enum AfterTeardown {
+    /// A removal: announce it and answer `ProcessorRemoved`.
+    Removed,
+    /// A create whose setup ended after the runtime stopped: add it (stopped) and answer.
+    Added,
+}
+
+/// One request waiting for a processor's thread to end, outside the graph.
+pub(super) struct PendingTeardown {
     pub(super) id: ProcessorUniqueId,
-    /// The entry, out of the graph, its instance on the worker thread.
+    /// The entry, its instance on the worker thread (asked to stop).
     pub(super) entry: ProcessorEntry,
     pub(super) deadline: Instant,
     pub(super) reply: oneshot::Sender<CommandResult>,
+    pub(super) then: AfterTeardown,
 }
 
 /// A start waiting for its processors' setups.
@@ -111,30 +116,9 @@ pub(super) struct PendingStart {
     pub(super) replies: Vec<oneshot::Sender<CommandResult>>,
 }
 
-/// A processor of a start that a stop overtook while it set up (see the module docs).
-pub(super) struct WindingDown {
-    pub(super) id: ProcessorUniqueId,
-    /// The start's setup deadline: a setup still running then is abandoned.
-    setup_deadline: Instant,
-    /// Its setup has reported.
-    set_up: bool,
-}
-
-impl WindingDown {
-    /// When it is given up on: at the setup deadline while it sets up, [`STOP_TIMEOUT`] after
-    /// it while it tears down.
-    fn next_deadline(&self) -> Instant {
-        if self.set_up {
-            self.setup_deadline + STOP_TIMEOUT
-        } else {
-            self.setup_deadline
-        }
-    }
-}
-
 /// How a worker's setup went, as far as can be told without waiting.
 enum SetupReport {
-    Done(crate::core::error::Result<()>),
+    Done(Result<()>),
     NotYet,
 }
 
@@ -153,15 +137,41 @@ fn setup_report(entry: &ProcessorEntry) -> SetupReport {
 
 impl StreamRuntime {
     /// Finishes whatever is parked whose workers have reported or whose deadline has passed,
-    /// without waiting.
+    /// without waiting. (Deferred starts and stops are run by the command loops, see
+    /// [`StreamRuntime::run_deferred`].)
     pub(super) fn poll_pending(&mut self) {
         self.workers.reports.lower();
         let now = Instant::now();
         self.poll_setups(now);
-        self.poll_removals(now);
-        self.poll_winding_down(now);
+        self.poll_teardowns(now);
         self.poll_start(now);
     }
+
+    /// Waits, running main-thread work, until everything parked has finished (each until its
+    /// own deadline). For the blocking API and shutdown.
+    pub(super) fn finish_start_blocking(&mut self) {
+        while self.pending.start.is_some() {
+            let deadline = self.pending.next_deadline();
+            if let Some(deadline) = deadline {
+                self.workers.wait_for_reports(deadline);
+            }
+            self.poll_pending();
+        }
+    }
+
+    /// Serves the starts and stops deferred while a start was pending, in order, until one of
+    /// them begins a new pending start.
+    pub(super) fn run_deferred(&mut self) {
+        while self.pending.start.is_none() {
+            let Some((command, reply)) = self.pending.deferred.pop_front() else {
+                return;
+            };
+            self.serve(command, reply, &mut SharedSnapshot::default());
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Creates
 
     fn poll_setups(&mut self, now: Instant) {
         let mut i = 0;
@@ -182,25 +192,29 @@ impl StreamRuntime {
     }
 
     /// Completes a pending create with its setup's result.
-    fn finish_pending_setup(
-        &mut self,
-        parked: PendingSetup,
-        setup: crate::core::error::Result<()>,
-    ) {
+    fn finish_pending_setup(&mut self, parked: PendingSetup, setup: Result<()>) {
         let PendingSetup {
             id,
             mut entry,
             reply,
             ..
         } = parked;
-        if setup.is_err() {
+        if let Err(e) = setup {
             self.workers.join(&mut entry);
+            let error = e.in_stage(id.to_string(), Stage::Setup);
+            let _ = reply.send(CommandResult::Error(error));
+            return;
         }
-        let result = self
-            .finish_add(id, entry, setup)
-            .map(CommandResult::ProcessorAdded);
+        if !self.is_running() && !entry.control_plane {
+            // The runtime was stopped while this setup ran: the processor tears down (it was
+            // never released), then joins the graph stopped; the next start runs it.
+            entry.shared.signal.request_stop();
+            self.park_teardown(id, entry, reply, AfterTeardown::Added);
+            return;
+        }
+        let result = self.finish_add(id, entry);
         // The client may have given up (timeout); the processor stays added then.
-        let _ = reply.send(result.unwrap_or_else(CommandResult::Error));
+        let _ = reply.send(CommandResult::ProcessorAdded(result));
     }
 
     /// Gives up on a setup that overran its deadline: the processor is asked to stop, its
@@ -212,7 +226,7 @@ impl StreamRuntime {
             reply,
             ..
         } = parked;
-        let error = self.workers.give_up_setup(&mut entry);
+        let error = self.workers.give_up_setup(&mut entry, NOT_ADDED);
         tracing::warn!(processor = %id, "setup overran; the processor was not added");
         let _ = reply.send(CommandResult::Error(
             error.in_stage(id.to_string(), Stage::Setup),
@@ -233,61 +247,78 @@ impl StreamRuntime {
     }
 
     // ----------------------------------------------------------------------------------------
-    // Removals
+    // Teardowns (removals, and creates that ended after a stop)
 
-    /// Parks the removal of `entry` (already out of the graph, asked to stop).
-    pub(super) fn park_removal(
+    /// Parks `entry` (out of the graph, asked to stop) until its thread has ended.
+    pub(super) fn park_teardown(
         &mut self,
         id: ProcessorUniqueId,
         entry: ProcessorEntry,
         reply: oneshot::Sender<CommandResult>,
+        then: AfterTeardown,
     ) {
-        self.pending.removals.push(PendingRemoval {
+        self.pending.teardowns.push(PendingTeardown {
             id,
             entry,
             deadline: Instant::now() + STOP_TIMEOUT,
             reply,
+            then,
         });
-        self.poll_removals(Instant::now());
+        self.poll_teardowns(Instant::now());
     }
 
-    fn poll_removals(&mut self, now: Instant) {
+    fn poll_teardowns(&mut self, now: Instant) {
         let mut i = 0;
-        while i < self.pending.removals.len() {
-            let parked = &self.pending.removals[i];
+        while i < self.pending.teardowns.len() {
+            let parked = &self.pending.teardowns[i];
             let exited = match &parked.entry.slot {
                 Slot::Running(worker) => WorkerHost::has_exited(worker),
                 _ => true,
             };
             if exited || parked.deadline <= now {
-                let parked = self.pending.removals.swap_remove(i);
-                self.finish_removal(parked, exited);
+                let mut parked = self.pending.teardowns.swap_remove(i);
+                self.workers.collect(&mut parked.entry, exited);
+                self.finish_teardown(parked);
             } else {
                 i += 1;
             }
         }
     }
 
-    /// Joins (or, past its deadline, abandons) a removed processor's thread and answers.
-    fn finish_removal(&mut self, parked: PendingRemoval, exited: bool) {
-        let PendingRemoval {
+    /// Answers a parked teardown whose thread has been joined or abandoned.
+    fn finish_teardown(&mut self, parked: PendingTeardown) {
+        let PendingTeardown {
             id,
-            mut entry,
+            entry,
             reply,
+            then,
             ..
         } = parked;
-        self.workers.collect(&mut entry, exited);
-        self.removed(&id);
-        let _ = reply.send(CommandResult::ProcessorRemoved);
+        let result = match then {
+            AfterTeardown::Removed => {
+                self.removed(&id);
+                CommandResult::ProcessorRemoved
+            }
+            AfterTeardown::Added if matches!(entry.slot, Slot::Idle(_)) => {
+                CommandResult::ProcessorAdded(self.finish_add(id, entry))
+            }
+            AfterTeardown::Added => CommandResult::Error(
+                StreamError::processor(format!(
+                    "the runtime stopped while it was set up, and its teardown did not end within {} s; it was not added",
+                    STOP_TIMEOUT.as_secs()
+                ))
+                .in_stage(id.to_string(), Stage::Teardown),
+            ),
+        };
+        let _ = reply.send(result);
     }
 
-    /// Waits for every removal in progress (each until its own deadline, at most
+    /// Waits for every parked teardown (each until its own deadline, at most
     /// [`STOP_TIMEOUT`]) and answers it: a shutdown lets writers being removed finish.
-    pub(super) fn finish_removals(&mut self) {
-        for mut parked in std::mem::take(&mut self.pending.removals) {
+    pub(super) fn finish_teardowns(&mut self) {
+        for mut parked in std::mem::take(&mut self.pending.teardowns) {
             self.workers.join_by(&mut parked.entry, parked.deadline);
-            self.removed(&parked.id);
-            let _ = parked.reply.send(CommandResult::ProcessorRemoved);
+            self.finish_teardown(parked);
         }
     }
 
@@ -301,17 +332,7 @@ impl StreamRuntime {
         let mut i = 0;
         while i < start.setting_up.len() {
             let id = &start.setting_up[i];
-            // Still winding down from an earlier start: set up once it is back.
-            if self.pending.winding_down.iter().any(|w| w.id == *id) {
-                i += 1;
-                continue;
-            }
-            // Removed while it set up, or lost (its failure is reported): nothing to release.
-            let Some(entry) = self
-                .graph
-                .processor_mut(id)
-                .filter(|e| !matches!(e.slot, Slot::Lost))
-            else {
+            let Some(entry) = self.graph.processor_mut(id) else {
                 start.setting_up.swap_remove(i);
                 continue;
             };
@@ -322,7 +343,7 @@ impl StreamRuntime {
                     Err(e)
                 }
                 SetupReport::NotYet if start.deadline <= now => {
-                    Err(self.workers.give_up_setup(entry))
+                    Err(self.workers.give_up_setup(entry, "is failed"))
                 }
                 SetupReport::NotYet => {
                     i += 1;
@@ -361,102 +382,6 @@ impl StreamRuntime {
         tracing::info!(processors = self.graph.processor_count(), "runtime started");
         for reply in start.replies {
             let _ = reply.send(CommandResult::Started);
-        }
-    }
-
-    /// Ends a start that a stop overtook: its requests are answered with a conflict, and its
-    /// processors still in setup are asked to stop and wind down in the background (the stop
-    /// does not wait for a setup; those set up are stopped like the others).
-    pub(super) fn abort_start(&mut self) {
-        let Some(start) = self.pending.start.take() else {
-            return;
-        };
-        for id in &start.setting_up {
-            if let Ok(entry) = self.graph.processor(id) {
-                entry.shared.signal.request_stop();
-                if !self.pending.is_winding_down(id) {
-                    self.pending.winding_down.push(WindingDown {
-                        id: id.clone(),
-                        setup_deadline: start.deadline,
-                        set_up: false,
-                    });
-                }
-            }
-        }
-        for reply in start.replies {
-            let error = StreamError::Conflict(
-                "the runtime was stopped before its processors finished setting up".into(),
-            );
-            let _ = reply.send(CommandResult::Error(error));
-        }
-    }
-
-    fn poll_winding_down(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.pending.winding_down.len() {
-            let winding = &mut self.pending.winding_down[i];
-            let Some(entry) = self.graph.processor_mut(&winding.id) else {
-                // Removed meanwhile: its removal waits for the thread.
-                self.pending.winding_down.swap_remove(i);
-                continue;
-            };
-            let Slot::Running(worker) = &entry.slot else {
-                self.pending.winding_down.swap_remove(i);
-                continue;
-            };
-            let mut exited = false;
-            loop {
-                match worker.messages.try_recv() {
-                    Ok(WorkerMsg::SetupDone(result)) => {
-                        winding.set_up = true;
-                        if let Err(e) = result {
-                            entry.shared.fail(&self.workers.events, Stage::Setup, &e);
-                        }
-                    }
-                    Ok(WorkerMsg::Exited) | Err(flume::TryRecvError::Disconnected) => {
-                        exited = true;
-                        break;
-                    }
-                    Err(flume::TryRecvError::Empty) => break,
-                }
-            }
-            if exited {
-                self.workers.collect(entry, true);
-            } else if !winding.set_up && now >= winding.setup_deadline {
-                let error = self.workers.give_up_setup(entry);
-                entry
-                    .shared
-                    .fail(&self.workers.events, Stage::Setup, &error);
-            } else if now >= winding.next_deadline() {
-                self.workers.collect(entry, false);
-            } else {
-                i += 1;
-                continue;
-            }
-            let id = self.pending.winding_down.swap_remove(i).id;
-            self.rejoin_start(&id);
-        }
-    }
-
-    /// A processor back from winding down joins the start in progress, if it waits for it.
-    fn rejoin_start(&mut self, id: &ProcessorUniqueId) {
-        let Some(start) = self.pending.start.as_mut() else {
-            return;
-        };
-        let Some(at) = start.setting_up.iter().position(|s| s == id) else {
-            return;
-        };
-        let Some(entry) = self.graph.processor_mut(id) else {
-            return;
-        };
-        if !matches!(entry.slot, Slot::Idle(_)) {
-            // Lost: its failure is reported; nothing to set up.
-            start.setting_up.swap_remove(at);
-            return;
-        }
-        if let Err(e) = self.workers.spawn(id, entry) {
-            entry.shared.fail(&self.workers.events, Stage::Setup, &e);
-            start.setting_up.swap_remove(at);
         }
     }
 }

@@ -167,8 +167,10 @@ impl StreamRuntime {
             Begun::Added(id) => Ok(id),
             Begun::SettingUp(id, mut entry) => {
                 let deadline = Instant::now() + self.workers.setup_timeout;
-                let setup = self.workers.await_setup(&mut entry, deadline);
-                self.finish_add(id, *entry, setup)
+                self.workers
+                    .await_setup(&mut entry, deadline)
+                    .map_err(|e| e.in_stage(id.to_string(), Stage::Setup))?;
+                Ok(self.finish_add(id, *entry))
             }
         }
     }
@@ -246,28 +248,26 @@ impl StreamRuntime {
         Ok(Begun::SettingUp(id, Box::new(entry)))
     }
 
-    /// Second half of adding a processor whose setup ran: on success it joins the graph and
-    /// runs (or, if the runtime stopped meanwhile, is stopped like the others); on failure it
-    /// is not added.
+    /// Second half of adding a processor whose setup succeeded: it joins the graph and, if set
+    /// up and waiting (not back from a teardown), is released.
     pub(super) fn finish_add(
         &mut self,
         id: ProcessorUniqueId,
         entry: ProcessorEntry,
-        setup: Result<()>,
-    ) -> Result<ProcessorUniqueId> {
-        setup.map_err(|e| e.in_stage(id.to_string(), Stage::Setup))?;
-        let run_now = self.status == RuntimeStatus::Running || entry.control_plane;
+    ) -> ProcessorUniqueId {
+        let waiting = entry.is_on_thread();
         let shared = entry.shared.clone();
         self.insert_added(id.clone(), entry);
-        if run_now {
+        if waiting {
             shared.set_state(self.events(), ProcessorStatus::Running);
             shared.signal.release();
-        } else {
-            // The runtime was stopped while this setup ran: the thread tears down on its own
-            // (nothing waits for it here) and is joined at the next start.
-            shared.signal.request_stop();
         }
-        Ok(id)
+        id
+    }
+
+    /// Whether processors run (or are being started).
+    pub(super) fn is_running(&self) -> bool {
+        self.status == RuntimeStatus::Running
     }
 
     /// Puts a processor into the graph and announces it.
@@ -298,6 +298,7 @@ impl StreamRuntime {
         id: &ProcessorUniqueId,
     ) -> Result<Option<ProcessorEntry>> {
         self.graph.processor(id)?;
+        self.pending.forget(id);
         for link_id in self.graph.links_of(id) {
             self.disconnect(&link_id)?;
         }
@@ -364,10 +365,7 @@ impl StreamRuntime {
     /// `pending.rs`).
     pub fn start(&mut self) -> Result<()> {
         self.begin_start();
-        while let Some(deadline) = self.pending.start.as_ref().map(|s| s.deadline) {
-            self.workers.wait_for_reports(deadline);
-            self.poll_pending();
-        }
+        self.finish_start_blocking();
         Ok(())
     }
 
@@ -380,23 +378,22 @@ impl StreamRuntime {
         }
         self.reclaim_finished_workers();
         self.status = RuntimeStatus::Running;
-        // Those still winding down from an aborted start join this one once they are back.
-        let mut setting_up: Vec<ProcessorUniqueId> = self
-            .pending
-            .winding_down
-            .iter()
-            .map(|w| w.id.clone())
-            .collect();
         let idle: Vec<ProcessorUniqueId> = self
             .graph
             .processors()
             .filter(|(_, e)| matches!(e.slot, Slot::Idle(_)))
             .map(|(id, _)| id.clone())
             .collect();
+        let mut setting_up = Vec::new();
         for id in idle {
             let Some(entry) = self.graph.processor_mut(&id) else {
                 continue;
             };
+            if entry.shared.state().0 != ProcessorStatus::Pending {
+                entry
+                    .shared
+                    .set_state(&self.workers.events, ProcessorStatus::Pending);
+            }
             match self.workers.spawn(&id, entry) {
                 Ok(()) => setting_up.push(id),
                 Err(e) => entry.shared.fail(&self.workers.events, Stage::Setup, &e),
@@ -418,11 +415,10 @@ impl StreamRuntime {
         if self.status != RuntimeStatus::Running {
             return Ok(());
         }
-        self.abort_start();
+        // A start in progress completes first (the service layer defers a stop until then).
+        self.finish_start_blocking();
         let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
-        // Processors still in a setup wind down on their own (`pending.rs`): never waited for.
-        let mut order = self.graph.stop_order();
-        order.retain(|id| !self.pending.is_winding_down(id));
+        let order = self.graph.stop_order();
         // Sources first, all at once: in a large graph they would otherwise keep every core
         // busy while the ones before them are stopped in turn.
         for id in &order {
@@ -447,9 +443,8 @@ impl StreamRuntime {
         // it tries to stop: answer them now.
         self.refuse_queued_commands("the runtime is shutting down");
         self.refuse_pending_setups("the runtime is shutting down");
-        self.finish_removals();
-        // Those winding down are joined with the rest, within the same bounded stop.
-        self.pending.winding_down.clear();
+        self.refuse_deferred("the runtime is shutting down");
+        self.finish_teardowns();
         let rest = self.graph.on_thread_newest_first();
         self.stop_in_order(&rest, None);
         Ok(())

@@ -51,6 +51,9 @@ pub(crate) const BUSY_YIELDS: u32 = 64;
 /// and an idle processor still parks after three syscalls, so idle CPU stays ~0%.
 const REACTIVE_YIELDS: u32 = 3;
 
+/// What became of a create whose setup overran (see [`WorkerHost::give_up_setup`]).
+pub(crate) const NOT_ADDED: &str = "was not added";
+
 /// What a worker thread tells the runtime thread.
 pub(crate) enum WorkerMsg {
     /// `setup` finished (or failed, with the processor's error).
@@ -195,7 +198,7 @@ impl WorkerHost {
             Waited::Value(WorkerMsg::Exited) | Waited::Closed => {
                 Err(StreamError::processor("its thread ended during setup"))
             }
-            Waited::TimedOut => return Err(self.give_up_setup(entry)),
+            Waited::TimedOut => return Err(self.give_up_setup(entry, NOT_ADDED)),
         };
         if outcome.is_err() {
             self.join(entry);
@@ -205,11 +208,12 @@ impl WorkerHost {
 
     /// Gives up waiting for a setup that overran the setup timeout: the processor is asked to
     /// stop (a setup that returns later tears down at once), its producers stop waiting for it,
-    /// and its thread goes to `abandoned`. Returns the error to report.
-    pub(crate) fn give_up_setup(&self, entry: &mut ProcessorEntry) -> StreamError {
+    /// and its thread goes to `abandoned`. Returns the error to report; `outcome` says what
+    /// became of the processor.
+    pub(crate) fn give_up_setup(&self, entry: &mut ProcessorEntry, outcome: &str) -> StreamError {
         self.abandon(entry);
         StreamError::Timeout(format!(
-            "setup did not finish within {} ms (the runtime's --setup-timeout-ms); the processor was asked to stop and was not added",
+            "setup did not finish within {} ms (the runtime's --setup-timeout-ms); the processor was asked to stop and {outcome}",
             self.setup_timeout.as_millis()
         ))
     }

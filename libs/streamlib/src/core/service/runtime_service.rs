@@ -180,7 +180,7 @@ impl RuntimeService {
                 command.name()
             )),
             Some(Role::Lifecycle(id)) => Some(format!(
-                "{} was called from processor '{id}' during setup/teardown, which the runtime thread is waiting for; make the call from process() or from a thread of your own",
+                "{} was called from processor '{id}' during setup/teardown, which the runtime may have to wait for (a stop joins it); make the call from process() or from a thread of your own",
                 command.name()
             )),
             Some(Role::Process(id)) => match command {
