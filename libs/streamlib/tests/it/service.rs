@@ -258,7 +258,7 @@ fn a_setup_that_overruns_is_abandoned_and_reported() {
 
 /// Sends `n` reads and creates and checks each is answered within `patience` while something
 /// else is parked on the runtime thread.
-async fn others_are_answered(service: &RuntimeService, n: usize) {
+async fn others_are_answered(service: &RuntimeService, n: usize, patience: Duration) {
     let mut others = Vec::new();
     for i in 0..n {
         let service = service.clone();
@@ -274,7 +274,7 @@ async fn others_are_answered(service: &RuntimeService, n: usize) {
         }));
     }
     for other in others {
-        tokio::time::timeout(Duration::from_secs(4), other)
+        tokio::time::timeout(patience, other)
             .await
             .expect("a request waited for another processor's thread")
             .unwrap()
@@ -304,7 +304,7 @@ fn a_slow_start_does_not_hold_up_other_requests() {
             let service = service.clone();
             async move { service.start().await }
         });
-        others_are_answered(&service, 100).await;
+        others_are_answered(&service, 100, Duration::from_secs(20)).await;
         assert!(!start.is_finished(), "the start waits for the slow setup");
         let state = service.get_state().await.unwrap();
         let quick = state.processors.iter().find(|p| p.id.as_str() == "quick");
@@ -362,19 +362,41 @@ fn a_stop_during_a_start_waits_for_it_without_holding_up_other_requests() {
             async move { service.stop().await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        // A start after the stop is served after it, in order.
-        let restart = tokio::spawn({
-            let service = service.clone();
-            async move { service.start().await }
-        });
-        others_are_answered(&service, 40).await;
-        assert!(!start.is_finished() && !stop.is_finished() && !restart.is_finished());
+        // Starts after the stop are served after it, in order.
+        let restarts: Vec<_> = (0..2)
+            .map(|_| {
+                let service = service.clone();
+                tokio::spawn(async move { service.start().await })
+            })
+            .collect();
+        others_are_answered(&service, 40, Duration::from_secs(20)).await;
+        assert!(!start.is_finished() && !stop.is_finished());
+        assert!(restarts.iter().all(|r| !r.is_finished()));
         open_gate("start-then-stop");
-        start.await.unwrap().unwrap();
-        stop.await.unwrap().unwrap();
-        restart.await.unwrap().unwrap();
+        let patience = Duration::from_secs(10);
+        tokio::time::timeout(patience, start)
+            .await
+            .expect("the start was answered")
+            .unwrap()
+            .unwrap();
+        tokio::time::timeout(patience, stop)
+            .await
+            .expect("the stop was answered")
+            .unwrap()
+            .unwrap();
+        for restart in restarts {
+            tokio::time::timeout(patience, restart)
+                .await
+                .expect("the restart was answered")
+                .unwrap()
+                .unwrap();
+        }
         let state = service.get_state().await.unwrap();
-        assert_eq!(state.status, RuntimeStatus::Running);
+        assert_eq!(
+            state.status,
+            RuntimeStatus::Running,
+            "the last command was a start"
+        );
         assert_eq!(status_of(&state, "slow"), Some(ProcessorStatus::Running));
         let info = service.get_processor(ProcessorUniqueId::new("slow")).await;
         let metrics = info.unwrap().metrics;
@@ -523,7 +545,8 @@ fn a_slow_teardown_does_not_hold_up_other_requests() {
         let slow = remove("slow");
         let stuck = remove("stuck");
         tokio::time::sleep(Duration::from_millis(50)).await;
-        others_are_answered(&service, 100).await;
+        // Under the 5 s a removal may take: a removal holding the runtime would show.
+        others_are_answered(&service, 100, Duration::from_secs(4)).await;
         assert!(!slow.is_finished(), "the removal waits for the teardown");
         let state = service.get_state().await.unwrap();
         assert!(
@@ -575,4 +598,94 @@ fn a_slow_teardown_does_not_hold_up_other_requests() {
         );
     });
     open_gate("never-torn-down");
+}
+
+#[test]
+fn deferred_starts_and_stops_are_served_in_order_by_poll_commands_and_after_a_direct_stop() {
+    let mut rt = StreamRuntime::new().unwrap();
+    rt.add_processor(
+        probe(ProbeConfig {
+            setup_gate: Some("poll-deferred".into()),
+            ..Default::default()
+        })
+        .with_id("slow"),
+    )
+    .unwrap();
+    let service = rt.runtime_service();
+    let client = std::thread::spawn(move || {
+        block_on(async {
+            let start = service.start();
+            let stop = service.stop();
+            let restart = service.start();
+            let stop_again = service.stop();
+            let (a, b, c, d) = tokio::join!(start, stop, restart, stop_again);
+            (a.is_ok(), b.is_ok(), c.is_ok(), d.is_ok())
+        })
+    });
+    // All four reach the runtime; the first start waits for the setup, the rest for it.
+    let until = std::time::Instant::now() + Duration::from_millis(300);
+    while std::time::Instant::now() < until {
+        rt.poll_commands();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!client.is_finished());
+    assert!(rt.has_parked_requests());
+    // The app stops the runtime itself: the start completes first, then the deferred commands
+    // are still served, in order, by the next polls.
+    open_gate("poll-deferred");
+    rt.stop().unwrap();
+    assert_eventually("the deferred commands were answered", || {
+        rt.poll_commands();
+        client.is_finished()
+    });
+    assert_eq!(client.join().unwrap(), (true, true, true, true));
+    assert_eq!(
+        rt.status(),
+        RuntimeStatus::Stopped,
+        "the last command was a stop"
+    );
+    assert!(!rt.has_parked_requests());
+}
+
+#[test]
+fn a_create_that_tears_down_after_a_stop_runs_if_the_runtime_started_again_meanwhile() {
+    let rt = RuntimeThread::start(|_| {});
+    let service = rt.service.clone();
+    block_on(async {
+        let create = tokio::spawn({
+            let service = service.clone();
+            async move {
+                service
+                    .add_processor(
+                        probe(ProbeConfig {
+                            setup_gate: Some("restart-setup".into()),
+                            teardown_gate: Some("restart-teardown".into()),
+                            ..Default::default()
+                        })
+                        .with_id("late"),
+                    )
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        service.stop().await.unwrap();
+        // Its setup ends after the stop: it tears down (held by its gate) ...
+        open_gate("restart-setup");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ... while the runtime starts again.
+        service.start().await.unwrap();
+        open_gate("restart-teardown");
+        let id = tokio::time::timeout(Duration::from_secs(20), create)
+            .await
+            .expect("the create was answered")
+            .unwrap()
+            .unwrap();
+        let info = service.get_processor(id).await.unwrap();
+        assert_eq!(
+            info.state,
+            ProcessorStatus::Running,
+            "set up again, and running"
+        );
+        assert_eq!(info.metrics.get("setups").copied(), Some(2));
+    });
 }

@@ -105,17 +105,10 @@ impl StreamRuntime {
                     .push_back((RuntimeCommand::Stop, reply));
                 return;
             }
-            RuntimeCommand::Start => {
-                self.begin_start();
-                match &mut self.pending.start {
-                    Some(start) => {
-                        start.replies.push(reply);
-                        return;
-                    }
-                    None => Ok(CommandResult::Started),
-                }
+            RuntimeCommand::Start | RuntimeCommand::Stop => {
+                self.serve_lifecycle(command, reply);
+                return;
             }
-            RuntimeCommand::Stop => self.stop().map(|()| CommandResult::Stopped),
             RuntimeCommand::GetState => Ok(CommandResult::State(self.shared_state(snapshot))),
             RuntimeCommand::GetProcessor { id } => self
                 .processor_info(&id)
@@ -126,6 +119,36 @@ impl StreamRuntime {
             CommandResult::Error(e)
         });
         // The caller may have given up (timeout, dropped future); nothing to do.
+        let _ = reply.send(result);
+    }
+
+    /// Executes a start (answered when its setups have reported: parked if they have not) or
+    /// a stop, with no deferral (the caller has decided it is their turn).
+    pub(super) fn serve_lifecycle(
+        &mut self,
+        command: RuntimeCommand,
+        reply: oneshot::Sender<CommandResult>,
+    ) {
+        let result = match command {
+            RuntimeCommand::Start => {
+                self.begin_start();
+                match &mut self.pending.start {
+                    Some(start) => {
+                        start.replies.push(reply);
+                        return;
+                    }
+                    None => CommandResult::Started,
+                }
+            }
+            RuntimeCommand::Stop => match self.stop() {
+                Ok(()) => CommandResult::Stopped,
+                Err(e) => CommandResult::Error(e),
+            },
+            other => CommandResult::Error(StreamError::Conflict(format!(
+                "{} is not a lifecycle command",
+                other.name()
+            ))),
+        };
         let _ = reply.send(result);
     }
 
@@ -153,10 +176,7 @@ impl StreamRuntime {
     pub fn poll_commands(&mut self) {
         let mut snapshot = SharedSnapshot::default();
         loop {
-            if !self.pending.is_empty() {
-                self.poll_pending();
-                self.run_deferred();
-            }
+            self.settle();
             if let Ok(task) = self.workers.main_tasks.try_recv() {
                 snapshot.clear();
                 main_thread::execute(task);
@@ -205,6 +225,11 @@ impl StreamRuntime {
     /// Sleeps until the next command, main-thread task, shutdown request, or (while requests
     /// are parked) worker report or deadline.
     pub(super) fn next_wake(&self) -> Wake {
+        // Deferred starts and stops whose turn has come (their start completed outside the
+        // loop, e.g. in a direct `stop()`).
+        if self.pending.start.is_none() && !self.pending.deferred.is_empty() {
+            return Wake::Pending;
+        }
         let mut selector = flume::Selector::new()
             .recv(&self.shutdown_rx, |_| Wake::Shutdown)
             .recv(&self.command_rx, |r| match r {
@@ -253,17 +278,13 @@ impl StreamRuntime {
                     }
                     Wake::Pending => {
                         snapshot.clear();
-                        self.poll_pending();
-                        self.run_deferred();
+                        self.settle();
                     }
                     Wake::Shutdown => break 'serve,
                 }
                 // Drain what is queued, then stay responsive for a moment before sleeping.
                 wake = loop {
-                    if !self.pending.is_empty() {
-                        self.poll_pending();
-                        self.run_deferred();
-                    }
+                    self.settle();
                     if let Some(next) = self.try_next_wake() {
                         yields = 0;
                         break next;

@@ -27,14 +27,14 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::commands::{QueuedCommand, SharedSnapshot};
+use super::commands::QueuedCommand;
 use super::events::RuntimeEventKind;
 use super::lifecycle::ProcessorStatus;
 use super::stream_runtime::StreamRuntime;
 use super::worker::{NOT_ADDED, STOP_TIMEOUT, Slot, WorkerHost, WorkerMsg};
 use crate::core::error::{Result, Stage, StreamError};
 use crate::core::graph::{ProcessorEntry, ProcessorUniqueId};
-use crate::core::service::command::CommandResult;
+use crate::core::service::command::{CommandResult, RuntimeCommand};
 
 /// Everything parked on the runtime thread, waiting for processor threads.
 #[derive(Default)]
@@ -67,6 +67,13 @@ impl Pending {
         let teardowns = self.teardowns.iter().map(|p| p.deadline);
         let start = self.start.iter().map(|s| s.deadline);
         setups.chain(teardowns).chain(start).min()
+    }
+
+    /// Whether a stop waits its turn behind the start in progress.
+    pub(super) fn stop_deferred(&self) -> bool {
+        self.deferred
+            .iter()
+            .any(|(command, _)| matches!(command, RuntimeCommand::Stop))
     }
 
     /// Forgets `id` in the start in progress (it is being removed).
@@ -112,6 +119,9 @@ pub(super) struct PendingStart {
     /// Processors set up, released together when `setting_up` is empty.
     pub(super) ready: Vec<ProcessorUniqueId>,
     pub(super) deadline: Instant,
+    /// The deadline was brought forward by a shutdown: setups still running then are
+    /// abandoned for that reason, not for overrunning the setup timeout.
+    pub(super) cut_short: bool,
     /// Every start request waiting (a second start joins the first).
     pub(super) replies: Vec<oneshot::Sender<CommandResult>>,
 }
@@ -147,8 +157,8 @@ impl StreamRuntime {
         self.poll_start(now);
     }
 
-    /// Waits, running main-thread work, until everything parked has finished (each until its
-    /// own deadline). For the blocking API and shutdown.
+    /// Waits, running main-thread work, until the start in progress (if any) has completed,
+    /// serving what else is parked meanwhile. For the blocking API and shutdown.
     pub(super) fn finish_start_blocking(&mut self) {
         while self.pending.start.is_some() {
             let deadline = self.pending.next_deadline();
@@ -159,6 +169,26 @@ impl StreamRuntime {
         }
     }
 
+    /// Brings the deadline of the start in progress forward to `limit` (see
+    /// [`PendingStart::cut_short`]).
+    pub(super) fn cut_start_short(&mut self, limit: Instant) {
+        if let Some(start) = &mut self.pending.start {
+            if limit < start.deadline {
+                start.deadline = limit;
+                start.cut_short = true;
+            }
+        }
+    }
+
+    /// Polls what is parked, then serves the starts and stops deferred behind a start that has
+    /// completed: what the command loops do before they look for new work.
+    pub(super) fn settle(&mut self) {
+        if !self.pending.is_empty() {
+            self.poll_pending();
+        }
+        self.run_deferred();
+    }
+
     /// Serves the starts and stops deferred while a start was pending, in order, until one of
     /// them begins a new pending start.
     pub(super) fn run_deferred(&mut self) {
@@ -166,7 +196,7 @@ impl StreamRuntime {
             let Some((command, reply)) = self.pending.deferred.pop_front() else {
                 return;
             };
-            self.serve(command, reply, &mut SharedSnapshot::default());
+            self.serve_lifecycle(command, reply);
         }
     }
 
@@ -300,7 +330,27 @@ impl StreamRuntime {
                 CommandResult::ProcessorRemoved
             }
             AfterTeardown::Added if matches!(entry.slot, Slot::Idle(_)) => {
-                CommandResult::ProcessorAdded(self.finish_add(id, entry))
+                if !self.is_running() {
+                    CommandResult::ProcessorAdded(self.finish_add(id, entry))
+                } else {
+                    // Started again meanwhile: set it up again, as a create.
+                    let mut entry = entry;
+                    match self.workers.spawn(&id, &mut entry) {
+                        Ok(()) => {
+                            let deadline = Instant::now() + self.workers.setup_timeout;
+                            self.pending.setups.push(PendingSetup {
+                                id,
+                                entry,
+                                deadline,
+                                reply,
+                            });
+                            return;
+                        }
+                        Err(e) => {
+                            CommandResult::Error(e.in_stage(id.to_string(), Stage::Setup))
+                        }
+                    }
+                }
             }
             AfterTeardown::Added => CommandResult::Error(
                 StreamError::processor(format!(
@@ -341,6 +391,12 @@ impl StreamRuntime {
                 SetupReport::Done(Err(e)) => {
                     self.workers.join(entry);
                     Err(e)
+                }
+                SetupReport::NotYet if start.deadline <= now && start.cut_short => {
+                    self.workers.abandon(entry);
+                    Err(StreamError::processor(
+                        "the runtime shut down while it was being set up; its thread was abandoned",
+                    ))
                 }
                 SetupReport::NotYet if start.deadline <= now => {
                     Err(self.workers.give_up_setup(entry, "is failed"))

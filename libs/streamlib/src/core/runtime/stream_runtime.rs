@@ -196,7 +196,15 @@ impl StreamRuntime {
     pub(super) fn begin_add(&mut self, spec: ProcessorSpec) -> Result<Begun> {
         let ProcessorSpec { node, id } = spec;
         node.validate()?;
-        let abandoned = self.workers.reap_abandoned();
+        self.workers.reap_abandoned();
+        // An abandoned thread of a processor still in the graph (lost at a start) counts once.
+        let abandoned = self
+            .workers
+            .abandoned
+            .borrow()
+            .iter()
+            .filter(|(id, _)| self.graph.processor(id).is_err())
+            .count();
         let in_use =
             self.graph.processor_count() + self.pending.threads_outside_graph() + abandoned;
         if in_use >= self.limits.max_processors {
@@ -237,7 +245,7 @@ impl StreamRuntime {
             slot: Slot::Idle(node),
         };
 
-        let start_now = self.status == RuntimeStatus::Running || entry.control_plane;
+        let start_now = self.is_running() || entry.control_plane;
         if !start_now {
             self.insert_added(id.clone(), entry);
             return Ok(Begun::Added(id));
@@ -265,9 +273,10 @@ impl StreamRuntime {
         id
     }
 
-    /// Whether processors run (or are being started).
+    /// Whether a processor added now should run: the runtime runs (or is starting) and no stop
+    /// is waiting its turn behind a start (`pending.rs`).
     pub(super) fn is_running(&self) -> bool {
-        self.status == RuntimeStatus::Running
+        self.status == RuntimeStatus::Running && !self.pending.stop_deferred()
     }
 
     /// Puts a processor into the graph and announces it.
@@ -298,13 +307,13 @@ impl StreamRuntime {
         id: &ProcessorUniqueId,
     ) -> Result<Option<ProcessorEntry>> {
         self.graph.processor(id)?;
-        self.pending.forget(id);
         for link_id in self.graph.links_of(id) {
             self.disconnect(&link_id)?;
         }
         let Some(entry) = self.graph.remove_processor(id) else {
             return Ok(None);
         };
+        self.pending.forget(id);
         if !entry.is_on_thread() {
             return Ok(None);
         }
@@ -403,6 +412,7 @@ impl StreamRuntime {
             setting_up,
             ready: Vec::new(),
             deadline: Instant::now() + self.workers.setup_timeout,
+            cut_short: false,
             replies: Vec::new(),
         });
         self.poll_pending();
@@ -438,6 +448,9 @@ impl StreamRuntime {
     /// Stops everything, control-plane processors included. `run()` ends with this, and so
     /// does dropping the runtime.
     pub fn shutdown(&mut self) -> Result<()> {
+        // A start in progress gets at most STOP_TIMEOUT more for its setups: a hung one must
+        // not hold up a shutdown (those still running then are abandoned).
+        self.cut_start_short(Instant::now() + STOP_TIMEOUT);
         self.stop()?;
         // Requests waiting for this thread would keep the API server's connections open while
         // it tries to stop: answer them now.

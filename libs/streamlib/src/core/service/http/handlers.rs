@@ -275,7 +275,6 @@ pub(super) async fn remove_connection(
     responses(
         (status = 200, description = "Running (idempotent): answered once every processor's setup has reported (or timed out) and all were released together; the state after starting", body = RuntimeState),
         (status = 401, description = "unauthorized", body = ErrorBody),
-        (status = 409, description = "conflict: a stop overtook the start before every setup had reported", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody),
         (status = 503, description = "runtime_unavailable", body = ErrorBody),
     )
