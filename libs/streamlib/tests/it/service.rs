@@ -137,44 +137,18 @@ fn a_slow_setup_does_not_hold_up_other_requests() {
     let rt = RuntimeThread::start(|_| {});
     let service = rt.service.clone();
     block_on(async {
-        let slow = tokio::spawn({
-            let service = service.clone();
-            async move {
-                service
-                    .add_processor(
-                        probe(ProbeConfig {
-                            setup_gate: Some("slow-setup".into()),
-                            ..Default::default()
-                        })
-                        .with_id("slow"),
-                    )
-                    .await
-            }
-        });
+        let slow = add_in_background(
+            &service,
+            ProbeConfig {
+                setup_gate: Some("slow-setup".into()),
+                ..Default::default()
+            },
+            "slow",
+        );
         // Give the create time to reach the runtime and start its setup.
         tokio::time::sleep(Duration::from_millis(50)).await;
         // 100 other requests are answered while that setup still runs (the gate is closed).
-        let mut others = Vec::new();
-        for i in 0..100 {
-            let service = service.clone();
-            others.push(tokio::spawn(async move {
-                if i % 2 == 0 {
-                    service.get_state().await.map(|s| s.processors.len())
-                } else {
-                    service
-                        .add_processor(CountingSinkProcessor::spec(Default::default()))
-                        .await
-                        .map(|_| 0)
-                }
-            }));
-        }
-        for other in others {
-            let answer = tokio::time::timeout(Duration::from_secs(20), other)
-                .await
-                .expect("a request waited for another processor's setup")
-                .unwrap();
-            answer.unwrap();
-        }
+        others_are_answered(&service, 100, Duration::from_secs(20)).await;
         assert!(!slow.is_finished(), "the slow setup is still running");
         let state = service.get_state().await.unwrap();
         assert!(
@@ -256,6 +230,25 @@ fn a_setup_that_overruns_is_abandoned_and_reported() {
     });
 }
 
+/// `service.start()` in the background.
+fn start_in_background(
+    service: &RuntimeService,
+) -> tokio::task::JoinHandle<streamlib::core::Result<()>> {
+    let service = service.clone();
+    tokio::spawn(async move { service.start().await })
+}
+
+/// Adds a probe with `config` under `id` in the background.
+fn add_in_background(
+    service: &RuntimeService,
+    config: ProbeConfig,
+    id: &str,
+) -> tokio::task::JoinHandle<streamlib::core::Result<ProcessorUniqueId>> {
+    let service = service.clone();
+    let spec = probe(config).with_id(id);
+    tokio::spawn(async move { service.add_processor(spec).await })
+}
+
 /// Sends `n` reads and creates and checks each is answered within `patience` while something
 /// else is parked on the runtime thread.
 async fn others_are_answered(service: &RuntimeService, n: usize, patience: Duration) {
@@ -300,10 +293,7 @@ fn a_slow_start_does_not_hold_up_other_requests() {
     block_on(async {
         let mut events = service.subscribe_events();
         // `run()` began the start; a start request joins it and waits for the slow setup.
-        let start = tokio::spawn({
-            let service = service.clone();
-            async move { service.start().await }
-        });
+        let start = start_in_background(&service);
         others_are_answered(&service, 100, Duration::from_secs(20)).await;
         assert!(!start.is_finished(), "the start waits for the slow setup");
         let state = service.get_state().await.unwrap();
@@ -352,10 +342,7 @@ fn a_stop_during_a_start_waits_for_it_without_holding_up_other_requests() {
     });
     let service = rt.service.clone();
     block_on(async {
-        let start = tokio::spawn({
-            let service = service.clone();
-            async move { service.start().await }
-        });
+        let start = start_in_background(&service);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let stop = tokio::spawn({
             let service = service.clone();
@@ -363,12 +350,7 @@ fn a_stop_during_a_start_waits_for_it_without_holding_up_other_requests() {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Starts after the stop are served after it, in order.
-        let restarts: Vec<_> = (0..2)
-            .map(|_| {
-                let service = service.clone();
-                tokio::spawn(async move { service.start().await })
-            })
-            .collect();
+        let restarts: Vec<_> = (0..2).map(|_| start_in_background(&service)).collect();
         others_are_answered(&service, 40, Duration::from_secs(20)).await;
         assert!(!start.is_finished() && !stop.is_finished());
         assert!(restarts.iter().all(|r| !r.is_finished()));
@@ -421,10 +403,7 @@ fn a_processor_removed_and_added_again_during_a_start_is_the_new_one() {
     });
     let service = rt.service.clone();
     block_on(async {
-        let start = tokio::spawn({
-            let service = service.clone();
-            async move { service.start().await }
-        });
+        let start = start_in_background(&service);
         // "quick" is set up and waits to be released with "slow"; remove it and add a new one
         // under its id, which fails at once: the start must not revive it.
         let quick = ProcessorUniqueId::new("quick");
@@ -489,20 +468,14 @@ fn a_create_whose_setup_ends_after_a_stop_is_added_stopped_and_runs_at_the_next_
     let service = rt.service.clone();
     block_on(async {
         service.start().await.unwrap();
-        let create = tokio::spawn({
-            let service = service.clone();
-            async move {
-                service
-                    .add_processor(
-                        probe(ProbeConfig {
-                            setup_gate: Some("create-then-stop".into()),
-                            ..Default::default()
-                        })
-                        .with_id("late"),
-                    )
-                    .await
-            }
-        });
+        let create = add_in_background(
+            &service,
+            ProbeConfig {
+                setup_gate: Some("create-then-stop".into()),
+                ..Default::default()
+            },
+            "late",
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         service.stop().await.unwrap();
         open_gate("create-then-stop");
@@ -652,21 +625,15 @@ fn a_create_that_tears_down_after_a_stop_runs_if_the_runtime_started_again_meanw
     let rt = RuntimeThread::start(|_| {});
     let service = rt.service.clone();
     block_on(async {
-        let create = tokio::spawn({
-            let service = service.clone();
-            async move {
-                service
-                    .add_processor(
-                        probe(ProbeConfig {
-                            setup_gate: Some("restart-setup".into()),
-                            teardown_gate: Some("restart-teardown".into()),
-                            ..Default::default()
-                        })
-                        .with_id("late"),
-                    )
-                    .await
-            }
-        });
+        let create = add_in_background(
+            &service,
+            ProbeConfig {
+                setup_gate: Some("restart-setup".into()),
+                teardown_gate: Some("restart-teardown".into()),
+                ..Default::default()
+            },
+            "late",
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         service.stop().await.unwrap();
         // Its setup ends after the stop: it tears down (held by its gate) ...
