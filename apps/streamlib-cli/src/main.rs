@@ -266,18 +266,24 @@ fn run(
     let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let sink = collected.clone();
+    // A finite graph (files in, files out) ends the run when it has finished.
+    let finished = runtime.shutdown_handle();
     std::thread::Builder::new()
         .name("run-events".to_string())
         .spawn(move || {
             loop {
                 match events.blocking_recv() {
-                    Ok(event) => {
-                        if let RuntimeEventKind::ProcessorEvent { .. } = &event.kind {
+                    Ok(event) => match &event.kind {
+                        RuntimeEventKind::ProcessorEvent { .. } => {
                             sink.lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                                 .push(event);
                         }
-                    }
+                        RuntimeEventKind::GraphFinished => {
+                            finished.request();
+                        }
+                        _ => {}
+                    },
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }

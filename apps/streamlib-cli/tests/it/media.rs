@@ -99,3 +99,103 @@ fn sigterm_while_recording_leaves_a_playable_mp4() {
         "decoding reported errors"
     );
 }
+
+/// `ffprobe`'s frame count of each stream (`codec_type` → frames, in stream order).
+fn frame_counts(file: &std::path::Path) -> Vec<(String, u64)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames"])
+        .args(["-show_entries", "stream=codec_type,nb_read_frames"])
+        .args(["-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (kind, n) = l.split_once(',')?;
+            Some((kind.to_string(), n.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn run_of_a_transcode_graph_exits_by_itself_with_every_frame() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("transcode");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = dir.join("clip.mp4");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        ])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(made.success());
+    let source_frames = frame_counts(&clip);
+    assert_eq!(source_frames[0], ("video".to_string(), 50));
+    let out = dir.join("out.mp4");
+    let graph = dir.join("transcode.json");
+    std::fs::write(
+        &graph,
+        serde_json::json!({
+            "processors": [
+                {"id": "src", "type": "FileSourceProcessor", "config": {"path": clip, "realtime": false}},
+                {"id": "scale", "type": "VideoScaleProcessor", "config": {"width": 160, "height": 120}},
+                {"id": "out", "type": "Mp4WriterProcessor", "config": {"path": out}}
+            ],
+            "connections": [
+                {"from": "src.video", "to": "scale.video", "overflow": "backpressure"},
+                {"from": "scale.video", "to": "out.video", "overflow": "backpressure"},
+                {"from": "src.audio", "to": "out.audio", "overflow": "backpressure"}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    // No --duration: the run ends when the file has been transcoded.
+    let mut child = streamlib()
+        .args(["run", graph.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            terminate(&mut child);
+            panic!("streamlib run did not exit by itself within 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut report).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    for p in report["processors"].as_array().unwrap() {
+        assert_eq!(p["ended"], true, "{p}");
+    }
+    let written = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "file_written")
+        .unwrap_or_else(|| panic!("no file_written event in {report}"));
+    assert_eq!(written["data"]["video_frames"], 50, "{written}");
+    assert_eq!(written["data"]["complete"], true);
+    // Every frame of the source is in the output, and the file is complete (ffprobe reads it).
+    assert_eq!(frame_counts(&out), source_frames);
+}

@@ -119,6 +119,16 @@ impl FileAccess {
         })
     }
 
+    /// Where `path` is, as an absolute path for reports (the file written, for a user to find):
+    /// beneath the media directory, or as given from the working directory.
+    pub fn location(&self, path: &Path) -> std::path::PathBuf {
+        let full = match &self.rule {
+            Rule::Free => path.to_path_buf(),
+            Rule::Beneath(dir) => dir.shown.join(path),
+        };
+        std::path::absolute(&full).unwrap_or(full)
+    }
+
     /// A path as messages show it: quoted as the client wrote it, and where it was looked for
     /// (never what it resolved to).
     pub fn describe(&self, path: &Path) -> String {

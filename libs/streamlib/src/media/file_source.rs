@@ -107,7 +107,8 @@ struct Playback {
 /// Decodes a media file with FFmpeg and sends its best video stream as RGBA frames on
 /// `video` and its best audio stream as interleaved f32 frames (the file's rate and channels)
 /// on `audio`, stamped by the file's timestamps. Paced to real time, or as fast as downstream
-/// takes them. At the end it emits `end_of_stream` (or starts over with `loop`). A missing,
+/// takes them. At the end it emits `end_of_stream` and ends its outputs, so downstream finishes
+/// (or it starts over with `loop`). A missing,
 /// unreadable or corrupt file fails `setup` with FFmpeg's reason; a corrupt packet later is
 /// skipped.
 #[streamlib::processor(
@@ -489,6 +490,9 @@ impl FileSourceProcessor::Processor {
                 "audio_frames": playback.audio_number,
             }),
         );
+        // Downstream gets every frame, then the end of the stream.
+        self.video.end();
+        self.audio.end();
         Ok(())
     }
 }

@@ -893,9 +893,39 @@ impl crate::core::Processor for Mp4WriterProcessor::Processor {
         }
     }
 
+    fn on_end_of_stream(&mut self) -> Result<()> {
+        // Every input has ended: the file is completed now, playable at once.
+        let ctx = self.recording.as_ref().map(|r| r.ctx.clone());
+        let result = self.complete();
+        if let Some(ctx) = ctx {
+            let metrics = ctx.metrics();
+            ctx.emit_event(
+                "file_written",
+                serde_json::json!({
+                    "path": ctx.files().location(&self.config.path),
+                    "video_frames": metrics.get("video_frames").copied().unwrap_or(0),
+                    "audio_samples": metrics.get("audio_samples").copied().unwrap_or(0),
+                    "complete": result.is_ok(),
+                }),
+            );
+        }
+        result
+    }
+
     fn teardown(&mut self) -> Result<()> {
         // The runtime has already let this writer empty its inputs (stop drains upstream
         // first; removal detaches the links): only the frames held for the header remain.
+        // (Nothing left to do if the end of stream completed the file.)
+        self.complete()
+    }
+}
+
+impl Mp4WriterProcessor::Processor {
+    /// Writes what is held and finalises the file (once; later calls do nothing).
+    fn complete(&mut self) -> Result<()> {
+        if self.recording.is_none() {
+            return Ok(());
+        }
         let started = self.start_when_ready(true);
         let finished = match self.recording.take().map(|r| r.output) {
             Some(Output::Muxing(muxer)) => finish(*muxer, &self.config.path),

@@ -127,6 +127,7 @@ fn fan_out_delivers_the_same_payload_to_every_link() {
             count: 5,
             size: 64,
             shared_payload: true,
+            ..Default::default()
         }))
         .unwrap();
     let mut stores = Vec::new();

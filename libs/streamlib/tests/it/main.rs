@@ -11,6 +11,7 @@ mod api_server;
 mod audio_devices;
 mod audio_processing;
 mod camera;
+mod end_of_stream;
 mod graph;
 mod lifecycle;
 mod media_files;

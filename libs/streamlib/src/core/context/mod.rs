@@ -48,6 +48,11 @@ impl RuntimeContext {
         self.shared.counter(name)
     }
 
+    /// The values of this processor's named counters, by name.
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared.metrics()
+    }
+
     /// The processor's stop request, for processors that wait inside `process()`.
     pub fn stop_signal(&self) -> StopSignal {
         StopSignal(self.shared.signal.clone())

@@ -51,6 +51,10 @@ pub struct ProcessorInfo {
     /// Why it failed, when `state` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Its stream ended in this run (end of stream): a finite source reached its end, or every
+    /// input ended and it finished. It still counts as `running` until the runtime stops.
+    #[serde(default)]
+    pub ended: bool,
     /// When its `process()` runs.
     pub execution: Execution,
     /// Control-plane processors run whether or not the runtime is started.
@@ -203,6 +207,7 @@ impl Graph {
             config: e.config.clone(),
             state,
             error,
+            ended: e.shared.is_ended(),
             execution: e.execution,
             control_plane: e.control_plane,
             inputs,

@@ -84,6 +84,16 @@ impl<T: Frame> LinkInput<T> {
     pub fn is_connected(&self) -> bool {
         self.inner.link.load().is_some()
     }
+
+    /// Whether the stream on this input has ended: its writer marked the end and every frame
+    /// before the mark has been read. False while nothing is connected.
+    pub fn is_ended(&self) -> bool {
+        self.inner
+            .link
+            .load()
+            .as_ref()
+            .is_some_and(|l| l.is_ended())
+    }
 }
 
 /// An output port: writes go to every link connected to it (fan-out shares the payload).
@@ -107,6 +117,8 @@ pub(crate) struct OutputInner<T> {
     /// The links fed by this port. Replaced as a whole on connect/disconnect (rare) and loaded
     /// lock-free on every write (hot).
     links: ArcSwap<Vec<Arc<LinkInner<T>>>>,
+    /// The stream ended ([`LinkOutput::end`]); a link connected later is ended at once.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl<T: Frame> LinkOutput<T> {
@@ -117,6 +129,7 @@ impl<T: Frame> LinkOutput<T> {
                 name: name.into(),
                 description: description.into(),
                 links: ArcSwap::from_pointee(Vec::new()),
+                ended: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -136,6 +149,21 @@ impl<T: Frame> LinkOutput<T> {
             }
             last.push(frame);
         }
+    }
+
+    /// Ends the stream on this port: each link's reader gets every frame written so far, then
+    /// sees its input ended (and a link connected later is ended at once). Write nothing after
+    /// it in this run. Call it from `process()` (the runtime then sees that a source has
+    /// ended); the runtime calls it for every output of a processor whose inputs have all ended,
+    /// after [`Processor::on_end_of_stream`](crate::core::Processor::on_end_of_stream).
+    pub fn end(&self) {
+        self.inner.end();
+        crate::core::runtime::note_current_output_ended();
+    }
+
+    /// Whether [`LinkOutput::end`] was called in this run.
+    pub fn is_ended(&self) -> bool {
+        self.inner.is_ended()
     }
 
     /// Number of links this port feeds.
@@ -227,6 +255,11 @@ pub(crate) trait AnyInputPort: Send + Sync {
     fn frame_type(&self) -> FrameType;
     fn connected_link(&self) -> Option<LinkUniqueId>;
     fn has_data(&self) -> bool;
+    /// Whether a link is connected and its stream has ended (see [`LinkInput::is_ended`]).
+    fn is_ended(&self) -> bool;
+    /// Whether the connected link's writer has marked the end (frames may still be queued).
+    fn end_marked(&self) -> bool;
+    fn is_connected(&self) -> bool;
     /// Frames read through this port's current link (for "did process() make progress").
     fn read_count(&self) -> u64;
     fn set_reader_running(&self, running: bool);
@@ -254,6 +287,11 @@ pub(crate) trait AnyOutputPort: Send + Sync {
     /// The writing processor's thread ended: its links give back the memory reserved beyond
     /// what they queue.
     fn writer_done(&self);
+    /// Ends the stream on the port (see [`LinkOutput::end`]).
+    fn end(&self);
+    fn is_ended(&self) -> bool;
+    /// Clears the end: the writer starts a new run.
+    fn reset_end(&self);
 }
 
 /// A live link with its frame type erased.
@@ -281,6 +319,15 @@ impl<T: Frame> AnyInputPort for InputInner<T> {
     }
     fn has_data(&self) -> bool {
         self.link.load().as_ref().is_some_and(|l| !l.is_empty())
+    }
+    fn is_ended(&self) -> bool {
+        self.link.load().as_ref().is_some_and(|l| l.is_ended())
+    }
+    fn end_marked(&self) -> bool {
+        self.link.load().as_ref().is_some_and(|l| l.end_marked())
+    }
+    fn is_connected(&self) -> bool {
+        self.link.load().is_some()
     }
     fn read_count(&self) -> u64 {
         self.link.load().as_ref().map_or(0, |l| l.read_count())
@@ -313,6 +360,23 @@ impl<T: Frame> AnyOutputPort for OutputInner<T> {
             link.writer_done();
         }
     }
+    fn end(&self) {
+        // The flag first: a link connected meanwhile either is in the list loaded below or
+        // sees the flag when it is connected (`link_to`).
+        self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.load().iter() {
+            link.end();
+        }
+    }
+    fn is_ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn reset_end(&self) {
+        self.ended.store(false, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.load().iter() {
+            link.reset_end();
+        }
+    }
 
     fn link_to(
         self: Arc<Self>,
@@ -342,6 +406,10 @@ impl<T: Frame> AnyOutputPort for OutputInner<T> {
             next.push(link.clone());
             next
         });
+        // Connected after its writer ended the stream: ended at once.
+        if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+            link.end();
+        }
         Ok(Arc::new(LinkBinding {
             link,
             output: self,

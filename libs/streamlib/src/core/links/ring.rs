@@ -81,6 +81,9 @@ pub(crate) struct LinkInner<T> {
     reader_running: AtomicBool,
     /// Set once the link is removed, so a writer still holding it stops waiting.
     closed: AtomicBool,
+    /// Set when the writer's port ended its stream: after the frames queued before it are
+    /// read, the link is ended for its reader.
+    ended: AtomicBool,
     space: SpaceGate,
 }
 
@@ -114,6 +117,7 @@ impl<T: QueuedBytes> LinkInner<T> {
             reader,
             reader_running: AtomicBool::new(reader_running),
             closed: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             space: SpaceGate::default(),
         }
     }
@@ -472,6 +476,29 @@ impl<T: QueuedBytes> LinkInner<T> {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
         self.return_reservation();
+    }
+
+    /// Marks the end of the stream (after every frame written so far) and tells the reader.
+    pub(crate) fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+        self.reader.note_end();
+    }
+
+    /// Clears the end mark: the writer starts a new run.
+    pub(crate) fn reset_end(&self) {
+        self.ended.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether the writer has marked the end (frames before it may still be queued).
+    pub(crate) fn end_marked(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Whether the stream has ended for the reader: the end is marked and every frame written
+    /// before it has been taken. (The mark is read first: a frame queued before it is then
+    /// visible to the emptiness check.)
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst) && self.queue.is_empty()
     }
 
     /// Ends the link: writers stop waiting, the reader re-checks its inputs, and what was still

@@ -10,6 +10,7 @@ use crate::core::links::PortSet;
 pub(crate) trait DynProcessor: Send {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()>;
     fn process(&mut self) -> Result<()>;
+    fn on_end_of_stream(&mut self) -> Result<()>;
     fn teardown(&mut self) -> Result<()>;
     fn type_name(&self) -> &'static str;
     fn execution(&self) -> Execution;
@@ -25,6 +26,9 @@ impl<P: Processor + ProcessorMeta> DynProcessor for P {
     }
     fn process(&mut self) -> Result<()> {
         Processor::process(self)
+    }
+    fn on_end_of_stream(&mut self) -> Result<()> {
+        Processor::on_end_of_stream(self)
     }
     fn teardown(&mut self) -> Result<()> {
         Processor::teardown(self)

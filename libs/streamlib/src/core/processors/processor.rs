@@ -32,6 +32,14 @@ pub trait Processor: Send + 'static {
     /// Does one unit of work. When it is called depends on the [`Execution`] mode.
     fn process(&mut self) -> Result<()>;
 
+    /// Every connected input has ended (end of stream), after the last frame before the end
+    /// was offered to `process()`: flush what is held and finish (a writer completes its file
+    /// here). The runtime then ends every output of the processor and calls `process()` no
+    /// more in this run; `teardown` still follows at the stop. Called at most once per run.
+    fn on_end_of_stream(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Releases what `setup` acquired. Called once per successful `setup`.
     fn teardown(&mut self) -> Result<()> {
         Ok(())

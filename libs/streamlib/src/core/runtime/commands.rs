@@ -27,6 +27,8 @@ pub(super) enum Wake {
     Task(MainTask),
     /// A worker reported, or the deadline of something parked passed (`pending.rs`).
     Pending,
+    /// A processor's stream ended or it failed: the graph may have finished.
+    Ended,
     Shutdown,
 }
 
@@ -177,6 +179,9 @@ impl StreamRuntime {
         let mut snapshot = SharedSnapshot::default();
         loop {
             self.settle();
+            if self.workers.ends.raised.try_recv().is_ok() {
+                self.check_finished();
+            }
             if let Ok(task) = self.workers.main_tasks.try_recv() {
                 snapshot.clear();
                 main_thread::execute(task);
@@ -240,7 +245,8 @@ impl StreamRuntime {
             .recv(&self.workers.main_tasks, |r| match r {
                 Ok(task) => Wake::Task(task),
                 Err(_) => Wake::Shutdown,
-            });
+            })
+            .recv(&self.workers.ends.raised, |_| Wake::Ended);
         if self.pending.is_empty() {
             return selector.wait();
         }
@@ -279,6 +285,10 @@ impl StreamRuntime {
                     Wake::Pending => {
                         snapshot.clear();
                         self.settle();
+                    }
+                    Wake::Ended => {
+                        snapshot.clear();
+                        self.check_finished();
                     }
                     Wake::Shutdown => break 'serve,
                 }

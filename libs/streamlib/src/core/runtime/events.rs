@@ -59,6 +59,15 @@ pub enum RuntimeEventKind {
         /// The new state.
         state: ProcessorStatus,
     },
+    /// A processor's stream ended: a source reached its end, or every input of a processor
+    /// ended and it finished (`on_end_of_stream`); its outputs are ended.
+    ProcessorEnded {
+        /// Its id.
+        processor_id: ProcessorUniqueId,
+    },
+    /// Every processor of the running graph (but control-plane ones) has ended or failed:
+    /// nothing left can produce. `streamlib run` exits on it; `serve` keeps serving.
+    GraphFinished,
     /// A processor failed in setup, process or teardown and stopped; the rest keeps running.
     ProcessorFailed {
         /// Its id.
@@ -107,6 +116,8 @@ impl RuntimeEventKind {
             RuntimeEventKind::ProcessorAdded { .. } => "processor_added",
             RuntimeEventKind::ProcessorRemoved { .. } => "processor_removed",
             RuntimeEventKind::ProcessorStateChanged { .. } => "processor_state_changed",
+            RuntimeEventKind::ProcessorEnded { .. } => "processor_ended",
+            RuntimeEventKind::GraphFinished => "graph_finished",
             RuntimeEventKind::ProcessorFailed { .. } => "processor_failed",
             RuntimeEventKind::LinkCreated { .. } => "link_created",
             RuntimeEventKind::LinkRemoved { .. } => "link_removed",
@@ -121,6 +132,8 @@ impl RuntimeEventKind {
         "processor_added",
         "processor_removed",
         "processor_state_changed",
+        "processor_ended",
+        "graph_finished",
         "processor_failed",
         "link_created",
         "link_removed",
@@ -134,6 +147,7 @@ impl RuntimeEventKind {
             | RuntimeEventKind::ProcessorRemoved { processor_id }
             | RuntimeEventKind::ProcessorStateChanged { processor_id, .. }
             | RuntimeEventKind::ProcessorFailed { processor_id, .. }
+            | RuntimeEventKind::ProcessorEnded { processor_id }
             | RuntimeEventKind::ProcessorEvent { processor_id, .. } => Some(processor_id),
             _ => None,
         }

@@ -24,6 +24,8 @@ pub(crate) struct ProcessorShared {
     interval_ns: AtomicU64,
     /// Named counters the processor publishes. Registered in setup (rare), read by reports.
     metrics: Mutex<BTreeMap<String, Counter>>,
+    /// Its stream ended in this run (see [`RuntimeEventKind::ProcessorEnded`]).
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl ProcessorShared {
@@ -37,7 +39,28 @@ impl ProcessorShared {
             busy_ns: AtomicU64::new(0),
             interval_ns: AtomicU64::new(0),
             metrics: Mutex::new(BTreeMap::new()),
+            ended: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Marks the stream ended and publishes it.
+    pub(crate) fn set_ended(&self, bus: &EventBus) {
+        bus.publish_with(|| {
+            self.ended.store(true, Ordering::SeqCst);
+            RuntimeEventKind::ProcessorEnded {
+                processor_id: self.id.clone(),
+            }
+        });
+    }
+
+    /// Whether its stream ended in this run.
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// A new run begins: not ended.
+    pub(crate) fn reset_ended(&self) {
+        self.ended.store(false, Ordering::SeqCst);
     }
 
     pub(crate) fn state(&self) -> (ProcessorStatus, Option<String>) {

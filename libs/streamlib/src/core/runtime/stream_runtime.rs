@@ -71,6 +71,9 @@ pub struct StreamRuntime {
     /// Requests from the service layer waiting for processor threads (`pending.rs`): creates
     /// in setup, a start, removals in teardown.
     pub(super) pending: Pending,
+    /// `graph_finished` was published for the graph as it is (cleared by a start or a new
+    /// processor).
+    finished: bool,
 
     /// Commands from every `RuntimeService` clone, each with its reply channel.
     pub(super) command_rx: flume::Receiver<QueuedCommand>,
@@ -107,6 +110,7 @@ impl StreamRuntime {
             graph: Graph::new(limits.max_queued_bytes(), limits.max_link_bytes()),
             limits,
             pending: Pending::default(),
+            finished: false,
             command_rx,
             workers: WorkerHost {
                 runtime_id: id,
@@ -121,6 +125,7 @@ impl StreamRuntime {
                 abandoned: Default::default(),
                 files: FileAccess::free(),
                 reports: Reports::new(),
+                ends: Reports::new(),
             },
             shutdown: ShutdownHandle {
                 requested: Arc::new(AtomicBool::new(false)),
@@ -281,6 +286,9 @@ impl StreamRuntime {
 
     /// Puts a processor into the graph and announces it.
     fn insert_added(&mut self, id: ProcessorUniqueId, entry: ProcessorEntry) {
+        if !entry.control_plane {
+            self.finished = false;
+        }
         let processor_type = entry.type_name.to_string();
         self.graph.insert_processor(id.clone(), entry);
         self.events().publish(RuntimeEventKind::ProcessorAdded {
@@ -387,6 +395,7 @@ impl StreamRuntime {
         }
         self.reclaim_finished_workers();
         self.status = RuntimeStatus::Running;
+        self.finished = false;
         let idle: Vec<ProcessorUniqueId> = self
             .graph
             .processors()
@@ -488,6 +497,31 @@ impl StreamRuntime {
         self.shutdown.requested.store(false, Ordering::Release);
         while self.shutdown_rx.try_recv().is_ok() {}
         result
+    }
+
+    /// Publishes `graph_finished` once every processor of the running graph (but control-plane
+    /// ones) has ended or failed, i.e. nothing left can produce. Called when a worker says its
+    /// processor ended or failed.
+    pub(super) fn check_finished(&mut self) {
+        self.workers.ends.lower();
+        if self.finished || !self.is_running() || self.pending.start.is_some() {
+            return;
+        }
+        let mut processors = self
+            .graph
+            .processors()
+            .filter(|(_, e)| !e.control_plane)
+            .peekable();
+        if processors.peek().is_none() {
+            return;
+        }
+        let done = processors
+            .all(|(_, e)| e.shared.is_ended() || e.shared.state().0 == ProcessorStatus::Failed);
+        if done {
+            self.finished = true;
+            self.events().publish(RuntimeEventKind::GraphFinished);
+            tracing::info!("graph finished: every processor has ended or failed");
+        }
     }
 
     // ----------------------------------------------------------------------------------------

@@ -24,12 +24,25 @@ pub(crate) struct ProcessorSignal {
     thread: ArcSwapOption<Thread>,
     /// True from the start of a run until the thread stops reading its inputs.
     active: AtomicBool,
+    /// Set when an input's stream ended or the processor ended one of its own outputs: its
+    /// thread then checks whether the processor has ended (`worker.rs`).
+    end_check: AtomicBool,
 }
 
 thread_local! {
     /// The signal of the processor running on this thread, so a writer blocked by
     /// backpressure can notice that its own processor is being stopped.
     static CURRENT: std::cell::RefCell<Option<Arc<ProcessorSignal>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Tells the processor running on the calling thread (if any) that it ended an output, so its
+/// thread checks whether it has ended.
+pub(crate) fn note_current_output_ended() {
+    CURRENT.with(|c| {
+        if let Some(signal) = c.borrow().as_ref() {
+            signal.end_check.store(true, Ordering::SeqCst);
+        }
+    });
 }
 
 /// Whether the processor running on the calling thread (if any) is being stopped.
@@ -75,6 +88,18 @@ impl ProcessorSignal {
         self.pending.store(true, Ordering::Release);
     }
 
+    /// An input's stream ended: wake the processor so it checks whether all have.
+    pub(crate) fn note_end(&self) {
+        self.end_check.store(true, Ordering::SeqCst);
+        self.notify();
+        self.unpark();
+    }
+
+    /// Consumes the "check for the end of stream" flag.
+    pub(crate) fn take_end_check(&self) -> bool {
+        self.end_check.swap(false, Ordering::SeqCst)
+    }
+
     pub(crate) fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.unpark();
@@ -95,6 +120,7 @@ impl ProcessorSignal {
     pub(crate) fn prepare_run(&self) {
         self.stop.store(false, Ordering::Release);
         self.go.store(false, Ordering::Release);
+        self.end_check.store(false, Ordering::Release);
     }
 
     /// Binds the new run to the calling thread.

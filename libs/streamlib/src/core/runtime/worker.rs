@@ -104,6 +104,9 @@ pub(crate) struct WorkerHost {
     /// Raised by a worker after each message it sends ([`Reports`]), so the runtime thread can
     /// wait on one channel for every processor it is waiting for, however many.
     pub(crate) reports: Reports,
+    /// Raised by a worker when its processor's stream ended or it failed, so the runtime
+    /// thread checks whether the whole graph has finished.
+    pub(crate) ends: Reports,
 }
 
 /// "A worker sent a message": a one-slot flag channel shared by every worker of a runtime.
@@ -128,10 +131,11 @@ impl Reports {
     }
 }
 
-/// A worker's end: its message channel and the runtime's [`Reports`] flag.
+/// A worker's end: its message channel and the runtime's [`Reports`] flags.
 struct Reporter {
     messages: flume::Sender<WorkerMsg>,
     raise: flume::Sender<()>,
+    ends: flume::Sender<()>,
 }
 
 impl Reporter {
@@ -139,6 +143,11 @@ impl Reporter {
         // The runtime may have stopped listening (processor abandoned); nothing to do then.
         let _ = self.messages.send(message);
         let _ = self.raise.try_send(());
+    }
+
+    /// The processor's stream ended, or it failed: the graph may have finished.
+    fn ended(&self) {
+        let _ = self.ends.try_send(());
     }
 }
 
@@ -173,9 +182,15 @@ impl WorkerHost {
         for input in &entry.ports.inputs {
             input.set_reader_running(true);
         }
+        // A new run: its streams start again.
+        for output in &entry.ports.outputs {
+            output.reset_end();
+        }
+        entry.shared.reset_ended();
         entry.shared.signal.prepare_run();
         let ctx = self.context_for(id, &entry.shared);
-        match spawn(node, ctx, self.runtime_id, self.reports.raise.clone()) {
+        let raise = (self.reports.raise.clone(), self.ends.raise.clone());
+        match spawn(node, ctx, self.runtime_id, raise) {
             Ok(worker) => {
                 entry.slot = Slot::Running(worker);
                 Ok(())
@@ -368,7 +383,7 @@ fn spawn(
     node: Box<dyn DynProcessor>,
     ctx: RuntimeContext,
     runtime_id: u64,
-    raise: flume::Sender<()>,
+    (raise, ends): (flume::Sender<()>, flume::Sender<()>),
 ) -> Result<Worker, (Box<dyn DynProcessor>, std::io::Error)> {
     let (node_tx, node_rx) = flume::bounded::<Box<dyn DynProcessor>>(1);
     let (msg_tx, msg_rx) = flume::unbounded();
@@ -377,6 +392,7 @@ fn spawn(
         let reporter = Reporter {
             messages: msg_tx,
             raise,
+            ends,
         };
         let exit = ExitGuard(reporter);
         // The runtime sends the node right after the spawn succeeds.
@@ -429,6 +445,9 @@ fn run_processor(
     // The runtime thread waits for this; if it gave up (timeout), nobody reads it.
     reporter.send(WorkerMsg::SetupDone(setup));
     if !setup_ok {
+        // It produces nothing this run: its readers see their streams end.
+        end_outputs(&*node);
+        reporter.ended();
         finish(&*node, &shared);
         return node;
     }
@@ -436,10 +455,12 @@ fn run_processor(
     // The runtime thread marks the processor Running just before releasing it.
     if shared.signal.wait_for_release() {
         thread_role::set(runtime_id, Role::Process(id.clone()));
-        let outcome = run_loop(&mut *node, &shared);
+        let outcome = run_loop(&mut *node, &shared, &bus, reporter);
         thread_role::set(runtime_id, Role::Lifecycle(id));
         if let Err(error) = outcome {
             shared.fail(&bus, Stage::Process, &error);
+            end_outputs(&*node);
+            reporter.ended();
         }
     }
 
@@ -452,6 +473,73 @@ fn run_processor(
     }
     finish(&*node, &shared);
     node
+}
+
+/// Ends the stream on every output (the processor will produce nothing more this run).
+fn end_outputs(node: &dyn DynProcessor) {
+    for output in &node.ports().outputs {
+        output.end();
+    }
+}
+
+/// Watches for the end of a processor's stream (see `Processor::on_end_of_stream`): checked
+/// after a `process()` call only once an end was noted on the processor's signal (an input's
+/// writer ended it, or the processor ended an output of its own), so it costs nothing before.
+struct EndWatch {
+    inputs: Vec<Arc<dyn AnyInputPort>>,
+    outputs: Vec<Arc<dyn crate::core::links::AnyOutputPort>>,
+    /// Check after every call: an end was noted (or the run just began, when an input may
+    /// have been ended before the thread started).
+    watching: bool,
+}
+
+impl EndWatch {
+    fn new(node: &dyn DynProcessor) -> Self {
+        let ports = node.ports();
+        Self {
+            inputs: ports.inputs,
+            outputs: ports.outputs,
+            watching: true,
+        }
+    }
+
+    /// Whether the processor has ended. With inputs connected: when every one has ended (its
+    /// last frame read), after which `on_end_of_stream` runs and every output is ended. With
+    /// none: when the processor has ended every output itself (a finite source).
+    fn check(
+        &mut self,
+        node: &mut dyn DynProcessor,
+        signal: &super::ProcessorSignal,
+    ) -> Result<bool> {
+        if signal.take_end_check() {
+            self.watching = true;
+        }
+        if !self.watching {
+            return Ok(false);
+        }
+        let connected: Vec<&Arc<dyn AnyInputPort>> =
+            self.inputs.iter().filter(|i| i.is_connected()).collect();
+        if !connected.is_empty() {
+            if connected.iter().all(|i| i.is_ended()) {
+                guarded(|| node.on_end_of_stream())?;
+                for output in &self.outputs {
+                    output.end();
+                }
+                return Ok(true);
+            }
+            if !connected.iter().any(|i| i.end_marked()) {
+                self.watching = false;
+            }
+            return Ok(false);
+        }
+        if !self.outputs.is_empty() && self.outputs.iter().all(|o| o.is_ended()) {
+            return Ok(true);
+        }
+        if !self.outputs.iter().any(|o| o.is_ended()) {
+            self.watching = false;
+        }
+        Ok(false)
+    }
 }
 
 /// Marks the end of a run: writers into this processor stop waiting for it.
@@ -467,13 +555,36 @@ fn finish(node: &dyn DynProcessor, shared: &ProcessorShared) {
     shared.signal.unbind_thread();
 }
 
-/// Calls `process` per the execution mode until stopped or failed.
-fn run_loop(node: &mut dyn DynProcessor, shared: &Arc<ProcessorShared>) -> Result<()> {
+/// Calls `process` per the execution mode until stopped or failed. When the processor's stream
+/// ends ([`EndWatch`]) it is marked ended and waits for the stop without further calls.
+fn run_loop(
+    node: &mut dyn DynProcessor,
+    shared: &Arc<ProcessorShared>,
+    bus: &EventBus,
+    reporter: &Reporter,
+) -> Result<()> {
     let signal = &shared.signal;
+    let mut watch = EndWatch::new(node);
+    let mut ended = |node: &mut dyn DynProcessor| -> Result<bool> {
+        if !watch.check(node, signal)? {
+            return Ok(false);
+        }
+        shared.set_ended(bus);
+        reporter.ended();
+        while !signal.is_stopping() {
+            std::thread::park();
+        }
+        Ok(true)
+    };
     match node.execution() {
         Execution::Manual => {
             call_process(node, shared)?;
+            // The processor drives itself; an end (of its inputs, or of the outputs it ended
+            // from `process()`) wakes this thread to check.
             while !signal.is_stopping() {
+                if ended(node)? {
+                    return Ok(());
+                }
                 std::thread::park();
             }
             Ok(())
@@ -485,6 +596,9 @@ fn run_loop(node: &mut dyn DynProcessor, shared: &Arc<ProcessorShared>) -> Resul
                     return Ok(());
                 }
                 call_process(node, shared)?;
+                if ended(node)? {
+                    return Ok(());
+                }
                 if let Some(interval) = shared.interval().or(execution.interval()) {
                     next += interval;
                     let now = Instant::now();
@@ -511,6 +625,9 @@ fn run_loop(node: &mut dyn DynProcessor, shared: &Arc<ProcessorShared>) -> Resul
                 if signal.take_pending() {
                     let before = reads(&inputs);
                     call_process(node, shared)?;
+                    if ended(node)? {
+                        return Ok(());
+                    }
                     // A processor may take one frame per call; call again while it makes
                     // progress and frames remain (but not if it chose to leave them).
                     if reads(&inputs) != before && inputs.iter().any(|i| i.has_data()) {

@@ -122,6 +122,8 @@ pub struct BurstConfig {
     pub size: u32,
     /// Write the same payload every time (for zero-copy checks) instead of fresh ones.
     pub shared_payload: bool,
+    /// End the stream after the burst.
+    pub end: bool,
 }
 
 impl Default for BurstConfig {
@@ -130,6 +132,7 @@ impl Default for BurstConfig {
             count: 100,
             size: 4,
             shared_payload: false,
+            end: false,
         }
     }
 }
@@ -177,6 +180,9 @@ impl streamlib::core::Processor for BurstSourceProcessor::Processor {
             };
             self.video.write(frame);
         }
+        if self.config.end {
+            self.video.end();
+        }
         Ok(())
     }
 }
@@ -199,6 +205,8 @@ pub struct RecordingSinkProcessor {
     #[streamlib::input(description = "Frames to record")]
     video: LinkInput<VideoFrame>,
     store: Recorded,
+    /// How many frames it had when its stream ended, each time it did.
+    ends: Arc<Mutex<Vec<usize>>>,
 }
 
 impl streamlib::core::Processor for RecordingSinkProcessor::Processor {
@@ -208,6 +216,18 @@ impl streamlib::core::Processor for RecordingSinkProcessor::Processor {
         }
         Ok(())
     }
+    fn on_end_of_stream(&mut self) -> Result<()> {
+        let frames = self.store.lock().unwrap().len();
+        self.ends.lock().unwrap().push(frames);
+        Ok(())
+    }
+}
+
+/// A recording sink and what it records: frames, and the frame count at each end of stream.
+pub fn recording_sink_with_ends() -> (ProcessorSpec, Recorded, Arc<Mutex<Vec<usize>>>) {
+    let p = RecordingSinkProcessor::Processor::from_config(Default::default());
+    let (store, ends) = (p.store.clone(), p.ends.clone());
+    (ProcessorSpec::new(p), store, ends)
 }
 
 pub fn recording_sink() -> (ProcessorSpec, Recorded) {

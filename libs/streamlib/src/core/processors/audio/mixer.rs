@@ -180,7 +180,11 @@ impl AudioMixerProcessor::Processor {
                 .filter(|i| self.inputs[*i].is_connected())
                 .collect();
             let ready = |q: &InputQueue| q.samples.len() >= per_frame;
-            let all_ready = connected.iter().all(|i| ready(&self.queues[*i]));
+            // An input whose stream ended is not waited for (its last samples are still mixed).
+            let all_ready = connected
+                .iter()
+                .filter(|i| !self.inputs[**i].is_ended())
+                .all(|i| ready(&self.queues[*i]));
             let any_ready = connected.iter().any(|i| ready(&self.queues[*i]));
             if !any_ready {
                 // Keep a running wait: a silent input that timed out stays out of the way
@@ -293,7 +297,19 @@ impl crate::core::Processor for AudioMixerProcessor::Processor {
         }
     }
 
+    fn on_end_of_stream(&mut self) -> Result<()> {
+        // Every input has ended: mix out what is left; the runtime then ends the output.
+        self.mix_out()
+    }
+
     fn teardown(&mut self) -> Result<()> {
+        self.mix_out()
+    }
+}
+
+impl AudioMixerProcessor::Processor {
+    /// Mixes out what is queued (and the resamplers' tails), the last frame padded.
+    fn mix_out(&mut self) -> Result<()> {
         // What is queued (and the resamplers' tails) is mixed out, the last frame padded.
         for queue in &mut self.queues {
             if let Some(resampler) = &mut queue.resampler {

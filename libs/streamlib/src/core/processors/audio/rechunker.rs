@@ -120,6 +120,11 @@ impl crate::core::Processor for BufferRechunkerProcessor::Processor {
         Ok(())
     }
 
+    fn on_end_of_stream(&mut self) -> Result<()> {
+        // The last partial frame (padded, if configured) goes out before the end.
+        self.finish_run()
+    }
+
     fn teardown(&mut self) -> Result<()> {
         self.finish_run()?;
         self.format = None;

@@ -123,6 +123,11 @@ impl crate::core::Processor for AudioResamplerProcessor::Processor {
         Ok(())
     }
 
+    fn on_end_of_stream(&mut self) -> Result<()> {
+        // The resampler's tail goes out before the end of the stream.
+        self.flush()
+    }
+
     fn teardown(&mut self) -> Result<()> {
         self.continuity.reset();
         self.flush()

@@ -73,8 +73,9 @@ struct Playing {
 
 /// Reads a WAV file and sends it as audio frames of `frame_size` samples (the last one
 /// shorter), as f32 at the file's rate and channel count, paced to real time or as fast as
-/// downstream takes them. At the end it emits an `end_of_stream` event (or starts over with
-/// `loop`). A missing or malformed file fails `setup` with the reason.
+/// downstream takes them. At the end it emits an `end_of_stream` event and ends its output, so
+/// downstream finishes (or it starts over with `loop`). A missing or malformed file fails
+/// `setup` with the reason.
 #[streamlib::processor(
     execution = Continuous,
     description = "Plays a WAV file as audio frames, paced to real time or as fast as downstream takes them"
@@ -206,6 +207,7 @@ impl crate::core::Processor for WavSourceProcessor::Processor {
                         "samples_per_channel": playing.sent,
                     }),
                 );
+                self.audio.end();
             }
         }
         Ok(())

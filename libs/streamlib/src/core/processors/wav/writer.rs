@@ -107,6 +107,8 @@ pub struct WavWriterProcessor {
     write_limit: u64,
     /// The file cap, for the message.
     max_file_bytes: u64,
+    /// This run's context (for the `file_written` event).
+    ctx: Option<RuntimeContext>,
 }
 
 impl WavWriterProcessor::Processor {
@@ -215,6 +217,7 @@ impl crate::core::Processor for WavWriterProcessor::Processor {
             .create(&self.config.path)
             .map_err(|e| e.for_processor("WavWriterProcessor"))?;
         self.output = Some(Output::Created(file));
+        self.ctx = Some(ctx.clone());
         self.write_limit = ctx.files().write_limit();
         self.max_file_bytes = ctx.files().max_file_bytes();
         self.samples_written = Some(ctx.counter("samples_written"));
@@ -228,9 +231,34 @@ impl crate::core::Processor for WavWriterProcessor::Processor {
         Ok(())
     }
 
+    fn on_end_of_stream(&mut self) -> Result<()> {
+        // The input has ended: the file is complete now.
+        let written = matches!(self.output, Some(Output::Writing { .. }));
+        let result = self.complete();
+        if let Some(ctx) = &self.ctx {
+            ctx.emit_event(
+                "file_written",
+                serde_json::json!({
+                    "path": ctx.files().location(&self.config.path),
+                    "samples_per_channel": self.samples_written.as_ref().map_or(0, |c| c.get()),
+                    "complete": result.is_ok() && written,
+                }),
+            );
+        }
+        result
+    }
+
     fn teardown(&mut self) -> Result<()> {
         // The runtime has already let this writer empty its input (stop drains upstream
-        // first); the file is finalised with everything written.
+        // first); the file is finalised with everything written (unless the end of the stream
+        // already did).
+        self.complete()
+    }
+}
+
+impl WavWriterProcessor::Processor {
+    /// Finalises the file with everything written (once; later calls do nothing).
+    fn complete(&mut self) -> Result<()> {
         let finished = match self.output.take() {
             Some(Output::Writing { writer, .. }) => writer.finalize().map_err(|e| {
                 wav_error(
