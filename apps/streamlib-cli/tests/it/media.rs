@@ -176,7 +176,7 @@ fn run_of_a_transcode_graph_exits_by_itself_with_every_frame() {
             break status;
         }
         if std::time::Instant::now() > deadline {
-            terminate(&mut child);
+            terminate(&child);
             panic!("streamlib run did not exit by itself within 60 s");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
