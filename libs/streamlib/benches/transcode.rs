@@ -69,25 +69,28 @@ fn streamlib_transcode(input: &Path, output: &Path) -> (Duration, u64) {
     let mut events = rt.subscribe_events();
     let started = Instant::now();
     rt.start().unwrap();
+    // The end of the stream flows from the source to the writer, which completes the file;
+    // then the graph has finished (the runtime thread, driven here by `poll_commands`, sees
+    // it). No stop in the measured time.
     loop {
-        match events.blocking_recv() {
-            Ok(e) => {
-                if let RuntimeEventKind::ProcessorEvent { name, .. } = &e.kind {
-                    if name == "end_of_stream" {
-                        break;
-                    }
+        rt.poll_commands();
+        match events.try_recv() {
+            Ok(e) => match &e.kind {
+                RuntimeEventKind::GraphFinished => break,
+                RuntimeEventKind::ProcessorFailed { error, .. } => {
+                    panic!("transcode failed: {error}")
                 }
-                if let RuntimeEventKind::ProcessorFailed { error, .. } = &e.kind {
-                    panic!("transcode failed: {error}");
-                }
+                _ => {}
+            },
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => {
+                std::thread::sleep(Duration::from_millis(1))
             }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
             Err(e) => panic!("events: {e}"),
         }
     }
-    // Stopping drains the queued frames and finalises the file.
-    rt.stop().unwrap();
     let elapsed = started.elapsed();
+    rt.stop().unwrap();
     let frames = rt.processor_info(&writer).unwrap().metrics["video_frames"];
     (elapsed, frames)
 }
