@@ -275,3 +275,38 @@ fn idle_connections_are_pinged_and_closed_on_shutdown() {
         server.await.unwrap().unwrap();
     });
 }
+
+#[test]
+fn a_client_close_gets_the_closing_handshake_back() {
+    let rt = RuntimeThread::start(|_| {});
+    let addr = api_on_free_port(&rt.service, unlimited());
+    block_on(async {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+        let mut ws = connect(addr, "/api/events").await;
+        assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+        ws.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "bye".into(),
+        })))
+        .await
+        .unwrap();
+        // The server answers with a close frame (the client sees its own code back), not a
+        // dropped connection (1006).
+        let reply = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(frame))) => return Ok(frame),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("closed without a close frame".to_string()),
+                }
+            }
+        })
+        .await
+        .expect("an answer within 10 s");
+        let frame = reply.expect("a close frame");
+        assert_eq!(frame.map(|f| f.code), Some(CloseCode::Away));
+    });
+}

@@ -354,7 +354,14 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                     }
                 }
                 Some(Ok(Message::Ping(_))) => {} // answered by the WebSocket layer
-                Some(Ok(Message::Close(_))) | None => return,
+                // Complete the closing handshake: the client gets its close frame back (the
+                // WebSocket layer queued the echo; flushing sends it) instead of a dropped
+                // connection.
+                Some(Ok(Message::Close(_))) => {
+                    let _ = tx.flush().await;
+                    return;
+                }
+                None => return,
                 Some(Err(e)) => {
                     // The WebSocket layer sends no close frame on a read error; the sending
                     // half still works, so say why.
