@@ -199,3 +199,69 @@ fn run_of_a_transcode_graph_exits_by_itself_with_every_frame() {
     // Every frame of the source is in the output, and the file is complete (ffprobe reads it).
     assert_eq!(frame_counts(&out), source_frames);
 }
+
+#[test]
+fn a_second_ctrl_c_hurries_but_still_leaves_a_playable_mp4() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let mp4 = dir.join("double-sigint.mp4");
+    let _ = std::fs::remove_file(&mp4);
+    let graph = dir.join("double-sigint.json");
+    // A slow stage (a big lanczos3 upscale) with a long backpressure queue in front of the
+    // writer: a clean stop would drain for seconds, so the second signal lands in it.
+    std::fs::write(
+        &graph,
+        serde_json::json!({
+            "processors": [
+                {"id": "pattern", "type": "TestPatternProcessor", "config": {"width": 640, "height": 360, "fps": 60}},
+                {"id": "chord", "type": "ChordGeneratorProcessor"},
+                {"id": "scale", "type": "VideoScaleProcessor", "config": {"width": 2560, "height": 1440, "algorithm": "lanczos3"}},
+                {"id": "mp4", "type": "Mp4WriterProcessor", "config": {"path": mp4, "preset": "ultrafast"}}
+            ],
+            "connections": [
+                {"from": "pattern.video", "to": "scale.video", "overflow": "backpressure", "capacity": 256},
+                {"from": "scale.video", "to": "mp4.video", "overflow": "backpressure", "capacity": 256},
+                {"from": "chord.audio", "to": "mp4.audio", "overflow": "backpressure"}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut child = streamlib()
+        .args(["run", graph.to_str().unwrap(), "--log", "info"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("MP4 file opened") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let interrupt = || {
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "the process was still there");
+    };
+    interrupt();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    interrupt();
+    let asked = std::time::Instant::now();
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let out = child.wait_with_output().unwrap();
+    let log = log.join().unwrap().join("\n");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(12),
+        "the hurried shutdown took {:?}",
+        asked.elapsed()
+    );
+    assert!(log.contains("second signal"), "{log}");
+    assert!(log.contains("MP4 file finalised"), "{log}");
+    assert!(out.status.success(), "exit {:?}\n{log}", out.status);
+    let streams = frame_counts(&mp4);
+    assert_eq!(streams.len(), 2, "both streams: {streams:?}");
+    assert!(streams.iter().all(|(_, n)| *n > 0), "{streams:?}");
+}

@@ -209,6 +209,8 @@ struct Recording {
     /// Frames in a row that could not be encoded.
     consecutive_errors: u32,
     output: Output,
+    /// The counters' values when this run began (they add up across runs; a file holds one).
+    counted_before: std::collections::BTreeMap<String, u64>,
 }
 
 /// Frames held back until both streams are known (the header needs both).
@@ -863,6 +865,7 @@ impl crate::core::Processor for Mp4WriterProcessor::Processor {
             skipped: ctx.counter("skipped_frames"),
             consecutive_errors: 0,
             output: Output::Waiting(Waiting::default()),
+            counted_before: ctx.metrics(),
         });
         Ok(())
     }
@@ -895,20 +898,29 @@ impl crate::core::Processor for Mp4WriterProcessor::Processor {
 
     fn on_end_of_stream(&mut self) -> Result<()> {
         // Every input has ended: the file is completed now, playable at once.
-        let ctx = self.recording.as_ref().map(|r| r.ctx.clone());
+        let Some(recording) = &self.recording else {
+            return Ok(());
+        };
+        let (ctx, before) = (recording.ctx.clone(), recording.counted_before.clone());
+        let muxing = matches!(recording.output, Output::Muxing(_));
         let result = self.complete();
-        if let Some(ctx) = ctx {
-            let metrics = ctx.metrics();
-            ctx.emit_event(
-                "file_written",
-                serde_json::json!({
-                    "path": ctx.files().location(&self.config.path),
-                    "video_frames": metrics.get("video_frames").copied().unwrap_or(0),
-                    "audio_samples": metrics.get("audio_samples").copied().unwrap_or(0),
-                    "complete": result.is_ok(),
-                }),
-            );
-        }
+        let metrics = ctx.metrics();
+        let this_run = |name: &str| {
+            let now = metrics.get(name).copied().unwrap_or(0);
+            now.saturating_sub(before.get(name).copied().unwrap_or(0))
+        };
+        let video_frames = this_run("video_frames");
+        let audio_samples = this_run("audio_samples");
+        ctx.emit_event(
+            "file_written",
+            serde_json::json!({
+                "path": ctx.files().location(&self.config.path),
+                "video_frames": video_frames,
+                "audio_samples": audio_samples,
+                // A file with no frame at all is not a playable MP4.
+                "complete": result.is_ok() && (muxing || video_frames + audio_samples > 0),
+            }),
+        );
         result
     }
 

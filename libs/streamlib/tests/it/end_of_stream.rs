@@ -132,7 +132,8 @@ fn a_mixer_with_one_finite_input_keeps_mixing_the_live_one() {
     let mixer = add(
         &mut rt,
         "AudioMixerProcessor",
-        serde_json::json!({"inputs": 2, "sample_rate": 48000, "channels": 1, "frame_size": 480}),
+        // A long wait for a silent input: only the end of the finite one lets the mix go on.
+        serde_json::json!({"inputs": 2, "sample_rate": 48000, "channels": 1, "frame_size": 480, "max_wait_ms": 5000}),
     );
     let (rec, recorded) = audio_recorder();
     let rec = rt.add_processor(rec).unwrap();
@@ -253,4 +254,40 @@ fn wav_through_a_resampler_to_wav_accounts_for_every_sample() {
     let text = String::from_utf8_lossy(&probe.stdout);
     assert_eq!(text.trim(), "44100,66150", "the file holds every sample");
     rt.stop().unwrap();
+}
+
+#[test]
+fn a_source_that_fails_ends_its_readers_and_the_graph_finishes() {
+    let mut rt = StreamRuntime::new().unwrap();
+    let src = add(
+        &mut rt,
+        "WavSourceProcessor",
+        serde_json::json!({"path": "/nonexistent/eos.wav"}),
+    );
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("eos-failed.wav");
+    let writer = add(
+        &mut rt,
+        "WavWriterProcessor",
+        serde_json::json!({"path": path}),
+    );
+    rt.connect(out(&src, "audio"), inp(&writer, "audio"))
+        .unwrap();
+    let mut events = rt.subscribe_events();
+    // Everything is decided during the start: the source fails its setup, the writer sees its
+    // input end as soon as it runs.
+    rt.start().unwrap();
+    let waiter = std::thread::spawn(move || wait_finished(&mut events));
+    assert_eventually("the graph finished", || {
+        rt.poll_commands();
+        waiter.is_finished()
+    });
+    waiter.join().unwrap();
+    assert_eq!(
+        rt.processor_info(&src).unwrap().state,
+        ProcessorStatus::Failed
+    );
+    assert!(
+        ended(&rt, &writer),
+        "the writer's input ended with its failed source"
+    );
 }

@@ -119,6 +119,9 @@ pub(crate) struct OutputInner<T> {
     links: ArcSwap<Vec<Arc<LinkInner<T>>>>,
     /// The stream ended ([`LinkOutput::end`]); a link connected later is ended at once.
     ended: std::sync::atomic::AtomicBool,
+    /// The signal of the processor that owns the port (set when its run begins): ending the
+    /// port from any thread makes that processor check whether it has ended.
+    owner: ArcSwapOption<ProcessorSignal>,
 }
 
 impl<T: Frame> LinkOutput<T> {
@@ -130,6 +133,7 @@ impl<T: Frame> LinkOutput<T> {
                 description: description.into(),
                 links: ArcSwap::from_pointee(Vec::new()),
                 ended: std::sync::atomic::AtomicBool::new(false),
+                owner: ArcSwapOption::empty(),
             }),
         }
     }
@@ -158,7 +162,6 @@ impl<T: Frame> LinkOutput<T> {
     /// after [`Processor::on_end_of_stream`](crate::core::Processor::on_end_of_stream).
     pub fn end(&self) {
         self.inner.end();
-        crate::core::runtime::note_current_output_ended();
     }
 
     /// Whether [`LinkOutput::end`] was called in this run.
@@ -290,8 +293,8 @@ pub(crate) trait AnyOutputPort: Send + Sync {
     /// Ends the stream on the port (see [`LinkOutput::end`]).
     fn end(&self);
     fn is_ended(&self) -> bool;
-    /// Clears the end: the writer starts a new run.
-    fn reset_end(&self);
+    /// A new run of the owning processor (`owner` its signal): clears the end.
+    fn begin_run(&self, owner: Arc<ProcessorSignal>);
 }
 
 /// A live link with its frame type erased.
@@ -361,17 +364,26 @@ impl<T: Frame> AnyOutputPort for OutputInner<T> {
         }
     }
     fn end(&self) {
+        let owner = self.owner.load();
+        // A processor being stopped has not reached the end of its stream.
+        if owner.as_ref().is_some_and(|o| o.is_stopping()) {
+            return;
+        }
         // The flag first: a link connected meanwhile either is in the list loaded below or
         // sees the flag when it is connected (`link_to`).
         self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
         for link in self.links.load().iter() {
             link.end();
         }
+        if let Some(owner) = &*owner {
+            owner.note_end();
+        }
     }
     fn is_ended(&self) -> bool {
         self.ended.load(std::sync::atomic::Ordering::SeqCst)
     }
-    fn reset_end(&self) {
+    fn begin_run(&self, owner: Arc<ProcessorSignal>) {
+        self.owner.store(Some(owner));
         self.ended.store(false, std::sync::atomic::Ordering::SeqCst);
         for link in self.links.load().iter() {
             link.reset_end();

@@ -420,7 +420,9 @@ impl<T: QueuedBytes> LinkInner<T> {
         }
     }
 
-    /// Reads per the link's read mode.
+    /// Reads per the link's read mode. A reader being stopped reads nothing more: its queue
+    /// was drained before the stop was asked (or the drain gave up, or the stop is hurried),
+    /// and a processor working through a long backlog would otherwise hold the stop up.
     #[inline]
     pub(crate) fn pop(&self) -> Option<T> {
         match self.options.read_mode {
@@ -432,6 +434,9 @@ impl<T: QueuedBytes> LinkInner<T> {
     /// The oldest queued frame.
     #[inline]
     pub(crate) fn pop_next(&self) -> Option<T> {
+        if self.reader.is_stopping() {
+            return None;
+        }
         let frame = self.queue.pop()?;
         self.release(&frame);
         self.after_pop(1);
@@ -441,6 +446,9 @@ impl<T: QueuedBytes> LinkInner<T> {
     /// The newest queued frame; the older ones are dropped and counted.
     #[inline]
     pub(crate) fn pop_latest(&self) -> Option<T> {
+        if self.reader.is_stopping() {
+            return None;
+        }
         let mut frame = self.queue.pop()?;
         self.release(&frame);
         let mut taken = 1;

@@ -81,6 +81,8 @@ impl MainThreadHandle {
 #[derive(Clone)]
 pub struct ShutdownHandle {
     pub(crate) requested: Arc<AtomicBool>,
+    /// Set by a second request (a second Ctrl-C): stop without waiting for queued frames.
+    pub(crate) hurried: Arc<AtomicBool>,
     pub(crate) tx: flume::Sender<()>,
 }
 
@@ -95,5 +97,18 @@ impl ShutdownHandle {
     /// Whether shutdown was requested.
     pub fn is_requested(&self) -> bool {
         self.requested.load(Ordering::Acquire)
+    }
+
+    /// Requests a hurried shutdown: queued frames are not waited for, and every processor
+    /// still running is asked to stop at once (writers still finalise their files). What a
+    /// second Ctrl-C does.
+    pub fn hurry(&self) {
+        self.hurried.store(true, Ordering::Release);
+        self.request();
+    }
+
+    /// Whether a hurried shutdown was requested.
+    pub fn is_hurried(&self) -> bool {
+        self.hurried.load(Ordering::Acquire)
     }
 }

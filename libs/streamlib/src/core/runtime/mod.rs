@@ -40,5 +40,5 @@ pub use worker::{GRAPH_STOP_TIMEOUT, SETUP_TIMEOUT, STOP_TIMEOUT};
 
 pub(crate) use events::EventBus;
 pub(crate) use shared::ProcessorShared;
-pub(crate) use wake::{ProcessorSignal, current_processor_stopping, note_current_output_ended};
+pub(crate) use wake::{ProcessorSignal, current_processor_stopping};
 pub(crate) use worker::Slot;

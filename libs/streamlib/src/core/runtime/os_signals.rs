@@ -1,5 +1,8 @@
-//! SIGINT/SIGTERM while `run()` is active: the first one asks for a clean shutdown, a second one
-//! (the user insisting) exits at once.
+//! SIGINT/SIGTERM while `run()` is active: the first one asks for a clean shutdown (queued
+//! frames drain, then every processor stops); a second one (the user insisting) hurries it:
+//! nothing more is drained, every processor is asked to stop at once, writers still finalise
+//! their files, and the process exits after [`HURRY_LIMIT`] at the latest; a third exits at
+//! once (ffmpeg's manners).
 
 use std::thread::JoinHandle;
 
@@ -9,12 +12,18 @@ use signal_hook::iterator::{Handle, Signals};
 use super::main_thread::ShutdownHandle;
 use crate::core::error::{Result, StreamError};
 
-/// Exit status used when a second signal forces the process down (128 + SIGINT).
+/// Exit status used when signals force the process down (128 + SIGINT).
 const FORCED_EXIT_CODE: i32 = 130;
+
+/// After a second signal, the longest the hurried shutdown may take before the process exits
+/// anyway.
+pub const HURRY_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(crate) struct SignalWatcher {
     handle: Handle,
     thread: Option<JoinHandle<()>>,
+    /// Set when `run()` returns: a pending hurry deadline then does nothing.
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SignalWatcher {
@@ -22,18 +31,38 @@ impl SignalWatcher {
         let mut signals = Signals::new([SIGINT, SIGTERM])
             .map_err(|e| StreamError::io("cannot install SIGINT/SIGTERM handlers", e))?;
         let handle = signals.handle();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = done.clone();
         let thread = std::thread::Builder::new()
             .name("sl-signals".to_string())
             .spawn(move || {
                 let mut seen = 0;
                 for signal in signals.forever() {
                     seen += 1;
-                    if seen == 1 {
-                        tracing::info!(signal, "signal received, stopping all processors (send it again to exit at once)");
-                        shutdown.request();
-                    } else {
-                        tracing::warn!(signal, "second signal received, exiting without cleanup");
-                        std::process::exit(FORCED_EXIT_CODE);
+                    match seen {
+                        1 => {
+                            tracing::info!(signal, "signal received, stopping all processors (again: hurry, finalising files; a third time: exit at once)");
+                            shutdown.request();
+                        }
+                        2 => {
+                            tracing::warn!(signal, "second signal: stopping every processor at once, finalising files (a third signal exits at once)");
+                            shutdown.hurry();
+                            // The hurried shutdown is bounded: exit anyway after HURRY_LIMIT.
+                            let finished = finished.clone();
+                            let _ = std::thread::Builder::new()
+                                .name("sl-hurry".to_string())
+                                .spawn(move || {
+                                    std::thread::sleep(HURRY_LIMIT);
+                                    if !finished.load(std::sync::atomic::Ordering::Acquire) {
+                                        tracing::warn!("the hurried shutdown took too long; exiting");
+                                        std::process::exit(FORCED_EXIT_CODE);
+                                    }
+                                });
+                        }
+                        _ => {
+                            tracing::warn!(signal, "third signal received, exiting without cleanup");
+                            std::process::exit(FORCED_EXIT_CODE);
+                        }
                     }
                 }
             })
@@ -41,12 +70,14 @@ impl SignalWatcher {
         Ok(Self {
             handle,
             thread: Some(thread),
+            done,
         })
     }
 }
 
 impl Drop for SignalWatcher {
     fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Release);
         self.handle.close();
         if let Some(thread) = self.thread.take() {
             // The thread only loops over signals; a panic there has nothing to clean up.

@@ -439,5 +439,7 @@ impl StreamRuntime {
         for reply in start.replies {
             let _ = reply.send(CommandResult::Started);
         }
+        // Ends reported while it started (a source whose setup failed) were not acted on.
+        self.check_finished();
     }
 }

@@ -129,6 +129,7 @@ impl StreamRuntime {
             },
             shutdown: ShutdownHandle {
                 requested: Arc::new(AtomicBool::new(false)),
+                hurried: Arc::new(AtomicBool::new(false)),
                 tx: shutdown_tx,
             },
             shutdown_rx,
@@ -414,7 +415,13 @@ impl StreamRuntime {
             }
             match self.workers.spawn(&id, entry) {
                 Ok(()) => setting_up.push(id),
-                Err(e) => entry.shared.fail(&self.workers.events, Stage::Setup, &e),
+                Err(e) => {
+                    entry.shared.fail(&self.workers.events, Stage::Setup, &e);
+                    // Nothing will come from it this run.
+                    for output in &entry.ports.outputs {
+                        output.end();
+                    }
+                }
             }
         }
         self.pending.start = Some(PendingStart {
@@ -495,6 +502,7 @@ impl StreamRuntime {
         // Dropped only now, so a second Ctrl-C during a slow shutdown still exits at once.
         drop(signals);
         self.shutdown.requested.store(false, Ordering::Release);
+        self.shutdown.hurried.store(false, Ordering::Release);
         while self.shutdown_rx.try_recv().is_ok() {}
         result
     }
@@ -560,13 +568,14 @@ impl StreamRuntime {
         let mut rushed = false;
         for (i, id) in order.iter().enumerate() {
             if let Some(drain_deadline) = drain {
-                if !rushed {
+                if !rushed && !self.shutdown.is_hurried() {
                     self.wait_inputs_drained(id, drain_deadline);
                 }
             }
             let now = Instant::now();
             let mut until = *deadline.get_or_insert(now + GRAPH_STOP_TIMEOUT);
-            if now >= until && !rushed {
+            // Past the shared deadline, or told to hurry (a second Ctrl-C): everyone at once.
+            if (now >= until || self.shutdown.is_hurried()) && !rushed {
                 tracing::warn!(
                     remaining = order.len() - i,
                     "stopping is taking long; asking every remaining processor to stop at once"
@@ -608,7 +617,7 @@ impl StreamRuntime {
         loop {
             let running = entry.shared.state().0 == ProcessorStatus::Running
                 && matches!(&entry.slot, Slot::Running(w) if !w.is_finished());
-            if !running || inputs.iter().all(|l| l.is_empty()) {
+            if !running || inputs.iter().all(|l| l.is_empty()) || self.shutdown.is_hurried() {
                 return;
             }
             let reads: u64 = inputs.iter().map(|l| l.counters().read).sum();

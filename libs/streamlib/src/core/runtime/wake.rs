@@ -24,7 +24,7 @@ pub(crate) struct ProcessorSignal {
     thread: ArcSwapOption<Thread>,
     /// True from the start of a run until the thread stops reading its inputs.
     active: AtomicBool,
-    /// Set when an input's stream ended or the processor ended one of its own outputs: its
+    /// Set when an input's stream ended or one of the processor's own outputs was ended: its
     /// thread then checks whether the processor has ended (`worker.rs`).
     end_check: AtomicBool,
 }
@@ -33,16 +33,6 @@ thread_local! {
     /// The signal of the processor running on this thread, so a writer blocked by
     /// backpressure can notice that its own processor is being stopped.
     static CURRENT: std::cell::RefCell<Option<Arc<ProcessorSignal>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Tells the processor running on the calling thread (if any) that it ended an output, so its
-/// thread checks whether it has ended.
-pub(crate) fn note_current_output_ended() {
-    CURRENT.with(|c| {
-        if let Some(signal) = c.borrow().as_ref() {
-            signal.end_check.store(true, Ordering::SeqCst);
-        }
-    });
 }
 
 /// Whether the processor running on the calling thread (if any) is being stopped.
@@ -95,9 +85,11 @@ impl ProcessorSignal {
         self.unpark();
     }
 
-    /// Consumes the "check for the end of stream" flag.
+    /// Consumes the "check for the end of stream" flag (a plain load first: it is read after
+    /// every `process()` call, and is next to the flag writers set on every frame).
+    #[inline]
     pub(crate) fn take_end_check(&self) -> bool {
-        self.end_check.swap(false, Ordering::SeqCst)
+        self.end_check.load(Ordering::Acquire) && self.end_check.swap(false, Ordering::SeqCst)
     }
 
     pub(crate) fn request_stop(&self) {

@@ -184,7 +184,7 @@ impl WorkerHost {
         }
         // A new run: its streams start again.
         for output in &entry.ports.outputs {
-            output.reset_end();
+            output.begin_run(entry.shared.signal.clone());
         }
         entry.shared.reset_ended();
         entry.shared.signal.prepare_run();
@@ -236,6 +236,12 @@ impl WorkerHost {
     /// Gives up on the processor's thread: asks it to stop, stops its producers waiting for it,
     /// and keeps the thread in `abandoned` (joined once it ends); the instance is lost.
     pub(crate) fn abandon(&self, entry: &mut ProcessorEntry) {
+        // Nothing more will come from it: its readers' streams end (the stop below makes its
+        // own `end()` calls do nothing from now on, so this comes first).
+        for output in &entry.ports.outputs {
+            output.end();
+        }
+        let _ = self.ends.raise.try_send(());
         entry.shared.signal.request_stop();
         for input in &entry.ports.inputs {
             input.set_reader_running(false);
@@ -459,17 +465,21 @@ fn run_processor(
         thread_role::set(runtime_id, Role::Lifecycle(id));
         if let Err(error) = outcome {
             shared.fail(&bus, Stage::Process, &error);
-            end_outputs(&*node);
-            reporter.ended();
         }
     }
 
+    let failed_before = shared.state().0 == ProcessorStatus::Failed;
     match guarded(|| node.teardown()) {
         Err(error) => shared.fail(&bus, Stage::Teardown, &error),
         Ok(()) if shared.state().0 != ProcessorStatus::Failed => {
             shared.set_state(&bus, ProcessorStatus::Stopped)
         }
         Ok(()) => {}
+    }
+    if failed_before {
+        // It failed while running: after what its teardown flushed, its readers' streams end.
+        end_outputs(&*node);
+        reporter.ended();
     }
     finish(&*node, &shared);
     node
@@ -514,20 +524,20 @@ impl EndWatch {
         if signal.take_end_check() {
             self.watching = true;
         }
-        if !self.watching {
+        // A processor being stopped has not reached the end of its stream.
+        if !self.watching || signal.is_stopping() {
             return Ok(false);
         }
-        let connected: Vec<&Arc<dyn AnyInputPort>> =
-            self.inputs.iter().filter(|i| i.is_connected()).collect();
-        if !connected.is_empty() {
-            if connected.iter().all(|i| i.is_ended()) {
+        let mut connected = self.inputs.iter().filter(|i| i.is_connected()).peekable();
+        if connected.peek().is_some() {
+            if connected.clone().all(|i| i.is_ended()) {
                 guarded(|| node.on_end_of_stream())?;
                 for output in &self.outputs {
                     output.end();
                 }
                 return Ok(true);
             }
-            if !connected.iter().any(|i| i.end_marked()) {
+            if !connected.any(|i| i.end_marked()) {
                 self.watching = false;
             }
             return Ok(false);
@@ -571,6 +581,11 @@ fn run_loop(
         }
         shared.set_ended(bus);
         reporter.ended();
+        // It reads no more: frames sent to it from now on are dropped and counted, not kept
+        // (and a backpressured writer does not wait for it).
+        for input in &watch.inputs {
+            input.set_reader_running(false);
+        }
         while !signal.is_stopping() {
             std::thread::park();
         }

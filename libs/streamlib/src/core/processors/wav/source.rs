@@ -197,7 +197,8 @@ impl crate::core::Processor for WavSourceProcessor::Processor {
                         e,
                     )
                 })?;
-            } else {
+            } else if !playing.ctx.stop_signal().is_stopping() {
+                // (Stopped while sending the last frames: the stream did not end.)
                 playing.ended = true;
                 playing.ctx.emit_event(
                     "end_of_stream",

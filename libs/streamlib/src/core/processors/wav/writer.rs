@@ -109,6 +109,8 @@ pub struct WavWriterProcessor {
     max_file_bytes: u64,
     /// This run's context (for the `file_written` event).
     ctx: Option<RuntimeContext>,
+    /// `samples_written` when this run began.
+    samples_before: u64,
 }
 
 impl WavWriterProcessor::Processor {
@@ -220,7 +222,10 @@ impl crate::core::Processor for WavWriterProcessor::Processor {
         self.ctx = Some(ctx.clone());
         self.write_limit = ctx.files().write_limit();
         self.max_file_bytes = ctx.files().max_file_bytes();
-        self.samples_written = Some(ctx.counter("samples_written"));
+        let samples = ctx.counter("samples_written");
+        // The counter adds up across runs; this run's file holds what comes from now on.
+        self.samples_before = samples.get();
+        self.samples_written = Some(samples);
         Ok(())
     }
 
@@ -240,7 +245,10 @@ impl crate::core::Processor for WavWriterProcessor::Processor {
                 "file_written",
                 serde_json::json!({
                     "path": ctx.files().location(&self.config.path),
-                    "samples_per_channel": self.samples_written.as_ref().map_or(0, |c| c.get()),
+                    "samples_per_channel": self
+                        .samples_written
+                        .as_ref()
+                        .map_or(0, |c| c.get().saturating_sub(self.samples_before)),
                     "complete": result.is_ok() && written,
                 }),
             );
