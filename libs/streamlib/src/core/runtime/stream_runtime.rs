@@ -486,8 +486,9 @@ impl StreamRuntime {
     /// command, main-thread work, a pending setup's result or deadline, or the shutdown request
     /// arrives, and handles each at once.
     ///
-    /// Note: SIGINT/SIGTERM handlers stay installed (and do nothing) after `run()` returns; a
-    /// second signal during shutdown exits the process at once.
+    /// A second SIGINT/SIGTERM hurries the shutdown ([`ShutdownHandle::hurry`]; the process
+    /// exits after 10 s at the latest), a third exits the process at once. The handlers stay
+    /// installed (and do nothing) after `run()` returns.
     pub fn run(&mut self) -> Result<()> {
         thread_role::set(self.workers.runtime_id, Role::Main);
         // A shutdown requested before run() (e.g. by a very short timer) is honoured at once:
