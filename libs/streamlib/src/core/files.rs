@@ -119,6 +119,23 @@ impl FileAccess {
         })
     }
 
+    /// Removes the file a writer created at `path` if it is still that file (`created`) and
+    /// still empty: a writer that got nothing to write leaves no empty, unplayable file.
+    /// Returns whether it was removed.
+    pub fn remove_if_empty(&self, path: &Path, created: &CappedFile) -> bool {
+        let result = match &self.rule {
+            Rule::Free => remove_free_if_empty(path, &created.file),
+            Rule::Beneath(dir) => dir.remove_if_empty(path, &created.file),
+        };
+        match result {
+            Ok(removed) => removed,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "could not remove an empty file");
+                false
+            }
+        }
+    }
+
     /// Where `path` is, as an absolute path for reports (the file written, for a user to find):
     /// beneath the media directory, or as given from the working directory.
     pub fn location(&self, path: &Path) -> std::path::PathBuf {
@@ -297,11 +314,57 @@ mod unix_open {
             };
             regular(fd, mode)
         }
+
+        /// [`FileAccess::remove_if_empty`](super::FileAccess::remove_if_empty) beneath the
+        /// directory: the parent is resolved beneath it, the name unlinked there.
+        pub(super) fn remove_if_empty(&self, path: &Path, file: &File) -> io::Result<bool> {
+            let (Some(name), parent) = (path.file_name(), path.parent()) else {
+                return Ok(false);
+            };
+            let parent = match parent {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let dir = rustix::fs::openat2(
+                self.fd.as_fd(),
+                parent,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Perm::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            )?;
+            let stat = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+            let ours = rustix::fs::fstat(file)?;
+            let same = FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+                && stat.st_dev == ours.st_dev
+                && stat.st_ino == ours.st_ino
+                && ours.st_size == 0;
+            if !same {
+                return Ok(false);
+            }
+            rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty())?;
+            Ok(true)
+        }
     }
 }
 
 #[cfg(target_os = "linux")]
 use unix_open::open_free;
+
+/// Whether `meta` (what the path names now) is `file`, and empty.
+fn same_and_empty(meta: &std::fs::Metadata, file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = file.metadata()?;
+    Ok(meta.is_file() && meta.dev() == ours.dev() && meta.ino() == ours.ino() && ours.len() == 0)
+}
+
+/// [`FileAccess::remove_if_empty`] for paths as written.
+fn remove_free_if_empty(path: &Path, file: &File) -> io::Result<bool> {
+    if !same_and_empty(&std::fs::symlink_metadata(path)?, file)? {
+        return Ok(false);
+    }
+    std::fs::remove_file(path)?;
+    Ok(true)
+}
 
 #[cfg(not(target_os = "linux"))]
 fn open_free(path: &Path, mode: Mode) -> io::Result<File> {
@@ -325,6 +388,10 @@ impl MediaDir {
 
     fn open(&self, _path: &Path, _mode: Mode) -> io::Result<File> {
         Err(outside())
+    }
+
+    fn remove_if_empty(&self, _path: &Path, _file: &File) -> io::Result<bool> {
+        Ok(false)
     }
 }
 

@@ -939,10 +939,31 @@ impl Mp4WriterProcessor::Processor {
             return Ok(());
         }
         let started = self.start_when_ready(true);
-        let finished = match self.recording.take().map(|r| r.output) {
-            Some(Output::Muxing(muxer)) => finish(*muxer, &self.config.path),
-            // No frame ever came (the empty file stays as created), or it could not be opened.
-            _ => Ok(()),
+        let Some(recording) = self.recording.take() else {
+            return started;
+        };
+        let finished = match recording.output {
+            Output::Muxing(muxer) => finish(*muxer, &self.config.path),
+            // No frame ever came: the file created at setup is empty and would not play, so it
+            // goes (if it is still the one created).
+            _ => {
+                if let Some(file) = &recording.file {
+                    if recording
+                        .ctx
+                        .files()
+                        .remove_if_empty(&self.config.path, file)
+                    {
+                        recording.ctx.emit_event(
+                            "file_removed",
+                            serde_json::json!({
+                                "path": recording.ctx.files().location(&self.config.path),
+                                "reason": "no frame arrived, so the empty file was removed",
+                            }),
+                        );
+                    }
+                }
+                Ok(())
+            }
         };
         started.and(finished)
     }

@@ -307,3 +307,45 @@ fn a_playlist_cannot_reach_outside_the_media_directory() {
         "the playlist is valid and plays with free paths"
     );
 }
+
+/// An MP4 writer removed before any frame came leaves no empty, unplayable file, and says so;
+/// beneath the media directory and with free paths alike.
+#[cfg(feature = "ffmpeg")]
+#[test]
+fn an_mp4_writer_that_got_no_frame_leaves_no_file() {
+    let (base, media) = sandbox("no-frame");
+    for (files, path, on_disk) in [
+        (
+            FileAccess::beneath(&media).unwrap(),
+            "sub/empty.mp4".to_string(),
+            media.join("sub/empty.mp4"),
+        ),
+        (
+            FileAccess::free(),
+            base.join("free-empty.mp4").display().to_string(),
+            base.join("free-empty.mp4"),
+        ),
+    ] {
+        let mut rt = runtime(files);
+        let mut events = rt.subscribe_events();
+        let writer = add(
+            &mut rt,
+            "Mp4WriterProcessor",
+            serde_json::json!({ "path": path }),
+        );
+        assert!(
+            on_disk.exists(),
+            "created at setup (so a bad path fails early)"
+        );
+        rt.remove_processor(&writer).unwrap();
+        assert!(!on_disk.exists(), "{} was left behind", on_disk.display());
+        let removed = std::iter::from_fn(|| events.try_recv().ok()).find_map(|e| match e.kind {
+            RuntimeEventKind::ProcessorEvent { name, data, .. } if name == "file_removed" => {
+                Some(data)
+            }
+            _ => None,
+        });
+        let removed = removed.expect("a file_removed event");
+        assert_eq!(removed["path"], on_disk.display().to_string());
+    }
+}
