@@ -38,6 +38,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// List the registered processor types with their ports and config schema.
     Types {
+        /// Show only this type (e.g. `TestPatternProcessor`).
+        name: Option<String>,
         /// Print the descriptors as JSON (the same data as `GET /api/registry`).
         #[arg(long)]
         json: bool,
@@ -89,9 +91,14 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    if let Err(e) = init_logging(&cli.log) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     match dispatch(cli.command) {
         Ok(code) => code,
+        // The reader of our output went away (`streamlib types | head`): not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -99,20 +106,39 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .map(|io| io.kind())
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(|j| j.io_error_kind())
+            })
+            == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Sets up logging to stderr; a filter that does not parse is an error (never ignored).
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let parsed = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid --log filter '{filter}' (or STREAMLIB_LOG): {e}; use a level (error, warn, info, debug, trace) or targets such as 'streamlib=debug,info'"
+        )
+    })?;
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(parsed)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    Ok(())
 }
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve(*args),
-        Command::Types { json } => types(json),
+        Command::Types { name, json } => types(name.as_deref(), json),
         Command::Run {
             graph,
             duration,
@@ -122,8 +148,22 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn types(json: bool) -> anyhow::Result<ExitCode> {
-    let descriptors = PROCESSOR_REGISTRY.descriptors();
+fn types(name: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let all = PROCESSOR_REGISTRY.descriptors();
+    let descriptors: Vec<&ProcessorDescriptor> = match name {
+        None => all.iter().collect(),
+        Some(name) => {
+            let one: Vec<_> = all.iter().filter(|d| d.type_name == name).collect();
+            if one.is_empty() {
+                let known: Vec<&str> = all.iter().map(|d| d.type_name.as_str()).collect();
+                anyhow::bail!(
+                    "unknown processor type '{name}'; the types are: {}",
+                    known.join(", ")
+                );
+            }
+            one
+        }
+    };
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &descriptors)?;
@@ -172,10 +212,45 @@ fn write_type(out: &mut impl Write, d: &ProcessorDescriptor) -> std::io::Result<
                 .get("default")
                 .map(|v| format!(" [default {v}]"))
                 .unwrap_or_default();
-            writeln!(out, "    config {field}{default}: {description}")?;
+            let choices = choices(&d.config_schema, schema)
+                .map(|c| format!(" (one of: {})", c.join(", ")))
+                .unwrap_or_default();
+            writeln!(out, "    config {field}{default}{choices}: {description}")?;
         }
     }
     writeln!(out)
+}
+
+/// Reads and parses a graph file; every error starts with "cannot load FILE:", as those of
+/// applying it do.
+fn load_graph(path: &std::path::Path) -> anyhow::Result<GraphFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read graph file {}", path.display()))?;
+    GraphFile::from_json(&text).with_context(|| format!("cannot load {}", path.display()))
+}
+
+/// The values a config field may take, when its schema lists them (an `enum`, or a `oneOf` of
+/// constants, directly or through a `$ref` into the config schema's `$defs`).
+fn choices(root: &serde_json::Value, schema: &serde_json::Value) -> Option<Vec<String>> {
+    let schema = match schema.get("$ref").and_then(|r| r.as_str()) {
+        Some(r) => {
+            let name = r.strip_prefix("#/$defs/")?;
+            root.get("$defs")?.get(name)?
+        }
+        None => schema,
+    };
+    let show = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if let Some(values) = schema.get("enum").and_then(|e| e.as_array()) {
+        return Some(values.iter().map(show).collect());
+    }
+    let variants = schema.get("oneOf")?.as_array()?;
+    variants
+        .iter()
+        .map(|v| v.get("const").map(show))
+        .collect::<Option<Vec<_>>>()
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -195,14 +270,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_max_file_bytes(args.max_file_mib.saturating_mul(1 << 20));
     let media_dir = files.media_dir().map(|d| d.display().to_string());
     runtime.set_file_access(files);
-    if args.demo {
-        runtime.apply_graph(&GraphFile::from_json(DEMO_GRAPH)?)?;
-    }
-    if let Some(path) = &args.graph {
-        runtime
-            .apply_graph(&GraphFile::from_path(path)?)
-            .with_context(|| format!("cannot load {}", path.display()))?;
-    }
     let mut options = args.api;
     // clap treats an empty environment variable as unset; an empty token must not silently
     // turn authentication off, so it is passed on and refused by the options' validation.
@@ -220,10 +287,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         options,
     };
     let (spec, api) = ApiServerProcessor::Processor::spec_with_handle(config);
-    // The API server is a control-plane processor: it starts (binds) right here.
-    runtime
-        .add_processor(spec.with_id("api"))
-        .context("cannot start the API server")?;
+    // The API server is a control-plane processor: it starts (binds) right here, first, so
+    // that a busy port fails before anything else is set up.
+    if let Err(e) = runtime.add_processor(spec.with_id("api")) {
+        let hint = if e.to_string().contains("Address already in use") {
+            format!(
+                "; port {} is taken (another streamlib serve?): choose another with --port, or --port 0 for a free one",
+                args.port
+            )
+        } else {
+            String::new()
+        };
+        anyhow::bail!("cannot start the API server: {e}{hint}");
+    }
+    if args.demo {
+        runtime.apply_graph(&GraphFile::from_json(DEMO_GRAPH)?)?;
+    }
+    if let Some(path) = &args.graph {
+        runtime
+            .apply_graph(&load_graph(path)?)
+            .with_context(|| format!("cannot load {}", path.display()))?;
+    }
     let port = api.local_addr().map_or(args.port, |address| address.port());
     let host = if args.host.contains(':') {
         format!("[{}]", args.host)
@@ -254,7 +338,13 @@ fn run(
     limits: RuntimeLimits,
     max_file_mib: u64,
 ) -> anyhow::Result<ExitCode> {
-    let graph = GraphFile::from_path(&path)?;
+    let graph = load_graph(&path)?;
+    if graph.processors.is_empty() {
+        eprintln!(
+            "warning: {} has no processors: nothing will run (it stops at --duration or Ctrl-C)",
+            path.display()
+        );
+    }
     let mut runtime = StreamRuntime::with_limits(limits)?;
     // The graph file's author names the files: paths as written (no media directory).
     runtime.set_file_access(

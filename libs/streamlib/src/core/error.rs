@@ -86,7 +86,16 @@ pub enum StreamError {
     #[error("a processor with id '{0}' already exists")]
     DuplicateProcessorId(String),
 
-    /// An id or port reference is malformed.
+    /// A port reference (`processor.port`) is malformed.
+    #[error("invalid port reference '{text}': {reason}")]
+    InvalidPortRef {
+        /// The rejected text.
+        text: String,
+        /// What a valid one looks like.
+        reason: String,
+    },
+
+    /// An id is malformed.
     #[error("invalid id '{id}': {reason}")]
     InvalidId {
         /// The rejected text.
@@ -179,6 +188,7 @@ impl StreamError {
             StreamError::InputAlreadyConnected { .. } => "input_already_connected",
             StreamError::DuplicateProcessorId(_) => "duplicate_processor_id",
             StreamError::InvalidId { .. } => "invalid_id",
+            StreamError::InvalidPortRef { .. } => "invalid_port_reference",
             StreamError::InvalidLinkOptions(_) => "invalid_link_options",
             StreamError::ProcessorFailed { .. } => "processor_failed",
             StreamError::LimitReached { .. } => "limit_reached",
@@ -199,6 +209,7 @@ impl StreamError {
         match self {
             StreamError::UnknownProcessorType { .. }
             | StreamError::InvalidId { .. }
+            | StreamError::InvalidPortRef { .. }
             | StreamError::InvalidGraph(_) => ErrorKind::BadRequest,
             StreamError::InvalidConfig { .. }
             | StreamError::PortTypeMismatch { .. }

@@ -27,8 +27,8 @@ macro_rules! port_ref {
                     Some((processor, port)) if !processor.is_empty() && !port.is_empty() => {
                         Ok(Self::new(processor, port))
                     }
-                    _ => Err(StreamError::InvalidId {
-                        id: text.to_string(),
+                    _ => Err(StreamError::InvalidPortRef {
+                        text: text.to_string(),
                         reason: "a port reference is written processor.port, e.g. src.video".to_string(),
                     }),
                 }

@@ -110,7 +110,27 @@ impl From<JsonRejection> for ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             _ => "invalid_request",
         };
-        ApiError::new(status, code, r.body_text())
+        // axum's texts lead with its own phrasing ("Failed to deserialize the JSON body into
+        // the target type: ..."); say what is wrong in ours, keeping serde's precise detail.
+        let text = r.body_text();
+        let detail = |prefix: &str| text.strip_prefix(prefix).map(str::to_string);
+        let message = match &r {
+            JsonRejection::JsonDataError(_) => {
+                detail("Failed to deserialize the JSON body into the target type: ")
+                    .map(|d| format!("the JSON body does not fit this route: {d}"))
+            }
+            JsonRejection::JsonSyntaxError(_) => {
+                detail("Failed to parse the request body as JSON: ")
+                    .map(|d| format!("the body is not valid JSON: {d}"))
+            }
+            JsonRejection::MissingJsonContentType(_) => Some(
+                "send the body as JSON, with the header 'Content-Type: application/json'"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+        .unwrap_or(text);
+        ApiError::new(status, code, message)
     }
 }
 
