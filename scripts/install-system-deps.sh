@@ -13,8 +13,9 @@ PACKAGES=(
   # Building the `ffmpeg` feature: FFmpeg's development libraries.
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   # Tests: a display server without a screen (window tests); ffmpeg/ffprobe (media checks);
-  # Python with venv for the API fuzzing (scripts/api-fuzz.sh installs schemathesis in one).
-  xvfb ffmpeg python3 python3-venv
+  # Python with venv for the API fuzzing (scripts/api-fuzz.sh installs schemathesis in one);
+  # procps for `kill`, which the CLI tests use to send signals.
+  xvfb ffmpeg python3 python3-venv procps
 )
 
 missing=()

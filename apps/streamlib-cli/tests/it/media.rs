@@ -86,6 +86,25 @@ fn sigterm_while_recording_leaves_a_playable_mp4() {
         String::from_utf8(probe.stdout).unwrap().trim(),
         format!("h264,{encoded}")
     );
+    // The audio stream too: AAC, with as many samples as the writer encoded.
+    let samples = writer["metrics"]["audio_samples"].as_u64().unwrap();
+    assert!(samples > 0);
+    let audio = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0"])
+        .args(["-show_entries", "stream=codec_name,sample_rate,duration_ts"])
+        .args(["-of", "csv=p=0"])
+        .arg(&mp4)
+        .output()
+        .unwrap();
+    let audio = String::from_utf8(audio.stdout).unwrap();
+    let fields: Vec<&str> = audio.trim().split(',').collect();
+    assert_eq!(fields[0], "aac", "{audio}");
+    let duration_ts: u64 = fields[2].parse().unwrap();
+    // AAC frames are 1024 samples: the stream holds every sample, padded to a whole frame.
+    assert!(
+        duration_ts >= samples && duration_ts < samples + 2048,
+        "{duration_ts} in the file, {samples} encoded"
+    );
     let decode = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(&mp4)

@@ -1009,3 +1009,36 @@ fn the_served_openapi_describes_this_server() {
         );
     });
 }
+
+#[test]
+fn a_control_plane_processor_cannot_be_created_through_the_api() {
+    let rt = RuntimeThread::start(|_| {});
+    let app = app(rt.service.clone(), ApiOptions::default());
+    block_on(async {
+        let before = rt.service.get_state().await.unwrap();
+        let r = call(
+            &app,
+            Method::POST,
+            "/api/processors",
+            Some(json!({"processor_type": "ApiServerProcessor", "config": {"port": 0}})),
+            &[],
+        )
+        .await;
+        assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("control-plane processor"),
+            "{}",
+            r.json
+        );
+        let after = rt.service.get_state().await.unwrap();
+        assert_eq!(
+            after.processors.len(),
+            before.processors.len(),
+            "graph unchanged"
+        );
+        assert_eq!(after.seq, before.seq, "nothing happened");
+    });
+}

@@ -243,19 +243,19 @@ fn ports_can_be_declared_from_config() {
             .unwrap();
         sources.push(s);
     }
-    // A one-input sum forwards what it gets: a place to observe the first sum's output.
-    let collector = rt
-        .add_processor(SumProcessor::spec(SumConfig { inputs: 1 }))
-        .unwrap();
-    rt.connect(out(&sum, "audio"), inp(&collector, "input_0"))
+    let (recorder, recorded) = audio_recorder();
+    let recorder = rt.add_processor(recorder).unwrap();
+    rt.connect(out(&sum, "audio"), inp(&recorder, "audio"))
         .unwrap();
     rt.start().unwrap();
     assert_eventually("the sum was produced", || {
-        rt.links()
-            .iter()
-            .any(|l| l.to.processor == collector && l.counters.written == 1)
+        !recorded.lock().unwrap().is_empty()
     });
     rt.stop().unwrap();
+    // Every input was read: 0.25 + 0.5 + 1.0, in each of the frame's samples.
+    let frames = recorded.lock().unwrap();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].samples.to_vec(), vec![1.75f32; 4]);
     assert_eq!(
         rt.connect(out(&sources[0], "audio"), inp(&sum, "input_3"))
             .unwrap_err()

@@ -353,9 +353,19 @@ fn setup_can_use_the_main_thread_while_start_waits() {
             ..Default::default()
         }))
         .unwrap();
+    let mut events = rt.subscribe_events();
     rt.start().unwrap();
     assert_eq!(state_of(&rt, &p), ProcessorStatus::Running);
     assert_eq!(metric(&rt, &p, "main_thread_runs"), 1);
+    // It ran on the runtime's thread (this test's), while start() waited for the setup.
+    let ran_on = std::iter::from_fn(|| events.try_recv().ok()).find_map(|e| match e.kind {
+        RuntimeEventKind::ProcessorEvent { name, data, .. } if name == "main_thread" => {
+            Some(data["name"].clone())
+        }
+        _ => None,
+    });
+    let here = std::thread::current().name().map(str::to_string);
+    assert_eq!(ran_on, Some(serde_json::json!(here)));
     rt.stop().unwrap();
 }
 

@@ -347,7 +347,8 @@ impl streamlib::core::Processor for ProbeProcessor::Processor {
             let main = ctx.main_thread();
             let on_main = main.run(|| std::thread::current().name().map(str::to_string))?;
             ctx.counter("main_thread_runs").add(1);
-            let _ = on_main;
+            // Which thread ran it, for the test to compare with the runtime's.
+            ctx.emit_event("main_thread", serde_json::json!({ "name": on_main }));
         }
         if self.config.call_service_in_setup {
             let service = ctx.runtime_service();
