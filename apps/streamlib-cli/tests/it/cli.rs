@@ -1,6 +1,7 @@
 //! The `streamlib` binary: `types`, `run`, and clean shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader};
+use crate::common;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -138,20 +139,15 @@ fn sigterm_stops_cleanly_and_reports() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
+    let mut lines = common::Lines::new(child.stderr.take().unwrap());
     // Wait until the runtime says it is running, then signal it.
-    for line in lines.by_ref() {
-        if line.unwrap().contains("waiting for commands") {
-            break;
-        }
-    }
+    lines.wait_for("waiting for commands", std::time::Duration::from_secs(60));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || drop(lines.all()));
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "exit status {:?}", out.status);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

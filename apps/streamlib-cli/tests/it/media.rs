@@ -1,9 +1,9 @@
-//! `streamlib run` stopped by SIGTERM while recording leaves a complete, playable MP4.
+//! `streamlib run` with media files: stopped by signals while recording, the MP4 is complete and
+//! playable; a transcode graph ends by itself at the end of its input.
 #![cfg(feature = "ffmpeg")]
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use common::{streamlib, terminate};
@@ -36,18 +36,14 @@ fn sigterm_while_recording_leaves_a_playable_mp4() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = common::Lines::new(child.stderr.take().unwrap());
     // Recording has begun once the file is open; let a few more frames come.
-    for line in lines.by_ref() {
-        if line.unwrap().contains("MP4 file opened") {
-            break;
-        }
-    }
+    lines.wait_for("MP4 file opened", std::time::Duration::from_secs(60));
     std::thread::sleep(std::time::Duration::from_millis(500));
     terminate(&child);
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let log = std::thread::spawn(move || lines.all());
     let out = child.wait_with_output().unwrap();
-    let log = log.join().unwrap().join("\n");
+    let log = log.join().unwrap();
     assert!(out.status.success(), "exit {:?}\n{log}", out.status);
     assert!(log.contains("MP4 file finalised"), "{log}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -225,15 +221,16 @@ fn a_second_ctrl_c_hurries_but_still_leaves_a_playable_mp4() {
     let mp4 = dir.join("double-sigint.mp4");
     let _ = std::fs::remove_file(&mp4);
     let graph = dir.join("double-sigint.json");
-    // A slow stage (a big lanczos3 upscale) with a long backpressure queue in front of the
-    // writer: a clean stop would drain for seconds, so the second signal lands in it.
+    // A slow stage (an upscale, slower than the source's rate in this debug build) with long
+    // backpressure queues: a clean stop would drain for a while, so the second signal lands
+    // in it.
     std::fs::write(
         &graph,
         serde_json::json!({
             "processors": [
-                {"id": "pattern", "type": "TestPatternProcessor", "config": {"width": 640, "height": 360, "fps": 60}},
+                {"id": "pattern", "type": "TestPatternProcessor", "config": {"width": 320, "height": 180, "fps": 60}},
                 {"id": "chord", "type": "ChordGeneratorProcessor"},
-                {"id": "scale", "type": "VideoScaleProcessor", "config": {"width": 2560, "height": 1440, "algorithm": "lanczos3"}},
+                {"id": "scale", "type": "VideoScaleProcessor", "config": {"width": 1280, "height": 720, "algorithm": "bilinear"}},
                 {"id": "mp4", "type": "Mp4WriterProcessor", "config": {"path": mp4, "preset": "ultrafast"}}
             ],
             "connections": [
@@ -251,12 +248,9 @@ fn a_second_ctrl_c_hurries_but_still_leaves_a_playable_mp4() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("MP4 file opened") {
-            break;
-        }
-    }
+    let mut lines = common::Lines::new(child.stderr.take().unwrap());
+    let opened = lines.wait_for("MP4 file opened", std::time::Duration::from_secs(60));
+    assert!(opened.contains("video=true audio=true"), "{opened}");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let interrupt = || {
         let status = Command::new("kill")
@@ -269,9 +263,9 @@ fn a_second_ctrl_c_hurries_but_still_leaves_a_playable_mp4() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     interrupt();
     let asked = std::time::Instant::now();
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let log = std::thread::spawn(move || lines.all());
     let out = child.wait_with_output().unwrap();
-    let log = log.join().unwrap().join("\n");
+    let log = log.join().unwrap();
     assert!(
         asked.elapsed() < std::time::Duration::from_secs(12),
         "the hurried shutdown took {:?}",

@@ -14,7 +14,10 @@ fn service_drives_the_runtime_from_another_thread() {
     let service = rt.runtime_service();
     let shutdown = rt.shutdown_handle();
     let client = std::thread::spawn(move || {
-        let result = block_on(async {
+        // run() returns however the client ends, also if an assertion below panics: the test
+        // then fails with the panic instead of hanging.
+        let _shutdown_on_exit = ShutdownOnDrop(shutdown);
+        block_on(async {
             let src = service
                 .add_processor(PROCESSOR_REGISTRY.create(
                     "TestPatternProcessor",
@@ -60,12 +63,19 @@ fn service_drives_the_runtime_from_another_thread() {
             let state = service.get_state().await?;
             assert_eq!((state.processor_count, state.link_count), (1, 0));
             Ok::<_, StreamError>(())
-        });
-        shutdown.request();
-        result
+        })
     });
     rt.run().unwrap();
     client.join().unwrap().unwrap();
+}
+
+/// Requests shutdown when dropped (also while unwinding from a panic).
+struct ShutdownOnDrop(ShutdownHandle);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        self.0.request();
+    }
 }
 
 #[test]

@@ -231,24 +231,75 @@ pub fn http(
     (status, json)
 }
 
+/// A child's output, read line by line on a thread of its own, so that a test waits for a line
+/// with a deadline: a child that hangs without printing fails the test instead of hanging it.
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn new(reader: impl std::io::Read + Send + 'static) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `patience` for a line containing `needle` and returns it; panics with what
+    /// was printed otherwise.
+    pub fn wait_for(&mut self, needle: &str, patience: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no line with {needle:?} within {patience:?} ({e}); printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything printed, until the output ends (call it once the child has exited).
+    pub fn all(mut self) -> String {
+        self.seen.extend(self.rx.iter());
+        self.seen.join("\n")
+    }
+}
+
 /// Starts `command` (a `streamlib serve --port 0 ...`, or a shell running one), reads the port
-/// from the first line it prints, and keeps draining its output.
+/// from the line where it says it listens (within a minute), and keeps draining its output.
 pub fn serving(mut command: Command) -> (Child, u16) {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+    let mut stdout = Lines::new(child.stdout.take().unwrap());
+    let line = stdout.wait_for("listening on", std::time::Duration::from_secs(60));
     let port = line
         .trim()
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
-    std::thread::spawn(move || for _ in stdout.lines() {});
+    // Kept reading (and dropped with its thread) until the child closes its output.
+    std::thread::spawn(move || drop(stdout.all()));
     (child, port)
 }
 
