@@ -101,7 +101,7 @@ fn calls_fail_at_once_when_the_runtime_is_gone() {
         let service = service.clone();
         std::thread::spawn(move || block_on(service.get_state()))
     };
-    std::thread::sleep(Duration::from_millis(20));
+    assert_eventually("the call is queued", || rt.queued_commands() == 1);
     drop(rt);
     assert_eq!(
         pending.join().unwrap().unwrap_err().code(),

@@ -200,6 +200,12 @@ impl StreamRuntime {
         }
     }
 
+    /// Commands from the service layer waiting to be executed (not yet taken by `run()` or
+    /// `poll_commands()`).
+    pub fn queued_commands(&self) -> usize {
+        self.command_rx.len()
+    }
+
     /// Whether requests wait for processor threads (see [`StreamRuntime::poll_commands`]).
     pub fn has_parked_requests(&self) -> bool {
         !self.pending.is_empty() || !self.pending.deferred.is_empty()
