@@ -189,3 +189,57 @@ fn an_empty_or_blank_token_is_refused_at_startup() {
         );
     }
 }
+
+/// The README's first command, `streamlib serve --demo`, on its defaults (only the port is
+/// free, as tests must, and the media directory a temporary one): the demo graph runs, and the
+/// default limits are the documented ones (64 KiB bodies).
+#[test]
+fn serve_demo_runs_the_demo_graph_on_its_defaults() {
+    let media = std::env::temp_dir().join(format!("streamlib-demo-{}", std::process::id()));
+    let mut command = streamlib();
+    command.args(["serve", "--demo", "--port", "0", "--media-dir"]);
+    command.arg(&media);
+    let (mut child, port) = common::serving(command);
+    let frames = |state: &serde_json::Value| -> u64 {
+        state["links"]
+            .as_array()
+            .map(|links| {
+                links
+                    .iter()
+                    .map(|l| l["counters"]["read"].as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let (status, first) = common::http(port, "GET", "/api/runtime/state", None);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["status"], "running");
+    assert!(first["processor_count"].as_u64().unwrap() >= 3, "{first}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, state) = common::http(port, "GET", "/api/runtime/state", None);
+        if frames(&state) > frames(&first) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no frames flowed: {state}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The default body limit: 64 KiB is taken (as far as size goes), one byte more is not.
+    let padding = |n: usize| serde_json::json!({"processor_type": "x".repeat(n)});
+    let at_limit = padding(65_536 - padding(0).to_string().len());
+    let (status, _) = common::http(port, "POST", "/api/processors", Some(at_limit.clone()));
+    assert_ne!(status, 413, "a 64 KiB body is within the default limit");
+    let over = padding(65_537 - padding(0).to_string().len());
+    let (status, body) = common::http(port, "POST", "/api/processors", Some(over));
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("65536"),
+        "{body}"
+    );
+    common::terminate(&child);
+    assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
+    let _ = std::fs::remove_dir_all(&media);
+}

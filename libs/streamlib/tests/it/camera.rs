@@ -146,7 +146,7 @@ fn no_cameras_here() -> bool {
 #[test]
 fn no_camera_errors_name_what_is_missing() {
     if !no_cameras_here() {
-        eprintln!("skipped: this machine has a /dev/video* device");
+        common::skipped("skipped: this machine has a /dev/video* device");
         return;
     }
     assert_eq!(

@@ -612,3 +612,15 @@ pub fn unlimited() -> streamlib::core::ApiServerConfig {
         ..Default::default()
     }
 }
+
+/// Reports a test that returned early because this machine cannot exercise it (e.g. it has the
+/// device whose absence the test checks). Written to the terminal directly, past the test
+/// harness's output capture, so the skip shows in `cargo test`'s output even when it passes.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED ({}): {why}",
+        std::thread::current().name().unwrap_or("test")
+    );
+}
