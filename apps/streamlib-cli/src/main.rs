@@ -122,11 +122,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Sets up logging to stderr; a filter that does not parse is an error (never ignored).
 fn init_logging(filter: &str) -> anyhow::Result<()> {
-    let parsed = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
+    let mut parsed = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
         anyhow::anyhow!(
             "invalid --log filter '{filter}' (or STREAMLIB_LOG): {e}; use a level (error, warn, info, debug, trace) or targets such as 'streamlib=debug,info'"
         )
     })?;
+    // winit warns on every window that a virtual screen (Xvfb, VNC) reports 0 mm: noise, unless
+    // the user asks for winit's logs.
+    if !filter.contains("winit") {
+        if let Ok(quiet) = "winit::platform_impl::linux::x11::util::randr=error".parse() {
+            parsed = parsed.add_directive(quiet);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(parsed)
         .with_ansi(std::io::stderr().is_terminal())
