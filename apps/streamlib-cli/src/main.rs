@@ -228,8 +228,8 @@ fn write_type(out: &mut impl Write, d: &ProcessorDescriptor) -> std::io::Result<
     writeln!(out)
 }
 
-/// Reads and parses a graph file; every error starts with "cannot load FILE:", as those of
-/// applying it do.
+/// Reads and parses a graph file: "cannot read graph file FILE" if it cannot be read, and
+/// otherwise errors that start with "cannot load FILE:", as those of applying it do.
 fn load_graph(path: &std::path::Path) -> anyhow::Result<GraphFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read graph file {}", path.display()))?;

@@ -120,7 +120,8 @@ impl FileAccess {
     }
 
     /// Removes the file a writer created at `path` if it is still that file (`created`) and
-    /// still empty: a writer that got nothing to write leaves no empty, unplayable file.
+    /// still empty: a writer that got nothing to write leaves no empty, unplayable file. (No
+    /// other writer can have that file: [`FileAccess::create`] locks it for one writer.)
     /// Returns whether it was removed.
     pub fn remove_if_empty(&self, path: &Path, created: &CappedFile) -> bool {
         let result = match &self.rule {
@@ -243,6 +244,17 @@ mod unix_open {
                     "the file has other names (hard links); it is not overwritten",
                 ));
             }
+            // One writer per file: two would interleave their bytes (and one's clean-up could
+            // remove the other's file). The lock lives as long as the descriptor.
+            rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+                |e| match e {
+                    Errno::WOULDBLOCK => io::Error::new(
+                        io::ErrorKind::ResourceBusy,
+                        "another processor is writing this file; give each writer a file of its own",
+                    ),
+                    e => io::Error::from(e),
+                },
+            )?;
             rustix::fs::ftruncate(&fd, 0)?;
         }
         let flags = rustix::fs::fcntl_getfl(&fd)?;

@@ -911,6 +911,10 @@ impl crate::core::Processor for Mp4WriterProcessor::Processor {
         };
         let video_frames = this_run("video_frames");
         let audio_samples = this_run("audio_samples");
+        if !muxing && video_frames + audio_samples == 0 {
+            // Nothing came: the empty file was removed (`file_removed` said so).
+            return result;
+        }
         ctx.emit_event(
             "file_written",
             serde_json::json!({

@@ -349,3 +349,23 @@ fn an_mp4_writer_that_got_no_frame_leaves_no_file() {
         assert_eq!(removed["path"], on_disk.display().to_string());
     }
 }
+
+/// Two writers cannot write one file: the second is refused at setup, and the first's file is
+/// left alone.
+#[test]
+fn one_writer_per_file() {
+    let (_base, media) = sandbox("one-writer");
+    let mut rt = runtime(FileAccess::beneath(&media).unwrap());
+    let first = add(
+        &mut rt,
+        "WavWriterProcessor",
+        serde_json::json!({"path": "shared.wav"}),
+    );
+    let e = add_error(&mut rt, "WavWriterProcessor", "shared.wav")
+        .expect("a second writer of the same file was accepted");
+    assert!(e.contains("another processor is writing this file"), "{e}");
+    assert!(rt.processor_info(&first).is_ok());
+    rt.remove_processor(&first).unwrap();
+    // Free again once the first is gone.
+    assert_eq!(add_error(&mut rt, "WavWriterProcessor", "shared.wav"), None);
+}

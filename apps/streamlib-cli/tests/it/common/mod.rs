@@ -266,6 +266,12 @@ impl Lines {
                     if line.contains(needle) {
                         return line;
                     }
+                    // A child that keeps printing other lines does not extend the deadline.
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no line with {needle:?} within {patience:?}; printed:\n{}",
+                        self.seen.join("\n")
+                    );
                 }
                 Err(e) => panic!(
                     "no line with {needle:?} within {patience:?} ({e}); printed:\n{}",

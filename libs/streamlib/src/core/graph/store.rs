@@ -212,7 +212,8 @@ impl Graph {
         let (default_capacity, default_read_mode) = output.defaults();
         let resolved = options.resolve(default_capacity, default_read_mode, self.max_link_bytes)?;
         let reader_signal = target.shared.signal.clone();
-        let reader_running = reader_signal.is_active();
+        // A reader whose stream has ended reads no more: nothing is queued for it.
+        let reader_running = reader_signal.is_active() && !target.shared.is_ended();
 
         let id = self.new_link_id();
         let link = output.link_to(

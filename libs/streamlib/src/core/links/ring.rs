@@ -420,9 +420,9 @@ impl<T: QueuedBytes> LinkInner<T> {
         }
     }
 
-    /// Reads per the link's read mode. A reader being stopped reads nothing more: its queue
-    /// was drained before the stop was asked (or the drain gave up, or the stop is hurried),
-    /// and a processor working through a long backlog would otherwise hold the stop up.
+    /// Reads per the link's read mode. A reader whose stop gave up on its queued frames (a
+    /// hurried stop, or one past its deadline) reads nothing more: working through a long
+    /// backlog would hold the stop up. (A normal stop drains the queue first.)
     #[inline]
     pub(crate) fn pop(&self) -> Option<T> {
         match self.options.read_mode {
@@ -434,7 +434,7 @@ impl<T: QueuedBytes> LinkInner<T> {
     /// The oldest queued frame.
     #[inline]
     pub(crate) fn pop_next(&self) -> Option<T> {
-        if self.reader.is_stopping() {
+        if self.reader.reads_cut() {
             return None;
         }
         let frame = self.queue.pop()?;
@@ -446,7 +446,7 @@ impl<T: QueuedBytes> LinkInner<T> {
     /// The newest queued frame; the older ones are dropped and counted.
     #[inline]
     pub(crate) fn pop_latest(&self) -> Option<T> {
-        if self.reader.is_stopping() {
+        if self.reader.reads_cut() {
             return None;
         }
         let mut frame = self.queue.pop()?;
@@ -461,8 +461,9 @@ impl<T: QueuedBytes> LinkInner<T> {
         Some(frame)
     }
 
+    /// Whether nothing can be read (also when reads are cut, so `has_data` agrees with `read`).
     pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() || self.reader.reads_cut()
     }
 
     pub(crate) fn read_count(&self) -> u64 {

@@ -39,6 +39,11 @@ impl SignalWatcher {
                 let mut seen = 0;
                 for signal in signals.forever() {
                     seen += 1;
+                    // A shutdown already under way (the graph finished, --duration): the
+                    // user's first signal asks it to hurry.
+                    if seen == 1 && shutdown.is_requested() {
+                        seen = 2;
+                    }
                     match seen {
                         1 => {
                             tracing::info!(signal, "signal received, stopping all processors (again: hurry, finalising files; a third time: exit at once)");

@@ -104,6 +104,7 @@ impl StreamRuntime {
         let (main_task_tx, main_tasks) = flume::unbounded();
         let (shutdown_tx, shutdown_rx) = flume::bounded(1);
         let closed = Arc::new(AtomicBool::new(false));
+        let hurried = Arc::new(AtomicBool::new(false));
         thread_role::set(id, Role::Main);
         Ok(Self {
             status: RuntimeStatus::Idle,
@@ -126,10 +127,12 @@ impl StreamRuntime {
                 files: FileAccess::free(),
                 reports: Reports::new(),
                 ends: Reports::new(),
+                hurried: hurried.clone(),
+                on_hurry: Default::default(),
             },
             shutdown: ShutdownHandle {
                 requested: Arc::new(AtomicBool::new(false)),
-                hurried: Arc::new(AtomicBool::new(false)),
+                hurried,
                 tx: shutdown_tx,
             },
             shutdown_rx,
@@ -567,6 +570,12 @@ impl StreamRuntime {
     fn stop_in_order(&mut self, order: &[ProcessorUniqueId], drain: Option<Instant>) {
         let mut deadline: Option<Instant> = None;
         let mut rushed = false;
+        // Should the stop be hurried while waiting for one of them, all are asked at once.
+        *self.workers.on_hurry.borrow_mut() = order
+            .iter()
+            .filter_map(|id| self.graph.processor(id).ok())
+            .map(|e| e.shared.signal.clone())
+            .collect();
         for (i, id) in order.iter().enumerate() {
             if let Some(drain_deadline) = drain {
                 if !rushed && !self.shutdown.is_hurried() {
@@ -583,7 +592,8 @@ impl StreamRuntime {
                 );
                 for rest in &order[i..] {
                     if let Ok(entry) = self.graph.processor(rest) {
-                        entry.shared.signal.request_stop();
+                        // Their queued frames are given up on too.
+                        entry.shared.signal.cut_reads();
                     }
                 }
                 until = now + STOP_TIMEOUT;
@@ -594,6 +604,7 @@ impl StreamRuntime {
                 self.workers.stop_by(entry, until);
             }
         }
+        self.workers.on_hurry.borrow_mut().clear();
     }
 
     /// Joins threads of processors that failed while running, so the next start can retry them.

@@ -27,6 +27,10 @@ pub(crate) struct ProcessorSignal {
     /// Set when an input's stream ended or one of the processor's own outputs was ended: its
     /// thread then checks whether the processor has ended (`worker.rs`).
     end_check: AtomicBool,
+    /// Set when a stop gives up on the frames still queued for the processor (a hurried stop,
+    /// or past the stop's deadline): its reads then return nothing, so a long backlog does not
+    /// hold the stop up. A normal stop drains first and does not set it.
+    reads_cut: AtomicBool,
 }
 
 thread_local! {
@@ -92,6 +96,18 @@ impl ProcessorSignal {
         self.end_check.load(Ordering::Acquire) && self.end_check.swap(false, Ordering::SeqCst)
     }
 
+    /// Asks the processor to stop at once, without working through its queued frames.
+    pub(crate) fn cut_reads(&self) {
+        self.reads_cut.store(true, Ordering::Release);
+        self.request_stop();
+    }
+
+    /// Whether reads return nothing (see `reads_cut`).
+    #[inline]
+    pub(crate) fn reads_cut(&self) -> bool {
+        self.reads_cut.load(Ordering::Acquire)
+    }
+
     pub(crate) fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.unpark();
@@ -113,6 +129,7 @@ impl ProcessorSignal {
         self.stop.store(false, Ordering::Release);
         self.go.store(false, Ordering::Release);
         self.end_check.store(false, Ordering::Release);
+        self.reads_cut.store(false, Ordering::Release);
     }
 
     /// Binds the new run to the calling thread.

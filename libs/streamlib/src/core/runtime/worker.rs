@@ -54,6 +54,9 @@ const REACTIVE_YIELDS: u32 = 3;
 /// What became of a create whose setup overran (see [`WorkerHost::give_up_setup`]).
 pub(crate) const NOT_ADDED: &str = "was not added";
 
+/// How often a wait for a thread checks whether the stop was hurried.
+const HURRY_CHECK: Duration = Duration::from_millis(50);
+
 /// What a worker thread tells the runtime thread.
 pub(crate) enum WorkerMsg {
     /// `setup` finished (or failed, with the processor's error).
@@ -107,6 +110,11 @@ pub(crate) struct WorkerHost {
     /// Raised by a worker when its processor's stream ended or it failed, so the runtime
     /// thread checks whether the whole graph has finished.
     pub(crate) ends: Reports,
+    /// The shutdown's "hurry" flag (a second Ctrl-C), watched while waiting for a thread.
+    pub(crate) hurried: Arc<std::sync::atomic::AtomicBool>,
+    /// The processors a stop has yet to stop: when the stop is hurried while the runtime waits
+    /// for one of them, all are asked at once (`wait_servicing`).
+    pub(crate) on_hurry: std::cell::RefCell<Vec<Arc<super::ProcessorSignal>>>,
 }
 
 /// "A worker sent a message": a one-slot flag channel shared by every worker of a runtime.
@@ -356,6 +364,16 @@ impl WorkerHost {
 
     /// Waits for a message on `rx` until `deadline`, running main-thread work meanwhile (a
     /// processor's setup or teardown may be waiting for it).
+    /// Asks every processor the stop has yet to stop to end at once, if the stop was hurried
+    /// (once per stop).
+    fn hurry_if_asked(&self) {
+        if self.hurried.load(std::sync::atomic::Ordering::Acquire) {
+            for signal in self.on_hurry.take() {
+                signal.cut_reads();
+            }
+        }
+    }
+
     fn wait_servicing<T>(&self, rx: &flume::Receiver<T>, deadline: Instant) -> Waited<T> {
         for _ in 0..BUSY_YIELDS {
             match rx.try_recv() {
@@ -365,6 +383,8 @@ impl WorkerHost {
             }
         }
         loop {
+            // In slices, so that a hurried stop is noticed while waiting.
+            let slice = deadline.min(Instant::now() + HURRY_CHECK);
             let woke = flume::Selector::new()
                 .recv(rx, |r| r.map(Some).map_err(|_| ()))
                 .recv(&self.main_tasks, |r| {
@@ -373,12 +393,13 @@ impl WorkerHost {
                     }
                     Ok(None)
                 })
-                .wait_deadline(deadline);
+                .wait_deadline(slice);
             match woke {
                 Ok(Ok(Some(value))) => return Waited::Value(value),
                 Ok(Ok(None)) => continue,
                 Ok(Err(())) => return Waited::Closed,
-                Err(_) => return Waited::TimedOut,
+                Err(_) if Instant::now() >= deadline => return Waited::TimedOut,
+                Err(_) => self.hurry_if_asked(),
             }
         }
     }
