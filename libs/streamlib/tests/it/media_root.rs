@@ -85,11 +85,22 @@ fn paths_stay_beneath_the_media_directory() {
             "{path}"
         );
     }
+    // Created beneath the media directory at setup, and removed again (empty: no audio came)
+    // when `add_error` removes the writer.
+    let mut events = rt.subscribe_events();
     assert_eq!(
         add_error(&mut rt, "WavWriterProcessor", "sub/new.wav"),
         None
     );
-    assert!(media.join("sub/new.wav").is_file());
+    let removed = std::iter::from_fn(|| events.try_recv().ok()).find_map(|e| match e.kind {
+        RuntimeEventKind::ProcessorEvent { name, data, .. } if name == "file_removed" => Some(data),
+        _ => None,
+    });
+    assert_eq!(
+        removed.map(|d| d["path"].clone()),
+        Some(serde_json::json!(media.join("sub/new.wav")))
+    );
+    assert!(!media.join("sub/new.wav").exists());
 
     // Outside, existing or not: one answer, which says nothing about what is there.
     let refusal = |e: Option<String>| {
@@ -308,45 +319,46 @@ fn a_playlist_cannot_reach_outside_the_media_directory() {
     );
 }
 
-/// An MP4 writer removed before any frame came leaves no empty, unplayable file, and says so;
+/// A writer removed before any frame came leaves no empty, unplayable file, and says so;
 /// beneath the media directory and with free paths alike.
 #[cfg(feature = "ffmpeg")]
 #[test]
-fn an_mp4_writer_that_got_no_frame_leaves_no_file() {
+fn a_writer_that_got_no_frame_leaves_no_file() {
     let (base, media) = sandbox("no-frame");
-    for (files, path, on_disk) in [
-        (
-            FileAccess::beneath(&media).unwrap(),
-            "sub/empty.mp4".to_string(),
-            media.join("sub/empty.mp4"),
-        ),
-        (
-            FileAccess::free(),
-            base.join("free-empty.mp4").display().to_string(),
-            base.join("free-empty.mp4"),
-        ),
-    ] {
-        let mut rt = runtime(files);
-        let mut events = rt.subscribe_events();
-        let writer = add(
-            &mut rt,
-            "Mp4WriterProcessor",
-            serde_json::json!({ "path": path }),
-        );
-        assert!(
-            on_disk.exists(),
-            "created at setup (so a bad path fails early)"
-        );
-        rt.remove_processor(&writer).unwrap();
-        assert!(!on_disk.exists(), "{} was left behind", on_disk.display());
-        let removed = std::iter::from_fn(|| events.try_recv().ok()).find_map(|e| match e.kind {
-            RuntimeEventKind::ProcessorEvent { name, data, .. } if name == "file_removed" => {
-                Some(data)
-            }
-            _ => None,
-        });
-        let removed = removed.expect("a file_removed event");
-        assert_eq!(removed["path"], on_disk.display().to_string());
+    for (kind, ext) in [("Mp4WriterProcessor", "mp4"), ("WavWriterProcessor", "wav")] {
+        for (files, path, on_disk) in [
+            (
+                FileAccess::beneath(&media).unwrap(),
+                format!("sub/empty.{ext}"),
+                media.join(format!("sub/empty.{ext}")),
+            ),
+            (
+                FileAccess::free(),
+                base.join(format!("free-empty.{ext}")).display().to_string(),
+                base.join(format!("free-empty.{ext}")),
+            ),
+        ] {
+            let mut rt = runtime(files);
+            let mut events = rt.subscribe_events();
+            let writer = add(&mut rt, kind, serde_json::json!({ "path": path }));
+            assert!(
+                on_disk.exists(),
+                "created at setup (so a bad path fails early)"
+            );
+            rt.remove_processor(&writer).unwrap();
+            assert!(!on_disk.exists(), "{} was left behind", on_disk.display());
+            let removed =
+                std::iter::from_fn(|| events.try_recv().ok()).find_map(|e| match e.kind {
+                    RuntimeEventKind::ProcessorEvent { name, data, .. }
+                        if name == "file_removed" =>
+                    {
+                        Some(data)
+                    }
+                    _ => None,
+                });
+            let removed = removed.expect("a file_removed event");
+            assert_eq!(removed["path"], on_disk.display().to_string());
+        }
     }
 }
 

@@ -89,7 +89,8 @@ enum Output {
 
 /// Writes the audio on its input to a WAV file (f32, 16- or 24-bit), with the rate and channel
 /// count of the first frame. The file is created at setup (so a bad path fails at once) and
-/// finalised at stop or removal, after every queued frame is written. A frame in another format
+/// finalised at the end of its input's stream, at stop or at removal, after every queued frame
+/// is written; if no audio came, the empty file is removed. A frame in another format
 /// is an error (the file keeps what came before).
 #[streamlib::processor(
     execution = Reactive,
@@ -240,6 +241,10 @@ impl crate::core::Processor for WavWriterProcessor::Processor {
         // The input has ended: the file is complete now.
         let written = matches!(self.output, Some(Output::Writing { .. }));
         let result = self.complete();
+        if !written {
+            // Nothing came: the empty file was removed (`file_removed` said so).
+            return result;
+        }
         if let Some(ctx) = &self.ctx {
             ctx.emit_event(
                 "file_written",
@@ -249,7 +254,7 @@ impl crate::core::Processor for WavWriterProcessor::Processor {
                         .samples_written
                         .as_ref()
                         .map_or(0, |c| c.get().saturating_sub(self.samples_before)),
-                    "complete": result.is_ok() && written,
+                    "complete": result.is_ok(),
                 }),
             );
         }
@@ -274,8 +279,23 @@ impl WavWriterProcessor::Processor {
                     e,
                 )
             }),
-            // No audio came: leave an empty file rather than a header with a made-up format.
-            _ => Ok(()),
+            // No audio came: no header with a made-up format; the empty file goes (if it is
+            // still the one created), and an event says so.
+            Some(Output::Created(file)) => {
+                if let Some(ctx) = &self.ctx {
+                    if ctx.files().remove_if_empty(&self.config.path, &file) {
+                        ctx.emit_event(
+                            "file_removed",
+                            serde_json::json!({
+                                "path": ctx.files().location(&self.config.path),
+                                "reason": "no audio arrived, so the empty file was removed",
+                            }),
+                        );
+                    }
+                }
+                Ok(())
+            }
+            None => Ok(()),
         };
         self.bytes_written = 0;
         finished
