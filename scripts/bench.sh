@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What the benches build against (FFmpeg's libraries, ALSA, X11...): the same packages as the
+# tests.
+bash scripts/install-system-deps.sh
+
 need_apt=()
 command -v gst-launch-1.0 >/dev/null || need_apt+=(gstreamer1.0-tools gstreamer1.0-plugins-base)
 command -v wrk >/dev/null || need_apt+=(wrk)
@@ -12,6 +16,7 @@ command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "installing ${need_apt[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}" >/dev/null
   else
     echo "warning: cannot install ${need_apt[*]} (need root and apt); comparisons will be skipped" >&2

@@ -381,6 +381,12 @@ fn main() -> Result<()> {
             );
         });
         match wrk(addr) {
+            // A figure counted over error answers would measure the errors: refuse it, and
+            // fail the bench.
+            Some((_, text)) if text.contains("Non-2xx") => {
+                eprintln!("wrk got answers other than 2xx; no figure is reported:\n{text}");
+                std::process::exit(1);
+            }
             Some((rps, text)) => {
                 println!(
                     "read-only    GET /api/runtime/state, wrk -t2 -c16 -d5s: {rps:.0} requests/s"
