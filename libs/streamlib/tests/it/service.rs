@@ -147,14 +147,7 @@ fn a_slow_setup_does_not_hold_up_other_requests() {
     let rt = RuntimeThread::start(|_| {});
     let service = rt.service.clone();
     block_on(async {
-        let slow = add_in_background(
-            &service,
-            ProbeConfig {
-                setup_gate: Some("slow-setup".into()),
-                ..Default::default()
-            },
-            "slow",
-        );
+        let slow = add_in_background(&service, gated_config("slow-setup"), "slow");
         // Give the create time to reach the runtime and start its setup.
         tokio::time::sleep(Duration::from_millis(50)).await;
         // 100 other requests are answered while that setup still runs (the gate is closed).
@@ -190,13 +183,7 @@ fn a_setup_that_overruns_is_abandoned_and_reported() {
     let service = rt.service.clone();
     block_on(async {
         let e = service
-            .add_processor(
-                probe(ProbeConfig {
-                    setup_gate: Some("never-in-time".into()),
-                    ..Default::default()
-                })
-                .with_id("stuck"),
-            )
+            .add_processor(probe(gated_config("never-in-time")).with_id("stuck"))
             .await
             .unwrap_err();
         assert_eq!(e.code(), "processor_failed", "{e}");
@@ -238,6 +225,19 @@ fn a_setup_that_overruns_is_abandoned_and_reported() {
         assert!(added.is_some(), "the abandoned thread was never reclaimed");
         assert_eq!(service.get_state().await.unwrap().processors.len(), 3);
     });
+}
+
+/// A probe whose setup waits for the gate `gate` (`open_gate`).
+fn gated_config(gate: &str) -> ProbeConfig {
+    ProbeConfig {
+        setup_gate: Some(gate.into()),
+        ..Default::default()
+    }
+}
+
+/// [`gated_config`] as a processor with the id `id`.
+fn gated(gate: &str, id: &str) -> ProcessorSpec {
+    probe(gated_config(gate)).with_id(id)
 }
 
 /// `service.start()` in the background.
@@ -288,14 +288,7 @@ async fn others_are_answered(service: &RuntimeService, n: usize, patience: Durat
 #[test]
 fn a_slow_start_does_not_hold_up_other_requests() {
     let rt = RuntimeThread::start(|rt| {
-        rt.add_processor(
-            probe(ProbeConfig {
-                setup_gate: Some("slow-start".into()),
-                ..Default::default()
-            })
-            .with_id("slow"),
-        )
-        .unwrap();
+        rt.add_processor(gated("slow-start", "slow")).unwrap();
         rt.add_processor(probe(ProbeConfig::default()).with_id("quick"))
             .unwrap();
     });
@@ -341,14 +334,7 @@ fn status_of(state: &RuntimeState, id: &str) -> Option<ProcessorStatus> {
 #[test]
 fn a_stop_during_a_start_waits_for_it_without_holding_up_other_requests() {
     let rt = RuntimeThread::start(|rt| {
-        rt.add_processor(
-            probe(ProbeConfig {
-                setup_gate: Some("start-then-stop".into()),
-                ..Default::default()
-            })
-            .with_id("slow"),
-        )
-        .unwrap();
+        rt.add_processor(gated("start-then-stop", "slow")).unwrap();
     });
     let service = rt.service.clone();
     block_on(async {
@@ -400,14 +386,8 @@ fn a_stop_during_a_start_waits_for_it_without_holding_up_other_requests() {
 #[test]
 fn a_processor_removed_and_added_again_during_a_start_is_the_new_one() {
     let rt = RuntimeThread::start(|rt| {
-        rt.add_processor(
-            probe(ProbeConfig {
-                setup_gate: Some("remove-during-start".into()),
-                ..Default::default()
-            })
-            .with_id("slow"),
-        )
-        .unwrap();
+        rt.add_processor(gated("remove-during-start", "slow"))
+            .unwrap();
         rt.add_processor(probe(ProbeConfig::default()).with_id("quick"))
             .unwrap();
     });
@@ -478,14 +458,7 @@ fn a_create_whose_setup_ends_after_a_stop_is_added_stopped_and_runs_at_the_next_
     let service = rt.service.clone();
     block_on(async {
         service.start().await.unwrap();
-        let create = add_in_background(
-            &service,
-            ProbeConfig {
-                setup_gate: Some("create-then-stop".into()),
-                ..Default::default()
-            },
-            "late",
-        );
+        let create = add_in_background(&service, gated_config("create-then-stop"), "late");
         tokio::time::sleep(Duration::from_millis(50)).await;
         service.stop().await.unwrap();
         open_gate("create-then-stop");
@@ -586,14 +559,7 @@ fn a_slow_teardown_does_not_hold_up_other_requests() {
 #[test]
 fn deferred_starts_and_stops_are_served_in_order_by_poll_commands_and_after_a_direct_stop() {
     let mut rt = StreamRuntime::new().unwrap();
-    rt.add_processor(
-        probe(ProbeConfig {
-            setup_gate: Some("poll-deferred".into()),
-            ..Default::default()
-        })
-        .with_id("slow"),
-    )
-    .unwrap();
+    rt.add_processor(gated("poll-deferred", "slow")).unwrap();
     let service = rt.runtime_service();
     let client = std::thread::spawn(move || {
         block_on(async {

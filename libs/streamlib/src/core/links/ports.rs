@@ -196,6 +196,13 @@ impl PortSet {
     pub(crate) fn output(&self, name: &str) -> Option<&Arc<dyn AnyOutputPort>> {
         self.outputs.iter().find(|p| p.name() == name)
     }
+
+    /// Ends the stream on every output: the processor produces nothing more this run.
+    pub(crate) fn end_outputs(&self) {
+        for output in &self.outputs {
+            output.end();
+        }
+    }
 }
 
 /// A struct field that is one or more input ports (`LinkInput<T>` or `Vec<LinkInput<T>>`).

@@ -148,11 +148,16 @@ impl<T: QueuedBytes> LinkInner<T> {
     /// `bytes_out` the writer saw).
     #[inline]
     fn queued_at_most_stale(&self) -> u64 {
-        let seen = self.writer.out_seen.load(Ordering::Relaxed);
+        self.queued_after(self.writer.out_seen.load(Ordering::Relaxed))
+    }
+
+    /// Bytes queued if `out` bytes have been taken out.
+    #[inline]
+    fn queued_after(&self, out: u64) -> u64 {
         self.writer
             .bytes_in
             .load(Ordering::Relaxed)
-            .saturating_sub(seen)
+            .saturating_sub(out)
     }
 
     /// Bytes queued for a frame of `bytes` to be written: the writer's own estimate when it
@@ -167,20 +172,13 @@ impl<T: QueuedBytes> LinkInner<T> {
         }
         let out = self.reader_side.bytes_out.load(Ordering::Relaxed);
         self.writer.out_seen.fetch_max(out, Ordering::Relaxed);
-        self.writer
-            .bytes_in
-            .load(Ordering::Relaxed)
-            .saturating_sub(out)
+        self.queued_after(out)
     }
 
     /// Bytes queued now (in − out; a moment's race may read a little high).
     #[inline]
     fn queued_bytes(&self) -> u64 {
-        let out = self.reader_side.bytes_out.load(Ordering::Relaxed);
-        self.writer
-            .bytes_in
-            .load(Ordering::Relaxed)
-            .saturating_sub(out)
+        self.queued_after(self.reader_side.bytes_out.load(Ordering::Relaxed))
     }
 
     /// Whether `bytes` more fit the link's own budget (an empty link takes any one frame).

@@ -31,7 +31,7 @@ use super::commands::QueuedCommand;
 use super::events::RuntimeEventKind;
 use super::lifecycle::ProcessorStatus;
 use super::stream_runtime::StreamRuntime;
-use super::worker::{NOT_ADDED, STOP_TIMEOUT, Slot, WorkerHost, WorkerMsg};
+use super::worker::{NOT_ADDED, STOP_TIMEOUT, Slot, WorkerHost, setup_outcome};
 use crate::core::error::{Result, Stage, StreamError};
 use crate::core::graph::{ProcessorEntry, ProcessorUniqueId};
 use crate::core::service::command::{CommandResult, RuntimeCommand};
@@ -137,10 +137,8 @@ fn setup_report(entry: &ProcessorEntry) -> SetupReport {
         return SetupReport::Done(Err(StreamError::processor("the processor has no thread")));
     };
     match worker.messages.try_recv() {
-        Ok(WorkerMsg::SetupDone(result)) => SetupReport::Done(result),
-        Ok(WorkerMsg::Exited) | Err(flume::TryRecvError::Disconnected) => {
-            SetupReport::Done(Err(StreamError::processor("its thread ended during setup")))
-        }
+        Ok(message) => SetupReport::Done(setup_outcome(Some(message))),
+        Err(flume::TryRecvError::Disconnected) => SetupReport::Done(setup_outcome(None)),
         Err(flume::TryRecvError::Empty) => SetupReport::NotYet,
     }
 }

@@ -421,9 +421,7 @@ impl StreamRuntime {
                 Err(e) => {
                     entry.shared.fail(&self.workers.events, Stage::Setup, &e);
                     // Nothing will come from it this run.
-                    for output in &entry.ports.outputs {
-                        output.end();
-                    }
+                    entry.ports.end_outputs();
                 }
             }
         }

@@ -57,6 +57,16 @@ pub(crate) const NOT_ADDED: &str = "was not added";
 /// How often a wait for a thread checks whether the stop was hurried.
 const HURRY_CHECK: Duration = Duration::from_millis(50);
 
+/// A setup's result from the worker's first message (`None`: its channel closed).
+pub(crate) fn setup_outcome(message: Option<WorkerMsg>) -> Result<()> {
+    match message {
+        Some(WorkerMsg::SetupDone(result)) => result,
+        Some(WorkerMsg::Exited) | None => {
+            Err(StreamError::processor("its thread ended during setup"))
+        }
+    }
+}
+
 /// What a worker thread tells the runtime thread.
 pub(crate) enum WorkerMsg {
     /// `setup` finished (or failed, with the processor's error).
@@ -217,10 +227,8 @@ impl WorkerHost {
             return Err(StreamError::processor("the processor has no thread"));
         };
         let outcome = match self.wait_servicing(&worker.messages, deadline) {
-            Waited::Value(WorkerMsg::SetupDone(result)) => result,
-            Waited::Value(WorkerMsg::Exited) | Waited::Closed => {
-                Err(StreamError::processor("its thread ended during setup"))
-            }
+            Waited::Value(message) => setup_outcome(Some(message)),
+            Waited::Closed => setup_outcome(None),
             Waited::TimedOut => return Err(self.give_up_setup(entry, NOT_ADDED)),
         };
         if outcome.is_err() {
@@ -246,9 +254,7 @@ impl WorkerHost {
     pub(crate) fn abandon(&self, entry: &mut ProcessorEntry) {
         // Nothing more will come from it: its readers' streams end (the stop below makes its
         // own `end()` calls do nothing from now on, so this comes first).
-        for output in &entry.ports.outputs {
-            output.end();
-        }
+        entry.ports.end_outputs();
         let _ = self.ends.raise.try_send(());
         entry.shared.signal.request_stop();
         for input in &entry.ports.inputs {
@@ -473,7 +479,7 @@ fn run_processor(
     reporter.send(WorkerMsg::SetupDone(setup));
     if !setup_ok {
         // It produces nothing this run: its readers see their streams end.
-        end_outputs(&*node);
+        node.ports().end_outputs();
         reporter.ended();
         finish(&*node, &shared);
         return node;
@@ -499,25 +505,19 @@ fn run_processor(
     }
     if failed_before {
         // It failed while running: after what its teardown flushed, its readers' streams end.
-        end_outputs(&*node);
+        node.ports().end_outputs();
         reporter.ended();
     }
     finish(&*node, &shared);
     node
 }
 
-/// Ends the stream on every output (the processor will produce nothing more this run).
-fn end_outputs(node: &dyn DynProcessor) {
-    for output in &node.ports().outputs {
-        output.end();
-    }
-}
-
 /// Watches for the end of a processor's stream (see `Processor::on_end_of_stream`): checked
 /// after a `process()` call only once an end was noted on the processor's signal (an input's
 /// writer ended it, or the processor ended an output of its own), so it costs nothing before.
 struct EndWatch {
-    inputs: Vec<Arc<dyn AnyInputPort>>,
+    /// Shared with the Reactive loop, which reads the same list.
+    inputs: Arc<[Arc<dyn AnyInputPort>]>,
     outputs: Vec<Arc<dyn crate::core::links::AnyOutputPort>>,
     /// Check after every call: an end was noted (or the run just began, when an input may
     /// have been ended before the thread started).
@@ -528,7 +528,7 @@ impl EndWatch {
     fn new(node: &dyn DynProcessor) -> Self {
         let ports = node.ports();
         Self {
-            inputs: ports.inputs,
+            inputs: ports.inputs.into(),
             outputs: ports.outputs,
             watching: true,
         }
@@ -596,6 +596,7 @@ fn run_loop(
 ) -> Result<()> {
     let signal = &shared.signal;
     let mut watch = EndWatch::new(node);
+    let watch_inputs = watch.inputs.clone();
     let mut ended = |node: &mut dyn DynProcessor| -> Result<bool> {
         if !watch.check(node, signal)? {
             return Ok(false);
@@ -604,7 +605,7 @@ fn run_loop(
         reporter.ended();
         // It reads no more: frames sent to it from now on are dropped and counted, not kept
         // (and a backpressured writer does not wait for it).
-        for input in &watch.inputs {
+        for input in watch.inputs.iter() {
             input.set_reader_running(false);
         }
         while !signal.is_stopping() {
@@ -650,7 +651,8 @@ fn run_loop(
             }
         }
         Execution::Reactive => {
-            let inputs = node.ports().inputs;
+            // The ports the end-of-stream watch already holds (one list per run).
+            let inputs = watch_inputs;
             if inputs.iter().any(|i| i.has_data()) {
                 signal.set_pending();
             }
