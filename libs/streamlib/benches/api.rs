@@ -1,6 +1,7 @@
 //! API benchmark: the HTTP/WebSocket server as `streamlib serve --demo` runs it.
 //!
-//! Run: `cargo bench -p streamlib --bench api` (wrk from Debian for the read-only figure).
+//! Run: `cargo bench -p streamlib --bench api` (wrk from Debian for the read-only figure);
+//! `-- --quick` does a tenth of the work.
 //!
 //! The runtime runs `run()` on the main thread with the demo graph (test pattern → passthrough
 //! → sink, chord → sink) and an ApiServerProcessor on a free port. A client thread measures:
@@ -30,11 +31,32 @@ use streamlib::core::{
     StreamRuntime,
 };
 
-const SEQUENTIAL: usize = 2_000;
 const CONCURRENT_CLIENTS: usize = 16;
-const PER_CLIENT: usize = 300;
 const WS_CLIENTS: usize = 100;
-const WS_EVENTS: u64 = 5_000;
+
+/// `-- --quick`: a tenth of the work (CI runs it so this command keeps working).
+static QUICK: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::args().any(|a| a == "--quick"));
+
+/// Requests per sequential figure.
+fn sequential() -> usize {
+    if *QUICK { 200 } else { 2_000 }
+}
+
+/// Create/connect/delete cycles per concurrent client.
+fn per_client() -> usize {
+    if *QUICK { 30 } else { 300 }
+}
+
+/// Events each WebSocket client receives.
+fn ws_events() -> u64 {
+    if *QUICK { 1_000 } else { 5_000 }
+}
+
+/// wrk's duration.
+fn wrk_duration() -> &'static str {
+    if *QUICK { "1s" } else { "5s" }
+}
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -171,7 +193,7 @@ async fn websocket_deliveries(
             let _snapshot = ws.next().await;
             ready.send(()).await.unwrap();
             let mut mine = 0u64;
-            while mine < WS_EVENTS {
+            while mine < ws_events() {
                 let Some(Ok(msg)) = ws.next().await else {
                     break;
                 };
@@ -194,7 +216,7 @@ async fn websocket_deliveries(
     }
     let started = Instant::now();
     let spec = BurstEventsProcessor::spec(BurstEventsConfig {
-        count: WS_EVENTS,
+        count: ws_events(),
         clients: WS_CLIENTS as u64,
     });
     let id = service.add_processor(spec).await.unwrap();
@@ -234,7 +256,7 @@ fn floor() {
     let _ = c.set_nodelay(true);
     let mut b = [0u8; 64];
     let mut tcp = Vec::new();
-    for _ in 0..SEQUENTIAL {
+    for _ in 0..sequential() {
         let t = Instant::now();
         let _ = c.write_all(b"ping");
         let _ = c.read(&mut b);
@@ -249,7 +271,7 @@ fn floor() {
         }
     });
     let mut wakes = Vec::new();
-    for _ in 0..SEQUENTIAL {
+    for _ in 0..sequential() {
         let t = Instant::now();
         let _ = to_tx.send(1);
         let _ = back_rx.recv();
@@ -263,7 +285,7 @@ fn wrk(addr: SocketAddr) -> Option<(f64, String)> {
         .args([
             "-t2",
             "-c16",
-            "-d5s",
+            &format!("-d{}", wrk_duration()),
             "--latency",
             &format!("http://{addr}/api/runtime/state"),
         ])
@@ -319,7 +341,7 @@ fn main() -> Result<()> {
         floor();
         let seq = single.block_on(async {
             let mut samples = Vec::new();
-            for _ in 0..SEQUENTIAL {
+            for _ in 0..sequential() {
                 let t = Instant::now();
                 let _ = service.get_state().await;
                 samples.push(t.elapsed());
@@ -334,7 +356,7 @@ fn main() -> Result<()> {
                 ("sequential   GET /api/runtime/state", "/api/runtime/state"),
             ] {
                 let mut samples = Vec::new();
-                for _ in 0..SEQUENTIAL {
+                for _ in 0..sequential() {
                     let t = Instant::now();
                     c.send_raw(hyper::Method::GET, path, None).await;
                     samples.push(t.elapsed());
@@ -342,7 +364,7 @@ fn main() -> Result<()> {
                 report(label, samples);
             }
             cycles(addr, 200).await; // warm-up
-            let seq = cycles(addr, SEQUENTIAL).await;
+            let seq = cycles(addr, sequential()).await;
             report("sequential   create (POST /api/processors)", seq.create);
             report("sequential   connect (POST /api/connections)", seq.connect);
             report(
@@ -358,7 +380,7 @@ fn main() -> Result<()> {
             .unwrap();
         rt.block_on(async {
             let started = Instant::now();
-            let tasks: Vec<_> = (0..CONCURRENT_CLIENTS).map(|_| tokio::spawn(cycles(addr, PER_CLIENT))).collect();
+            let tasks: Vec<_> = (0..CONCURRENT_CLIENTS).map(|_| tokio::spawn(cycles(addr, per_client()))).collect();
             let mut all = Cycle::default();
             for t in tasks {
                 let c = t.await.unwrap();
@@ -376,7 +398,8 @@ fn main() -> Result<()> {
 
             let (received, missed, secs) = websocket_deliveries(addr, service.clone()).await;
             println!(
-                "websocket    {WS_CLIENTS} clients x {WS_EVENTS} events (bursts of {WS_BURST}, closed loop): {received} deliveries in {secs:.3} s = {:.0} deliveries/s; lagged clients: {missed}",
+                "websocket    {WS_CLIENTS} clients x {} events (bursts of {WS_BURST}, closed loop): {received} deliveries in {secs:.3} s = {:.0} deliveries/s; lagged clients: {missed}",
+                ws_events(),
                 received as f64 / secs
             );
         });
@@ -389,7 +412,8 @@ fn main() -> Result<()> {
             }
             Some((rps, text)) => {
                 println!(
-                    "read-only    GET /api/runtime/state, wrk -t2 -c16 -d5s: {rps:.0} requests/s"
+                    "read-only    GET /api/runtime/state, wrk -t2 -c16 -d{}: {rps:.0} requests/s",
+                    wrk_duration()
                 );
                 for line in text.lines().filter(|l| {
                     l.contains("Latency")

@@ -14,7 +14,10 @@ use streamlib::core::{
     TestPatternProcessor,
 };
 
+/// How long each scenario is measured (`-- --quick`: [`QUICK_WINDOW`]).
 const WINDOW: Duration = Duration::from_secs(3);
+/// The window of a quick run (CI runs it so this command keeps working).
+const QUICK_WINDOW: Duration = Duration::from_secs(1);
 /// /proc reports CPU time in USER_HZ ticks, which Linux fixes at 100 per second.
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -53,14 +56,14 @@ fn chain(rt: &mut StreamRuntime) -> Result<ProcessorUniqueId> {
     Ok(first)
 }
 
-/// Runs `rt.run()` for `WINDOW` after a short settling time; returns CPU% of one core.
-fn measure(rt: &mut StreamRuntime) -> Result<f64> {
+/// Runs `rt.run()` for `window` after a short settling time; returns CPU% of one core.
+fn measure(rt: &mut StreamRuntime, window: Duration) -> Result<f64> {
     let shutdown = rt.shutdown_handle();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         let start = (cpu_seconds(), Instant::now());
-        std::thread::sleep(WINDOW);
+        std::thread::sleep(window);
         let end = (cpu_seconds(), Instant::now());
         let _ = tx.send((start, end));
         shutdown.request();
@@ -73,12 +76,17 @@ fn measure(rt: &mut StreamRuntime) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
+    let window = if std::env::args().any(|a| a == "--quick") {
+        QUICK_WINDOW
+    } else {
+        WINDOW
+    };
     let mut idle = StreamRuntime::new()?;
     chain(&mut idle)?;
-    let idle_cpu = measure(&mut idle)?;
+    let idle_cpu = measure(&mut idle, window)?;
     println!(
         "idle started runtime (run() waiting for commands, 11 Reactive processors, no source): {idle_cpu:.2}% of one core over {}s",
-        WINDOW.as_secs()
+        window.as_secs()
     );
 
     let mut demo = StreamRuntime::new()?;
@@ -93,7 +101,7 @@ fn main() -> Result<()> {
         OutputLinkPortRef::new(pattern, "video"),
         InputLinkPortRef::new(first, "video"),
     )?;
-    let busy_cpu = measure(&mut demo)?;
+    let busy_cpu = measure(&mut demo, window)?;
     println!(
         "640x360 test pattern at 30 fps through the same 10 passthroughs into a checksumming sink: {busy_cpu:.2}% of one core"
     );

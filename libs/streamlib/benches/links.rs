@@ -1,10 +1,13 @@
 //! Link transport benchmark: frames through a chain of 10 Reactive passthrough stages.
 //!
-//! Run: `cargo bench -p streamlib --bench links` (add `-- --frames N` to change the count).
+//! Run: `cargo bench -p streamlib --bench links` (add `-- --frames N` to change the count;
+//! `-- --quick` runs each measurement once on a tenth of the frames).
 //!
 //! Measures, in one run:
 //! 1. small frames (64-byte payload) per second through source → 10 passthroughs → sink, with
-//!    `backpressure` links (every frame delivered and counted);
+//!    `backpressure` links (every frame delivered and counted): once with one payload shared
+//!    by every frame (our source's way), once with a new payload allocated per frame (as
+//!    GStreamer's `fakesrc` allocates a buffer per push), so the comparison is like for like;
 //! 2. per-hop latency p50/p99 of single frames sent 1 ms apart through the same chain;
 //! 3. 8 MB frames per second through the same chain, checking every delivered frame still
 //!    points at the source's pixels (zero payload copies);
@@ -82,6 +85,9 @@ struct SourceConfig {
     bytes: usize,
     /// Send one frame at a time, 1 ms apart, stamped with the send time (latency mode).
     spaced: bool,
+    /// Allocate a new payload for every frame (as GStreamer's fakesrc does per buffer)
+    /// instead of sharing one.
+    fresh: bool,
 }
 
 impl ProcessorConfig for SourceConfig {}
@@ -104,7 +110,13 @@ impl streamlib::core::Processor for BenchSourceProcessor::Processor {
     fn process(&mut self) -> Result<()> {
         let side = ((self.config.bytes / 4) as f64).sqrt().max(1.0) as u32;
         let frame = VideoFrame::from_rgba(side, side, vec![7u8; (side * side * 4) as usize], 0, 0)?;
-        EXPECTED_PTR.store(frame.data.as_ptr() as usize, Ordering::SeqCst);
+        // With a payload per frame there is no one pointer to check against.
+        let shared_ptr = if self.config.fresh {
+            0
+        } else {
+            frame.data.as_ptr() as usize
+        };
+        EXPECTED_PTR.store(shared_ptr, Ordering::SeqCst);
         START_NS.store(media_clock_ns(), Ordering::SeqCst);
         // The window opens at the first write and closes at the last read (in the sink): it
         // covers only the steady state of the link path, not setup or thread start.
@@ -114,7 +126,11 @@ impl streamlib::core::Processor for BenchSourceProcessor::Processor {
             if self.stop.as_ref().is_some_and(|s| s.is_stopping()) {
                 break;
             }
-            let mut f = frame.clone();
+            let mut f = if self.config.fresh {
+                VideoFrame::from_rgba(side, side, vec![7u8; (side * side * 4) as usize], 0, 0)?
+            } else {
+                frame.clone()
+            };
             f.frame_number = n;
             f.timestamp_ns = media_clock_ns();
             self.video.write(f);
@@ -158,7 +174,7 @@ impl streamlib::core::Processor for BenchSinkProcessor::Processor {
                     l.push(latency);
                 }
             }
-            if frame.data.as_ptr() as usize != expected {
+            if expected != 0 && frame.data.as_ptr() as usize != expected {
                 COPIED.fetch_add(1, Ordering::Relaxed);
             }
             let n = RECEIVED.fetch_add(1, Ordering::AcqRel) + 1;
@@ -181,7 +197,22 @@ struct ChainRun {
     allocations: u64,
 }
 
-fn run_chain(count: u64, bytes: usize, spaced: bool, count_allocs: bool) -> Result<ChainRun> {
+/// How the source makes its frames.
+#[derive(Clone, Copy, PartialEq)]
+enum Payload {
+    /// One payload shared by every frame.
+    Shared,
+    /// A new payload per frame.
+    Fresh,
+}
+
+fn run_chain(
+    count: u64,
+    bytes: usize,
+    spaced: bool,
+    count_allocs: bool,
+    payload: Payload,
+) -> Result<ChainRun> {
     RECEIVED.store(0, Ordering::SeqCst);
     END_NS.store(0, Ordering::SeqCst);
     COPIED.store(0, Ordering::SeqCst);
@@ -206,6 +237,7 @@ fn run_chain(count: u64, bytes: usize, spaced: bool, count_allocs: bool) -> Resu
         count,
         bytes,
         spaced,
+        fresh: payload == Payload::Fresh,
     }))?;
     let mut prev = source;
     let options = LinkOptions::default()
@@ -291,29 +323,30 @@ fn gstreamer_rate(frames: u64) -> Option<f64> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
     let frames: u64 = args
         .iter()
         .position(|a| a == "--frames")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(if quick { 20_000 } else { 200_000 });
     let runs_wanted: usize = args
         .iter()
         .position(|a| a == "--runs")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(if quick { 1 } else { 3 });
     let skip_gst = args.iter().any(|a| a == "--skip-gst");
     println!(
         "# streamlib link benchmark: source -> {STAGES} Reactive passthroughs -> sink, backpressure links of {CAPACITY}"
     );
 
     // Warm-up, then the measured throughput runs (median of 3).
-    run_chain(frames / 10, 64, false, false)?;
+    run_chain(frames / 10, 64, false, false, Payload::Shared)?;
     if args.iter().any(|a| a == "--throughput-only") {
         let mut rates = Vec::new();
         for _ in 0..runs_wanted.max(1) {
-            let r = run_chain(frames, 64, false, false)?;
+            let r = run_chain(frames, 64, false, false, Payload::Shared)?;
             rates.push(r.frames as f64 / r.seconds);
         }
         rates.sort_by(|a, b| b.total_cmp(a));
@@ -323,7 +356,7 @@ fn main() -> Result<()> {
     }
     let mut runs = Vec::new();
     for _ in 0..runs_wanted.max(1) {
-        runs.push(run_chain(frames, 64, false, true)?);
+        runs.push(run_chain(frames, 64, false, true, Payload::Shared)?);
     }
     runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     let all: Vec<String> = runs
@@ -353,8 +386,20 @@ fn main() -> Result<()> {
         small.allocations as f64 / small.frames as f64
     );
 
-    let samples = 2_000;
-    run_chain(samples, 64, true, false)?;
+    // The same with a new payload per frame, as GStreamer's fakesrc allocates one per buffer.
+    let mut fresh_rates = Vec::new();
+    for _ in 0..runs_wanted.max(1) {
+        let r = run_chain(frames, 64, false, false, Payload::Fresh)?;
+        fresh_rates.push(r.frames as f64 / r.seconds);
+    }
+    fresh_rates.sort_by(|a, b| b.total_cmp(a));
+    let fresh_rate = fresh_rates[fresh_rates.len() / 2];
+    println!(
+        "small frames (64 B), a new payload allocated per frame (as GStreamer's fakesrc does per buffer), median run: {fresh_rate:.0} frames/s"
+    );
+
+    let samples = if quick { 200 } else { 2_000 };
+    run_chain(samples, 64, true, false, Payload::Shared)?;
     let mut latencies = LATENCIES.lock().map(|l| l.clone()).unwrap_or_default();
     latencies.sort_unstable();
     let hops = (STAGES + 1) as f64;
@@ -367,7 +412,7 @@ fn main() -> Result<()> {
         p99 as f64 / 1e3 / hops
     );
 
-    let big = run_chain(frames / 4, 8 * 1024 * 1024, false, true)?;
+    let big = run_chain(frames / 4, 8 * 1024 * 1024, false, true, Payload::Shared)?;
     if big.copies != 0 {
         return Err(StreamError::processor(format!(
             "{} payload copies of 8 MB frames: links must not copy",
@@ -388,9 +433,10 @@ fn main() -> Result<()> {
     }
     match gstreamer_rate(frames) {
         Some(gst) => println!(
-            "gstreamer 1.x, same shape (fakesrc ! (queue ! identity) x{STAGES} ! queue ! fakesink, 64 B buffers): {:.0} buffers/s; streamlib / gstreamer = {:.2}x",
+            "gstreamer 1.x, same shape (fakesrc ! (queue ! identity) x{STAGES} ! queue ! fakesink, 64 B buffers): {:.0} buffers/s; streamlib / gstreamer = {:.2}x with a shared payload, {:.2}x with a payload per frame",
             gst,
-            rate / gst
+            rate / gst,
+            fresh_rate / gst
         ),
         None => println!(
             "gstreamer: gst-launch-1.0 not found (apt install gstreamer1.0-tools); no comparison"

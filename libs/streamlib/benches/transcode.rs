@@ -5,6 +5,8 @@
 //! `cargo bench -p streamlib --features ffmpeg --bench transcode` (needs `ffmpeg` on PATH).
 //! Settings on both sides: libx264 preset veryfast, 4 Mb/s, GOP 60, yuv420p; AAC 128 kb/s;
 //! FFmpeg's default thread counts.
+//!
+//! `-- --quick`: one run on a 2 s clip (CI runs it so this command keeps working).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,15 +16,23 @@ use streamlib::core::*;
 
 const RUNS: usize = 3;
 
-fn clip(dir: &Path) -> PathBuf {
-    let path = dir.join("clip_720p_10s.mp4");
+/// A 720p30 test clip of `seconds` with a 440 Hz tone, made once.
+fn clip(dir: &Path, seconds: u32) -> PathBuf {
+    let path = dir.join(format!("clip_720p_{seconds}s.mp4"));
     if !path.exists() {
         let status = Command::new("ffmpeg")
             .args(["-y", "-v", "error"])
             .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
             .args([
-                "-t", "10", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+                "-t",
+                &seconds.to_string(),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
             ])
             .args(["-c:a", "aac", "-ac", "2"])
             .arg(&path)
@@ -140,10 +150,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; nothing else to parse.
+    // `cargo bench` passes --bench; `--quick` is ours.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (runs, seconds) = if quick { (1, 2) } else { (RUNS, 10) };
     let dir = std::env::temp_dir().join("streamlib-transcode-bench");
     std::fs::create_dir_all(&dir).unwrap();
-    let input = clip(&dir);
+    let input = clip(&dir, seconds);
     let source_frames = frames_in(&input);
     println!(
         "clip: {} ({} frames, 1280x720 30 fps, AAC stereo 48 kHz)",
@@ -151,7 +163,7 @@ fn main() {
         source_frames
     );
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for run in 1..=RUNS {
+    for run in 1..=runs {
         // Alternate who goes first, so neither always gets the warm cache.
         let out_ffmpeg = dir.join("ffmpeg.mp4");
         let out_streamlib = dir.join("streamlib.mp4");

@@ -16,7 +16,7 @@
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::core::error::{Result, StreamError};
 
@@ -28,6 +28,40 @@ pub const DEFAULT_MAX_FILE_MIB: u64 = 4096;
 pub struct FileAccess {
     rule: Rule,
     max_file_bytes: u64,
+    /// Where the files opened through this access are noted (one processor's list).
+    opened: Option<Arc<OpenedFiles>>,
+}
+
+/// Most files one processor's list keeps (a processor opens one or two).
+const MAX_OPENED_LISTED: usize = 16;
+
+/// The files one processor opened in its latest run, as absolute paths (reported as
+/// `files` in its `ProcessorInfo`, so a user finds what a writer wrote where).
+#[derive(Debug, Default)]
+pub(crate) struct OpenedFiles(Mutex<Vec<PathBuf>>);
+
+impl OpenedFiles {
+    fn note(&self, path: PathBuf) {
+        let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !list.contains(&path) && list.len() < MAX_OPENED_LISTED {
+            list.push(path);
+        }
+    }
+
+    /// A new run opens its own files.
+    pub(crate) fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The files, as paths a user can type.
+    pub(crate) fn list(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +90,7 @@ impl FileAccess {
         Self {
             rule: Rule::Free,
             max_file_bytes: DEFAULT_MAX_FILE_MIB << 20,
+            opened: None,
         }
     }
 
@@ -72,6 +107,7 @@ impl FileAccess {
         Ok(Self {
             rule: Rule::Beneath(Arc::new(MediaDir::new(dir, shown)?)),
             max_file_bytes: DEFAULT_MAX_FILE_MIB << 20,
+            opened: None,
         })
     }
 
@@ -79,6 +115,14 @@ impl FileAccess {
     pub fn with_max_file_bytes(mut self, max: u64) -> Self {
         self.max_file_bytes = max;
         self
+    }
+
+    /// The same access, noting every file it opens in `opened` (one processor's list).
+    pub(crate) fn noting_into(&self, opened: Arc<OpenedFiles>) -> Self {
+        Self {
+            opened: Some(opened),
+            ..self.clone()
+        }
     }
 
     /// The media directory, when paths are confined to one.
@@ -102,8 +146,11 @@ impl FileAccess {
 
     /// Opens an existing regular file for reading.
     pub fn open_read(&self, path: &Path) -> Result<File> {
-        self.open(path, Mode::Read)
-            .map_err(|e| self.error("cannot open", path, e))
+        let file = self
+            .open(path, Mode::Read)
+            .map_err(|e| self.error("cannot open", path, e))?;
+        self.note(path);
+        Ok(file)
     }
 
     /// Creates (or truncates) a regular file for writing, capped at the size limit.
@@ -111,6 +158,7 @@ impl FileAccess {
         let file = self
             .open(path, Mode::Create)
             .map_err(|e| self.error("cannot create", path, e))?;
+        self.note(path);
         Ok(CappedFile {
             file,
             position: 0,
@@ -153,6 +201,12 @@ impl FileAccess {
         match &self.rule {
             Rule::Free => format!("'{}'", path.display()),
             Rule::Beneath(_) => format!("'{}' in the media directory", path.display()),
+        }
+    }
+
+    fn note(&self, path: &Path) {
+        if let Some(opened) = &self.opened {
+            opened.note(self.location(path));
         }
     }
 

@@ -75,9 +75,8 @@ fn capture_records_fixed_size_frames_in_the_configured_format() {
         // ALSA's null device records silence.
         assert!(f.samples.iter().all(|s| *s == 0.0));
     }
-    // The null device is not paced, so its queue overflows and the link (drop-oldest) drops
-    // frames; those that arrive are in order and stamped by the sample clock, which also
-    // counts the samples the device dropped: at least 10 ms per frame number, in whole samples.
+    // The link (drop-oldest) may drop frames; those that arrive are in order and stamped by
+    // the sample clock: at least 10 ms per frame number, in whole samples.
     for pair in frames.windows(2) {
         let numbers = pair[1].frame_number - pair[0].frame_number;
         let elapsed = pair[1].timestamp_ns - pair[0].timestamp_ns;
@@ -88,6 +87,67 @@ fn capture_records_fixed_size_frames_in_the_configured_format() {
         );
         assert_eq!(elapsed % 62_500, 0, "a whole number of 16 kHz samples");
     }
+}
+
+/// ALSA's `null` device is not paced: it delivers thousands of times real time. The capture
+/// says so (`capture_unpaced`, once) and keeps only real time's worth, so a recording of a
+/// second is about a second long, not a quarter of an hour.
+#[test]
+fn an_unpaced_device_is_kept_to_real_time() {
+    let mut rt = StreamRuntime::new().unwrap();
+    let mic = add(
+        &mut rt,
+        "AudioCaptureProcessor",
+        serde_json::json!({"device": "alsa:null", "sample_rate": 48000, "channels": 1, "frame_size": 480, "buffer_ms": 200}),
+    );
+    let (sink, recorded) = common::audio_recorder();
+    let sink = rt.add_processor(sink).unwrap();
+    rt.connect_with(
+        out(&mic, "audio"),
+        inp(&sink, "audio"),
+        LinkOptions::default().with_capacity(1024),
+    )
+    .unwrap();
+    let mut events = rt.subscribe_events();
+    let started = std::time::Instant::now();
+    rt.start().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    rt.stop().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(rt.processor_info(&mic).unwrap().error, None);
+    let frames = recorded.lock().unwrap();
+    let last = frames.last().expect("frames recorded");
+    // Every frame sent is numbered; 480 samples at 48 kHz is 10 ms each.
+    let recorded_s = (last.frame_number + 1) as f64 * 0.01;
+    // At most real time plus the queue (0.2 s) and the slack before it counts as unpaced
+    // (0.5 s, and 10%); the device delivered far more.
+    assert!(
+        recorded_s <= elapsed * 1.1 + 0.7 && recorded_s >= elapsed * 0.5,
+        "{recorded_s} s recorded in {elapsed} s"
+    );
+    // Kept samples are contiguous on the sample clock: each frame number is 10 ms later.
+    for pair in frames.windows(2) {
+        let numbers = pair[1].frame_number - pair[0].frame_number;
+        assert_eq!(
+            pair[1].timestamp_ns - pair[0].timestamp_ns,
+            numbers * 10_000_000
+        );
+    }
+    let discarded = metric(&rt, &mic, "unpaced_samples");
+    assert!(
+        discarded as f64 > 10.0 * 48_000.0 * elapsed,
+        "only {discarded} samples discarded"
+    );
+    let mut unpaced = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let RuntimeEventKind::ProcessorEvent { name, data, .. } = event.kind
+            && name == "capture_unpaced"
+        {
+            unpaced.push(data);
+        }
+    }
+    assert_eq!(unpaced.len(), 1, "{unpaced:?}");
+    assert_eq!(unpaced[0]["device"], "alsa:null");
 }
 
 /// Whether this machine has a sound card (then the default device works and the "missing

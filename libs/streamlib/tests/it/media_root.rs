@@ -277,8 +277,14 @@ fn mp4_files_are_written_and_read_beneath_the_media_directory() {
     assert_eventually("frames are encoded", || {
         metric(&rt, &writer, "video_frames") >= 10
     });
+    // The processor names the file it writes, resolved beneath the media directory.
+    let written = media.canonicalize().unwrap().join("sub/out.mp4");
+    assert_eq!(
+        rt.processor_info(&writer).unwrap().files,
+        [written.display().to_string()]
+    );
     rt.remove_processor(&writer).unwrap();
-    assert!(std::fs::metadata(media.join("sub/out.mp4")).unwrap().len() > 1000);
+    assert!(std::fs::metadata(&written).unwrap().len() > 1000);
     // Read back through the same rule (FFmpeg reads through our file, not by name).
     assert_eq!(
         add_error(&mut rt, "FileSourceProcessor", "sub/out.mp4"),

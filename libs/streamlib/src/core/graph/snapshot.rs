@@ -67,6 +67,10 @@ pub struct ProcessorInfo {
     pub counters: ProcessorCounters,
     /// Counters the processor itself publishes (frames, checksum, ...).
     pub metrics: std::collections::BTreeMap<String, u64>,
+    /// The files its latest run opened, as absolute paths (beneath the media directory under
+    /// `streamlib serve`): where a writer's file is, what a source reads.
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 /// A port of a processor instance.
@@ -214,6 +218,7 @@ impl Graph {
             outputs,
             counters: e.shared.counters(),
             metrics: e.shared.metrics(),
+            files: e.shared.files.list(),
         }
     }
 }

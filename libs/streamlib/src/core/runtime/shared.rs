@@ -10,6 +10,7 @@ use super::lifecycle::ProcessorStatus;
 use super::wake::ProcessorSignal;
 use crate::core::context::Counter;
 use crate::core::error::{Stage, StreamError};
+use crate::core::files::OpenedFiles;
 use crate::core::graph::{ProcessorCounters, ProcessorUniqueId};
 
 pub(crate) struct ProcessorShared {
@@ -26,6 +27,8 @@ pub(crate) struct ProcessorShared {
     metrics: Mutex<BTreeMap<String, Counter>>,
     /// Its stream ended in this run (see [`RuntimeEventKind::ProcessorEnded`]).
     ended: std::sync::atomic::AtomicBool,
+    /// The files it opened in its latest run.
+    pub(crate) files: Arc<OpenedFiles>,
 }
 
 impl ProcessorShared {
@@ -40,6 +43,7 @@ impl ProcessorShared {
             interval_ns: AtomicU64::new(0),
             metrics: Mutex::new(BTreeMap::new()),
             ended: std::sync::atomic::AtomicBool::new(false),
+            files: Arc::default(),
         }
     }
 

@@ -184,7 +184,7 @@ impl WorkerHost {
             shared: shared.clone(),
             main_thread: self.main_thread.clone(),
             events: self.events.clone(),
-            files: self.files.clone(),
+            files: self.files.noting_into(shared.files.clone()),
         }
     }
 
@@ -205,6 +205,7 @@ impl WorkerHost {
             output.begin_run(entry.shared.signal.clone());
         }
         entry.shared.reset_ended();
+        entry.shared.files.clear();
         entry.shared.signal.prepare_run();
         let ctx = self.context_for(id, &entry.shared);
         let raise = (self.reports.raise.clone(), self.ends.raise.clone());

@@ -1,12 +1,13 @@
 //! The `AudioCaptureProcessor`: records from a sound device.
 
 use std::thread::Thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cpal::traits::DeviceTrait;
 use cpal::{SampleFormat, SizedSample, StreamConfig};
 use serde::{Deserialize, Serialize};
 
+use super::alsa_messages;
 use super::device::{self, DeviceDirection};
 use crate::core::context::{Counter, RuntimeContext};
 use crate::core::dsp::{StreamResampler, convert_channels};
@@ -17,6 +18,15 @@ use crate::core::processors::{ConfigError, ProcessorConfig};
 
 /// How long `process` waits for the device before returning (so stop stays prompt).
 const DEVICE_WAIT: Duration = Duration::from_millis(50);
+
+/// A device that delivers more than this many times real time (beyond [`UNPACED_SLACK`] and
+/// its queue) is not paced by a clock: ALSA's `null` device, a broken driver. A real device's
+/// clock differs from the system's by parts per million, never by 10%.
+const UNPACED_RATIO: f64 = 1.1;
+
+/// The audio a device may deliver ahead of real time, besides its queue, before it counts as
+/// not paced (the first periods can arrive in a burst).
+const UNPACED_SLACK: Duration = Duration::from_millis(500);
 
 /// Config of [`AudioCaptureProcessor`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -74,12 +84,80 @@ struct Recording {
     /// Device frames dropped because the queue was full (the callback counts them).
     dropped: Counter,
     dropped_seen: u64,
+    /// How fast the device delivers, against the wall clock.
+    pace: Pace,
+}
+
+/// Whether the device keeps to real time, and what is kept of it when it does not.
+struct Pace {
+    /// The device as messages name it.
+    device: String,
+    /// When the first sample was recorded (set with the first samples).
+    started: Option<Instant>,
+    /// Device samples per channel received, dropped ones included.
+    received: u64,
+    /// Device samples per channel on the sample clock (kept, or dropped while paced).
+    clocked: u64,
+    /// The device was found delivering faster than real time: from then on only real time's
+    /// worth is kept, and the rest counted in `unpaced_samples`.
+    unpaced: bool,
+    /// Device samples per channel discarded for running ahead of real time.
+    discarded: Counter,
+}
+
+impl Pace {
+    /// How many of `arrived` device samples per channel (just read; `dropped` more were lost
+    /// to a full queue) to keep. Finds out when the device runs ahead of real time, and from
+    /// then on keeps at most the wall clock's worth since the first sample. Returns the count
+    /// to keep and whether the device was found unpaced just now.
+    fn keep(&mut self, arrived: u64, dropped: u64, rate: u32, buffer: Duration) -> (u64, bool) {
+        let now = Instant::now();
+        let started = *self.started.get_or_insert_with(|| {
+            now.checked_sub(samples_duration(arrived, rate))
+                .unwrap_or(now)
+        });
+        self.received += arrived + dropped;
+        let elapsed = now.duration_since(started);
+        let real_time = (elapsed.as_secs_f64() * f64::from(rate)) as u64;
+        let mut found = false;
+        if !self.unpaced {
+            let tolerated = elapsed.mul_f64(UNPACED_RATIO) + buffer + UNPACED_SLACK;
+            if samples_duration(self.received, rate) > tolerated {
+                self.unpaced = true;
+                found = true;
+            }
+        }
+        if !self.unpaced {
+            self.clocked += arrived + dropped;
+            return (arrived, found);
+        }
+        let kept = arrived.min(real_time.saturating_sub(self.clocked));
+        self.clocked += kept;
+        self.discarded.add(arrived - kept + dropped);
+        (kept, found)
+    }
+}
+
+/// Parks the thread for its duration when dropped (at the end of the scope that made it).
+struct ParkOnDrop(Duration);
+
+impl Drop for ParkOnDrop {
+    fn drop(&mut self) {
+        std::thread::park_timeout(self.0);
+    }
+}
+
+/// How long `samples` per channel last at `rate` Hz.
+fn samples_duration(samples: u64, rate: u32) -> Duration {
+    Duration::from_secs_f64(samples as f64 / f64::from(rate.max(1)))
 }
 
 /// Records from a sound device (ALSA) and emits fixed-size audio frames at the configured rate
 /// and channel count, converting from whatever the device offers. Timestamps follow the
-/// device's sample clock from the first sample. Without a device, `setup` fails naming the
-/// device and the devices there are.
+/// device's sample clock from the first sample. A device that delivers faster than real time
+/// (not paced by a clock, like ALSA's `null` device) is reported once (`capture_unpaced`) and
+/// kept to real time's worth (the rest counted in `unpaced_samples`). Without a device,
+/// `setup` fails naming the device and the devices there are.
 #[streamlib::processor(
     execution = Continuous,
     description = "Records from a sound device (ALSA) as fixed-size audio frames, resampled and remixed to the configured format"
@@ -93,10 +171,13 @@ pub struct AudioCaptureProcessor {
     config: AudioCaptureConfig,
     recording: Option<Recording>,
     frame_number: u64,
+    /// This run's context (for the `capture_unpaced` event).
+    ctx: Option<RuntimeContext>,
 }
 
-impl crate::core::Processor for AudioCaptureProcessor::Processor {
-    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+impl AudioCaptureProcessor::Processor {
+    /// Opens the device and starts recording (`setup`, with alsa-lib's messages logged).
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         let unavailable =
             |e: String| StreamError::Unavailable(format!("AudioCaptureProcessor: {e}"));
         let (prepared, (producer, consumer)) = device::prepare(
@@ -150,9 +231,24 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
             frames_sent_samples: 0,
             dropped_seen: dropped.get(),
             dropped,
+            pace: Pace {
+                device: prepared.shown.clone(),
+                started: None,
+                received: 0,
+                clocked: 0,
+                unpaced: false,
+                discarded: ctx.counter("unpaced_samples"),
+            },
         });
         self.frame_number = 0;
+        self.ctx = Some(ctx.clone());
         Ok(())
+    }
+}
+
+impl crate::core::Processor for AudioCaptureProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        alsa_messages::quiet(|| self.open(ctx))
     }
 
     fn process(&mut self) -> Result<()> {
@@ -170,22 +266,54 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
             std::thread::park_timeout(DEVICE_WAIT);
             return Ok(());
         }
-        // Samples the device dropped (queue full) still took time: keep the clock in step.
-        let dropped = rec.dropped.get();
-        if dropped > rec.dropped_seen && rec.start_ns.is_some() {
-            let lost = u128::from(dropped - rec.dropped_seen) * u128::from(self.config.sample_rate)
-                / u128::from(rec.rate);
-            rec.frames_sent_samples += u64::try_from(lost).unwrap_or(0);
-        }
-        rec.dropped_seen = dropped;
+        let dropped_total = rec.dropped.get();
+        let dropped = dropped_total.saturating_sub(rec.dropped_seen);
+        rec.dropped_seen = dropped_total;
         let mut raw = vec![0.0f32; whole];
         let (read, _) = rec.queue.pop_partial_slice(&mut raw);
         let read = read.len();
         raw.truncate(read);
+        let channels = usize::from(rec.channels);
+        let buffer = Duration::from_millis(u64::from(self.config.buffer_ms));
+        let (kept, found) = rec
+            .pace
+            .keep((read / channels) as u64, dropped, rec.rate, buffer);
+        if found {
+            tracing::warn!(
+                device = %rec.pace.device,
+                "the sound device delivers audio faster than real time (it is not paced by a \
+                 clock, like ALSA's null device): keeping real time's worth, the rest is counted \
+                 in unpaced_samples"
+            );
+            if let Some(ctx) = &self.ctx {
+                ctx.emit_event(
+                    "capture_unpaced",
+                    serde_json::json!({
+                        "device": rec.pace.device,
+                        "received_seconds": rec.pace.received as f64 / f64::from(rec.rate),
+                        "elapsed_seconds": rec.pace.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+                    }),
+                );
+            }
+        }
+        raw.truncate(kept as usize * channels);
+        // Ahead of real time (an unpaced device): after sending what real time allows, wait
+        // about a frame's time instead of spinning on samples to discard.
+        let ahead = kept < (read / channels) as u64;
+        let frame = samples_duration(u64::from(self.config.frame_size), self.config.sample_rate);
+        let _wait = ahead.then(|| ParkOnDrop(frame.min(DEVICE_WAIT)));
+        // Samples a paced device dropped (queue full) still took time: keep the clock in step.
+        if dropped > 0 && !rec.pace.unpaced && rec.start_ns.is_some() {
+            let lost =
+                u128::from(dropped) * u128::from(self.config.sample_rate) / u128::from(rec.rate);
+            rec.frames_sent_samples += u64::try_from(lost).unwrap_or(0);
+        }
+        if raw.is_empty() {
+            return Ok(());
+        }
         if rec.start_ns.is_none() {
             // The first samples were recorded over the time they take to play.
-            let queued_ns =
-                (read / usize::from(rec.channels)) as u64 * 1_000_000_000 / u64::from(rec.rate);
+            let queued_ns = (raw.len() / channels) as u64 * 1_000_000_000 / u64::from(rec.rate);
             rec.start_ns = Some(media_clock_ns().saturating_sub(queued_ns));
         }
         let mut samples = convert_channels(&raw, rec.channels, self.config.channels);
@@ -219,7 +347,7 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
     }
 
     fn teardown(&mut self) -> Result<()> {
-        self.recording = None;
+        alsa_messages::quiet(|| self.recording = None);
         Ok(())
     }
 }

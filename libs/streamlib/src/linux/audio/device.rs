@@ -53,6 +53,10 @@ pub(crate) fn validate_format(
 /// play (or record), on every sound system cpal offers here, as a `device` setting accepts
 /// them.
 pub fn list_devices(direction: DeviceDirection) -> Vec<String> {
+    super::alsa_messages::quiet(|| device_ids(direction))
+}
+
+fn device_ids(direction: DeviceDirection) -> Vec<String> {
     let mut ids = Vec::new();
     for host_id in cpal::available_hosts() {
         let Ok(host) = cpal::host_from_id(host_id) else {

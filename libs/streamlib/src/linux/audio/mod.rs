@@ -1,5 +1,6 @@
 //! `AudioOutputProcessor` and `AudioCaptureProcessor`: sound through ALSA (cpal).
 
+mod alsa_messages;
 mod capture;
 mod device;
 mod output;

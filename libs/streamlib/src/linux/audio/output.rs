@@ -6,6 +6,7 @@ use cpal::traits::DeviceTrait;
 use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
 use serde::{Deserialize, Serialize};
 
+use super::alsa_messages;
 use super::device::{self, DeviceDirection};
 use crate::core::context::{Counter, RuntimeContext};
 use crate::core::dsp::{StreamResampler, convert_channels};
@@ -95,8 +96,9 @@ pub struct AudioOutputProcessor {
     playback: Option<Playback>,
 }
 
-impl crate::core::Processor for AudioOutputProcessor::Processor {
-    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+impl AudioOutputProcessor::Processor {
+    /// Opens the device and starts playing (`setup`, with alsa-lib's messages logged).
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<()> {
         let unavailable =
             |e: String| StreamError::Unavailable(format!("AudioOutputProcessor: {e}"));
         let counters = OutputCounters {
@@ -137,6 +139,12 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
             stop: ctx.stop_signal(),
         });
         Ok(())
+    }
+}
+
+impl crate::core::Processor for AudioOutputProcessor::Processor {
+    fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
+        alsa_messages::quiet(|| self.open(ctx))
     }
 
     fn process(&mut self) -> Result<()> {
@@ -192,7 +200,7 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
-        self.playback = None;
+        alsa_messages::quiet(|| self.playback = None);
         Ok(())
     }
 }
