@@ -4,6 +4,7 @@
 
 mod common;
 
+mod api_defaults;
 mod api_events;
 mod api_limits;
 mod api_routes;
