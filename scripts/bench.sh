@@ -2,8 +2,18 @@
 # Runs the benchmarks recorded in BENCHMARKS.md, installing the peers they compare against.
 #   bash scripts/bench.sh            # link transport (vs GStreamer), idle CPU, HTTP/WebSocket API,
 #                                    # file transcode (vs the ffmpeg command line)
+#   bash scripts/bench.sh --quick    # every bench once on little work, built in the dev profile:
+#                                    # CI runs it so these commands keep working (no figures)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+quick=()
+profile=()
+case "${1:-}" in
+  "") ;;
+  --quick) quick=(-- --quick); profile=(--profile dev) ;;
+  *) echo "usage: bash scripts/bench.sh [--quick]" >&2; exit 2 ;;
+esac
 
 # What the benches build against (FFmpeg's libraries, ALSA, X11...): the same packages as the
 # tests.
@@ -25,15 +35,18 @@ fi
 
 echo "## machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr)"
 echo "## gstreamer: $(gst-launch-1.0 --version 2>/dev/null | head -1 || echo absent)"
+if [ ${#quick[@]} -gt 0 ]; then
+  echo "## quick mode: dev profile, little work; it checks that the benches run, its figures are not measurements"
+fi
 echo
 echo '$ cargo bench -p streamlib --bench links'
-cargo bench -q -p streamlib --bench links
+cargo bench -q "${profile[@]}" -p streamlib --bench links "${quick[@]}"
 echo
 echo '$ cargo bench -p streamlib --bench idle_cpu'
-cargo bench -q -p streamlib --bench idle_cpu
+cargo bench -q "${profile[@]}" -p streamlib --bench idle_cpu "${quick[@]}"
 echo
 echo '$ cargo bench -p streamlib --bench api'
-cargo bench -q -p streamlib --bench api
+cargo bench -q "${profile[@]}" -p streamlib --bench api "${quick[@]}"
 echo
 echo '$ cargo bench -p streamlib --features ffmpeg --bench transcode'
-cargo bench -q -p streamlib --features ffmpeg --bench transcode
+cargo bench -q "${profile[@]}" -p streamlib --features ffmpeg --bench transcode "${quick[@]}"
