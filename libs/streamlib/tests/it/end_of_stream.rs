@@ -291,3 +291,48 @@ fn a_source_that_fails_ends_its_readers_and_the_graph_finishes() {
         "the writer's input ended with its failed source"
     );
 }
+
+/// Whether the graph has finished waits for a create in progress: what it sets up might
+/// produce. Here the create then fails, so nothing can produce, and the graph finishes.
+#[test]
+fn the_graph_does_not_finish_while_a_create_is_in_progress() {
+    let mut rt = StreamRuntime::new().unwrap();
+    rt.start().unwrap();
+    let mut events = rt.subscribe_events();
+    let service = rt.runtime_service();
+    let create = std::thread::spawn(move || {
+        block_on(service.add_processor(probe(ProbeConfig {
+            setup_gate: Some("finish-waits-for-create".into()),
+            fail_setup: true,
+            ..Default::default()
+        })))
+    });
+    assert_eventually("the create is in progress", || {
+        rt.poll_commands();
+        rt.has_parked_requests()
+    });
+    // Meanwhile a finite source runs to its end.
+    let src = rt.add_processor(burst(10)).unwrap();
+    assert_eventually("the source ended", || {
+        rt.poll_commands();
+        ended(&rt, &src)
+    });
+    for _ in 0..20 {
+        rt.poll_commands();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event.kind, RuntimeEventKind::GraphFinished),
+            "graph_finished while a create was in progress"
+        );
+    }
+    open_gate("finish-waits-for-create");
+    let waiter = std::thread::spawn(move || wait_finished(&mut events));
+    assert_eventually("the create failed and the graph finished", || {
+        rt.poll_commands();
+        create.is_finished() && waiter.is_finished()
+    });
+    assert!(create.join().unwrap().is_err(), "its setup failed");
+    waiter.join().unwrap();
+}

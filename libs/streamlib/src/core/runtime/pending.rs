@@ -202,6 +202,7 @@ impl StreamRuntime {
     // Creates
 
     fn poll_setups(&mut self, now: Instant) {
+        let parked_before = self.pending.setups.len();
         let mut i = 0;
         while i < self.pending.setups.len() {
             let parked = &self.pending.setups[i];
@@ -216,6 +217,11 @@ impl StreamRuntime {
                 }
                 SetupReport::NotYet => i += 1,
             }
+        }
+        if self.pending.setups.len() < parked_before && self.pending.setups.is_empty() {
+            // Whether the graph has finished waits for creates in progress (one that failed
+            // adds nothing, and everything else may have ended meanwhile).
+            self.check_finished();
         }
     }
 

@@ -514,7 +514,12 @@ impl StreamRuntime {
     /// processor ended or failed.
     pub(super) fn check_finished(&mut self) {
         self.workers.ends.lower();
-        if self.finished || !self.is_running() || self.pending.start.is_some() {
+        // Not while a start or a create is in progress: what it sets up may produce.
+        if self.finished
+            || !self.is_running()
+            || self.pending.start.is_some()
+            || !self.pending.setups.is_empty()
+        {
             return;
         }
         let mut processors = self
