@@ -293,46 +293,54 @@ fn a_source_that_fails_ends_its_readers_and_the_graph_finishes() {
 }
 
 /// Whether the graph has finished waits for a create in progress: what it sets up might
-/// produce. Here the create then fails, so nothing can produce, and the graph finishes.
+/// produce. Here the create then fails, so nothing can produce, and the graph finishes. Driven
+/// through the service while `run()` serves, as under `streamlib run` and `serve`.
 #[test]
 fn the_graph_does_not_finish_while_a_create_is_in_progress() {
     let mut rt = StreamRuntime::new().unwrap();
     rt.start().unwrap();
     let mut events = rt.subscribe_events();
     let service = rt.runtime_service();
-    let create = std::thread::spawn(move || {
-        block_on(service.add_processor(probe(ProbeConfig {
-            setup_gate: Some("finish-waits-for-create".into()),
-            fail_setup: true,
-            ..Default::default()
-        })))
+    let shutdown = rt.shutdown_handle();
+    let client = std::thread::spawn(move || {
+        let _shutdown_on_exit = ShutdownOnDrop(shutdown);
+        block_on(async {
+            let create = {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    service
+                        .add_processor(probe(ProbeConfig {
+                            setup_gate: Some("finish-waits-for-create".into()),
+                            fail_setup: true,
+                            ..Default::default()
+                        }))
+                        .await
+                })
+            };
+            // Meanwhile a finite source is added and runs to its end.
+            let src = service.add_processor(burst(10)).await.unwrap();
+            tokio::time::timeout(PATIENCE, async {
+                while !service.get_processor(src.clone()).await.unwrap().ended {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("the source ended");
+            // The runtime has served the end (an answer comes after it) and said nothing.
+            service.get_state().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            while let Ok(event) = events.try_recv() {
+                assert!(
+                    !matches!(event.kind, RuntimeEventKind::GraphFinished),
+                    "graph_finished while a create was in progress"
+                );
+            }
+            assert!(!create.is_finished(), "the create is still in progress");
+            open_gate("finish-waits-for-create");
+            assert!(create.await.unwrap().is_err(), "its setup failed");
+        });
+        wait_finished(&mut events);
     });
-    assert_eventually("the create is in progress", || {
-        rt.poll_commands();
-        rt.has_parked_requests()
-    });
-    // Meanwhile a finite source runs to its end.
-    let src = rt.add_processor(burst(10)).unwrap();
-    assert_eventually("the source ended", || {
-        rt.poll_commands();
-        ended(&rt, &src)
-    });
-    for _ in 0..20 {
-        rt.poll_commands();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    while let Ok(event) = events.try_recv() {
-        assert!(
-            !matches!(event.kind, RuntimeEventKind::GraphFinished),
-            "graph_finished while a create was in progress"
-        );
-    }
-    open_gate("finish-waits-for-create");
-    let waiter = std::thread::spawn(move || wait_finished(&mut events));
-    assert_eventually("the create failed and the graph finished", || {
-        rt.poll_commands();
-        create.is_finished() && waiter.is_finished()
-    });
-    assert!(create.join().unwrap().is_err(), "its setup failed");
-    waiter.join().unwrap();
+    rt.run().unwrap();
+    client.join().unwrap();
 }

@@ -69,15 +69,6 @@ fn service_drives_the_runtime_from_another_thread() {
     client.join().unwrap().unwrap();
 }
 
-/// Requests shutdown when dropped (also while unwinding from a panic).
-struct ShutdownOnDrop(ShutdownHandle);
-
-impl Drop for ShutdownOnDrop {
-    fn drop(&mut self) {
-        self.0.request();
-    }
-}
-
 #[test]
 fn poll_commands_executes_queued_commands() {
     let mut rt = StreamRuntime::new().unwrap();

@@ -624,3 +624,13 @@ pub fn skipped(why: &str) {
         std::thread::current().name().unwrap_or("test")
     );
 }
+
+/// Requests the runtime's shutdown when dropped: a client thread holds one, so `run()` returns
+/// however the client ends, also if it panics (the test then fails instead of hanging).
+pub struct ShutdownOnDrop(pub streamlib::core::ShutdownHandle);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        self.0.request();
+    }
+}
