@@ -1,7 +1,7 @@
 //! API benchmark: the HTTP/WebSocket server as `streamlib serve --demo` runs it.
 //!
 //! Run: `cargo bench -p streamlib --bench api` (wrk from Debian for the read-only figure);
-//! `-- --quick` does a tenth of the work.
+//! `-- --quick` does less work (CI runs it so the command keeps working).
 //!
 //! The runtime runs `run()` on the main thread with the demo graph (test pattern → passthrough
 //! → sink, chord → sink) and an ApiServerProcessor on a free port. A client thread measures:
@@ -34,7 +34,7 @@ use streamlib::core::{
 const CONCURRENT_CLIENTS: usize = 16;
 const WS_CLIENTS: usize = 100;
 
-/// `-- --quick`: a tenth of the work (CI runs it so this command keeps working).
+/// `-- --quick`: less work (CI runs it so this command keeps working).
 static QUICK: std::sync::LazyLock<bool> =
     std::sync::LazyLock::new(|| std::env::args().any(|a| a == "--quick"));
 

@@ -48,6 +48,13 @@ impl OpenedFiles {
         }
     }
 
+    fn forget(&self, path: &Path) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| p != path);
+    }
+
     /// A new run opens its own files.
     pub(crate) fn clear(&self) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -177,7 +184,12 @@ impl FileAccess {
             Rule::Beneath(dir) => dir.remove_if_empty(path, &created.file),
         };
         match result {
-            Ok(removed) => removed,
+            Ok(removed) => {
+                if let Some(opened) = self.opened.as_ref().filter(|_| removed) {
+                    opened.forget(&self.location(path));
+                }
+                removed
+            }
             Err(e) => {
                 tracing::debug!(path = %path.display(), error = %e, "could not remove an empty file");
                 false

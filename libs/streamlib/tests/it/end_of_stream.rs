@@ -317,6 +317,10 @@ fn the_graph_does_not_finish_while_a_create_is_in_progress() {
                         .await
                 })
             };
+            // The create has been sent (the task runs at this yield) and served: it is parked
+            // (commands are served in order, so the answer to this comes after it).
+            tokio::task::yield_now().await;
+            service.get_state().await.unwrap();
             // Meanwhile a finite source is added and runs to its end.
             let src = service.add_processor(burst(10)).await.unwrap();
             tokio::time::timeout(PATIENCE, async {

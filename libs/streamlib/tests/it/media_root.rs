@@ -351,8 +351,14 @@ fn a_writer_that_got_no_frame_leaves_no_file() {
                 on_disk.exists(),
                 "created at setup (so a bad path fails early)"
             );
-            rt.remove_processor(&writer).unwrap();
+            let listed = |rt: &StreamRuntime| rt.processor_info(&writer).unwrap().files;
+            let absolute = on_disk.canonicalize().unwrap().display().to_string();
+            assert_eq!(listed(&rt), [absolute.clone()]);
+            // Stopped with no frame: the empty file is removed, and no longer listed.
+            rt.stop().unwrap();
             assert!(!on_disk.exists(), "{} was left behind", on_disk.display());
+            assert_eq!(listed(&rt), Vec::<String>::new());
+            rt.remove_processor(&writer).unwrap();
             let removed =
                 std::iter::from_fn(|| events.try_recv().ok()).find_map(|e| match e.kind {
                     RuntimeEventKind::ProcessorEvent { name, data, .. }

@@ -92,32 +92,29 @@ struct Recording {
 struct Pace {
     /// The device as messages name it.
     device: String,
-    /// When the first sample was recorded (set with the first samples).
-    started: Option<Instant>,
+    /// When the device started recording (samples it delivered before this thread first
+    /// read, queued or dropped, count from here).
+    started: Instant,
     /// Device samples per channel received, dropped ones included.
     received: u64,
     /// Device samples per channel on the sample clock (kept, or dropped while paced).
     clocked: u64,
     /// The device was found delivering faster than real time: from then on only real time's
-    /// worth is kept, and the rest counted in `unpaced_samples`.
+    /// worth is kept, and the samples read beyond it counted in `unpaced_samples`.
     unpaced: bool,
-    /// Device samples per channel discarded for running ahead of real time.
+    /// Device samples per channel read and discarded for running ahead of real time (those
+    /// a full queue dropped are in `dropped_samples`).
     discarded: Counter,
 }
 
 impl Pace {
     /// How many of `arrived` device samples per channel (just read; `dropped` more were lost
     /// to a full queue) to keep. Finds out when the device runs ahead of real time, and from
-    /// then on keeps at most the wall clock's worth since the first sample. Returns the count
-    /// to keep and whether the device was found unpaced just now.
+    /// then on keeps at most the wall clock's worth since it started. Returns the count to
+    /// keep and whether the device was found unpaced just now.
     fn keep(&mut self, arrived: u64, dropped: u64, rate: u32, buffer: Duration) -> (u64, bool) {
-        let now = Instant::now();
-        let started = *self.started.get_or_insert_with(|| {
-            now.checked_sub(samples_duration(arrived, rate))
-                .unwrap_or(now)
-        });
         self.received += arrived + dropped;
-        let elapsed = now.duration_since(started);
+        let elapsed = self.started.elapsed();
         let real_time = (elapsed.as_secs_f64() * f64::from(rate)) as u64;
         let mut found = false;
         if !self.unpaced {
@@ -133,17 +130,18 @@ impl Pace {
         }
         let kept = arrived.min(real_time.saturating_sub(self.clocked));
         self.clocked += kept;
-        self.discarded.add(arrived - kept + dropped);
+        self.discarded.add(arrived - kept);
         (kept, found)
     }
 }
 
-/// Parks the thread for its duration when dropped (at the end of the scope that made it).
-struct ParkOnDrop(Duration);
+/// Sleeps for its duration when dropped (at the end of the scope that made it). A sleep, not a
+/// park: the device callback unparks this thread on every call while the queue is full.
+struct SleepOnDrop(Duration);
 
-impl Drop for ParkOnDrop {
+impl Drop for SleepOnDrop {
     fn drop(&mut self) {
-        std::thread::park_timeout(self.0);
+        std::thread::sleep(self.0);
     }
 }
 
@@ -156,7 +154,7 @@ fn samples_duration(samples: u64, rate: u32) -> Duration {
 /// and channel count, converting from whatever the device offers. Timestamps follow the
 /// device's sample clock from the first sample. A device that delivers faster than real time
 /// (not paced by a clock, like ALSA's `null` device) is reported once (`capture_unpaced`) and
-/// kept to real time's worth (the rest counted in `unpaced_samples`). Without a device,
+/// kept to real time's worth (samples read beyond it counted in `unpaced_samples`). Without a device,
 /// `setup` fails naming the device and the devices there are.
 #[streamlib::processor(
     execution = Continuous,
@@ -233,7 +231,7 @@ impl AudioCaptureProcessor::Processor {
             dropped,
             pace: Pace {
                 device: prepared.shown.clone(),
-                started: None,
+                started: Instant::now(),
                 received: 0,
                 clocked: 0,
                 unpaced: false,
@@ -291,7 +289,7 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
                     serde_json::json!({
                         "device": rec.pace.device,
                         "received_seconds": rec.pace.received as f64 / f64::from(rec.rate),
-                        "elapsed_seconds": rec.pace.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+                        "elapsed_seconds": rec.pace.started.elapsed().as_secs_f64(),
                     }),
                 );
             }
@@ -301,7 +299,7 @@ impl crate::core::Processor for AudioCaptureProcessor::Processor {
         // about a frame's time instead of spinning on samples to discard.
         let ahead = kept < (read / channels) as u64;
         let frame = samples_duration(u64::from(self.config.frame_size), self.config.sample_rate);
-        let _wait = ahead.then(|| ParkOnDrop(frame.min(DEVICE_WAIT)));
+        let _wait = ahead.then(|| SleepOnDrop(frame.min(DEVICE_WAIT)));
         // Samples a paced device dropped (queue full) still took time: keep the clock in step.
         if dropped > 0 && !rec.pace.unpaced && rec.start_ns.is_some() {
             let lost =
