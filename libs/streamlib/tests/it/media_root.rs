@@ -353,7 +353,7 @@ fn a_writer_that_got_no_frame_leaves_no_file() {
             );
             let listed = |rt: &StreamRuntime| rt.processor_info(&writer).unwrap().files;
             let absolute = on_disk.canonicalize().unwrap().display().to_string();
-            assert_eq!(listed(&rt), [absolute.clone()]);
+            assert_eq!(listed(&rt), [absolute]);
             // Stopped with no frame: the empty file is removed, and no longer listed.
             rt.stop().unwrap();
             assert!(!on_disk.exists(), "{} was left behind", on_disk.display());
