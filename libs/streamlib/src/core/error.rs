@@ -60,7 +60,7 @@ pub enum StreamError {
 
     /// The two ports carry different frame types.
     #[error(
-        "cannot connect {from} ({from_type}) to {to} ({to_type}): a link joins ports of the same frame type"
+        "cannot connect {from} ({from_type}) to {to} ({to_type}): a link joins ports of the same frame type{alternatives}"
     )]
     PortTypeMismatch {
         /// `processor.port` of the output.
@@ -71,15 +71,36 @@ pub enum StreamError {
         from_type: FrameType,
         /// Frame type of the input.
         to_type: FrameType,
+        /// "; … can be linked to: a.audio; … can take: b.video" naming what would work for
+        /// either end, or empty.
+        alternatives: String,
+    },
+
+    /// A link from a processor's output to its own input.
+    #[error(
+        "cannot connect {from} to {to}: a processor cannot be linked to itself (its output would feed its own input){alternatives}"
+    )]
+    SelfLink {
+        /// `processor.port` of the output.
+        from: String,
+        /// `processor.port` of the input.
+        to: String,
+        /// "; … can be linked to: a.video, …" naming what would work, or empty.
+        alternatives: String,
     },
 
     /// An input takes exactly one link.
-    #[error("input {input} is already connected by link '{link}'; disconnect it first")]
+    #[error(
+        "input {input} is already connected by link '{link}'; disconnect it first{alternatives}"
+    )]
     InputAlreadyConnected {
         /// `processor.port` of the input.
         input: String,
         /// The link that holds it.
         link: String,
+        /// "; … can be linked to: a.video, …" naming the free inputs the output could take, or
+        /// empty.
+        alternatives: String,
     },
 
     /// A processor id requested by the caller is taken.
@@ -185,6 +206,7 @@ impl StreamError {
             StreamError::LinkNotFound(_) => "link_not_found",
             StreamError::PortNotFound { .. } => "port_not_found",
             StreamError::PortTypeMismatch { .. } => "port_type_mismatch",
+            StreamError::SelfLink { .. } => "self_link",
             StreamError::InputAlreadyConnected { .. } => "input_already_connected",
             StreamError::DuplicateProcessorId(_) => "duplicate_processor_id",
             StreamError::InvalidId { .. } => "invalid_id",
@@ -213,6 +235,7 @@ impl StreamError {
             | StreamError::InvalidGraph(_) => ErrorKind::BadRequest,
             StreamError::InvalidConfig { .. }
             | StreamError::PortTypeMismatch { .. }
+            | StreamError::SelfLink { .. }
             | StreamError::InvalidLinkOptions(_) => ErrorKind::Unprocessable,
             StreamError::ProcessorFailed { error, .. } => match error.kind() {
                 ErrorKind::Unavailable => ErrorKind::Unavailable,

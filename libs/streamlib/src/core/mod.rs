@@ -21,7 +21,9 @@ pub use graph::{
     GraphConnection, GraphFile, GraphProcessor, InputLinkPortRef, LinkUniqueId, OutputLinkPortRef,
     ProcessorUniqueId,
 };
-pub use graph::{Link, LinkInfo, PortInfo, ProcessorCounters, ProcessorInfo, RuntimeState};
+pub use graph::{
+    Link, LinkInfo, PortInfo, PortTarget, ProcessorCounters, ProcessorInfo, RuntimeState,
+};
 pub use links::{
     LinkCounters, LinkInput, LinkOptions, LinkOutput, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode,
 };

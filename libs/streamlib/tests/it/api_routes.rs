@@ -695,6 +695,136 @@ fn a_gone_runtime_is_503_and_a_silent_one_is_504() {
     holder.join().unwrap();
 }
 
+/// A processor's effective config, and a port's link targets, over HTTP.
+#[test]
+fn config_and_port_targets_are_served() {
+    let rt = RuntimeThread::start(|_| {});
+    let app = app(rt.service.clone(), ApiOptions::default());
+    block_on(async {
+        let created = post(
+            &app,
+            "/api/processors",
+            json!({"processor_type": "TestPatternProcessor", "id": "pattern", "config": {"width": 320}}),
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+        post(
+            &app,
+            "/api/processors",
+            json!({"processor_type": "CountingSinkProcessor", "id": "sink"}),
+        )
+        .await;
+        let config = get(&app, "/api/processors/pattern/config").await;
+        assert_eq!(config.status, StatusCode::OK);
+        assert_eq!(config.json["width"], 320);
+        assert_eq!(
+            config.json,
+            get(&app, "/api/processors/pattern").await.json["config"],
+            "the same effective config, defaults filled in"
+        );
+        assert_error(
+            &get(&app, "/api/processors/ghost/config").await,
+            StatusCode::NOT_FOUND,
+            "processor_not_found",
+        );
+        let targets = get(&app, "/api/processors/pattern/ports/video/targets").await;
+        assert_eq!(targets.status, StatusCode::OK, "{}", targets.json);
+        assert_eq!(
+            targets.json[0],
+            json!({"from": "pattern.video", "to": "sink.video", "frame_type": "video", "connectable": true})
+        );
+        assert_eq!(targets.json[1]["connectable"], false);
+        assert_eq!(
+            targets.json[1]["reason"],
+            "frame types differ: video to audio"
+        );
+        assert_error(
+            &get(&app, "/api/processors/pattern/ports/nope/targets").await,
+            StatusCode::NOT_FOUND,
+            "port_not_found",
+        );
+    });
+}
+
+/// Health needs no token and asks nothing of the runtime; readiness needs the token and says
+/// why the runtime is not ready: stopped, or which processors failed with their errors.
+#[test]
+fn health_answers_without_a_token_and_readiness_names_what_is_wrong() {
+    let rt = RuntimeThread::start(|rt| {
+        rt.add_processor(probe(ProbeConfig::default()).with_id("fine"))
+            .unwrap();
+    });
+    let token = "correct horse";
+    let app = app(
+        rt.service.clone(),
+        ApiOptions {
+            token: Some(token.into()),
+            ..Default::default()
+        },
+    );
+    let authorized = [("authorization", "Bearer correct horse")];
+    let get_ready = |app: &Router| {
+        let app = app.clone();
+        async move { call(&app, Method::GET, "/api/ready", None, &authorized).await }
+    };
+    block_on(async {
+        let health = get(&app, "/api/health").await;
+        assert_eq!(health.status, StatusCode::OK);
+        assert_eq!(health.json, json!({"status": "ok"}));
+        // Host is still checked on it.
+        let rebound = call(
+            &app,
+            Method::GET,
+            "/api/health",
+            None,
+            &[("host", "evil.example")],
+        )
+        .await;
+        assert_error(&rebound, StatusCode::FORBIDDEN, "forbidden");
+        assert_error(
+            &get(&app, "/api/ready").await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
+        // `run()` started the runtime: ready.
+        let r = get_ready(&app).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        assert_eq!(r.json, json!({"ready": true, "processor_count": 1}));
+        // Stopped: not ready.
+        rt.service.stop().await.unwrap();
+        let r = get_ready(&app).await;
+        assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("the runtime is stopped; POST /api/runtime/start runs it"),
+            "{}",
+            r.json
+        );
+        // A processor that fails makes it not ready, named with its error.
+        rt.service
+            .add_processor(
+                probe(ProbeConfig {
+                    fail_setup: true,
+                    ..Default::default()
+                })
+                .with_id("broken"),
+            )
+            .await
+            .unwrap();
+        let _ = rt.service.start().await;
+        let r = get_ready(&app).await;
+        assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+        let message = r.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("1 processor(s) failed: 'broken' (setup:"),
+            "{message}"
+        );
+        assert!(!message.contains("'fine'"), "{message}");
+    });
+}
+
 /// The routes this API promises (RFC + registry + OpenAPI).
 const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/processors"),
@@ -710,6 +840,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/events"),
     ("GET", "/api/registry"),
     ("GET", "/api/openapi.json"),
+    ("GET", "/api/processors/{id}/ports/{port}/targets"),
+    ("GET", "/api/processors/{id}/config"),
+    ("GET", "/api/health"),
+    ("GET", "/api/ready"),
 ];
 
 #[test]

@@ -119,6 +119,116 @@ fn connect_errors_name_the_problem_and_change_nothing() {
         .expect("input is free again");
 }
 
+/// Targets of a port: every port it could be linked with, connectable or with the reason it is
+/// not (the same rules `connect` applies); a refused connect names what would work.
+#[test]
+fn a_port_lists_its_targets_and_a_refused_connect_names_the_alternatives() {
+    let mut rt = StreamRuntime::new().unwrap();
+    let add_as = |rt: &mut StreamRuntime, spec: ProcessorSpec, id: &str| {
+        rt.add_processor(spec.with_id(id)).unwrap()
+    };
+    let src = add_as(
+        &mut rt,
+        TestPatternProcessor::spec(Default::default()),
+        "src",
+    );
+    let pass = add_as(
+        &mut rt,
+        SimplePassthroughProcessor::spec(Default::default()),
+        "pass",
+    );
+    let chord = add_as(
+        &mut rt,
+        ChordGeneratorProcessor::spec(Default::default()),
+        "chord",
+    );
+    let sink = add_as(
+        &mut rt,
+        CountingSinkProcessor::spec(Default::default()),
+        "sink",
+    );
+    let taken = rt.connect(out(&src, "video"), inp(&sink, "video")).unwrap();
+    let summary = |targets: Vec<PortTarget>| -> Vec<(String, String, Option<String>)> {
+        targets
+            .into_iter()
+            .map(|t| {
+                assert_eq!(t.connectable, t.reason.is_none(), "{t:?}");
+                (t.from, t.to, t.reason)
+            })
+            .collect()
+    };
+    let taken_reason = format!(
+        "the input is already connected by link '{}' from src.video",
+        taken.id()
+    );
+    assert_eq!(
+        summary(rt.port_targets(&src, "video").unwrap()),
+        [
+            ("src.video".into(), "pass.video".into(), None),
+            (
+                "src.video".into(),
+                "sink.video".into(),
+                Some(taken_reason.clone())
+            ),
+            (
+                "src.video".into(),
+                "sink.audio".into(),
+                Some("frame types differ: video to audio".into())
+            ),
+            (
+                "src.video".into(),
+                "sink.data".into(),
+                Some("frame types differ: video to data".into())
+            ),
+        ]
+    );
+    // The passthrough has an input and an output named `video`: both directions are listed.
+    let pass_targets = summary(rt.port_targets(&pass, "video").unwrap());
+    let itself = Some("a processor cannot be linked to itself".to_string());
+    assert!(pass_targets.contains(&("pass.video".into(), "pass.video".into(), itself)));
+    assert!(pass_targets.contains(&("src.video".into(), "pass.video".into(), None)));
+    assert!(pass_targets.contains(&(
+        "chord.audio".into(),
+        "pass.video".into(),
+        Some("frame types differ: audio to video".into())
+    )));
+    assert_eq!(
+        pass_targets.len(),
+        4 + 3,
+        "pass.video to 4 inputs, from 3 outputs"
+    );
+    assert_eq!(
+        rt.port_targets(&chord, "nope").unwrap_err().code(),
+        "port_not_found"
+    );
+
+    // Refused connects say what would work.
+    let e = rt
+        .connect(out(&src, "video"), inp(&sink, "video"))
+        .unwrap_err();
+    assert_eq!(e.code(), "input_already_connected");
+    assert!(
+        e.to_string()
+            .ends_with("; src.video can be linked to: pass.video"),
+        "{e}"
+    );
+    let e = rt
+        .connect(out(&pass, "video"), inp(&pass, "video"))
+        .unwrap_err();
+    assert_eq!(e.code(), "self_link");
+    assert_eq!(rt.state().link_count, 1, "nothing was linked");
+    let e = rt
+        .connect(out(&chord, "audio"), inp(&pass, "video"))
+        .unwrap_err();
+    assert_eq!(e.code(), "port_type_mismatch");
+    assert!(
+        e.to_string().ends_with(
+            "; chord.audio can be linked to: sink.audio; pass.video can take: src.video"
+        ),
+        "{e}"
+    );
+}
+
 #[test]
 fn fan_out_delivers_the_same_payload_to_every_link() {
     let mut rt = StreamRuntime::new().unwrap();

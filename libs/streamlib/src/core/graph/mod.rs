@@ -6,10 +6,12 @@ mod ids;
 mod port_ref;
 mod snapshot;
 mod store;
+mod targets;
 
 pub use file::{GraphConnection, GraphFile, GraphProcessor};
 pub use ids::{LinkUniqueId, ProcessorUniqueId};
 pub use port_ref::{InputLinkPortRef, OutputLinkPortRef};
 pub use snapshot::{Link, LinkInfo, PortInfo, ProcessorCounters, ProcessorInfo, RuntimeState};
+pub use targets::PortTarget;
 
 pub(crate) use store::{Graph, ProcessorEntry, check_unique_port_names};

@@ -195,18 +195,28 @@ impl Graph {
         let (_, output) = self.output(&from)?;
         let (target, input) = self.input(&to)?;
         let frame_type = output.frame_type();
+        if from.processor == to.processor {
+            return Err(StreamError::SelfLink {
+                from: from.to_string(),
+                to: to.to_string(),
+                alternatives: self.alternatives_for_output(&from),
+            });
+        }
         if frame_type != input.frame_type() {
             return Err(StreamError::PortTypeMismatch {
                 from: from.to_string(),
                 to: to.to_string(),
                 from_type: frame_type,
                 to_type: input.frame_type(),
+                alternatives: self.alternatives_for_output(&from)
+                    + &self.alternatives_for_input(&to),
             });
         }
         if let Some(existing) = input.connected_link() {
             return Err(StreamError::InputAlreadyConnected {
                 input: to.to_string(),
                 link: existing.to_string(),
+                alternatives: self.alternatives_for_output(&from),
             });
         }
         let (default_capacity, default_read_mode) = output.defaults();

@@ -416,6 +416,7 @@ impl<T: Frame> AnyOutputPort for OutputInner<T> {
                     to: "input".to_string(),
                     from_type: T::FRAME_TYPE,
                     to_type: input_type,
+                    alternatives: String::new(),
                 })?;
         let link = Arc::new(LinkInner::new(id, *options, budget, reader, reader_running));
         input.link.store(Some(link.clone()));

@@ -115,6 +115,9 @@ impl StreamRuntime {
             RuntimeCommand::GetProcessor { id } => self
                 .processor_info(&id)
                 .map(|info| CommandResult::Processor(Box::new(info))),
+            RuntimeCommand::PortTargets { id, port } => {
+                self.port_targets(&id, &port).map(CommandResult::Targets)
+            }
         };
         let result = result.unwrap_or_else(|e| {
             tracing::debug!(command = name, error = %e, "command failed");

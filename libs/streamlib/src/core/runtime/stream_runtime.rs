@@ -23,8 +23,8 @@ use super::worker::{GRAPH_STOP_TIMEOUT, Reports, STOP_TIMEOUT, Slot, WorkerHost}
 use crate::core::error::{Result, Stage, StreamError};
 use crate::core::files::FileAccess;
 use crate::core::graph::{
-    Graph, InputLinkPortRef, Link, LinkInfo, LinkUniqueId, OutputLinkPortRef, ProcessorEntry,
-    ProcessorInfo, ProcessorUniqueId, RuntimeState, check_unique_port_names,
+    Graph, InputLinkPortRef, Link, LinkInfo, LinkUniqueId, OutputLinkPortRef, PortTarget,
+    ProcessorEntry, ProcessorInfo, ProcessorUniqueId, RuntimeState, check_unique_port_names,
 };
 use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
@@ -551,6 +551,14 @@ impl StreamRuntime {
     /// One processor's details.
     pub fn processor_info(&self, id: &ProcessorUniqueId) -> Result<ProcessorInfo> {
         self.graph.processor_info(id)
+    }
+
+    /// Every port in the graph that `id`'s port `port` could be linked with (its output to
+    /// their inputs, their outputs to its input), each saying whether `connect` would make the
+    /// link now and, if not, why: different frame types, an input already taken, the same
+    /// processor.
+    pub fn port_targets(&self, id: &ProcessorUniqueId, port: &str) -> Result<Vec<PortTarget>> {
+        self.graph.port_targets(id, port)
     }
 
     /// Every link's details.

@@ -2,7 +2,7 @@
 
 use crate::core::error::StreamError;
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
-use crate::core::graph::{ProcessorInfo, RuntimeState};
+use crate::core::graph::{PortTarget, ProcessorInfo, RuntimeState};
 use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
 
@@ -29,6 +29,10 @@ pub(crate) enum RuntimeCommand {
     GetProcessor {
         id: ProcessorUniqueId,
     },
+    PortTargets {
+        id: ProcessorUniqueId,
+        port: String,
+    },
 }
 
 impl RuntimeCommand {
@@ -43,6 +47,7 @@ impl RuntimeCommand {
             RuntimeCommand::Stop => "stop",
             RuntimeCommand::GetState => "get_state",
             RuntimeCommand::GetProcessor { .. } => "get_processor",
+            RuntimeCommand::PortTargets { .. } => "port_targets",
         }
     }
 }
@@ -58,5 +63,6 @@ pub(crate) enum CommandResult {
     /// Shared: every `GetState` queued together gets the same snapshot (see `run`).
     State(std::sync::Arc<RuntimeState>),
     Processor(Box<ProcessorInfo>),
+    Targets(Vec<PortTarget>),
     Error(StreamError),
 }

@@ -6,7 +6,7 @@ use tokio::sync::{broadcast, oneshot};
 use super::command::{CommandResult, RuntimeCommand};
 use crate::core::error::{Result, StreamError};
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
-use crate::core::graph::{ProcessorInfo, RuntimeState};
+use crate::core::graph::{PortTarget, ProcessorInfo, RuntimeState};
 use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
 use crate::core::runtime::RuntimeEvent;
@@ -138,6 +138,19 @@ impl RuntimeService {
         }
     }
 
+    /// Every port `id.port` could be linked with, each saying whether the link would be made
+    /// now and why not (see [`StreamRuntime::port_targets`](crate::core::StreamRuntime::port_targets)).
+    pub async fn port_targets(
+        &self,
+        id: ProcessorUniqueId,
+        port: String,
+    ) -> Result<Vec<PortTarget>> {
+        match self.send(RuntimeCommand::PortTargets { id, port }).await? {
+            CommandResult::Targets(targets) => Ok(targets),
+            other => unexpected("port_targets", other),
+        }
+    }
+
     /// Subscribe to runtime events (for WebSocket broadcasting).
     pub fn subscribe_events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.event_tx.subscribe()
@@ -219,6 +232,7 @@ fn unexpected<T>(call: &str, result: CommandResult) -> Result<T> {
         CommandResult::Stopped => "Stopped",
         CommandResult::State(_) => "State",
         CommandResult::Processor(_) => "Processor",
+        CommandResult::Targets(_) => "Targets",
         CommandResult::Error(e) => return Err(e),
     };
     Err(StreamError::RuntimeUnavailable(format!(

@@ -12,8 +12,8 @@ use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::core::error::StreamError;
 use crate::core::graph::{
-    InputLinkPortRef, LinkInfo, LinkUniqueId, OutputLinkPortRef, ProcessorInfo, ProcessorUniqueId,
-    RuntimeState,
+    InputLinkPortRef, LinkInfo, LinkUniqueId, OutputLinkPortRef, PortTarget, ProcessorInfo,
+    ProcessorUniqueId, RuntimeState,
 };
 use crate::core::links::{LinkOptions, OverflowPolicy, ReadMode};
 use crate::core::processors::{PROCESSOR_REGISTRY, ProcessorDescriptor};
@@ -154,6 +154,67 @@ pub(super) async fn get_processor(
         state
             .service()
             .get_processor(ProcessorUniqueId::new(id))
+            .await?,
+    ))
+}
+
+/// Get processor config
+///
+/// The processor's effective config (every field, defaults filled in), as `config` in
+/// `POST /api/processors` takes it.
+#[utoipa::path(
+    get,
+    path = "/api/processors/{id}/config",
+    tag = "processors",
+    params(("id" = String, Path, description = "Processor id")),
+    responses(
+        (status = 200, description = "The effective config, a JSON object of the type's config schema", body = Object),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "processor_not_found", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn get_processor_config(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let info = state
+        .service()
+        .get_processor(ProcessorUniqueId::new(id))
+        .await?;
+    Ok(Json(info.config))
+}
+
+/// Link targets of a port
+///
+/// Every port in the graph this port could be linked with (its output to their inputs, or
+/// their outputs to its input), each with whether `POST /api/connections` would make the link
+/// now and, if not, why (frame types differ, the input is taken, the same processor).
+#[utoipa::path(
+    get,
+    path = "/api/processors/{id}/ports/{port}/targets",
+    tag = "connections",
+    params(
+        ("id" = String, Path, description = "Processor id"),
+        ("port" = String, Path, description = "Port name (input or output)"),
+    ),
+    responses(
+        (status = 200, description = "The possible links, connectable or with the reason they are not", body = Vec<PortTarget>),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "processor_not_found, port_not_found", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn port_targets(
+    State(state): State<ApiState>,
+    ApiPath((id, port)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<PortTarget>>, ApiError> {
+    Ok(Json(
+        state
+            .service()
+            .port_targets(ProcessorUniqueId::new(id), port)
             .await?,
     ))
 }

@@ -24,6 +24,7 @@ mod error;
 mod handlers;
 mod openapi;
 mod options;
+mod probes;
 mod request_body;
 mod security;
 mod server;
@@ -151,12 +152,16 @@ fn api_routes() -> OpenApiRouter<ApiState> {
             handlers::list_connections
         ))
         .routes(routes!(handlers::remove_connection))
+        .routes(routes!(handlers::port_targets))
+        .routes(routes!(handlers::get_processor_config))
         .routes(routes!(handlers::start_runtime))
         .routes(routes!(handlers::stop_runtime))
         .routes(routes!(handlers::get_state))
         .routes(routes!(websocket::events))
         .routes(routes!(handlers::registry))
         .routes(routes!(handlers::openapi_json))
+        .routes(routes!(probes::health))
+        .routes(routes!(probes::ready))
 }
 
 /// The API router: every route, the access guard, body limit, timeout and JSON fallbacks.
