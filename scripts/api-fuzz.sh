@@ -84,6 +84,10 @@ stop_server() {
   fi
 }
 
+# `GET /api/ready` is left out: it answers 503 by design while the runtime is stopped (the
+# fuzzer stops it) or a processor has failed, which schemathesis counts as a server error. It
+# takes no input; `api_routes::health_answers_without_a_token_and_readiness_names_what_is_wrong`
+# checks its answers.
 fuzz() {
   local label=$1
   shift
@@ -95,6 +99,7 @@ fuzz() {
     --max-time "$SECONDS_PER_RUN" \
     --request-timeout 10 \
     --seed 1 \
+    --exclude-path /api/ready \
     --no-color \
     "$@")
 }

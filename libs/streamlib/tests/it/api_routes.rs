@@ -771,6 +771,20 @@ fn health_answers_without_a_token_and_readiness_names_what_is_wrong() {
         let health = get(&app, "/api/health").await;
         assert_eq!(health.status, StatusCode::OK);
         assert_eq!(health.json, json!({"status": "ok"}));
+        // Only reading it is open: a change there without the token is refused as anywhere
+        // (so it cannot use up the token holder's budget of changes), and so are other paths.
+        assert_error(
+            &post(&app, "/api/health", json!({})).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
+        for near in ["/api/health/", "//api/health", "/api/%68ealth"] {
+            assert_eq!(
+                get(&app, near).await.status,
+                StatusCode::UNAUTHORIZED,
+                "{near}"
+            );
+        }
         // Host is still checked on it.
         let rebound = call(
             &app,
@@ -813,7 +827,39 @@ fn health_answers_without_a_token_and_readiness_names_what_is_wrong() {
             )
             .await
             .unwrap();
-        let _ = rt.service.start().await;
+        // And one whose setup waits: while it sets up, the runtime is starting, not ready.
+        rt.service
+            .add_processor(
+                probe(ProbeConfig {
+                    setup_gate: Some("ready-waits-for-setup".into()),
+                    ..Default::default()
+                })
+                .with_id("slow"),
+            )
+            .await
+            .unwrap();
+        let start = {
+            let service = rt.service.clone();
+            tokio::spawn(async move { service.start().await })
+        };
+        let mut r = get_ready(&app).await;
+        for _ in 0..1000 {
+            let message = r.json["error"]["message"].as_str().unwrap_or("");
+            if message.starts_with("starting") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            r = get_ready(&app).await;
+        }
+        assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+        // The slow one, and the broken one until the start has taken its report.
+        let message = r.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.ends_with("processor(s) still setting up"),
+            "{message}"
+        );
+        open_gate("ready-waits-for-setup");
+        let _ = start.await.unwrap();
         let r = get_ready(&app).await;
         assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "not_ready");
         let message = r.json["error"]["message"].as_str().unwrap();

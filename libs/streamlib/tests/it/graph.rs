@@ -194,8 +194,8 @@ fn a_port_lists_its_targets_and_a_refused_connect_names_the_alternatives() {
     )));
     assert_eq!(
         pass_targets.len(),
-        4 + 3,
-        "pass.video to 4 inputs, from 3 outputs"
+        4 + 2,
+        "pass.video to 4 inputs, from 3 outputs, the pair with itself once"
     );
     assert_eq!(
         rt.port_targets(&chord, "nope").unwrap_err().code(),

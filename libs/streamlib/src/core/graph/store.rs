@@ -184,8 +184,10 @@ impl Graph {
     }
 
     /// Links output `from` to input `to`, live at once (the next frame written reaches it).
-    /// Refuses, changing nothing, a missing processor or port, ports of different frame types,
-    /// an input that already has a link, and options out of range.
+    /// Refuses, changing nothing, a missing processor or port, a link from a processor to
+    /// itself, ports of different frame types, an input that already has a link, and options
+    /// out of range; the refusals of a link name the links that would work (`targets.rs`).
+    /// Longer cycles (A → B → A) are allowed: a processor in between decides what flows back.
     pub(crate) fn connect(
         &mut self,
         from: OutputLinkPortRef,
@@ -261,6 +263,11 @@ impl Graph {
         self.links
             .shift_remove(id)
             .ok_or_else(|| StreamError::LinkNotFound(id.to_string()))
+    }
+
+    /// The link `id`, if there is one.
+    pub(crate) fn link(&self, id: &LinkUniqueId) -> Option<&LinkEntry> {
+        self.links.get(id)
     }
 
     /// Links that start or end at processor `id`.

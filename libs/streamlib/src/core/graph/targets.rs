@@ -46,9 +46,8 @@ fn refusal(
     }
     connected.map(|link| {
         let source = graph
-            .links()
-            .find(|(id, _)| **id == link)
-            .map(|(_, l)| format!(" from {}", l.from))
+            .link(&link)
+            .map(|l| format!(" from {}", l.from))
             .unwrap_or_default();
         format!("the input is already connected by link '{link}'{source}")
     })
@@ -71,16 +70,21 @@ impl Graph {
                 processor: processor.to_string(),
                 port: port.to_string(),
                 direction: "input or output",
-                available: entry
-                    .ports
-                    .inputs
-                    .iter()
-                    .map(|p| p.name().to_string())
-                    .chain(entry.ports.outputs.iter().map(|p| p.name().to_string()))
-                    .collect(),
+                available: {
+                    // Inputs, then outputs, each name once (a port may be both).
+                    let mut names: Vec<String> = Vec::new();
+                    let all = entry.ports.inputs.iter().map(|p| p.name());
+                    for name in all.chain(entry.ports.outputs.iter().map(|p| p.name())) {
+                        if !names.iter().any(|n| n == name) {
+                            names.push(name.to_string());
+                        }
+                    }
+                    names
+                },
             });
         }
         let mut targets = Vec::new();
+        let output_found = output.is_some();
         if let Some(output) = output {
             let from = OutputLinkPortRef::new(processor.clone(), port);
             for (id, other) in self.processors() {
@@ -104,10 +108,15 @@ impl Graph {
                 }
             }
         }
+        let listed_itself = output_found;
         if let Some(input) = input {
             let to = InputLinkPortRef::new(processor.clone(), port);
             for (id, other) in self.processors() {
                 for output in &other.ports.outputs {
+                    // Its own output of this name to this input is listed above already.
+                    if listed_itself && id == processor && output.name() == port {
+                        continue;
+                    }
                     let from = OutputLinkPortRef::new(id.clone(), output.name());
                     let reason = refusal(
                         self,

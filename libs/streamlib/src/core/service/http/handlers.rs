@@ -262,7 +262,7 @@ pub(super) async fn remove_processor(
         (status = 404, description = "processor_not_found, port_not_found (lists the ports)", body = ErrorBody),
         (status = 409, description = "input_already_connected", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
-        (status = 422, description = "port_type_mismatch, invalid_link_options, invalid_request", body = ErrorBody),
+        (status = 422, description = "port_type_mismatch, self_link, invalid_link_options, invalid_request (refusals name the ports that would work)", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody),
         (status = 503, description = "runtime_unavailable", body = ErrorBody),
     )

@@ -7,6 +7,8 @@
 //! | POST | `/api/processors` | create a processor from `{"processor_type", "config", "id"?}` → 201 `{"processor_id"}` |
 //! | GET | `/api/processors` | list processors |
 //! | GET | `/api/processors/{id}` | one processor |
+//! | GET | `/api/processors/{id}/config` | its effective config |
+//! | GET | `/api/processors/{id}/ports/{port}/targets` | the ports it could be linked with, or why not |
 //! | DELETE | `/api/processors/{id}` | remove a processor (and its links) → 204 |
 //! | POST | `/api/connections` | link two ports → 201 `{"link_id"}` |
 //! | GET | `/api/connections` | list links |
@@ -17,6 +19,8 @@
 //! | GET (WS) | `/api/events` | snapshot, then every event in order |
 //! | GET | `/api/registry` | processor types with ports and config schema |
 //! | GET | `/api/openapi.json` | this API as OpenAPI 3.1 |
+//! | GET | `/api/health` | the server answers (no token needed) |
+//! | GET | `/api/ready` | 200 when running, set up, nothing failed; else 503 `not_ready` saying why |
 //!
 //! [`router`] builds the axum router (tests call it directly); [`serve`] runs it on a listener.
 

@@ -4,8 +4,9 @@
 //!   a busy runtime does not make a liveness probe restart the process. It needs **no token**
 //!   (Host and Origin are still checked): it tells a caller only what any answer, a 401 too,
 //!   already tells, that a streamlib server is listening there.
-//! - **Readiness** asks the runtime: ready when it answers, is running, and no processor has
-//!   failed; else `503 not_ready` naming why (the failed processors with their errors). It needs
+//! - **Readiness** asks the runtime: ready when it answers, is running, every processor is set
+//!   up, and none has failed; else `503 not_ready` naming why (stopped, still starting, or the
+//!   failed processors with their errors). It needs
 //!   the token like every other route, because it names processors and their errors; probes
 //!   can send headers (`httpHeaders` in Kubernetes).
 
@@ -17,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use crate::core::runtime::{ProcessorStatus, RuntimeStatus};
+
+/// Most failed processors a `not_ready` message names.
+const MAX_NAMED: usize = 8;
 
 /// Path of the health route (the access guard lets it through without a token).
 pub(crate) const HEALTH_PATH: &str = "/api/health";
@@ -57,7 +61,7 @@ pub(super) async fn health() -> Json<Health> {
 
 /// Runtime readiness
 ///
-/// Ready when the runtime answers, is running, and no processor has failed.
+/// Ready when the runtime answers, is running, every processor is set up, and none has failed.
 #[utoipa::path(
     get,
     path = "/api/ready",
@@ -80,6 +84,16 @@ pub(super) async fn ready(State(state): State<ApiState>) -> Result<Json<Ready>, 
             "the runtime is {status}; POST /api/runtime/start runs it"
         )));
     }
+    let starting = snapshot
+        .processors
+        .iter()
+        .filter(|p| p.state == ProcessorStatus::Pending)
+        .count();
+    if starting > 0 {
+        return Err(not_ready(format!(
+            "starting: {starting} processor(s) still setting up"
+        )));
+    }
     let failed: Vec<String> = snapshot
         .processors
         .iter()
@@ -90,10 +104,16 @@ pub(super) async fn ready(State(state): State<ApiState>) -> Result<Json<Ready>, 
         })
         .collect();
     if !failed.is_empty() {
+        let more = failed.len().saturating_sub(MAX_NAMED);
+        let named = failed[..failed.len().min(MAX_NAMED)].join("; ");
+        let more = if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        };
         return Err(not_ready(format!(
-            "{} processor(s) failed: {}",
-            failed.len(),
-            failed.join("; ")
+            "{} processor(s) failed: {named}{more}",
+            failed.len()
         )));
     }
     Ok(Json(Ready {

@@ -244,7 +244,8 @@ fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<
         }
     }
     // The health route says only that the server answers: it needs no token (see `probes`).
-    let open = req.uri().path() == super::probes::HEALTH_PATH;
+    let open = matches!(*req.method(), Method::GET | Method::HEAD)
+        && req.uri().path() == super::probes::HEALTH_PATH;
     if policy.requires_token() && !open && !policy.token_matches(presented_token(req).as_deref()) {
         // Failed attempts have a quota of their own: guessing is rate-limited, and does not
         // use up the budget of authorised changes from the same address.
