@@ -138,6 +138,10 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
         .with_env_filter(parsed)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // A log that can no longer be written (stderr closed: `2>&1 | head`, a terminal gone)
+        // is dropped. By default the subscriber would report it with `eprintln!`, which panics
+        // on a closed stderr, and a panic while logging aborts the run before writers finalise.
+        .log_internal_errors(false)
         .init();
     Ok(())
 }

@@ -299,3 +299,52 @@ fn alsa_messages_go_to_the_log_not_to_stderr() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A run whose stderr goes away (`2>&1 | head`, a closed terminal) keeps running and finishes
+/// as usual: logs it cannot write are dropped, not a crash that leaves files unfinished.
+#[test]
+fn a_run_survives_its_log_going_away() {
+    let dir = std::env::temp_dir().join(format!("streamlib-cli-nolog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wav = dir.join("tone.wav");
+    let graph = dir.join("tone.json");
+    std::fs::write(
+        &graph,
+        serde_json::json!({
+            "processors": [
+                {"id": "chord", "type": "ChordGeneratorProcessor"},
+                {"id": "wav", "type": "WavWriterProcessor", "config": {"path": wav}}
+            ],
+            "connections": [{"from": "chord.audio", "to": "wav.audio", "overflow": "backpressure"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let mut child = streamlib()
+        .args([
+            "run",
+            graph.to_str().unwrap(),
+            "--duration",
+            "2",
+            "--log",
+            "info",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = common::Lines::new(child.stderr.take().unwrap());
+    lines.wait_for("waiting for commands", std::time::Duration::from_secs(60));
+    // Close the reading end of stderr: every later log line meets a broken pipe.
+    drop(lines);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "stopped", "{report}");
+    // The WAV was finalised: its RIFF size covers the whole file, with audio in it.
+    let bytes = std::fs::read(&wav).unwrap();
+    let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    assert_eq!(riff + 8, bytes.len());
+    assert!(bytes.len() > 48_000, "{} bytes", bytes.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
