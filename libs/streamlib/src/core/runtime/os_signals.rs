@@ -45,13 +45,15 @@ impl SignalWatcher {
                         seen = 2;
                     }
                     match seen {
+                        // Acted on before it is logged: a log that cannot be written must not
+                        // lose the signal.
                         1 => {
-                            tracing::info!(signal, "signal received, stopping all processors (again: hurry, finalising files; a third time: exit at once)");
                             shutdown.request();
+                            tracing::info!(signal, "signal received, stopping all processors (again: hurry, finalising files; a third time: exit at once)");
                         }
                         2 => {
-                            tracing::warn!(signal, "second signal: stopping every processor at once, finalising files (a third signal exits at once)");
                             shutdown.hurry();
+                            tracing::warn!(signal, "second signal: stopping every processor at once, finalising files (a third signal exits at once)");
                             // The hurried shutdown is bounded: exit anyway after HURRY_LIMIT.
                             let finished = finished.clone();
                             let _ = std::thread::Builder::new()
