@@ -8,6 +8,7 @@ use super::store::Graph;
 use super::{InputLinkPortRef, OutputLinkPortRef, ProcessorUniqueId};
 use crate::core::error::{Result, StreamError};
 use crate::core::frames::FrameType;
+use crate::core::links::{AnyInputPort, AnyOutputPort};
 
 /// Most alternatives an error message names.
 const MAX_NAMED: usize = 8;
@@ -29,28 +30,35 @@ pub struct PortTarget {
     pub reason: Option<String>,
 }
 
-/// Why linking `from` (of `from_type`) to `to` would be refused, or `None` if it would not.
-fn refusal(
+/// The entry for linking output `from` (the port `output`) to input `to` (the port `input`):
+/// connectable, or why not. `frame_type` shows the type of the port on the other side.
+fn target(
     graph: &Graph,
-    from: &OutputLinkPortRef,
-    from_type: FrameType,
-    to: &InputLinkPortRef,
-    to_type: FrameType,
-    connected: Option<super::LinkUniqueId>,
-) -> Option<String> {
-    if from.processor == to.processor {
-        return Some("a processor cannot be linked to itself".to_string());
+    (from, output): (&OutputLinkPortRef, &dyn AnyOutputPort),
+    (to, input): (&InputLinkPortRef, &dyn AnyInputPort),
+    frame_type: FrameType,
+) -> PortTarget {
+    let (from_type, to_type) = (output.frame_type(), input.frame_type());
+    let reason = if from.processor == to.processor {
+        Some("a processor cannot be linked to itself".to_string())
+    } else if from_type != to_type {
+        Some(format!("frame types differ: {from_type} to {to_type}"))
+    } else {
+        input.connected_link().map(|link| {
+            let source = graph
+                .link(&link)
+                .map(|l| format!(" from {}", l.from))
+                .unwrap_or_default();
+            format!("the input is already connected by link '{link}'{source}")
+        })
+    };
+    PortTarget {
+        from: from.to_string(),
+        to: to.to_string(),
+        frame_type,
+        connectable: reason.is_none(),
+        reason,
     }
-    if from_type != to_type {
-        return Some(format!("frame types differ: {from_type} to {to_type}"));
-    }
-    connected.map(|link| {
-        let source = graph
-            .link(&link)
-            .map(|l| format!(" from {}", l.from))
-            .unwrap_or_default();
-        format!("the input is already connected by link '{link}'{source}")
-    })
 }
 
 impl Graph {
@@ -84,55 +92,27 @@ impl Graph {
             });
         }
         let mut targets = Vec::new();
-        let output_found = output.is_some();
-        if let Some(output) = output {
+        if let Some(output) = &output {
             let from = OutputLinkPortRef::new(processor.clone(), port);
             for (id, other) in self.processors() {
                 for input in &other.ports.inputs {
                     let to = InputLinkPortRef::new(id.clone(), input.name());
-                    let reason = refusal(
-                        self,
-                        &from,
-                        output.frame_type(),
-                        &to,
-                        input.frame_type(),
-                        input.connected_link(),
-                    );
-                    targets.push(PortTarget {
-                        from: from.to_string(),
-                        to: to.to_string(),
-                        frame_type: input.frame_type(),
-                        connectable: reason.is_none(),
-                        reason,
-                    });
+                    let shown = input.frame_type();
+                    targets.push(target(self, (&from, &**output), (&to, &**input), shown));
                 }
             }
         }
-        let listed_itself = output_found;
-        if let Some(input) = input {
+        if let Some(input) = &input {
             let to = InputLinkPortRef::new(processor.clone(), port);
             for (id, other) in self.processors() {
-                for output in &other.ports.outputs {
+                for theirs in &other.ports.outputs {
                     // Its own output of this name to this input is listed above already.
-                    if listed_itself && id == processor && output.name() == port {
+                    if output.is_some() && id == processor && theirs.name() == port {
                         continue;
                     }
-                    let from = OutputLinkPortRef::new(id.clone(), output.name());
-                    let reason = refusal(
-                        self,
-                        &from,
-                        output.frame_type(),
-                        &to,
-                        input.frame_type(),
-                        input.connected_link(),
-                    );
-                    targets.push(PortTarget {
-                        from: from.to_string(),
-                        to: to.to_string(),
-                        frame_type: output.frame_type(),
-                        connectable: reason.is_none(),
-                        reason,
-                    });
+                    let from = OutputLinkPortRef::new(id.clone(), theirs.name());
+                    let shown = theirs.frame_type();
+                    targets.push(target(self, (&from, &**theirs), (&to, &**input), shown));
                 }
             }
         }

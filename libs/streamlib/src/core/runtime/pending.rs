@@ -218,7 +218,7 @@ impl StreamRuntime {
                 SetupReport::NotYet => i += 1,
             }
         }
-        if self.pending.setups.len() < parked_before && self.pending.setups.is_empty() {
+        if parked_before > 0 && self.pending.setups.is_empty() {
             // Whether the graph has finished waits for creates in progress (one that failed
             // adds nothing, and everything else may have ended meanwhile).
             self.check_finished();
