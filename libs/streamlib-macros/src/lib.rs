@@ -26,6 +26,13 @@
 //! (an expression over `config`) declares a list of ports `name_0 .. name_{n-1}` from the
 //! config; the field is then a `Vec<LinkInput<T>>` / `Vec<LinkOutput<T>>`. Every other field
 //! starts as `Default::default()`.
+//!
+//! `#[streamlib::config]` on a config *type* (before its derives) marks the fields a running
+//! processor can take without a restart: `#[streamlib(live)]` on a field becomes
+//! `#[schemars(extend("x-streamlib-live" = true))]`, so the type's JSON Schema says which
+//! fields are live, and the runtime reads the same mark. (Inside a processor struct,
+//! `#[streamlib::config]` on a field marks the config field instead; the processor macro
+//! consumes it.)
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -46,6 +53,64 @@ pub fn processor(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(tokens) => tokens.into(),
         Err(err) => err.to_compile_error().into(),
     }
+}
+
+/// Marks the live fields of a processor config type. See the crate docs.
+#[proc_macro_attribute]
+pub fn config(args: TokenStream, item: TokenStream) -> TokenStream {
+    let args = TokenStream2::from(args);
+    if !args.is_empty() {
+        return syn::Error::new(args.span(), "#[streamlib::config] takes no arguments")
+            .to_compile_error()
+            .into();
+    }
+    let mut item = parse_macro_input!(item as ItemStruct);
+    match mark_live_fields(&mut item) {
+        Ok(()) => quote!(#item).into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+/// The schema keyword that marks a config field as changeable while the processor runs.
+const LIVE_KEYWORD: &str = "x-streamlib-live";
+
+/// Turns each field's `#[streamlib(live)]` into the schema mark.
+fn mark_live_fields(item: &mut ItemStruct) -> syn::Result<()> {
+    let Fields::Named(named) = &mut item.fields else {
+        return Err(syn::Error::new(
+            item.span(),
+            "#[streamlib::config] applies to a struct with named fields",
+        ));
+    };
+    for field in &mut named.named {
+        let mut live = false;
+        let mut kept = Vec::with_capacity(field.attrs.len());
+        for attr in std::mem::take(&mut field.attrs) {
+            if !attr.path().is_ident("streamlib") {
+                kept.push(attr);
+                continue;
+            }
+            let Meta::List(list) = &attr.meta else {
+                return Err(syn::Error::new(attr.span(), "expected #[streamlib(live)]"));
+            };
+            let words =
+                Punctuated::<Ident, Token![,]>::parse_terminated.parse2(list.tokens.clone())?;
+            for word in words {
+                if word != "live" {
+                    return Err(syn::Error::new(
+                        word.span(),
+                        "unknown streamlib field attribute; expected `live`",
+                    ));
+                }
+                live = true;
+            }
+        }
+        if live {
+            kept.push(syn::parse_quote!(#[schemars(extend(#LIVE_KEYWORD = true))]));
+        }
+        field.attrs = kept;
+    }
+    Ok(())
 }
 
 enum ExecutionKind {
@@ -355,11 +420,17 @@ fn expand(args: TokenStream2, item: ItemStruct) -> syn::Result<TokenStream2> {
         }
     }
 
-    let (config_ty, config_access, config_holder) = match &config_field {
-        Some((ident, ty)) => (quote!(#ty), quote!(&self.#ident), quote!()),
+    let (config_ty, config_access, config_access_mut, config_holder) = match &config_field {
+        Some((ident, ty)) => (
+            quote!(#ty),
+            quote!(&self.#ident),
+            quote!(::core::option::Option::Some(&mut self.#ident)),
+            quote!(),
+        ),
         None => (
             quote!(::streamlib::core::NoConfig),
             quote!(&NO_CONFIG),
+            quote!(::core::option::Option::None),
             quote! {
                 static NO_CONFIG: ::streamlib::core::NoConfig = ::streamlib::core::NoConfig {};
             },
@@ -446,6 +517,10 @@ fn expand(args: TokenStream2, item: ItemStruct) -> syn::Result<TokenStream2> {
 
                 fn config(&self) -> &Config {
                     #config_access
+                }
+
+                fn config_mut(&mut self) -> ::core::option::Option<&mut Config> {
+                    #config_access_mut
                 }
 
                 fn ports(&self) -> ::streamlib::__private::PortSet {

@@ -62,7 +62,7 @@ pub mod linux;
 pub mod media;
 pub mod prelude;
 
-pub use streamlib_macros::processor;
+pub use streamlib_macros::{config, processor};
 
 /// Items the `#[streamlib::processor]` macro expands to. Not a public API.
 #[doc(hidden)]

@@ -103,6 +103,23 @@ pub enum StreamError {
         alternatives: String,
     },
 
+    /// A config change touches fields the running processor cannot take without a restart.
+    #[error(
+        "cannot change {} of processor '{processor}' ({processor_type}) while it runs: {}; ask for a restart (HTTP: ?restart=true) to tear it down and set it up again with the new config, its links kept",
+        quoted_list(fields),
+        if live.is_empty() { "it has no live fields".to_string() } else { format!("only its live fields can change in place ({})", live.join(", ")) }
+    )]
+    NotLive {
+        /// The processor id.
+        processor: String,
+        /// Its type.
+        processor_type: String,
+        /// The changed fields that are not live.
+        fields: Vec<String>,
+        /// The fields that are.
+        live: Vec<String>,
+    },
+
     /// A processor id requested by the caller is taken.
     #[error("a processor with id '{0}' already exists")]
     DuplicateProcessorId(String),
@@ -209,6 +226,7 @@ impl StreamError {
             StreamError::SelfLink { .. } => "self_link",
             StreamError::InputAlreadyConnected { .. } => "input_already_connected",
             StreamError::DuplicateProcessorId(_) => "duplicate_processor_id",
+            StreamError::NotLive { .. } => "config_not_live",
             StreamError::InvalidId { .. } => "invalid_id",
             StreamError::InvalidPortRef { .. } => "invalid_port_reference",
             StreamError::InvalidLinkOptions(_) => "invalid_link_options",
@@ -246,6 +264,7 @@ impl StreamError {
             | StreamError::PortNotFound { .. } => ErrorKind::NotFound,
             StreamError::InputAlreadyConnected { .. }
             | StreamError::DuplicateProcessorId(_)
+            | StreamError::NotLive { .. }
             | StreamError::LimitReached { .. }
             | StreamError::Conflict(_) => ErrorKind::Conflict,
             StreamError::RuntimeUnavailable(_) | StreamError::Unavailable(_) => {
@@ -290,6 +309,15 @@ impl StreamError {
     /// Builds a processor's own error from any message.
     pub fn processor(message: impl Into<String>) -> Self {
         StreamError::Processor(message.into())
+    }
+}
+
+/// `field 'a'` or `fields 'a', 'b'`.
+fn quoted_list(fields: &[String]) -> String {
+    let quoted: Vec<String> = fields.iter().map(|f| format!("'{f}'")).collect();
+    match quoted.len() {
+        1 => format!("field {}", quoted[0]),
+        _ => format!("fields {}", quoted.join(", ")),
     }
 }
 

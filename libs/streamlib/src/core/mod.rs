@@ -43,8 +43,8 @@ pub use processors::{
     ProcessorConfig, ProcessorDescriptor, ProcessorRegistry, ProcessorSpec,
 };
 pub use runtime::{
-    MainThreadHandle, ProcessorStatus, RuntimeEvent, RuntimeEventKind, RuntimeLimits,
-    RuntimeStatus, ShutdownHandle, StopSignal, StreamRuntime,
+    ConfigApplied, ConfigChange, ConfigUpdate, MainThreadHandle, ProcessorStatus, RuntimeEvent,
+    RuntimeEventKind, RuntimeLimits, RuntimeStatus, ShutdownHandle, StopSignal, StreamRuntime,
 };
 pub use service::RuntimeService;
 

@@ -181,7 +181,7 @@ impl Graph {
         self.links().map(|(id, l)| link_info(id, l)).collect()
     }
 
-    fn info_of(&self, id: &ProcessorUniqueId, e: &ProcessorEntry) -> ProcessorInfo {
+    pub(crate) fn info_of(&self, id: &ProcessorUniqueId, e: &ProcessorEntry) -> ProcessorInfo {
         let (state, error) = e.shared.state();
         let inputs = e
             .ports

@@ -22,8 +22,29 @@ pub struct ProcessorDescriptor {
     pub inputs: Vec<PortDescriptor>,
     /// Its output ports.
     pub outputs: Vec<PortDescriptor>,
-    /// JSON Schema of its config.
+    /// JSON Schema of its config. A field a running processor can take without a restart
+    /// carries `"x-streamlib-live": true` (declared with `#[streamlib(live)]`).
     pub config_schema: serde_json::Value,
+    /// The config fields marked live in `config_schema`, for convenience.
+    pub live_fields: Vec<String>,
+}
+
+/// The schema keyword that marks a config field live (see [`ProcessorDescriptor::config_schema`]).
+pub const LIVE_KEYWORD: &str = "x-streamlib-live";
+
+/// The top-level properties of a config schema marked [`LIVE_KEYWORD`].
+pub(crate) fn live_fields_of(schema: &serde_json::Value) -> Vec<String> {
+    schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, p)| p.get(LIVE_KEYWORD).and_then(|v| v.as_bool()) == Some(true))
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// One port of a processor type.
@@ -63,6 +84,8 @@ pub trait ProcessorMeta: Sized {
     fn from_config(config: Self::Config) -> Self;
     /// The instance's config.
     fn config(&self) -> &Self::Config;
+    /// The instance's config, to replace it (`None` for a type without one).
+    fn config_mut(&mut self) -> Option<&mut Self::Config>;
     /// The instance's ports.
     fn ports(&self) -> PortSet;
 
@@ -70,6 +93,7 @@ pub trait ProcessorMeta: Sized {
     fn descriptor() -> ProcessorDescriptor {
         let (inputs, outputs) = Self::port_descriptors();
         let schema = schemars::schema_for!(Self::Config);
+        let config_schema = serde_json::to_value(&schema).unwrap_or(serde_json::Value::Null);
         ProcessorDescriptor {
             type_name: Self::TYPE_NAME.to_string(),
             description: Self::DESCRIPTION.to_string(),
@@ -77,7 +101,8 @@ pub trait ProcessorMeta: Sized {
             control_plane: Self::CONTROL_PLANE,
             inputs,
             outputs,
-            config_schema: serde_json::to_value(&schema).unwrap_or(serde_json::Value::Null),
+            live_fields: live_fields_of(&config_schema),
+            config_schema,
         }
     }
 }

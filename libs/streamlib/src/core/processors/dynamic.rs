@@ -3,6 +3,7 @@
 use super::config::ProcessorConfig;
 use super::descriptor::ProcessorMeta;
 use super::processor::{Execution, Processor};
+use super::registry::parse_config;
 use crate::core::context::RuntimeContext;
 use crate::core::error::Result;
 use crate::core::links::PortSet;
@@ -18,6 +19,11 @@ pub(crate) trait DynProcessor: Send {
     fn ports(&self) -> PortSet;
     fn config_json(&self) -> serde_json::Value;
     fn validate(&self) -> Result<()>;
+    /// Applies a new config (checked) to the running processor, then stores it.
+    fn reconfigure(&mut self, config: serde_json::Value) -> Result<()>;
+    /// Stores a new config (checked) without telling the processor: it is not running, and
+    /// its next `setup` reads it.
+    fn replace_config(&mut self, config: serde_json::Value) -> Result<()>;
 }
 
 impl<P: Processor + ProcessorMeta> DynProcessor for P {
@@ -52,5 +58,25 @@ impl<P: Processor + ProcessorMeta> DynProcessor for P {
         ProcessorMeta::config(self)
             .validate()
             .map_err(|e| e.for_type(P::TYPE_NAME))
+    }
+    fn reconfigure(&mut self, config: serde_json::Value) -> Result<()> {
+        let new: P::Config = parse_config(P::TYPE_NAME, config)?;
+        Processor::reconfigure(self, &new)?;
+        store_config::<P>(self, new)
+    }
+    fn replace_config(&mut self, config: serde_json::Value) -> Result<()> {
+        let new: P::Config = parse_config(P::TYPE_NAME, config)?;
+        store_config::<P>(self, new)
+    }
+}
+
+fn store_config<P: ProcessorMeta>(processor: &mut P, new: P::Config) -> Result<()> {
+    match ProcessorMeta::config_mut(processor) {
+        Some(config) => {
+            *config = new;
+            Ok(())
+        }
+        // A type without a config: only `{}` parses, and there is nothing to store.
+        None => Ok(()),
     }
 }

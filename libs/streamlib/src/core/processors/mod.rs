@@ -18,7 +18,7 @@ pub mod wav;
 pub use api_server::{ApiServerConfig, ApiServerHandle, ApiServerProcessor};
 pub use builtin::*;
 pub use config::{ConfigError, NoConfig, ProcessorConfig};
-pub use descriptor::{PortDescriptor, ProcessorDescriptor};
+pub use descriptor::{LIVE_KEYWORD, PortDescriptor, ProcessorDescriptor};
 pub use processor::{Execution, Processor};
 pub use registry::{PROCESSOR_REGISTRY, ProcessorRegistration, ProcessorRegistry};
 pub use spec::ProcessorSpec;

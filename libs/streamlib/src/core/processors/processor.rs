@@ -2,8 +2,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::descriptor::ProcessorMeta;
 use crate::core::context::RuntimeContext;
-use crate::core::error::Result;
+use crate::core::error::{Result, StreamError};
 
 /// The three lifecycle calls every processor implements.
 ///
@@ -22,7 +23,7 @@ use crate::core::error::Result;
 ///     }
 /// }
 /// ```
-pub trait Processor: Send + 'static {
+pub trait Processor: ProcessorMeta + Send + 'static {
     /// Prepares for a run. The context gives the runtime service, metrics and the stop signal.
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
         let _ = ctx;
@@ -38,6 +39,22 @@ pub trait Processor: Send + 'static {
     /// more in this run; `teardown` still follows at the stop. Called at most once per run.
     fn on_end_of_stream(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    /// Takes a new config while running, without a restart. Called on the processor's own
+    /// thread between two `process()` calls (for a `Manual` processor: while its thread waits),
+    /// only when every field that changed is marked `#[streamlib(live)]` in the config type
+    /// and the new config has passed [`ProcessorConfig::validate`](super::ProcessorConfig::validate).
+    /// `self`'s config still holds the old values; the runtime stores `new` after this returns
+    /// `Ok`. An error makes the processor `Failed`, like one from `process()`.
+    ///
+    /// A processor that does not implement it has no live fields: the default refuses.
+    fn reconfigure(&mut self, new: &Self::Config) -> Result<()> {
+        let _ = new;
+        Err(StreamError::processor(format!(
+            "{} marks config fields live but does not implement Processor::reconfigure",
+            Self::TYPE_NAME
+        )))
     }
 
     /// Releases what `setup` acquired. Called once per successful `setup`.

@@ -23,6 +23,8 @@ pub struct ProcessorRegistration {
     pub describe: fn() -> ProcessorDescriptor,
     /// Builds a spec from a JSON config (`null` or `{}` = defaults).
     pub create: fn(serde_json::Value) -> Result<ProcessorSpec>,
+    /// Checks a JSON config as `create` would and returns it effective (defaults filled in).
+    pub check: fn(serde_json::Value) -> Result<serde_json::Value>,
 }
 
 impl ProcessorRegistration {
@@ -33,6 +35,7 @@ impl ProcessorRegistration {
             control_plane: P::CONTROL_PLANE,
             describe: P::descriptor,
             create: create_from_json::<P>,
+            check: check_json::<P>,
         }
     }
 }
@@ -73,6 +76,30 @@ impl ProcessorRegistry {
             .get(type_name)
             .ok_or_else(|| self.unknown(type_name))?;
         (reg.create)(config)
+    }
+
+    /// Checks a config for `type_name` as [`ProcessorRegistry::create`] would, and returns it
+    /// effective: every field present, defaults filled in, in the type's own field order.
+    pub fn check_config(
+        &self,
+        type_name: &str,
+        config: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let reg = self
+            .by_name
+            .get(type_name)
+            .ok_or_else(|| self.unknown(type_name))?;
+        (reg.check)(config)
+    }
+
+    /// The config fields of `type_name` a running processor can take without a restart
+    /// (marked `"x-streamlib-live"` in its schema).
+    pub fn live_fields(&self, type_name: &str) -> Result<&[String]> {
+        self.descriptors()
+            .iter()
+            .find(|d| d.type_name == type_name)
+            .map(|d| d.live_fields.as_slice())
+            .ok_or_else(|| self.unknown(type_name))
     }
 
     /// The descriptor of one type.
@@ -121,6 +148,18 @@ fn create_from_json<P: Processor + ProcessorMeta>(
     let config: P::Config = parse_config(P::TYPE_NAME, config)?;
     config.validate().map_err(|e| e.for_type(P::TYPE_NAME))?;
     Ok(ProcessorSpec::new(P::from_config(config)))
+}
+
+fn check_json<P: Processor + ProcessorMeta>(
+    config: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let config: P::Config = parse_config(P::TYPE_NAME, config)?;
+    config.validate().map_err(|e| e.for_type(P::TYPE_NAME))?;
+    serde_json::to_value(&config).map_err(|e| StreamError::InvalidConfig {
+        processor_type: P::TYPE_NAME.to_string(),
+        field: None,
+        message: format!("cannot be written back as JSON: {e}"),
+    })
 }
 
 /// Deserializes a config, turning serde's message into one that names the field.

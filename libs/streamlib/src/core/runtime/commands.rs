@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::live::Decision;
 use super::main_thread::{self, MainTask};
 use super::pending::{AfterTeardown, PendingSetup};
 use super::stream_runtime::{Begun, StreamRuntime};
@@ -111,6 +112,17 @@ impl StreamRuntime {
                 self.serve_lifecycle(command, reply);
                 return;
             }
+            // A restart waits for a start in progress, like a stop.
+            RuntimeCommand::Restart { .. } | RuntimeCommand::UpdateConfig { restart: true, .. }
+                if self.pending.start.is_some() || !self.pending.deferred.is_empty() =>
+            {
+                self.pending.deferred.push_back((command, reply));
+                return;
+            }
+            RuntimeCommand::Restart { .. } | RuntimeCommand::UpdateConfig { .. } => {
+                self.serve_lifecycle(command, reply);
+                return;
+            }
             RuntimeCommand::GetState => Ok(CommandResult::State(self.shared_state(snapshot))),
             RuntimeCommand::GetProcessor { id } => self
                 .processor_info(&id)
@@ -149,6 +161,22 @@ impl StreamRuntime {
                 Ok(()) => CommandResult::Stopped,
                 Err(e) => CommandResult::Error(e),
             },
+            RuntimeCommand::Restart { id } => {
+                self.begin_restart(id, None, reply);
+                return;
+            }
+            RuntimeCommand::UpdateConfig {
+                id,
+                change,
+                restart,
+            } => {
+                if let Decision::Restart(update, reply) =
+                    self.change_config(&id, change, restart, reply)
+                {
+                    self.begin_restart(id, Some(update), reply);
+                }
+                return;
+            }
             other => CommandResult::Error(StreamError::Conflict(format!(
                 "{} is not a lifecycle command",
                 other.name()

@@ -77,6 +77,21 @@ pub enum RuntimeEventKind {
         /// The error or panic message.
         error: String,
     },
+    /// A processor's config changed (`PATCH`/`PUT /api/processors/{id}/config`).
+    ConfigChanged {
+        /// Its id.
+        processor_id: ProcessorUniqueId,
+        /// The top-level fields whose value changed.
+        changed: Vec<String>,
+        /// How it took effect: `live`, `restarted` or `stored`.
+        applied: super::live::ConfigApplied,
+    },
+    /// A processor was torn down and set up again, its links kept
+    /// (`POST /api/processors/{id}/restart`, or a config change that needs it).
+    ProcessorRestarted {
+        /// Its id.
+        processor_id: ProcessorUniqueId,
+    },
     /// A link was created.
     LinkCreated {
         /// Its id.
@@ -118,6 +133,8 @@ impl RuntimeEventKind {
             RuntimeEventKind::ProcessorStateChanged { .. } => "processor_state_changed",
             RuntimeEventKind::ProcessorEnded { .. } => "processor_ended",
             RuntimeEventKind::GraphFinished => "graph_finished",
+            RuntimeEventKind::ConfigChanged { .. } => "config_changed",
+            RuntimeEventKind::ProcessorRestarted { .. } => "processor_restarted",
             RuntimeEventKind::ProcessorFailed { .. } => "processor_failed",
             RuntimeEventKind::LinkCreated { .. } => "link_created",
             RuntimeEventKind::LinkRemoved { .. } => "link_removed",

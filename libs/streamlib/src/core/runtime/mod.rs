@@ -6,6 +6,9 @@
 //! - `pending`: requests parked on processor threads (a create or start in `setup`, a removal
 //!   in teardown, a stop behind a start), answered when they report while the runtime thread
 //!   serves other commands.
+//! - `live`: config changes, checked on the runtime thread and applied on the processor's
+//!   thread between two `process()` calls; `restart`: tearing one processor down and setting
+//!   it up again with its links kept.
 //! - `worker`: the worker protocol, both ends (spawn, setup handshake, stop, join) and the
 //!   processor thread's loop.
 //! - `wake`: how a processor thread is woken (input, pacing clock, stop request).
@@ -19,9 +22,11 @@ mod commands;
 mod events;
 mod lifecycle;
 mod limits;
+mod live;
 mod main_thread;
 mod os_signals;
 mod pending;
+mod restart;
 mod shared;
 mod stream_runtime;
 pub(crate) mod thread_role;
@@ -33,6 +38,7 @@ pub use lifecycle::{ProcessorStatus, RuntimeStatus};
 pub use limits::{
     DEFAULT_MAX_LINK_MIB, DEFAULT_MAX_PROCESSORS, DEFAULT_MAX_QUEUED_MIB, RuntimeLimits,
 };
+pub use live::{ConfigApplied, ConfigChange, ConfigUpdate};
 pub use main_thread::{MAIN_THREAD_TIMEOUT, MainThreadHandle, ShutdownHandle};
 pub use stream_runtime::{DRAIN_TIMEOUT, StreamRuntime};
 pub use wake::StopSignal;

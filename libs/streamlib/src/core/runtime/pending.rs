@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 use super::commands::QueuedCommand;
 use super::events::RuntimeEventKind;
 use super::lifecycle::ProcessorStatus;
+use super::restart::PendingRestart;
 use super::stream_runtime::StreamRuntime;
 use super::worker::{NOT_ADDED, STOP_TIMEOUT, Slot, WorkerHost, setup_outcome};
 use crate::core::error::{Result, Stage, StreamError};
@@ -41,6 +42,8 @@ use crate::core::service::command::{CommandResult, RuntimeCommand};
 pub(super) struct Pending {
     pub(super) setups: Vec<PendingSetup>,
     pub(super) teardowns: Vec<PendingTeardown>,
+    /// Processors restarting in place (`restart.rs`).
+    pub(super) restarts: Vec<PendingRestart>,
     pub(super) start: Option<PendingStart>,
     /// Starts and stops that arrived while `start` was pending, in order.
     pub(super) deferred: VecDeque<QueuedCommand>,
@@ -48,7 +51,15 @@ pub(super) struct Pending {
 
 impl Pending {
     pub(super) fn is_empty(&self) -> bool {
-        self.setups.is_empty() && self.teardowns.is_empty() && self.start.is_none()
+        self.setups.is_empty()
+            && self.teardowns.is_empty()
+            && self.restarts.is_empty()
+            && self.start.is_none()
+    }
+
+    /// Whether `id` is restarting.
+    pub(super) fn is_restarting(&self, id: &ProcessorUniqueId) -> bool {
+        self.restarts.iter().any(|r| r.id == *id)
     }
 
     /// Processor threads parked here outside the graph (they count against the limit).
@@ -65,8 +76,9 @@ impl Pending {
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let setups = self.setups.iter().map(|p| p.deadline);
         let teardowns = self.teardowns.iter().map(|p| p.deadline);
+        let restarts = self.restarts.iter().map(|r| r.deadline);
         let start = self.start.iter().map(|s| s.deadline);
-        setups.chain(teardowns).chain(start).min()
+        setups.chain(teardowns).chain(restarts).chain(start).min()
     }
 
     /// Whether a stop waits its turn behind the start in progress.
@@ -132,6 +144,18 @@ enum SetupReport {
     NotYet,
 }
 
+/// How the setup on the processor's thread went: `None` while it has not reported (or there
+/// is no thread).
+pub(super) fn setup_report_of(entry: &ProcessorEntry) -> Option<Result<()>> {
+    if !entry.is_on_thread() {
+        return None;
+    }
+    match setup_report(entry) {
+        SetupReport::Done(result) => Some(result),
+        SetupReport::NotYet => None,
+    }
+}
+
 fn setup_report(entry: &ProcessorEntry) -> SetupReport {
     let Slot::Running(worker) = &entry.slot else {
         return SetupReport::Done(Err(StreamError::processor("the processor has no thread")));
@@ -152,6 +176,7 @@ impl StreamRuntime {
         let now = Instant::now();
         self.poll_setups(now);
         self.poll_teardowns(now);
+        self.poll_restarts(now);
         self.poll_start(now);
     }
 

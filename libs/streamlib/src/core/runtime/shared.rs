@@ -29,6 +29,8 @@ pub(crate) struct ProcessorShared {
     ended: std::sync::atomic::AtomicBool,
     /// The files it opened in its latest run.
     pub(crate) files: Arc<OpenedFiles>,
+    /// Live config changes waiting for its thread.
+    pub(crate) live: super::live::LiveMailbox,
 }
 
 impl ProcessorShared {
@@ -44,6 +46,7 @@ impl ProcessorShared {
             metrics: Mutex::new(BTreeMap::new()),
             ended: std::sync::atomic::AtomicBool::new(false),
             files: Arc::default(),
+            live: Default::default(),
         }
     }
 

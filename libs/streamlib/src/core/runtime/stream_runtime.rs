@@ -469,6 +469,8 @@ impl StreamRuntime {
         // not hold up a shutdown (those still running then are abandoned).
         self.cut_start_short(Instant::now() + STOP_TIMEOUT);
         self.stop()?;
+        // Restarts in progress were stopped with the rest: answered (stopped) now.
+        self.poll_restarts(Instant::now());
         // Requests waiting for this thread would keep the API server's connections open while
         // it tries to stop: answer them now.
         self.refuse_queued_commands("the runtime is shutting down");
@@ -519,6 +521,7 @@ impl StreamRuntime {
             || !self.is_running()
             || self.pending.start.is_some()
             || !self.pending.setups.is_empty()
+            || !self.pending.restarts.is_empty()
         {
             return;
         }

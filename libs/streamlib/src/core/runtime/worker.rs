@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::events::EventBus;
 use super::lifecycle::ProcessorStatus;
+use super::live::ConfigApplied;
 use super::main_thread::{self, MainTask, MainThreadHandle};
 use super::shared::ProcessorShared;
 use super::thread_role::{self, Role};
@@ -261,6 +262,14 @@ impl WorkerHost {
         for input in &entry.ports.inputs {
             input.set_reader_running(false);
         }
+        if let Some(change) = entry.shared.live.close() {
+            change.answer(
+                &self.events,
+                Err(StreamError::processor(
+                    "its thread was abandoned before it took the change",
+                )),
+            );
+        }
         if let Slot::Running(worker) = std::mem::replace(&mut entry.slot, Slot::Lost) {
             self.abandoned
                 .borrow_mut()
@@ -472,6 +481,7 @@ fn run_processor(
     let bus = ctx.events.clone();
     let id = shared.id.clone();
     shared.signal.bind_current_thread();
+    shared.live.open();
     thread_role::set(runtime_id, Role::Lifecycle(id.clone()));
 
     let setup = guarded(|| node.setup(ctx));
@@ -482,7 +492,7 @@ fn run_processor(
         // It produces nothing this run: its readers see their streams end.
         node.ports().end_outputs();
         reporter.ended();
-        finish(&*node, &shared);
+        finish(&mut *node, &shared, &bus);
         return node;
     }
 
@@ -509,7 +519,7 @@ fn run_processor(
         node.ports().end_outputs();
         reporter.ended();
     }
-    finish(&*node, &shared);
+    finish(&mut *node, &shared, &bus);
     node
 }
 
@@ -574,8 +584,15 @@ impl EndWatch {
     }
 }
 
-/// Marks the end of a run: writers into this processor stop waiting for it.
-fn finish(node: &dyn DynProcessor, shared: &ProcessorShared) {
+/// Marks the end of a run: writers into this processor stop waiting for it, and a config
+/// change posted too late for the run is stored for the next one.
+fn finish(node: &mut dyn DynProcessor, shared: &ProcessorShared, bus: &EventBus) {
+    if let Some(change) = shared.live.close() {
+        let stored = node
+            .replace_config(change.config())
+            .map(|()| ConfigApplied::Stored);
+        change.answer(bus, stored);
+    }
     shared.signal.deactivate();
     let ports = node.ports();
     for input in &ports.inputs {
@@ -610,6 +627,7 @@ fn run_loop(
             input.set_reader_running(false);
         }
         while !signal.is_stopping() {
+            take_live_change(node, shared, bus)?;
             std::thread::park();
         }
         Ok(true)
@@ -623,6 +641,7 @@ fn run_loop(
                 if ended(node)? {
                     return Ok(());
                 }
+                take_live_change(node, shared, bus)?;
                 std::thread::park();
             }
             Ok(())
@@ -633,6 +652,7 @@ fn run_loop(
                 if signal.is_stopping() {
                     return Ok(());
                 }
+                take_live_change(node, shared, bus)?;
                 call_process(node, shared)?;
                 if ended(node)? {
                     return Ok(());
@@ -661,6 +681,7 @@ fn run_loop(
                 if signal.is_stopping() {
                     return Ok(());
                 }
+                take_live_change(node, shared, bus)?;
                 if signal.take_pending() {
                     let before = reads(&inputs);
                     call_process(node, shared)?;
@@ -683,6 +704,35 @@ fn run_loop(
                     std::thread::park();
                 }
             }
+        }
+    }
+}
+
+/// Hands a live config change posted for the processor (`live.rs`) to it, between two
+/// `process()` calls, and answers the request. A processor that cannot take it fails.
+#[inline]
+fn take_live_change(
+    node: &mut dyn DynProcessor,
+    shared: &ProcessorShared,
+    bus: &EventBus,
+) -> Result<()> {
+    let Some(change) = shared.live.take() else {
+        return Ok(());
+    };
+    match guarded(|| node.reconfigure(change.config())) {
+        Ok(()) => {
+            change.answer(bus, Ok(ConfigApplied::Live));
+            Ok(())
+        }
+        Err(e) => {
+            let error = StreamError::processor(format!("could not take its new config: {e}"));
+            change.answer(
+                bus,
+                Err(error
+                    .clone()
+                    .in_stage(shared.id.to_string(), Stage::Process)),
+            );
+            Err(error)
         }
     }
 }

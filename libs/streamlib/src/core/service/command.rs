@@ -5,6 +5,7 @@ use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, Proc
 use crate::core::graph::{PortTarget, ProcessorInfo, RuntimeState};
 use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
+use crate::core::runtime::{ConfigChange, ConfigUpdate};
 
 /// One request to the runtime thread (crate-internal: callers use `RuntimeService`'s methods,
 /// which send these and await the matching [`CommandResult`]).
@@ -33,6 +34,14 @@ pub(crate) enum RuntimeCommand {
         id: ProcessorUniqueId,
         port: String,
     },
+    UpdateConfig {
+        id: ProcessorUniqueId,
+        change: ConfigChange,
+        restart: bool,
+    },
+    Restart {
+        id: ProcessorUniqueId,
+    },
 }
 
 impl RuntimeCommand {
@@ -48,6 +57,8 @@ impl RuntimeCommand {
             RuntimeCommand::GetState => "get_state",
             RuntimeCommand::GetProcessor { .. } => "get_processor",
             RuntimeCommand::PortTargets { .. } => "port_targets",
+            RuntimeCommand::UpdateConfig { .. } => "update_config",
+            RuntimeCommand::Restart { .. } => "restart_processor",
         }
     }
 }
@@ -64,5 +75,6 @@ pub(crate) enum CommandResult {
     State(std::sync::Arc<RuntimeState>),
     Processor(Box<ProcessorInfo>),
     Targets(Vec<PortTarget>),
+    ConfigUpdated(Box<ConfigUpdate>),
     Error(StreamError),
 }

@@ -11,6 +11,7 @@ use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
 use crate::core::runtime::RuntimeEvent;
 use crate::core::runtime::thread_role::{self, Role};
+use crate::core::runtime::{ConfigChange, ConfigUpdate};
 
 /// Thread-safe async facade for StreamRuntime operations.
 ///
@@ -151,6 +152,38 @@ impl RuntimeService {
         }
     }
 
+    /// Changes a processor's config: in place if every changed field is live, else (with
+    /// `restart`) by tearing it down and setting it up again with its links kept; without
+    /// `restart`, a change to a field that is not live is refused
+    /// ([`StreamError::NotLive`]). An invalid config changes nothing
+    /// ([`StreamError::InvalidConfig`], naming the field). Answered once the change is in force.
+    pub async fn update_config(
+        &self,
+        id: ProcessorUniqueId,
+        change: ConfigChange,
+        restart: bool,
+    ) -> Result<ConfigUpdate> {
+        let command = RuntimeCommand::UpdateConfig {
+            id,
+            change,
+            restart,
+        };
+        match self.send(command).await? {
+            CommandResult::ConfigUpdated(update) => Ok(*update),
+            other => unexpected("update_config", other),
+        }
+    }
+
+    /// Tears a processor down and sets it up again, its links kept (a `Failed` one comes back
+    /// this way). Answered with its details once it runs again (or, with the runtime stopped,
+    /// at once). A setup that fails leaves it `Failed` and returns the error.
+    pub async fn restart_processor(&self, id: ProcessorUniqueId) -> Result<ProcessorInfo> {
+        match self.send(RuntimeCommand::Restart { id }).await? {
+            CommandResult::Processor(info) => Ok(*info),
+            other => unexpected("restart_processor", other),
+        }
+    }
+
     /// Subscribe to runtime events (for WebSocket broadcasting).
     pub fn subscribe_events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.event_tx.subscribe()
@@ -203,6 +236,14 @@ impl RuntimeService {
                 RuntimeCommand::RemoveProcessor { id: target } if *target == id => Some(format!(
                     "processor '{id}' asked to remove itself from its own thread, and removal waits for that thread; make the call from a thread of your own"
                 )),
+                RuntimeCommand::Restart { id: target }
+                | RuntimeCommand::UpdateConfig { id: target, .. }
+                    if *target == id =>
+                {
+                    Some(format!(
+                        "processor '{id}' asked to change or restart itself from its own thread, and that waits for the thread to get back to the runtime; make the call from a thread of your own"
+                    ))
+                }
                 _ => None,
             },
         };
@@ -233,6 +274,7 @@ fn unexpected<T>(call: &str, result: CommandResult) -> Result<T> {
         CommandResult::State(_) => "State",
         CommandResult::Processor(_) => "Processor",
         CommandResult::Targets(_) => "Targets",
+        CommandResult::ConfigUpdated(_) => "ConfigUpdated",
         CommandResult::Error(e) => return Err(e),
     };
     Err(StreamError::RuntimeUnavailable(format!(

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::core::error::StreamError;
 use crate::core::graph::{
     InputLinkPortRef, LinkInfo, LinkUniqueId, OutputLinkPortRef, PortTarget, ProcessorInfo,
@@ -17,6 +17,7 @@ use crate::core::graph::{
 };
 use crate::core::links::{LinkOptions, OverflowPolicy, ReadMode};
 use crate::core::processors::{PROCESSOR_REGISTRY, ProcessorDescriptor};
+use crate::core::runtime::{ConfigChange, ConfigUpdate};
 
 /// Body of `POST /api/processors`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -184,6 +185,130 @@ pub(super) async fn get_processor_config(
         .get_processor(ProcessorUniqueId::new(id))
         .await?;
     Ok(Json(info.config))
+}
+
+/// Query of `PATCH`/`PUT /api/processors/{id}/config`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConfigChangeQuery {
+    /// When a changed field is not live: tear the processor down and set it up again with the
+    /// new config, its links kept (instead of answering 409 `config_not_live`).
+    #[serde(default)]
+    pub restart: bool,
+}
+
+/// Change processor config (merge)
+///
+/// A JSON Merge Patch (RFC 7396) onto the config in force: named fields change, `null` puts a
+/// field back to its default, the rest keep their value. If every changed field is live
+/// (`"x-streamlib-live": true` in the type's config schema), the running processor takes it in
+/// place between two frames: nothing restarts, frames keep flowing. A change to a field that is
+/// not live is refused with 409 `config_not_live` naming the fields, unless `?restart=true`.
+/// An invalid value is refused with 422 naming the field; the config in force stays. Answered
+/// once the change is in force, with what changed and how; emits `config_changed`.
+#[utoipa::path(
+    patch,
+    path = "/api/processors/{id}/config",
+    tag = "processors",
+    params(("id" = String, Path, description = "Processor id"), ConfigChangeQuery),
+    request_body(content = Object, description = "A JSON Merge Patch of the config", content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "In force: the new config, the changed fields, and how it was applied (live, restarted, stored, unchanged)", body = ConfigUpdate),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "processor_not_found", body = ErrorBody),
+        (status = 409, description = "config_not_live (names the fields and the live ones), conflict (restarting, ports would change, a control-plane processor)", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 422, description = "invalid_config (names the field), processor_failed (the restart's setup failed)", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn patch_processor_config(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ConfigChangeQuery>,
+    ApiJson(patch): ApiJson<serde_json::Value>,
+) -> Result<Json<ConfigUpdate>, ApiError> {
+    let change = ConfigChange::Merge(patch);
+    let id = ProcessorUniqueId::new(id);
+    Ok(Json(
+        state
+            .service()
+            .update_config(id, change, query.restart)
+            .await?,
+    ))
+}
+
+/// Replace processor config
+///
+/// The whole config (fields left out take their defaults), applied like a merge: in place if
+/// every changed field is live, 409 `config_not_live` otherwise unless `?restart=true`.
+#[utoipa::path(
+    put,
+    path = "/api/processors/{id}/config",
+    tag = "processors",
+    params(("id" = String, Path, description = "Processor id"), ConfigChangeQuery),
+    request_body(content = Object, description = "The config, a JSON object of the type's config schema"),
+    responses(
+        (status = 200, description = "In force: the new config, the changed fields, and how it was applied", body = ConfigUpdate),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "processor_not_found", body = ErrorBody),
+        (status = 409, description = "config_not_live, conflict", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 422, description = "invalid_config, processor_failed", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn put_processor_config(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ConfigChangeQuery>,
+    ApiJson(config): ApiJson<serde_json::Value>,
+) -> Result<Json<ConfigUpdate>, ApiError> {
+    let change = ConfigChange::Replace(config);
+    let id = ProcessorUniqueId::new(id);
+    Ok(Json(
+        state
+            .service()
+            .update_config(id, change, query.restart)
+            .await?,
+    ))
+}
+
+/// Restart processor
+///
+/// Teardown, then setup again with the config in force, its links kept; a `Failed` processor
+/// comes back this way. Answered once it runs again (with the runtime stopped: at once, left
+/// stopped). Frames sent to it while it is down are dropped and counted. If the setup fails it
+/// stays `Failed`, still linked, and the error is returned.
+#[utoipa::path(
+    post,
+    path = "/api/processors/{id}/restart",
+    tag = "processors",
+    params(("id" = String, Path, description = "Processor id")),
+    responses(
+        (status = 200, description = "Restarted: its details now", body = ProcessorInfo),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "processor_not_found", body = ErrorBody),
+        (status = 409, description = "conflict: already restarting, a control-plane processor, or its instance was lost", body = ErrorBody),
+        (status = 422, description = "processor_failed: its setup failed (it stays Failed)", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable, or processor_failed for a missing device", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn restart_processor(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ProcessorInfo>, ApiError> {
+    let id = ProcessorUniqueId::new(id);
+    Ok(Json(state.service().restart_processor(id).await?))
 }
 
 /// Link targets of a port

@@ -8,6 +8,9 @@
 //! | GET | `/api/processors` | list processors |
 //! | GET | `/api/processors/{id}` | one processor |
 //! | GET | `/api/processors/{id}/config` | its effective config |
+//! | PATCH | `/api/processors/{id}/config` | merge-patch its config: live fields in place, others 409 unless `?restart=true` |
+//! | PUT | `/api/processors/{id}/config` | replace its config, the same way |
+//! | POST | `/api/processors/{id}/restart` | teardown + setup, links kept (a failed one comes back) |
 //! | GET | `/api/processors/{id}/ports/{port}/targets` | the ports it could be linked with, or why not |
 //! | DELETE | `/api/processors/{id}` | remove a processor (and its links) → 204 |
 //! | POST | `/api/connections` | link two ports → 201 `{"link_id"}` |
@@ -157,7 +160,12 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(handlers::remove_connection))
         .routes(routes!(handlers::port_targets))
-        .routes(routes!(handlers::get_processor_config))
+        .routes(routes!(
+            handlers::get_processor_config,
+            handlers::patch_processor_config,
+            handlers::put_processor_config
+        ))
+        .routes(routes!(handlers::restart_processor))
         .routes(routes!(handlers::start_runtime))
         .routes(routes!(handlers::stop_runtime))
         .routes(routes!(handlers::get_state))
