@@ -39,7 +39,7 @@ pub use processors::{
     TestPatternProcessor, TestPatternRenderer,
 };
 pub use processors::{
-    ConfigError, Execution, NoConfig, PROCESSOR_REGISTRY, PortDescriptor, Processor,
+    ConfigError, Execution, LIVE_KEYWORD, NoConfig, PROCESSOR_REGISTRY, PortDescriptor, Processor,
     ProcessorConfig, ProcessorDescriptor, ProcessorRegistry, ProcessorSpec,
 };
 pub use runtime::{

@@ -57,7 +57,12 @@ async fn call(
     }
     let body = match body {
         Some(v) => {
-            req = req.header("content-type", "application/json");
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                req = req.header("content-type", "application/json");
+            }
             Body::from(serde_json::to_vec(&v).unwrap())
         }
         None => Body::empty(),
@@ -746,6 +751,120 @@ fn config_and_port_targets_are_served() {
     });
 }
 
+/// PATCH (a merge patch, also under its own media type) and PUT of a config, their errors,
+/// and restarts, as JSON.
+#[test]
+fn config_changes_and_restarts_are_served() {
+    let rt = RuntimeThread::start(|_| {});
+    let app = app_with_self(rt.service.clone(), ApiOptions::default(), Some("api"));
+    block_on(async {
+        post(
+            &app,
+            "/api/processors",
+            json!({"processor_type": "TestPatternProcessor", "id": "pattern", "config": {"width": 32, "height": 32}}),
+        )
+        .await;
+        let merge = [("content-type", "application/merge-patch+json")];
+        let patched = call(
+            &app,
+            Method::PATCH,
+            "/api/processors/pattern/config",
+            Some(json!({"pattern": "checkerboard", "fps": 60})),
+            &merge,
+        )
+        .await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.json);
+        assert_eq!(patched.json["processor_id"], "pattern");
+        assert_eq!(patched.json["applied"], "live");
+        assert_eq!(patched.json["changed"], json!(["fps", "pattern"]));
+        assert_eq!(patched.json["config"]["width"], 32);
+        assert_eq!(patched.json["config"]["pattern"], "checkerboard");
+        let config = get(&app, "/api/processors/pattern/config").await;
+        assert_eq!(config.json, patched.json["config"]);
+
+        let refused = call(
+            &app,
+            Method::PATCH,
+            "/api/processors/pattern/config",
+            Some(json!({"width": 64})),
+            &[],
+        )
+        .await;
+        assert_error(&refused, StatusCode::CONFLICT, "config_not_live");
+        let message = refused.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("'width'") && message.contains("restart"),
+            "{message}"
+        );
+        let invalid = call(
+            &app,
+            Method::PATCH,
+            "/api/processors/pattern/config",
+            Some(json!({"fps": 0})),
+            &[],
+        )
+        .await;
+        assert_error(&invalid, StatusCode::UNPROCESSABLE_ENTITY, "invalid_config");
+        assert!(
+            invalid.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("'fps'")
+        );
+        let not_object = call(
+            &app,
+            Method::PUT,
+            "/api/processors/pattern/config",
+            Some(json!([1])),
+            &[],
+        )
+        .await;
+        assert_error(
+            &not_object,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_config",
+        );
+        let bad_query = call(
+            &app,
+            Method::PATCH,
+            "/api/processors/pattern/config?restrat=true",
+            Some(json!({"width": 64})),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            bad_query.status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            bad_query.json
+        );
+
+        // PUT replaces: what it leaves out goes back to the default.
+        let put = call(
+            &app,
+            Method::PUT,
+            "/api/processors/pattern/config?restart=true",
+            Some(json!({"width": 64, "height": 32})),
+            &[],
+        )
+        .await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.json);
+        assert_eq!(put.json["applied"], "restarted");
+        assert_eq!(put.json["changed"], json!(["width", "fps", "pattern"]));
+        assert_eq!(put.json["config"]["pattern"], "bars");
+
+        let restarted = post(&app, "/api/processors/pattern/restart", json!(null)).await;
+        assert_eq!(restarted.status, StatusCode::OK, "{}", restarted.json);
+        assert_eq!(restarted.json["id"], "pattern");
+        assert_eq!(restarted.json["state"], "running");
+        assert_error(
+            &post(&app, "/api/processors/ghost/restart", json!(null)).await,
+            StatusCode::NOT_FOUND,
+            "processor_not_found",
+        );
+    });
+}
+
 /// Health needs no token and asks nothing of the runtime; readiness needs the token and says
 /// why the runtime is not ready: stopped, or which processors failed with their errors.
 #[test]
@@ -888,6 +1007,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/openapi.json"),
     ("GET", "/api/processors/{id}/ports/{port}/targets"),
     ("GET", "/api/processors/{id}/config"),
+    ("PATCH", "/api/processors/{id}/config"),
+    ("PUT", "/api/processors/{id}/config"),
+    ("POST", "/api/processors/{id}/restart"),
     ("GET", "/api/health"),
     ("GET", "/api/ready"),
 ];

@@ -15,6 +15,7 @@ mod camera;
 mod end_of_stream;
 mod graph;
 mod lifecycle;
+mod live_config;
 mod media_files;
 mod media_root;
 mod service;

@@ -20,7 +20,7 @@ pub(crate) trait DynProcessor: Send {
     fn config_json(&self) -> serde_json::Value;
     fn validate(&self) -> Result<()>;
     /// Applies a new config (checked) to the running processor, then stores it.
-    fn reconfigure(&mut self, config: serde_json::Value) -> Result<()>;
+    fn reconfigure(&mut self, config: serde_json::Value, ctx: &RuntimeContext) -> Result<()>;
     /// Stores a new config (checked) without telling the processor: it is not running, and
     /// its next `setup` reads it.
     fn replace_config(&mut self, config: serde_json::Value) -> Result<()>;
@@ -59,9 +59,9 @@ impl<P: Processor + ProcessorMeta> DynProcessor for P {
             .validate()
             .map_err(|e| e.for_type(P::TYPE_NAME))
     }
-    fn reconfigure(&mut self, config: serde_json::Value) -> Result<()> {
+    fn reconfigure(&mut self, config: serde_json::Value, ctx: &RuntimeContext) -> Result<()> {
         let new: P::Config = parse_config(P::TYPE_NAME, config)?;
-        Processor::reconfigure(self, &new)?;
+        Processor::reconfigure(self, &new, ctx)?;
         store_config::<P>(self, new)
     }
     fn replace_config(&mut self, config: serde_json::Value) -> Result<()> {

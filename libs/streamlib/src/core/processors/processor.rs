@@ -46,11 +46,12 @@ pub trait Processor: ProcessorMeta + Send + 'static {
     /// only when every field that changed is marked `#[streamlib(live)]` in the config type
     /// and the new config has passed [`ProcessorConfig::validate`](super::ProcessorConfig::validate).
     /// `self`'s config still holds the old values; the runtime stores `new` after this returns
-    /// `Ok`. An error makes the processor `Failed`, like one from `process()`.
+    /// `Ok`. An error makes the processor `Failed`, like one from `process()`. The context is
+    /// the one `setup` got (to change the interval, for instance).
     ///
     /// A processor that does not implement it has no live fields: the default refuses.
-    fn reconfigure(&mut self, new: &Self::Config) -> Result<()> {
-        let _ = new;
+    fn reconfigure(&mut self, new: &Self::Config, ctx: &RuntimeContext) -> Result<()> {
+        let _ = (new, ctx);
         Err(StreamError::processor(format!(
             "{} marks config fields live but does not implement Processor::reconfigure",
             Self::TYPE_NAME

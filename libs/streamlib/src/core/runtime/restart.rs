@@ -10,6 +10,12 @@
 //! down, frames sent to it are dropped and counted like those sent to any stopped processor;
 //! its readers' streams do not end. A setup that fails leaves it `Failed`, still linked. While
 //! a start is in progress, restarts wait for it (they are deferred with starts and stops).
+//!
+//! A processor that failed ended its outputs, so the processors downstream of it may have
+//! ended their stream too (a writer completed its file) and read nothing more. Restarting it
+//! in a running graph therefore also restarts, alongside, every processor downstream of it
+//! whose stream has ended (following links through ended processors only): the stream begins
+//! again for them as it does for it. Each announces `processor_restarted`.
 
 use std::time::Instant;
 
@@ -45,9 +51,53 @@ pub(super) struct PendingRestart {
 }
 
 impl StreamRuntime {
-    /// Starts restarting `id` (module docs); `update` is the checked config change that needs
-    /// it, if any. Answered at once when nothing has to be waited for.
+    /// Starts restarting `id`, and the processors downstream of it whose stream ended (module
+    /// docs); `update` is the checked config change that needs it, if any. Answered at once
+    /// when nothing has to be waited for.
     pub(super) fn begin_restart(
+        &mut self,
+        id: ProcessorUniqueId,
+        update: Option<ConfigUpdate>,
+        reply: oneshot::Sender<CommandResult>,
+    ) {
+        let ended = if self.is_running() && self.graph.processor(&id).is_ok() {
+            self.ended_downstream(&id)
+        } else {
+            Vec::new()
+        };
+        self.restart_one(id, update, reply);
+        for downstream in ended {
+            // Nobody waits for these answers; their events tell.
+            let (reply, _) = oneshot::channel();
+            self.restart_one(downstream, None, reply);
+        }
+    }
+
+    /// The processors downstream of `id` whose stream has ended, reached through ended ones.
+    fn ended_downstream(&self, id: &ProcessorUniqueId) -> Vec<ProcessorUniqueId> {
+        let mut found: Vec<ProcessorUniqueId> = Vec::new();
+        let mut frontier = vec![id.clone()];
+        while let Some(from) = frontier.pop() {
+            for (_, link) in self.graph.links() {
+                let to = &link.to.processor;
+                if link.from.processor != from || *to == *id || found.contains(to) {
+                    continue;
+                }
+                let ended = self
+                    .graph
+                    .processor(to)
+                    .is_ok_and(|e| e.shared.is_ended() && !e.control_plane);
+                if ended && !self.pending.is_restarting(to) {
+                    found.push(to.clone());
+                    frontier.push(to.clone());
+                }
+            }
+        }
+        found
+    }
+
+    /// Starts restarting `id` alone.
+    fn restart_one(
         &mut self,
         id: ProcessorUniqueId,
         update: Option<ConfigUpdate>,

@@ -499,7 +499,7 @@ fn run_processor(
     // The runtime thread marks the processor Running just before releasing it.
     if shared.signal.wait_for_release() {
         thread_role::set(runtime_id, Role::Process(id.clone()));
-        let outcome = run_loop(&mut *node, &shared, &bus, reporter);
+        let outcome = run_loop(&mut *node, ctx, reporter);
         thread_role::set(runtime_id, Role::Lifecycle(id));
         if let Err(error) = outcome {
             shared.fail(&bus, Stage::Process, &error);
@@ -606,12 +606,9 @@ fn finish(node: &mut dyn DynProcessor, shared: &ProcessorShared, bus: &EventBus)
 
 /// Calls `process` per the execution mode until stopped or failed. When the processor's stream
 /// ends ([`EndWatch`]) it is marked ended and waits for the stop without further calls.
-fn run_loop(
-    node: &mut dyn DynProcessor,
-    shared: &Arc<ProcessorShared>,
-    bus: &EventBus,
-    reporter: &Reporter,
-) -> Result<()> {
+fn run_loop(node: &mut dyn DynProcessor, ctx: &RuntimeContext, reporter: &Reporter) -> Result<()> {
+    let shared = &ctx.shared;
+    let bus = &*ctx.events;
     let signal = &shared.signal;
     let mut watch = EndWatch::new(node);
     let watch_inputs = watch.inputs.clone();
@@ -627,7 +624,7 @@ fn run_loop(
             input.set_reader_running(false);
         }
         while !signal.is_stopping() {
-            take_live_change(node, shared, bus)?;
+            take_live_change(node, ctx)?;
             std::thread::park();
         }
         Ok(true)
@@ -641,7 +638,7 @@ fn run_loop(
                 if ended(node)? {
                     return Ok(());
                 }
-                take_live_change(node, shared, bus)?;
+                take_live_change(node, ctx)?;
                 std::thread::park();
             }
             Ok(())
@@ -652,7 +649,7 @@ fn run_loop(
                 if signal.is_stopping() {
                     return Ok(());
                 }
-                take_live_change(node, shared, bus)?;
+                take_live_change(node, ctx)?;
                 call_process(node, shared)?;
                 if ended(node)? {
                     return Ok(());
@@ -665,7 +662,7 @@ fn run_loop(
                     if now > next + interval {
                         next = now;
                     }
-                    if !signal.sleep_until(next) {
+                    if !pace_until(node, ctx, next)? {
                         return Ok(());
                     }
                 }
@@ -681,7 +678,7 @@ fn run_loop(
                 if signal.is_stopping() {
                     return Ok(());
                 }
-                take_live_change(node, shared, bus)?;
+                take_live_change(node, ctx)?;
                 if signal.take_pending() {
                     let before = reads(&inputs);
                     call_process(node, shared)?;
@@ -708,18 +705,37 @@ fn run_loop(
     }
 }
 
+/// Sleeps until `deadline` between two calls of a paced Continuous processor, taking a live
+/// config change as soon as one is posted (the post wakes the thread) rather than at the next
+/// call; false if a stop was requested first.
+fn pace_until(
+    node: &mut dyn DynProcessor,
+    ctx: &RuntimeContext,
+    deadline: Instant,
+) -> Result<bool> {
+    let signal = &ctx.shared.signal;
+    loop {
+        if signal.is_stopping() {
+            return Ok(false);
+        }
+        take_live_change(node, ctx)?;
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(true);
+        }
+        std::thread::park_timeout(deadline - now);
+    }
+}
+
 /// Hands a live config change posted for the processor (`live.rs`) to it, between two
 /// `process()` calls, and answers the request. A processor that cannot take it fails.
 #[inline]
-fn take_live_change(
-    node: &mut dyn DynProcessor,
-    shared: &ProcessorShared,
-    bus: &EventBus,
-) -> Result<()> {
+fn take_live_change(node: &mut dyn DynProcessor, ctx: &RuntimeContext) -> Result<()> {
+    let (shared, bus) = (&ctx.shared, &*ctx.events);
     let Some(change) = shared.live.take() else {
         return Ok(());
     };
-    match guarded(|| node.reconfigure(change.config())) {
+    match guarded(|| node.reconfigure(change.config(), ctx)) {
         Ok(()) => {
             change.answer(bus, Ok(ConfigApplied::Live));
             Ok(())

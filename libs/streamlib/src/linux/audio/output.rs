@@ -16,7 +16,9 @@ use crate::core::links::LinkInput;
 use crate::core::processors::{ConfigError, ProcessorConfig};
 use crate::core::runtime::StopSignal;
 
-/// Config of [`AudioOutputProcessor`].
+/// Config of [`AudioOutputProcessor`]. `volume` is live: a running output takes it without
+/// a restart.
+#[streamlib::config]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AudioOutputConfig {
@@ -32,6 +34,11 @@ pub struct AudioOutputConfig {
     /// Audio queued between the pipeline and the device, in milliseconds (10 to 2000). More
     /// survives scheduling hiccups; less plays sooner.
     pub buffer_ms: u32,
+    /// Gain applied before the device, as a factor (0 to 4; 1 = unchanged, 0 = silent).
+    /// Samples past full scale are limited to it. A change is heard once the audio already
+    /// queued (at most `buffer_ms`) has played.
+    #[streamlib(live)]
+    pub volume: f32,
 }
 
 impl Default for AudioOutputConfig {
@@ -41,6 +48,7 @@ impl Default for AudioOutputConfig {
             sample_rate: 48_000,
             channels: 2,
             buffer_ms: 200,
+            volume: 1.0,
         }
     }
 }
@@ -48,7 +56,14 @@ impl Default for AudioOutputConfig {
 impl ProcessorConfig for AudioOutputConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         device::validate_format(self.device.as_deref(), self.sample_rate, self.channels)?;
-        ConfigError::check_range("buffer_ms", self.buffer_ms, 10, 2_000)
+        ConfigError::check_range("buffer_ms", self.buffer_ms, 10, 2_000)?;
+        if !(self.volume.is_finite() && (0.0..=4.0).contains(&self.volume)) {
+            return Err(ConfigError::new(
+                "volume",
+                format!("must be between 0 and 4, got {}", self.volume),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -147,7 +162,13 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
         alsa_messages::quiet(|| self.open(ctx))
     }
 
+    fn reconfigure(&mut self, _new: &AudioOutputConfig, _ctx: &RuntimeContext) -> Result<()> {
+        // The volume is applied to every frame as it is queued.
+        Ok(())
+    }
+
     fn process(&mut self) -> Result<()> {
+        let volume = self.config.volume;
         while let Some(frame) = self.audio.read_next() {
             let Some(playback) = &mut self.playback else {
                 return Ok(());
@@ -167,6 +188,13 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
                 samples = resampler
                     .process(&samples)
                     .map_err(|e| StreamError::processor(format!("AudioOutputProcessor: {e}")))?
+                    .into();
+            }
+            if volume != 1.0 {
+                samples = samples
+                    .iter()
+                    .map(|s| (s * volume).clamp(-1.0, 1.0))
+                    .collect::<Vec<f32>>()
                     .into();
             }
             if playback.queue.is_abandoned() {

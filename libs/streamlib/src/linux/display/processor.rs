@@ -13,11 +13,13 @@ use crate::core::links::LinkInput;
 use crate::core::processors::{ConfigError, ProcessorConfig};
 use crate::core::runtime::MainThreadHandle;
 
-/// Config of [`DisplayProcessor`].
+/// Config of [`DisplayProcessor`]. `title` is live: the open window takes a new one at once.
+#[streamlib::config]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DisplayConfig {
     /// Window title (at most 256 characters).
+    #[streamlib(live)]
     pub title: String,
     /// Initial inner width of the window in pixels (16 to 7680); the user may resize it.
     pub width: u32,
@@ -111,6 +113,17 @@ impl crate::core::Processor for DisplayProcessor::Processor {
         window_open.set(1);
         self.window = Some(DisplayWindow { id, shared, main });
         self.window_open = Some(window_open);
+        Ok(())
+    }
+
+    fn reconfigure(&mut self, new: &DisplayConfig, _ctx: &RuntimeContext) -> Result<()> {
+        if let Some(window) = &self.window {
+            let (id, title) = (window.id, new.title.clone());
+            // Posted, not waited for: the window takes it on the main thread's next turn.
+            window
+                .main
+                .post(move || window_host::set_title(id, &title))?;
+        }
         Ok(())
     }
 

@@ -434,6 +434,16 @@ pub(crate) fn present(id: WindowId) {
     });
 }
 
+/// Gives the window a new title. Runs on the main thread.
+pub(crate) fn set_title(id: WindowId, title: &str) {
+    let _ = with_host(|host| {
+        if let Some(open) = host.app.windows.get(&id) {
+            open.window.set_title(title);
+        }
+        host.pump();
+    });
+}
+
 /// Closes the window (the processor is being torn down). Runs on the main thread.
 pub(crate) fn close(id: WindowId) {
     let _ = with_host(|host| {

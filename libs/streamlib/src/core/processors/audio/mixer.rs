@@ -13,7 +13,9 @@ use crate::core::frames::AudioFrame;
 use crate::core::links::{LinkInput, LinkOutput};
 use crate::core::processors::{ConfigError, ProcessorConfig};
 
-/// Config of [`AudioMixerProcessor`].
+/// Config of [`AudioMixerProcessor`]. `gains` and `max_wait_ms` are live: a running mixer
+/// takes them without a restart.
+#[streamlib::config]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AudioMixerConfig {
@@ -21,6 +23,7 @@ pub struct AudioMixerConfig {
     pub inputs: u32,
     /// Gain of each input as a factor (0 to 16; 1 = unchanged). Empty means 1 for all;
     /// otherwise one per input.
+    #[streamlib(live)]
     pub gains: Vec<f32>,
     /// Output sample rate in Hz (8000 to 384000); inputs at other rates are resampled.
     pub sample_rate: u32,
@@ -30,6 +33,7 @@ pub struct AudioMixerConfig {
     pub frame_size: u32,
     /// How long (ms of real time, 10 to 10000) the mix waits for a connected input that has
     /// nothing while others have audio; after that it goes on without it (silence).
+    #[streamlib(live)]
     pub max_wait_ms: u32,
 }
 
@@ -261,6 +265,11 @@ impl crate::core::Processor for AudioMixerProcessor::Processor {
         self.clipped = Some(ctx.counter("clipped_samples"));
         self.blocked_since = None;
         self.finishing = false;
+        Ok(())
+    }
+
+    fn reconfigure(&mut self, _new: &AudioMixerConfig, _ctx: &RuntimeContext) -> Result<()> {
+        // Gains and the wait are read for every frame mixed.
         Ok(())
     }
 

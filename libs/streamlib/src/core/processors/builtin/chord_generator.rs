@@ -18,7 +18,9 @@ const DEFAULT_AMPLITUDE: f32 = 0.25;
 /// 10 ms at 48 kHz.
 const DEFAULT_BUFFER_SIZE: u32 = 480;
 
-/// Config of [`ChordGeneratorProcessor`].
+/// Config of [`ChordGeneratorProcessor`]. `frequencies` and `amplitude` are live: a running
+/// processor takes them without a restart (tones it keeps go on without a phase jump).
+#[streamlib::config]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChordGeneratorConfig {
@@ -28,8 +30,10 @@ pub struct ChordGeneratorConfig {
     pub channels: u16,
     /// Frequencies of the sine tones summed into the chord, in Hz (1 to 16 tones, each above
     /// 0 and below half the sample rate).
+    #[streamlib(live)]
     pub frequencies: Vec<f64>,
     /// Peak amplitude of the sum (0 to 1).
+    #[streamlib(live)]
     pub amplitude: f32,
     /// Samples per channel in each output frame (16 to 16384).
     pub buffer_size: u32,
@@ -101,6 +105,12 @@ impl crate::core::Processor for ChordGeneratorProcessor::Processor {
         self.samples_emitted = 0;
         self.frame_number = 0;
         self.start_ns = media_clock_ns();
+        Ok(())
+    }
+
+    fn reconfigure(&mut self, new: &ChordGeneratorConfig, _ctx: &RuntimeContext) -> Result<()> {
+        // Each tone keeps its phase; a tone added starts at 0.
+        self.phases.resize(new.frequencies.len(), 0.0);
         Ok(())
     }
 

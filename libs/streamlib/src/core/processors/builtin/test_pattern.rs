@@ -27,7 +27,9 @@ pub enum TestPattern {
     Checkerboard,
 }
 
-/// Config of [`TestPatternProcessor`].
+/// Config of [`TestPatternProcessor`]. `fps` and `pattern` are live: a running processor
+/// takes them without a restart.
+#[streamlib::config]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TestPatternConfig {
@@ -36,8 +38,10 @@ pub struct TestPatternConfig {
     /// Frame height in pixels (16 to 4320).
     pub height: u32,
     /// Frames per second, paced to real time (0.1 to 1000).
+    #[streamlib(live)]
     pub fps: f64,
     /// Background pattern.
+    #[streamlib(live)]
     pub pattern: TestPattern,
 }
 
@@ -210,18 +214,47 @@ pub struct TestPatternProcessor {
     config: TestPatternConfig,
     renderer: Option<TestPatternRenderer>,
     frame_number: u64,
-    start_ns: u64,
+    /// The timestamp of frame `base_frame`; later frames follow at `period_ns` (both move when
+    /// the rate changes, so timestamps stay continuous).
+    base_ns: u64,
+    base_frame: u64,
     period_ns: u64,
+}
+
+impl TestPatternProcessor::Processor {
+    fn timestamp(&self, frame_number: u64) -> u64 {
+        let since = frame_number.saturating_sub(self.base_frame);
+        self.base_ns
+            .saturating_add(since.saturating_mul(self.period_ns))
+    }
+
+    /// Paces to `fps` from the next frame on.
+    fn set_rate(&mut self, ctx: &RuntimeContext, fps: f64) {
+        let period = Duration::from_secs_f64(1.0 / fps);
+        ctx.set_interval(period);
+        self.period_ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+    }
 }
 
 impl crate::core::Processor for TestPatternProcessor::Processor {
     fn setup(&mut self, ctx: &RuntimeContext) -> Result<()> {
-        let period = Duration::from_secs_f64(1.0 / self.config.fps);
-        ctx.set_interval(period);
+        self.set_rate(ctx, self.config.fps);
         self.renderer = Some(TestPatternRenderer::new(&self.config)?);
         self.frame_number = 0;
-        self.start_ns = media_clock_ns();
-        self.period_ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+        self.base_frame = 0;
+        self.base_ns = media_clock_ns();
+        Ok(())
+    }
+
+    fn reconfigure(&mut self, new: &TestPatternConfig, ctx: &RuntimeContext) -> Result<()> {
+        if new.pattern != self.config.pattern {
+            self.renderer = Some(TestPatternRenderer::new(new)?);
+        }
+        if new.fps != self.config.fps {
+            self.base_ns = self.timestamp(self.frame_number);
+            self.base_frame = self.frame_number;
+            self.set_rate(ctx, new.fps);
+        }
         Ok(())
     }
 
@@ -229,7 +262,7 @@ impl crate::core::Processor for TestPatternProcessor::Processor {
         let Some(renderer) = &self.renderer else {
             return Ok(());
         };
-        let timestamp = self.start_ns + self.frame_number * self.period_ns;
+        let timestamp = self.timestamp(self.frame_number);
         let frame = renderer.render(self.frame_number, timestamp)?;
         self.video.write(frame);
         self.frame_number += 1;

@@ -24,18 +24,27 @@ pub enum ScaleAlgorithm {
     Lanczos3,
 }
 
-/// Config of [`VideoScaleProcessor`].
+/// Config of [`VideoScaleProcessor`]. Every field is live: a running scaler takes a new size,
+/// format or algorithm from the next frame on.
+///
+/// (A merge patch's `null` puts a field back to its default, per RFC 7396; to make `width`
+/// follow the aspect ratio, send the whole config with `PUT`.)
+#[streamlib::config]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct VideoScaleConfig {
     /// Output width in pixels (1 to 8192); `null` keeps the aspect ratio from `height`, or
     /// the source width if both are null.
+    #[streamlib(live)]
     pub width: Option<u32>,
     /// Output height in pixels (1 to 8192); `null` keeps the aspect ratio from `width`.
+    #[streamlib(live)]
     pub height: Option<u32>,
     /// Output pixel format.
+    #[streamlib(live)]
     pub format: PixelFormat,
     /// Interpolation.
+    #[streamlib(live)]
     pub algorithm: ScaleAlgorithm,
 }
 
@@ -183,6 +192,15 @@ pub struct VideoScaleProcessor {
 }
 
 impl crate::core::Processor for VideoScaleProcessor::Processor {
+    fn reconfigure(
+        &mut self,
+        _new: &VideoScaleConfig,
+        _ctx: &crate::core::RuntimeContext,
+    ) -> Result<()> {
+        // Every frame is scaled with the config in force; the resizer keeps nothing of it.
+        Ok(())
+    }
+
     fn process(&mut self) -> Result<()> {
         while let Some(frame) = self.video.read() {
             let (tw, th) = target_size(&self.config, frame.width, frame.height);
