@@ -265,11 +265,15 @@ fn choices(root: &serde_json::Value, schema: &serde_json::Value) -> Option<Vec<S
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    // A create request waits for its processor's setup: the request must be allowed longer.
-    if u128::from(args.limits.setup_timeout_ms) >= args.api.request_timeout.as_millis() {
+    // A restart request waits for its processor's teardown (at most STOP_TIMEOUT) and setup:
+    // the request must be allowed longer.
+    let restart_ms = u128::from(args.limits.setup_timeout_ms)
+        + streamlib::core::runtime::STOP_TIMEOUT.as_millis();
+    if restart_ms >= args.api.request_timeout.as_millis() {
         anyhow::bail!(
-            "--setup-timeout-ms ({}) must be below --request-timeout-ms ({}): a create request waits for its processor's setup",
+            "--setup-timeout-ms ({}) plus the {} s a stop may take must be below --request-timeout-ms ({}): a restart request waits for its processor's teardown and setup",
             args.limits.setup_timeout_ms,
+            streamlib::core::runtime::STOP_TIMEOUT.as_secs(),
             args.api.request_timeout.as_millis()
         );
     }

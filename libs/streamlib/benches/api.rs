@@ -8,6 +8,9 @@
 //! 1. round-trip latency of create / connect / delete over one keep-alive connection
 //!    (sequential), then with 16 concurrent connections — while the demo graph runs, so every
 //!    create also starts a processor thread;
+//!    and of a live config change (`PATCH /api/processors/{id}/config`) to two running
+//!    Continuous processors: the chord generator (paced every 10 ms) and the test pattern
+//!    (30 fps), which take it between two frames;
 //! 2. WebSocket event deliveries per second to 100 clients;
 //! 3. read-only requests per second (`GET /api/runtime/state`, wrk, 16 connections).
 //!
@@ -165,6 +168,32 @@ async fn cycles(addr: SocketAddr, n: usize) -> Cycle {
         out.errors += u64::from(status != 204);
     }
     out
+}
+
+/// `n` live config changes to processor `id`, alternating `field` between two values.
+async fn live_changes(
+    addr: SocketAddr,
+    id: &str,
+    field: &str,
+    values: [serde_json::Value; 2],
+    n: usize,
+) -> (Vec<Duration>, u64) {
+    let mut c = Client::connect(addr).await;
+    let path = format!("/api/processors/{id}/config");
+    let mut samples = Vec::with_capacity(n);
+    let mut errors = 0;
+    for i in 0..n {
+        let patch = json!({ field: values[i % 2].clone() });
+        let t = Instant::now();
+        let (status, _, body) = c.send_raw(hyper::Method::PATCH, &path, Some(patch)).await;
+        samples.push(t.elapsed());
+        // A change must have been made live: anything else is an error here.
+        let live = status == 200
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["applied"] == "live");
+        errors += u64::from(!live);
+    }
+    (samples, errors)
 }
 
 /// Events every client has received (closed loop: the producer waits for this).
@@ -371,7 +400,26 @@ fn main() -> Result<()> {
                 "sequential   delete (DELETE /api/processors/{id})",
                 seq.delete,
             );
-            seq.errors
+            let mut errors = seq.errors;
+            for (label, id, field, values) in [
+                (
+                    "sequential   PATCH live config: chord amplitude (Continuous, 10 ms)",
+                    "chord",
+                    "amplitude",
+                    [json!(0.2), json!(0.3)],
+                ),
+                (
+                    "sequential   PATCH live config: pattern fps (Continuous, 30 fps)",
+                    "pattern",
+                    "fps",
+                    [json!(29), json!(30)],
+                ),
+            ] {
+                let (samples, failed) = live_changes(addr, id, field, values, sequential()).await;
+                report(label, samples);
+                errors += failed;
+            }
+            errors
         });
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

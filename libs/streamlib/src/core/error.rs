@@ -120,6 +120,24 @@ pub enum StreamError {
         live: Vec<String>,
     },
 
+    /// A graph document was refused whole: every problem, each at its place in the document.
+    #[error("the graph document was refused and nothing was changed: {}", problems.iter().map(|p| format!("{}: {}", p.place, p.message)).collect::<Vec<_>>().join("; "))]
+    GraphRejected {
+        /// What is wrong, where.
+        problems: Vec<crate::core::graph::GraphProblem>,
+    },
+
+    /// A change was made against a revision of the graph that is not the current one.
+    #[error(
+        "the graph has changed: it is at revision {actual}, the request expected {expected}; get it again (GET /api/graph) and redo the change on it"
+    )]
+    RevisionMismatch {
+        /// The revision the request was made against (`If-Match`, or the document's own).
+        expected: u64,
+        /// The graph's revision now.
+        actual: u64,
+    },
+
     /// A processor id requested by the caller is taken.
     #[error("a processor with id '{0}' already exists")]
     DuplicateProcessorId(String),
@@ -227,6 +245,8 @@ impl StreamError {
             StreamError::InputAlreadyConnected { .. } => "input_already_connected",
             StreamError::DuplicateProcessorId(_) => "duplicate_processor_id",
             StreamError::NotLive { .. } => "config_not_live",
+            StreamError::GraphRejected { .. } => "graph_rejected",
+            StreamError::RevisionMismatch { .. } => "revision_mismatch",
             StreamError::InvalidId { .. } => "invalid_id",
             StreamError::InvalidPortRef { .. } => "invalid_port_reference",
             StreamError::InvalidLinkOptions(_) => "invalid_link_options",
@@ -252,6 +272,7 @@ impl StreamError {
             | StreamError::InvalidPortRef { .. }
             | StreamError::InvalidGraph(_) => ErrorKind::BadRequest,
             StreamError::InvalidConfig { .. }
+            | StreamError::GraphRejected { .. }
             | StreamError::PortTypeMismatch { .. }
             | StreamError::SelfLink { .. }
             | StreamError::InvalidLinkOptions(_) => ErrorKind::Unprocessable,
@@ -271,6 +292,7 @@ impl StreamError {
                 ErrorKind::Unavailable
             }
             StreamError::Timeout(_) => ErrorKind::Timeout,
+            StreamError::RevisionMismatch { .. } => ErrorKind::PreconditionFailed,
             StreamError::WouldDeadlock(_) | StreamError::Io { .. } | StreamError::Processor(_) => {
                 ErrorKind::Internal
             }
@@ -336,6 +358,8 @@ pub enum ErrorKind {
     /// Conflicts with the current graph: id taken, input in use, removing the caller, a limit
     /// reached (HTTP 409).
     Conflict,
+    /// The request was made against a state that is no longer current (HTTP 412).
+    PreconditionFailed,
     /// Something needed is not there: the runtime, a device, a system service (HTTP 503).
     Unavailable,
     /// Did not finish in time (HTTP 504).

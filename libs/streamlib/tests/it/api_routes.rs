@@ -832,12 +832,7 @@ fn config_changes_and_restarts_are_served() {
             &[],
         )
         .await;
-        assert_eq!(
-            bad_query.status,
-            StatusCode::BAD_REQUEST,
-            "{}",
-            bad_query.json
-        );
+        assert_error(&bad_query, StatusCode::BAD_REQUEST, "invalid_query");
 
         // PUT replaces: what it leaves out goes back to the default.
         let put = call(

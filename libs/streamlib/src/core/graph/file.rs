@@ -16,6 +16,11 @@ use crate::core::links::{OverflowPolicy, ReadMode};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphFile {
+    /// The graph's revision when it was exported (`GET /api/graph`). On `PUT /api/graph` it is
+    /// a precondition, like `If-Match`: the apply is refused (412) if the graph has changed
+    /// since. `streamlib run` ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
     /// The processors, each with an id unique in the file.
     #[serde(default)]
     pub processors: Vec<GraphProcessor>,

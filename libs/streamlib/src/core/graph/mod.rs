@@ -1,6 +1,7 @@
 //! The graph: processor and link ids, port references, the graph file format, the graph the
 //! runtime holds ([`Graph`](store::Graph), crate-internal) and the snapshots it gives out.
 
+mod document;
 mod file;
 mod ids;
 mod port_ref;
@@ -8,6 +9,8 @@ mod snapshot;
 mod store;
 mod targets;
 
+pub(crate) use document::Plan;
+pub use document::{GraphApplied, GraphProblem, PlanAction, PlanActionKind};
 pub use file::{GraphConnection, GraphFile, GraphProcessor};
 pub use ids::{LinkUniqueId, ProcessorUniqueId};
 pub use port_ref::{InputLinkPortRef, OutputLinkPortRef};

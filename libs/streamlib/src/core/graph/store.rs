@@ -36,6 +36,23 @@ pub(crate) struct ProcessorEntry {
 }
 
 impl ProcessorEntry {
+    /// The entry of a new processor `id`: its instance here, idle, its state `Pending`.
+    pub(crate) fn new(
+        id: &ProcessorUniqueId,
+        node: Box<dyn crate::core::processors::DynProcessor>,
+    ) -> Self {
+        let ports = node.ports();
+        Self {
+            type_name: node.type_name(),
+            config: node.config_json(),
+            execution: node.execution(),
+            control_plane: node.control_plane(),
+            ports,
+            shared: Arc::new(ProcessorShared::new(id.clone())),
+            slot: Slot::Idle(node),
+        }
+    }
+
     /// Whether the instance is on a thread (running, or ended after a failure and not yet
     /// joined).
     pub(crate) fn is_on_thread(&self) -> bool {
@@ -60,6 +77,9 @@ pub(crate) struct Graph {
     budget: Arc<MemoryBudget>,
     /// Most bytes queued in one link.
     max_link_bytes: u64,
+    /// Counts every change to what the graph document shows (a processor added or removed, a
+    /// link made or removed, a config changed): `GET /api/graph`'s `revision` and `ETag`.
+    revision: u64,
 }
 
 impl Graph {
@@ -71,7 +91,29 @@ impl Graph {
             links: IndexMap::new(),
             budget: Arc::new(MemoryBudget::new(max_queued_bytes)),
             max_link_bytes,
+            revision: 0,
         }
+    }
+
+    /// The most bytes one link may queue.
+    pub(crate) fn max_link_bytes(&self) -> u64 {
+        self.max_link_bytes
+    }
+
+    /// The graph's revision (see the field).
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Puts the revision back (an apply that was rolled back entirely, nothing else having
+    /// changed meanwhile).
+    pub(crate) fn set_revision(&mut self, revision: u64) {
+        self.revision = revision;
+    }
+
+    /// A processor's config changed: a new revision.
+    pub(crate) fn note_config_change(&mut self) {
+        self.revision += 1;
     }
 
     /// Bytes the links hold reserved in the runtime's memory budget now.
@@ -145,11 +187,14 @@ impl Graph {
     /// Adds a processor under an id from [`Graph::new_processor_id`].
     pub(crate) fn insert_processor(&mut self, id: ProcessorUniqueId, entry: ProcessorEntry) {
         self.processors.insert(id, entry);
+        self.revision += 1;
     }
 
     /// Takes a processor out (its links must be gone first, see [`Graph::links_of`]).
     pub(crate) fn remove_processor(&mut self, id: &ProcessorUniqueId) -> Option<ProcessorEntry> {
-        self.processors.shift_remove(id)
+        let removed = self.processors.shift_remove(id);
+        self.revision += u64::from(removed.is_some());
+        removed
     }
 
     /// The output port `port` names, with the processor that owns it.
@@ -250,6 +295,7 @@ impl Graph {
                 link,
             },
         );
+        self.revision += 1;
         Ok(Link {
             id,
             from,
@@ -260,9 +306,12 @@ impl Graph {
 
     /// Takes a link out, or `LinkNotFound`.
     pub(crate) fn remove_link(&mut self, id: &LinkUniqueId) -> Result<LinkEntry> {
-        self.links
+        let removed = self
+            .links
             .shift_remove(id)
-            .ok_or_else(|| StreamError::LinkNotFound(id.to_string()))
+            .ok_or_else(|| StreamError::LinkNotFound(id.to_string()))?;
+        self.revision += 1;
+        Ok(removed)
     }
 
     /// The link `id`, if there is one.

@@ -13,4 +13,5 @@ pub use options::{LinkCounters, LinkOptions, MAX_LINK_CAPACITY, OverflowPolicy, 
 pub use ports::{InputPortField, LinkInput, LinkOutput, OutputPortField, PortSet};
 
 pub(crate) use budget::MemoryBudget;
+pub(crate) use options::ResolvedLinkOptions;
 pub(crate) use ports::{AnyInputPort, AnyLink, AnyOutputPort};

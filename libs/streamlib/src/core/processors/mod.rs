@@ -26,3 +26,4 @@ pub use spec::ProcessorSpec;
 #[doc(hidden)]
 pub use descriptor::ProcessorMeta;
 pub(crate) use dynamic::DynProcessor;
+pub(crate) use registry::json_kind;

@@ -229,7 +229,8 @@ fn with_expected_fields<C: ProcessorConfig>(message: String) -> String {
     format!("{message}, expected one of {}", fields.join(", "))
 }
 
-fn json_kind(v: &serde_json::Value) -> &'static str {
+/// "a string", "an array"...: what kind of JSON value `v` is, for messages.
+pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

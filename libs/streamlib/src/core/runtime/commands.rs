@@ -51,8 +51,8 @@ impl SharedSnapshot {
 impl StreamRuntime {
     /// Executes one command and answers it; a `GetState` may share `snapshot` (module docs),
     /// anything else ends the sharing. A create, start or removal that waits for processor
-    /// threads is parked and answered later (`pending.rs`), and so is a stop that arrives
-    /// while a start is pending: the runtime thread does not wait for them.
+    /// threads is parked and answered later (`pending.rs`); a command that must wait its turn
+    /// ([`StreamRuntime::must_wait`]) is deferred: the runtime thread does not wait for them.
     pub(super) fn serve(
         &mut self,
         command: RuntimeCommand,
@@ -62,6 +62,51 @@ impl StreamRuntime {
         if !matches!(command, RuntimeCommand::GetState) {
             snapshot.clear();
         }
+        if self.must_wait(&command) {
+            self.pending.deferred.push_back((command, reply));
+            return;
+        }
+        self.execute(command, reply, snapshot);
+    }
+
+    /// Whether `command` waits in `deferred`, in order: every change while a graph apply is in
+    /// progress or waiting (the plan must stay true); a stop, a restart, a config change or an
+    /// apply while a start or a restart's setup is in progress (a stop never cuts a setup
+    /// short; a change waits for the processors it may touch to be set up); and a start
+    /// behind any of those (a start alone joins the one in progress). Reads never wait.
+    fn must_wait(&self, command: &RuntimeCommand) -> bool {
+        use RuntimeCommand as C;
+        if matches!(
+            command,
+            C::GetState | C::GetProcessor { .. } | C::PortTargets { .. } | C::GetGraph
+        ) {
+            return false;
+        }
+        let deferred = &self.pending.deferred;
+        let apply_ahead = self.pending.apply.is_some()
+            || deferred
+                .iter()
+                .any(|(c, _)| matches!(c, C::ApplyGraph { .. }));
+        if apply_ahead {
+            return true;
+        }
+        match command {
+            C::Start => !deferred.is_empty(),
+            C::Stop | C::Restart { .. } | C::UpdateConfig { .. } | C::ApplyGraph { .. } => {
+                self.pending.busy() || !deferred.is_empty()
+            }
+            _ => false,
+        }
+    }
+
+    /// Executes a command now (its turn has come: the caller has checked
+    /// [`StreamRuntime::must_wait`], or it is being taken from `deferred`).
+    pub(super) fn execute(
+        &mut self,
+        command: RuntimeCommand,
+        reply: oneshot::Sender<CommandResult>,
+        snapshot: &mut SharedSnapshot,
+    ) {
         let name = command.name();
         let result = match command {
             RuntimeCommand::AddProcessor { spec } => match self.begin_add(spec) {
@@ -94,35 +139,42 @@ impl StreamRuntime {
             RuntimeCommand::Disconnect { link_id } => self
                 .disconnect(&link_id)
                 .map(|()| CommandResult::Disconnected),
-            // While a start is pending, a stop (and whatever start or stop follows it) waits
-            // for it, in order; a start alone joins it.
-            RuntimeCommand::Start if !self.pending.deferred.is_empty() => {
-                self.pending
-                    .deferred
-                    .push_back((RuntimeCommand::Start, reply));
+            RuntimeCommand::Start => {
+                self.begin_start();
+                match &mut self.pending.start {
+                    Some(start) => {
+                        start.replies.push(reply);
+                        return;
+                    }
+                    None => Ok(CommandResult::Started),
+                }
+            }
+            RuntimeCommand::Stop => self.stop().map(|()| CommandResult::Stopped),
+            RuntimeCommand::Restart { id, downstream } => {
+                self.begin_restart(id, None, downstream, reply);
                 return;
             }
-            RuntimeCommand::Stop if self.pending.start.is_some() => {
-                self.pending
-                    .deferred
-                    .push_back((RuntimeCommand::Stop, reply));
+            RuntimeCommand::UpdateConfig {
+                id,
+                change,
+                restart,
+            } => {
+                if let Decision::Restart(update, reply) =
+                    self.change_config(&id, change, restart, reply)
+                {
+                    self.begin_restart(id, Some(update), false, reply);
+                }
                 return;
             }
-            RuntimeCommand::Start | RuntimeCommand::Stop => {
-                self.serve_lifecycle(command, reply);
+            RuntimeCommand::ApplyGraph {
+                doc,
+                dry_run,
+                if_match,
+            } => {
+                self.begin_apply(*doc, dry_run, if_match, reply);
                 return;
             }
-            // A restart waits for a start in progress, like a stop.
-            RuntimeCommand::Restart { .. } | RuntimeCommand::UpdateConfig { restart: true, .. }
-                if self.pending.start.is_some() || !self.pending.deferred.is_empty() =>
-            {
-                self.pending.deferred.push_back((command, reply));
-                return;
-            }
-            RuntimeCommand::Restart { .. } | RuntimeCommand::UpdateConfig { .. } => {
-                self.serve_lifecycle(command, reply);
-                return;
-            }
+            RuntimeCommand::GetGraph => Ok(CommandResult::Graph(Box::new(self.graph.document()))),
             RuntimeCommand::GetState => Ok(CommandResult::State(self.shared_state(snapshot))),
             RuntimeCommand::GetProcessor { id } => self
                 .processor_info(&id)
@@ -136,52 +188,6 @@ impl StreamRuntime {
             CommandResult::Error(e)
         });
         // The caller may have given up (timeout, dropped future); nothing to do.
-        let _ = reply.send(result);
-    }
-
-    /// Executes a start (answered when its setups have reported: parked if they have not) or
-    /// a stop, with no deferral (the caller has decided it is their turn).
-    pub(super) fn serve_lifecycle(
-        &mut self,
-        command: RuntimeCommand,
-        reply: oneshot::Sender<CommandResult>,
-    ) {
-        let result = match command {
-            RuntimeCommand::Start => {
-                self.begin_start();
-                match &mut self.pending.start {
-                    Some(start) => {
-                        start.replies.push(reply);
-                        return;
-                    }
-                    None => CommandResult::Started,
-                }
-            }
-            RuntimeCommand::Stop => match self.stop() {
-                Ok(()) => CommandResult::Stopped,
-                Err(e) => CommandResult::Error(e),
-            },
-            RuntimeCommand::Restart { id } => {
-                self.begin_restart(id, None, reply);
-                return;
-            }
-            RuntimeCommand::UpdateConfig {
-                id,
-                change,
-                restart,
-            } => {
-                if let Decision::Restart(update, reply) =
-                    self.change_config(&id, change, restart, reply)
-                {
-                    self.begin_restart(id, Some(update), reply);
-                }
-                return;
-            }
-            other => CommandResult::Error(StreamError::Conflict(format!(
-                "{} is not a lifecycle command",
-                other.name()
-            ))),
-        };
         let _ = reply.send(result);
     }
 
@@ -269,7 +275,8 @@ impl StreamRuntime {
     pub(super) fn next_wake(&self) -> Wake {
         // Deferred starts and stops whose turn has come (their start completed outside the
         // loop, e.g. in a direct `stop()`).
-        if self.pending.start.is_none() && !self.pending.deferred.is_empty() {
+        if !self.pending.busy() && self.pending.apply.is_none() && !self.pending.deferred.is_empty()
+        {
             return Wake::Pending;
         }
         let mut selector = flume::Selector::new()

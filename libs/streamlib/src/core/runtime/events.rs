@@ -155,6 +155,8 @@ impl RuntimeEventKind {
         "link_created",
         "link_removed",
         "processor_event",
+        "config_changed",
+        "processor_restarted",
     ];
 
     /// The processor this event is about, if any.
@@ -165,7 +167,9 @@ impl RuntimeEventKind {
             | RuntimeEventKind::ProcessorStateChanged { processor_id, .. }
             | RuntimeEventKind::ProcessorFailed { processor_id, .. }
             | RuntimeEventKind::ProcessorEnded { processor_id }
-            | RuntimeEventKind::ProcessorEvent { processor_id, .. } => Some(processor_id),
+            | RuntimeEventKind::ProcessorEvent { processor_id, .. }
+            | RuntimeEventKind::ConfigChanged { processor_id, .. }
+            | RuntimeEventKind::ProcessorRestarted { processor_id } => Some(processor_id),
             _ => None,
         }
     }

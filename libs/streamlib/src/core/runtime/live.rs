@@ -269,17 +269,30 @@ impl StreamRuntime {
             ))));
             return Decision::Done;
         }
+        let run = self.is_running();
         let Some(entry) = self.graph.processor_mut(id) else {
             let _ = reply.send(CommandResult::Error(StreamError::ProcessorNotFound(
                 id.to_string(),
             )));
             return Decision::Done;
         };
+        if entry.control_plane {
+            // Its config holds its own access settings: it is set where it is started.
+            let _ = reply.send(CommandResult::Error(StreamError::Conflict(format!(
+                "processor '{id}' is a control-plane processor (it serves this API); its config cannot change while streamlib runs"
+            ))));
+            return Decision::Done;
+        }
         // A thread that ended (a failure) is joined first: the processor is not running.
         if matches!(&entry.slot, Slot::Running(w) if w.is_finished()) {
             self.workers.join(entry);
         }
         let running = matches!(entry.slot, Slot::Running(_));
+        // Asked to restart, a processor that is not running (it failed) is set up again with
+        // the new config, if the runtime runs.
+        if restart && !running && run && matches!(entry.slot, Slot::Idle(_)) {
+            return Decision::Restart(update, reply);
+        }
         if running {
             let live = PROCESSOR_REGISTRY
                 .live_fields(entry.type_name)
@@ -313,6 +326,7 @@ impl StreamRuntime {
                 Ok(()) => {
                     entry.config = update.config;
                     entry.shared.signal.unpark();
+                    self.graph.note_config_change();
                     return Decision::Done;
                 }
                 // Its thread is on its way out: joined (it has nothing left to do), then the
@@ -349,6 +363,7 @@ impl StreamRuntime {
         };
         let answer = match result {
             Ok(()) => {
+                self.graph.note_config_change();
                 update.applied = ConfigApplied::Stored;
                 publish_changed(self.events(), &update);
                 CommandResult::ConfigUpdated(Box::new(update))
@@ -367,6 +382,16 @@ impl StreamRuntime {
     ) -> Result<ConfigUpdate> {
         let entry = self.graph.processor(id)?;
         let requested = match change {
+            ConfigChange::Merge(patch) if !patch.is_object() => {
+                return Err(StreamError::InvalidConfig {
+                    processor_type: entry.type_name.to_string(),
+                    field: None,
+                    message: format!(
+                        "a merge patch of a config must be a JSON object (RFC 7396: anything else would replace the whole config), got {}",
+                        crate::core::processors::json_kind(&patch)
+                    ),
+                });
+            }
             ConfigChange::Merge(patch) => {
                 let mut config = entry.config.clone();
                 merge_patch(&mut config, &patch);

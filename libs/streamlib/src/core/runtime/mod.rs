@@ -20,6 +20,7 @@
 mod apply;
 mod commands;
 mod events;
+mod graph_apply;
 mod lifecycle;
 mod limits;
 mod live;
@@ -45,6 +46,7 @@ pub use wake::StopSignal;
 pub use worker::{GRAPH_STOP_TIMEOUT, SETUP_TIMEOUT, STOP_TIMEOUT};
 
 pub(crate) use events::EventBus;
+pub(crate) use live::changed_fields;
 pub(crate) use shared::ProcessorShared;
 pub(crate) use wake::{ProcessorSignal, current_processor_stopping};
 pub(crate) use worker::Slot;

@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 
 use super::commands::QueuedCommand;
 use super::events::RuntimeEventKind;
+use super::graph_apply::PendingApply;
 use super::lifecycle::ProcessorStatus;
 use super::restart::PendingRestart;
 use super::stream_runtime::StreamRuntime;
@@ -44,6 +45,8 @@ pub(super) struct Pending {
     pub(super) teardowns: Vec<PendingTeardown>,
     /// Processors restarting in place (`restart.rs`).
     pub(super) restarts: Vec<PendingRestart>,
+    /// A graph document being applied (`graph_apply.rs`).
+    pub(super) apply: Option<PendingApply>,
     pub(super) start: Option<PendingStart>,
     /// Starts and stops that arrived while `start` was pending, in order.
     pub(super) deferred: VecDeque<QueuedCommand>,
@@ -54,7 +57,18 @@ impl Pending {
         self.setups.is_empty()
             && self.teardowns.is_empty()
             && self.restarts.is_empty()
+            && self.apply.is_none()
             && self.start.is_none()
+    }
+
+    /// Whether something is in progress that a stop must not cut short, and that commands
+    /// deferred behind it wait for: a start, or a restart setting its processor up again.
+    pub(super) fn busy(&self) -> bool {
+        self.start.is_some()
+            || self
+                .restarts
+                .iter()
+                .any(|r| r.phase == super::restart::RestartPhase::SettingUp)
     }
 
     /// Whether `id` is restarting.
@@ -64,12 +78,14 @@ impl Pending {
 
     /// Processor threads parked here outside the graph (they count against the limit).
     pub(super) fn threads_outside_graph(&self) -> usize {
-        self.setups.len() + self.teardowns.len()
+        self.setups.len() + self.teardowns.len() + self.apply.as_ref().map_or(0, |a| a.threads())
     }
 
     /// Whether `id` is reserved by a create or a removal in progress.
     pub(super) fn reserves(&self, id: &ProcessorUniqueId) -> bool {
-        self.setups.iter().any(|p| p.id == *id) || self.teardowns.iter().any(|p| p.id == *id)
+        self.setups.iter().any(|p| p.id == *id)
+            || self.teardowns.iter().any(|p| p.id == *id)
+            || self.apply.as_ref().is_some_and(|a| a.creates(id))
     }
 
     /// The earliest deadline of anything parked.
@@ -77,8 +93,14 @@ impl Pending {
         let setups = self.setups.iter().map(|p| p.deadline);
         let teardowns = self.teardowns.iter().map(|p| p.deadline);
         let restarts = self.restarts.iter().map(|r| r.deadline);
+        let apply = self.apply.iter().map(|a| a.deadline);
         let start = self.start.iter().map(|s| s.deadline);
-        setups.chain(teardowns).chain(restarts).chain(start).min()
+        setups
+            .chain(teardowns)
+            .chain(restarts)
+            .chain(apply)
+            .chain(start)
+            .min()
     }
 
     /// Whether a stop waits its turn behind the start in progress.
@@ -112,6 +134,9 @@ pub(super) enum AfterTeardown {
     Removed,
     /// A create whose setup ended after the runtime stopped: add it (stopped) and answer.
     Added,
+    /// Already announced (a removal by a graph apply), or never announced (a processor an
+    /// apply that failed had set up): nothing to announce; nobody waits for the answer.
+    Quiet,
 }
 
 /// One request waiting for a processor's thread to end, outside the graph.
@@ -177,6 +202,7 @@ impl StreamRuntime {
         self.poll_setups(now);
         self.poll_teardowns(now);
         self.poll_restarts(now);
+        self.poll_apply(now);
         self.poll_start(now);
     }
 
@@ -212,14 +238,14 @@ impl StreamRuntime {
         self.run_deferred();
     }
 
-    /// Serves the starts and stops deferred while a start was pending, in order, until one of
-    /// them begins a new pending start.
+    /// Serves the commands deferred while a start or an apply was pending, in order, until one
+    /// of them begins a new pending start or apply.
     pub(super) fn run_deferred(&mut self) {
-        while self.pending.start.is_none() {
+        while !self.pending.busy() && self.pending.apply.is_none() {
             let Some((command, reply)) = self.pending.deferred.pop_front() else {
                 return;
             };
-            self.serve_lifecycle(command, reply);
+            self.execute(command, reply, &mut Default::default());
         }
     }
 
@@ -354,6 +380,7 @@ impl StreamRuntime {
             ..
         } = parked;
         let result = match then {
+            AfterTeardown::Quiet => CommandResult::ProcessorRemoved,
             AfterTeardown::Removed => {
                 self.removed(&id);
                 CommandResult::ProcessorRemoved

@@ -12,10 +12,12 @@
 //! a start is in progress, restarts wait for it (they are deferred with starts and stops).
 //!
 //! A processor that failed ended its outputs, so the processors downstream of it may have
-//! ended their stream too (a writer completed its file) and read nothing more. Restarting it
-//! in a running graph therefore also restarts, alongside, every processor downstream of it
-//! whose stream has ended (following links through ended processors only): the stream begins
-//! again for them as it does for it. Each announces `processor_restarted`.
+//! ended their stream too (a writer completed its file) and read nothing more. When asked
+//! (`downstream`, HTTP `?downstream=true`), a restart that succeeds in a running graph then
+//! restarts every processor downstream of it whose stream has ended (following links through
+//! ended processors only), so the stream begins again for them too. It is not the default: a
+//! writer restarted starts its file again, replacing the one it completed. Each restart
+//! announces `processor_restarted`.
 
 use std::time::Instant;
 
@@ -47,30 +49,23 @@ pub(super) struct PendingRestart {
     pub(super) deadline: Instant,
     /// The config change that asked for it (stored before the new setup), if any.
     pub(super) update: Option<ConfigUpdate>,
+    /// Restart the ended processors downstream once this one runs again.
+    pub(super) downstream: bool,
     pub(super) reply: oneshot::Sender<CommandResult>,
 }
 
 impl StreamRuntime {
-    /// Starts restarting `id`, and the processors downstream of it whose stream ended (module
-    /// docs); `update` is the checked config change that needs it, if any. Answered at once
-    /// when nothing has to be waited for.
+    /// Starts restarting `id` (module docs); `update` is the checked config change that needs
+    /// it, if any; `downstream`: then restart the ended processors downstream of it. Answered
+    /// at once when nothing has to be waited for.
     pub(super) fn begin_restart(
         &mut self,
         id: ProcessorUniqueId,
         update: Option<ConfigUpdate>,
+        downstream: bool,
         reply: oneshot::Sender<CommandResult>,
     ) {
-        let ended = if self.is_running() && self.graph.processor(&id).is_ok() {
-            self.ended_downstream(&id)
-        } else {
-            Vec::new()
-        };
-        self.restart_one(id, update, reply);
-        for downstream in ended {
-            // Nobody waits for these answers; their events tell.
-            let (reply, _) = oneshot::channel();
-            self.restart_one(downstream, None, reply);
-        }
+        self.restart_with(id, update, downstream, reply);
     }
 
     /// The processors downstream of `id` whose stream has ended, reached through ended ones.
@@ -97,10 +92,20 @@ impl StreamRuntime {
     }
 
     /// Starts restarting `id` alone.
-    fn restart_one(
+    pub(super) fn restart_one(
         &mut self,
         id: ProcessorUniqueId,
         update: Option<ConfigUpdate>,
+        reply: oneshot::Sender<CommandResult>,
+    ) {
+        self.restart_with(id, update, false, reply);
+    }
+
+    fn restart_with(
+        &mut self,
+        id: ProcessorUniqueId,
+        update: Option<ConfigUpdate>,
+        downstream: bool,
         reply: oneshot::Sender<CommandResult>,
     ) {
         let refusal = match self.graph.processor_mut(&id) {
@@ -133,6 +138,7 @@ impl StreamRuntime {
             phase: RestartPhase::Stopping,
             deadline: Instant::now() + STOP_TIMEOUT,
             update,
+            downstream,
             reply,
         };
         let on_thread = self
@@ -184,6 +190,10 @@ impl StreamRuntime {
                 RestartPhase::SettingUp => {
                     let report = setup_report_of(entry);
                     let outcome = match report {
+                        // A stop overtook it and its thread did not end in time.
+                        None if matches!(entry.slot, Slot::Lost) => Err(StreamError::processor(
+                            "a stop gave up on its thread while it was being set up again",
+                        )),
                         // A stop overtook it: the thread was joined, the instance is back.
                         None if !entry.is_on_thread() => Ok(false),
                         None if parked.deadline <= now => {
@@ -210,31 +220,35 @@ impl StreamRuntime {
     /// starts the new setup (parked); otherwise answers.
     fn set_up_again(&mut self, mut parked: PendingRestart) {
         let run = self.is_running();
-        let Some(entry) = self.graph.processor_mut(&parked.id) else {
-            let _ = parked
-                .reply
-                .send(CommandResult::Error(StreamError::ProcessorNotFound(
-                    parked.id.to_string(),
-                )));
-            return;
-        };
-        let Slot::Idle(node) = &mut entry.slot else {
+        let stored = match self.graph.processor_mut(&parked.id) {
+            None => Err(StreamError::ProcessorNotFound(parked.id.to_string())),
             // Its thread did not end in time: it was abandoned and the processor failed.
-            let error = StreamError::processor(format!(
-                "did not stop within {} s to restart; its thread was abandoned",
-                STOP_TIMEOUT.as_secs()
-            ))
-            .in_stage(parked.id.to_string(), Stage::Teardown);
-            let _ = parked.reply.send(CommandResult::Error(error));
-            return;
+            Some(entry) if !matches!(entry.slot, Slot::Idle(_)) => {
+                Err(StreamError::processor(format!(
+                    "did not stop within {} s to restart; its thread was abandoned",
+                    STOP_TIMEOUT.as_secs()
+                ))
+                .in_stage(parked.id.to_string(), Stage::Teardown))
+            }
+            Some(entry) => match (&parked.update, &mut entry.slot) {
+                (Some(update), Slot::Idle(node)) => node
+                    .replace_config(update.config.clone())
+                    .map(|()| entry.config = update.config.clone())
+                    .map(|()| true),
+                _ => Ok(false),
+            },
         };
-        if let Some(update) = &parked.update {
-            if let Err(e) = node.replace_config(update.config.clone()) {
+        match stored {
+            Err(e) => {
                 let _ = parked.reply.send(CommandResult::Error(e));
                 return;
             }
-            entry.config = update.config.clone();
+            Ok(true) => self.graph.note_config_change(),
+            Ok(false) => {}
         }
+        let Some(entry) = self.graph.processor_mut(&parked.id) else {
+            return;
+        };
         if !run {
             let id = parked.id.clone();
             self.finish_restart(parked, Ok(false));
@@ -248,6 +262,8 @@ impl StreamRuntime {
         }
         match self.workers.spawn(&parked.id, entry) {
             Ok(()) => {
+                // It may produce again: the graph is not finished (any more).
+                self.finished = false;
                 parked.deadline = Instant::now() + self.workers.setup_timeout;
                 self.pending.restarts.push(parked);
                 self.poll_restarts(Instant::now());
@@ -263,14 +279,24 @@ impl StreamRuntime {
     /// runtime does not run), or the setup's error (the processor is `Failed`, still linked).
     fn finish_restart(&mut self, parked: PendingRestart, outcome: Result<bool, StreamError>) {
         let PendingRestart {
-            id, update, reply, ..
+            id,
+            update,
+            downstream,
+            reply,
+            ..
         } = parked;
         let bus = &self.workers.events;
+        let mut cascade = false;
         let result = match (outcome, self.graph.processor(&id)) {
             (_, Err(e)) => CommandResult::Error(e),
             (Err(e), Ok(entry)) => {
                 if entry.shared.state().0 != ProcessorStatus::Failed {
                     entry.shared.fail(bus, Stage::Setup, &e);
+                }
+                // The new config is stored all the same (the instance has it): said so.
+                if let Some(mut update) = update {
+                    update.applied = ConfigApplied::Stored;
+                    publish_changed(bus, &update);
                 }
                 CommandResult::Error(e.in_stage(id.to_string(), Stage::Setup))
             }
@@ -278,6 +304,7 @@ impl StreamRuntime {
                 if set_up {
                     entry.shared.set_state(bus, ProcessorStatus::Running);
                     entry.shared.signal.release();
+                    cascade = downstream;
                 }
                 bus.publish(RuntimeEventKind::ProcessorRestarted {
                     processor_id: id.clone(),
@@ -298,6 +325,13 @@ impl StreamRuntime {
             }
         };
         let _ = reply.send(result);
+        if cascade {
+            for ended in self.ended_downstream(&id) {
+                // Nobody waits for these answers; their events tell.
+                let (reply, _) = oneshot::channel();
+                self.restart_one(ended, None, reply);
+            }
+        }
         if self.pending.restarts.is_empty() {
             // A processor that failed and was waiting to come back may have been all that kept
             // the graph from finishing, or from being finished.

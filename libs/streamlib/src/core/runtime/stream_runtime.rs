@@ -17,7 +17,6 @@ use super::limits::RuntimeLimits;
 use super::main_thread::{self, MainThreadHandle, ShutdownHandle};
 use super::os_signals::SignalWatcher;
 use super::pending::{Pending, PendingStart};
-use super::shared::ProcessorShared;
 use super::thread_role::{self, Role};
 use super::worker::{GRAPH_STOP_TIMEOUT, Reports, STOP_TIMEOUT, Slot, WorkerHost};
 use crate::core::error::{Result, Stage, StreamError};
@@ -71,9 +70,9 @@ pub struct StreamRuntime {
     /// Requests from the service layer waiting for processor threads (`pending.rs`): creates
     /// in setup, a start, removals in teardown.
     pub(super) pending: Pending,
-    /// `graph_finished` was published for the graph as it is (cleared by a start or a new
-    /// processor).
-    finished: bool,
+    /// `graph_finished` was published for the graph as it is (cleared by a start, a new
+    /// processor or a restart).
+    pub(super) finished: bool,
 
     /// Commands from every `RuntimeService` clone, each with its reply channel.
     pub(super) command_rx: flume::Receiver<QueuedCommand>,
@@ -241,18 +240,8 @@ impl StreamRuntime {
                 break candidate;
             }
         };
-        let ports = node.ports();
-        check_unique_port_names(node.type_name(), &ports)?;
-
-        let mut entry = ProcessorEntry {
-            type_name: node.type_name(),
-            config: node.config_json(),
-            execution: node.execution(),
-            control_plane: node.control_plane(),
-            ports,
-            shared: Arc::new(ProcessorShared::new(id.clone())),
-            slot: Slot::Idle(node),
-        };
+        check_unique_port_names(node.type_name(), &node.ports())?;
+        let mut entry = ProcessorEntry::new(&id, node);
 
         let start_now = self.is_running() || entry.control_plane;
         if !start_now {
@@ -459,6 +448,9 @@ impl StreamRuntime {
         self.status = RuntimeStatus::Stopped;
         self.events().publish(RuntimeEventKind::RuntimeStopped);
         tracing::info!("runtime stopped");
+        // Restarts in progress were stopped with the rest: answered now (left stopped), before
+        // anything can start their processors again.
+        self.poll_restarts(Instant::now());
         Ok(())
     }
 
@@ -469,12 +461,11 @@ impl StreamRuntime {
         // not hold up a shutdown (those still running then are abandoned).
         self.cut_start_short(Instant::now() + STOP_TIMEOUT);
         self.stop()?;
-        // Restarts in progress were stopped with the rest: answered (stopped) now.
-        self.poll_restarts(Instant::now());
         // Requests waiting for this thread would keep the API server's connections open while
         // it tries to stop: answer them now.
         self.refuse_queued_commands("the runtime is shutting down");
         self.refuse_pending_setups("the runtime is shutting down");
+        self.refuse_pending_apply("the runtime is shutting down");
         self.refuse_deferred("the runtime is shutting down");
         self.finish_teardowns();
         let rest = self.graph.on_thread_newest_first();
@@ -522,6 +513,7 @@ impl StreamRuntime {
             || self.pending.start.is_some()
             || !self.pending.setups.is_empty()
             || !self.pending.restarts.is_empty()
+            || self.pending.apply.is_some()
         {
             return;
         }

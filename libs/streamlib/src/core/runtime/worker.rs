@@ -208,6 +208,9 @@ impl WorkerHost {
         entry.shared.reset_ended();
         entry.shared.files.clear();
         entry.shared.signal.prepare_run();
+        // Open before the thread exists: a change posted from now on is for this run (taken
+        // once it is released), never mistaken for one posted while a thread ends.
+        entry.shared.live.open();
         let ctx = self.context_for(id, &entry.shared);
         let raise = (self.reports.raise.clone(), self.ends.raise.clone());
         match spawn(node, ctx, self.runtime_id, raise) {
@@ -217,6 +220,8 @@ impl WorkerHost {
             }
             Err((node, e)) => {
                 entry.slot = Slot::Idle(node);
+                // Nothing was posted yet: this is the runtime thread, which posts.
+                let _ = entry.shared.live.close();
                 Err(StreamError::io("cannot start its thread", e))
             }
         }
@@ -481,7 +486,6 @@ fn run_processor(
     let bus = ctx.events.clone();
     let id = shared.id.clone();
     shared.signal.bind_current_thread();
-    shared.live.open();
     thread_role::set(runtime_id, Role::Lifecycle(id.clone()));
 
     let setup = guarded(|| node.setup(ctx));
@@ -662,7 +666,7 @@ fn run_loop(node: &mut dyn DynProcessor, ctx: &RuntimeContext, reporter: &Report
                     if now > next + interval {
                         next = now;
                     }
-                    if !pace_until(node, ctx, next)? {
+                    if !pace_until(node, ctx, &mut next, execution)? {
                         return Ok(());
                     }
                 }
@@ -707,40 +711,50 @@ fn run_loop(node: &mut dyn DynProcessor, ctx: &RuntimeContext, reporter: &Report
 
 /// Sleeps until `deadline` between two calls of a paced Continuous processor, taking a live
 /// config change as soon as one is posted (the post wakes the thread) rather than at the next
-/// call; false if a stop was requested first.
+/// call; a change that shortens the interval brings the deadline forward. False if a stop was
+/// requested first.
 fn pace_until(
     node: &mut dyn DynProcessor,
     ctx: &RuntimeContext,
-    deadline: Instant,
+    deadline: &mut Instant,
+    execution: Execution,
 ) -> Result<bool> {
-    let signal = &ctx.shared.signal;
+    let shared = &ctx.shared;
     loop {
-        if signal.is_stopping() {
+        if shared.signal.is_stopping() {
             return Ok(false);
         }
-        take_live_change(node, ctx)?;
+        if take_live_change(node, ctx)? {
+            if let Some(interval) = shared.interval().or(execution.interval()) {
+                *deadline = (*deadline).min(Instant::now() + interval);
+            }
+        }
         let now = Instant::now();
-        if now >= deadline {
+        if now >= *deadline {
             return Ok(true);
         }
-        std::thread::park_timeout(deadline - now);
+        std::thread::park_timeout(*deadline - now);
     }
 }
 
 /// Hands a live config change posted for the processor (`live.rs`) to it, between two
-/// `process()` calls, and answers the request. A processor that cannot take it fails.
+/// `process()` calls, and answers the request; true if there was one. A processor that
+/// cannot take it fails.
 #[inline]
-fn take_live_change(node: &mut dyn DynProcessor, ctx: &RuntimeContext) -> Result<()> {
+fn take_live_change(node: &mut dyn DynProcessor, ctx: &RuntimeContext) -> Result<bool> {
     let (shared, bus) = (&ctx.shared, &*ctx.events);
     let Some(change) = shared.live.take() else {
-        return Ok(());
+        return Ok(false);
     };
     match guarded(|| node.reconfigure(change.config(), ctx)) {
         Ok(()) => {
             change.answer(bus, Ok(ConfigApplied::Live));
-            Ok(())
+            Ok(true)
         }
         Err(e) => {
+            // The instance holds what the runtime reports as its config, taken or not: a
+            // restart sets it up with it.
+            let _ = node.replace_config(change.config());
             let error = StreamError::processor(format!("could not take its new config: {e}"));
             change.answer(
                 bus,

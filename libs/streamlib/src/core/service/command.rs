@@ -1,8 +1,8 @@
 //! The messages between [`RuntimeService`](super::RuntimeService) and the runtime thread.
 
 use crate::core::error::StreamError;
+use crate::core::graph::{GraphApplied, GraphFile, PortTarget, ProcessorInfo, RuntimeState};
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
-use crate::core::graph::{PortTarget, ProcessorInfo, RuntimeState};
 use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
 use crate::core::runtime::{ConfigChange, ConfigUpdate};
@@ -41,6 +41,13 @@ pub(crate) enum RuntimeCommand {
     },
     Restart {
         id: ProcessorUniqueId,
+        downstream: bool,
+    },
+    GetGraph,
+    ApplyGraph {
+        doc: Box<GraphFile>,
+        dry_run: bool,
+        if_match: Option<u64>,
     },
 }
 
@@ -59,6 +66,8 @@ impl RuntimeCommand {
             RuntimeCommand::PortTargets { .. } => "port_targets",
             RuntimeCommand::UpdateConfig { .. } => "update_config",
             RuntimeCommand::Restart { .. } => "restart_processor",
+            RuntimeCommand::GetGraph => "get_graph",
+            RuntimeCommand::ApplyGraph { .. } => "apply_graph",
         }
     }
 }
@@ -76,5 +85,7 @@ pub(crate) enum CommandResult {
     Processor(Box<ProcessorInfo>),
     Targets(Vec<PortTarget>),
     ConfigUpdated(Box<ConfigUpdate>),
+    Graph(Box<GraphFile>),
+    Applied(Box<GraphApplied>),
     Error(StreamError),
 }

@@ -5,8 +5,8 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::command::{CommandResult, RuntimeCommand};
 use crate::core::error::{Result, StreamError};
+use crate::core::graph::{GraphApplied, GraphFile, PortTarget, ProcessorInfo, RuntimeState};
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
-use crate::core::graph::{PortTarget, ProcessorInfo, RuntimeState};
 use crate::core::links::LinkOptions;
 use crate::core::processors::ProcessorSpec;
 use crate::core::runtime::RuntimeEvent;
@@ -176,11 +176,51 @@ impl RuntimeService {
 
     /// Tears a processor down and sets it up again, its links kept (a `Failed` one comes back
     /// this way). Answered with its details once it runs again (or, with the runtime stopped,
-    /// at once). A setup that fails leaves it `Failed` and returns the error.
-    pub async fn restart_processor(&self, id: ProcessorUniqueId) -> Result<ProcessorInfo> {
-        match self.send(RuntimeCommand::Restart { id }).await? {
+    /// at once). A setup that fails leaves it `Failed` and returns the error. `downstream`:
+    /// once it runs, also restart the processors downstream whose stream ended (after its
+    /// failure, say); a writer among them starts its file again.
+    pub async fn restart_processor(
+        &self,
+        id: ProcessorUniqueId,
+        downstream: bool,
+    ) -> Result<ProcessorInfo> {
+        match self
+            .send(RuntimeCommand::Restart { id, downstream })
+            .await?
+        {
             CommandResult::Processor(info) => Ok(*info),
             other => unexpected("restart_processor", other),
+        }
+    }
+
+    /// The running graph as a document, with its revision (control-plane processors are not
+    /// in it).
+    pub async fn get_graph(&self) -> Result<GraphFile> {
+        match self.send(RuntimeCommand::GetGraph).await? {
+            CommandResult::Graph(doc) => Ok(*doc),
+            other => unexpected("get_graph", other),
+        }
+    }
+
+    /// Makes the running graph match `doc`, all of it or nothing, touching only what differs
+    /// (see `core::runtime` `graph_apply`). `dry_run`: only the plan. `if_match`: refused
+    /// ([`StreamError::RevisionMismatch`]) unless the graph is at that revision (the document's
+    /// own `revision`, if any, is checked the same way). A document with problems is refused
+    /// whole ([`StreamError::GraphRejected`], every problem at its place).
+    pub async fn apply_graph(
+        &self,
+        doc: GraphFile,
+        dry_run: bool,
+        if_match: Option<u64>,
+    ) -> Result<GraphApplied> {
+        let command = RuntimeCommand::ApplyGraph {
+            doc: Box::new(doc),
+            dry_run,
+            if_match,
+        };
+        match self.send(command).await? {
+            CommandResult::Applied(applied) => Ok(*applied),
+            other => unexpected("apply_graph", other),
         }
     }
 
@@ -236,7 +276,7 @@ impl RuntimeService {
                 RuntimeCommand::RemoveProcessor { id: target } if *target == id => Some(format!(
                     "processor '{id}' asked to remove itself from its own thread, and removal waits for that thread; make the call from a thread of your own"
                 )),
-                RuntimeCommand::Restart { id: target }
+                RuntimeCommand::Restart { id: target, .. }
                 | RuntimeCommand::UpdateConfig { id: target, .. }
                     if *target == id =>
                 {
@@ -275,6 +315,8 @@ fn unexpected<T>(call: &str, result: CommandResult) -> Result<T> {
         CommandResult::Processor(_) => "Processor",
         CommandResult::Targets(_) => "Targets",
         CommandResult::ConfigUpdated(_) => "ConfigUpdated",
+        CommandResult::Graph(_) => "Graph",
+        CommandResult::Applied(_) => "Applied",
         CommandResult::Error(e) => return Err(e),
     };
     Err(StreamError::RuntimeUnavailable(format!(

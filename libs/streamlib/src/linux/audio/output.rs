@@ -16,6 +16,9 @@ use crate::core::links::LinkInput;
 use crate::core::processors::{ConfigError, ProcessorConfig};
 use crate::core::runtime::StopSignal;
 
+/// Frames one `process()` call queues at most (the runtime calls again while frames remain).
+const FRAMES_PER_CALL: usize = 16;
+
 /// Config of [`AudioOutputProcessor`]. `volume` is live: a running output takes it without
 /// a restart.
 #[streamlib::config]
@@ -169,7 +172,12 @@ impl crate::core::Processor for AudioOutputProcessor::Processor {
 
     fn process(&mut self) -> Result<()> {
         let volume = self.config.volume;
-        while let Some(frame) = self.audio.read_next() {
+        // A bounded batch per call: between calls the processor takes config changes, and a
+        // source faster than real time would otherwise keep it here.
+        for _ in 0..FRAMES_PER_CALL {
+            let Some(frame) = self.audio.read_next() else {
+                break;
+            };
             let Some(playback) = &mut self.playback else {
                 return Ok(());
             };

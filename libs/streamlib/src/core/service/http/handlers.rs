@@ -212,14 +212,15 @@ pub struct ConfigChangeQuery {
     path = "/api/processors/{id}/config",
     tag = "processors",
     params(("id" = String, Path, description = "Processor id"), ConfigChangeQuery),
-    request_body(content = Object, description = "A JSON Merge Patch of the config", content_type = "application/merge-patch+json"),
+    request_body(description = "A JSON Merge Patch of the config (an object)", content((Object = "application/merge-patch+json"), (Object = "application/json"))),
     responses(
         (status = 200, description = "In force: the new config, the changed fields, and how it was applied (live, restarted, stored, unchanged)", body = ConfigUpdate),
-        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 400, description = "invalid_json, invalid_query", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "processor_not_found", body = ErrorBody),
         (status = 409, description = "config_not_live (names the fields and the live ones), conflict (restarting, ports would change, a control-plane processor)", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
         (status = 422, description = "invalid_config (names the field), processor_failed (the restart's setup failed)", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody),
         (status = 503, description = "runtime_unavailable", body = ErrorBody),
@@ -254,11 +255,12 @@ pub(super) async fn patch_processor_config(
     request_body(content = Object, description = "The config, a JSON object of the type's config schema"),
     responses(
         (status = 200, description = "In force: the new config, the changed fields, and how it was applied", body = ConfigUpdate),
-        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 400, description = "invalid_json, invalid_query", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "processor_not_found", body = ErrorBody),
         (status = 409, description = "config_not_live, conflict", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
         (status = 422, description = "invalid_config, processor_failed", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody),
         (status = 503, description = "runtime_unavailable", body = ErrorBody),
@@ -281,6 +283,18 @@ pub(super) async fn put_processor_config(
     ))
 }
 
+/// Query of `POST /api/processors/{id}/restart`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RestartQuery {
+    /// Once it runs again, also restart the processors downstream of it whose stream ended
+    /// (after its failure, say), so they receive again. A writer among them starts its file
+    /// again, replacing the one it completed.
+    #[serde(default)]
+    pub downstream: bool,
+}
+
 /// Restart processor
 ///
 /// Teardown, then setup again with the config in force, its links kept; a `Failed` processor
@@ -291,9 +305,10 @@ pub(super) async fn put_processor_config(
     post,
     path = "/api/processors/{id}/restart",
     tag = "processors",
-    params(("id" = String, Path, description = "Processor id")),
+    params(("id" = String, Path, description = "Processor id"), RestartQuery),
     responses(
         (status = 200, description = "Restarted: its details now", body = ProcessorInfo),
+        (status = 400, description = "invalid_query", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "processor_not_found", body = ErrorBody),
         (status = 409, description = "conflict: already restarting, a control-plane processor, or its instance was lost", body = ErrorBody),
@@ -306,9 +321,15 @@ pub(super) async fn put_processor_config(
 pub(super) async fn restart_processor(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<RestartQuery>,
 ) -> Result<Json<ProcessorInfo>, ApiError> {
     let id = ProcessorUniqueId::new(id);
-    Ok(Json(state.service().restart_processor(id).await?))
+    Ok(Json(
+        state
+            .service()
+            .restart_processor(id, query.downstream)
+            .await?,
+    ))
 }
 
 /// Link targets of a port

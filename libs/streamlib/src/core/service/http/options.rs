@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 /// Default cap on request bodies: configs are small; a megabyte of JSON is a mistake or abuse.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-/// Default time a request may take. Longer than the runtime's default setup timeout (30 s; `serve`
-/// refuses a setup timeout that is not below it), so a slow setup reports its own error.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(35);
+/// Default time a request may take. Longer than a restart can take with the runtime's defaults
+/// (a 5 s stop, then a 30 s setup; `serve` refuses a setup timeout that does not leave room for
+/// both), so a slow setup reports its own error.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 /// Default sustained rate of changes (POST/DELETE) per client IP.
 pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 200;
 /// Default burst of changes per client IP (never below the sustained rate).
@@ -117,7 +118,7 @@ pub struct ApiOptions {
     /// Longest a request may take, in milliseconds, before `504 timeout` (10 ms to 10 min).
     #[serde(rename = "request_timeout_ms", with = "millis")]
     #[schemars(with = "u64")]
-    #[cfg_attr(feature = "clap", arg(long = "request-timeout-ms", value_name = "MS", value_parser = parse_millis, default_value = "35000"))]
+    #[cfg_attr(feature = "clap", arg(long = "request-timeout-ms", value_name = "MS", value_parser = parse_millis, default_value = "40000"))]
     pub request_timeout: Duration,
     /// Interval of WebSocket pings, in milliseconds (10 ms to 10 min).
     #[serde(rename = "ws_ping_interval_ms", with = "millis")]

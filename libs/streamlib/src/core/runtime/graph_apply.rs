@@ -1,0 +1,406 @@
+//! Applying a desired graph document (`PUT /api/graph`): all of it, or nothing.
+//!
+//! The plan (`graph/document.rs`) is made and checked whole first; a document with problems is
+//! refused with every one of them, and nothing is touched. Then, without holding up the runtime
+//! thread (the request is parked like a create):
+//!
+//! 1. **Prepare** — new processors are set up on their threads *outside* the graph (as a create
+//!    is), and processors whose fields that are not live changed are restarted in place with the
+//!    new config (links kept). Nothing else changes yet; untouched processors and links keep
+//!    their frames flowing.
+//! 2. **Commit** — once every setup has succeeded: the links that go are removed, the
+//!    processors that go are removed (their teardown finishes in the background), the new
+//!    processors join the graph and are released, live changes are posted, and the new links
+//!    are made. None of these can fail on a checked plan.
+//! 3. **Rollback** — if a setup failed (or overran the setup timeout): the new processors are
+//!    torn down unseen, the restarted ones are restarted again with the config they had, and
+//!    the request is refused naming each failure at its place in the document. The graph is as
+//!    it was, revision included (unless a processor cannot be brought back, which is then said).
+//!
+//! While an apply is in progress, every other change (and start, stop, restart) waits for it,
+//! in order, so the plan stays true; reads are served. A processor replaced (its type or ports
+//! change) is set up anew before the old one is removed.
+
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::live::{ConfigApplied, ConfigChange, ConfigUpdate};
+use super::pending::{AfterTeardown, setup_report_of};
+use super::stream_runtime::StreamRuntime;
+use super::worker::STOP_TIMEOUT;
+use crate::core::error::StreamError;
+use crate::core::graph::{
+    GraphApplied, GraphFile, GraphProblem, Plan, ProcessorEntry, ProcessorUniqueId,
+    check_unique_port_names,
+};
+use crate::core::service::command::CommandResult;
+
+/// A processor of the document that the graph does not have yet.
+struct NewProcessor {
+    id: ProcessorUniqueId,
+    entry: ProcessorEntry,
+    /// `None` while its setup runs; `Some(true)` ready (or nothing to set up), `Some(false)`
+    /// failed.
+    ready: Option<bool>,
+}
+
+/// A restart of the apply (or of its rollback), waiting for its answer.
+struct RestartWait {
+    id: ProcessorUniqueId,
+    /// The config it had before the apply (a rollback restarts it with this).
+    old_config: serde_json::Value,
+    changed: Vec<String>,
+    answer: oneshot::Receiver<CommandResult>,
+    /// `None` until answered.
+    outcome: Option<Result<(), String>>,
+}
+
+/// An apply in progress (module docs).
+pub(super) struct PendingApply {
+    plan: Plan,
+    revision_before: u64,
+    new: Vec<NewProcessor>,
+    restarts: Vec<RestartWait>,
+    rolling_back: bool,
+    problems: Vec<GraphProblem>,
+    pub(super) deadline: Instant,
+    reply: oneshot::Sender<CommandResult>,
+}
+
+impl PendingApply {
+    /// Whether `id` is one of the processors it is creating.
+    pub(super) fn creates(&self, id: &ProcessorUniqueId) -> bool {
+        self.new.iter().any(|n| n.id == *id)
+    }
+
+    /// Processor threads it holds outside the graph.
+    pub(super) fn threads(&self) -> usize {
+        self.new.iter().filter(|n| n.entry.is_on_thread()).count()
+    }
+}
+
+impl StreamRuntime {
+    /// The running graph as a document (`GET /api/graph`).
+    pub fn graph_document(&self) -> GraphFile {
+        self.graph.document()
+    }
+
+    /// Starts applying `doc` (module docs): refused at once if `expected` (If-Match, or the
+    /// document's own `revision`) is not the graph's revision, or if the document has problems;
+    /// answered at once for a dry run or a document the graph already matches.
+    pub(super) fn begin_apply(
+        &mut self,
+        doc: GraphFile,
+        dry_run: bool,
+        if_match: Option<u64>,
+        reply: oneshot::Sender<CommandResult>,
+    ) {
+        let revision = self.graph.revision();
+        if let Some(expected) = if_match.or(doc.revision) {
+            if expected != revision {
+                let error = StreamError::RevisionMismatch {
+                    expected,
+                    actual: revision,
+                };
+                let _ = reply.send(CommandResult::Error(error));
+                return;
+            }
+        }
+        let plan = self.graph.plan(&doc, |id| {
+            self.pending.reserves(id) || self.workers.is_abandoned(id)
+        });
+        let mut plan = match plan {
+            Ok(plan) => plan,
+            Err(problems) => {
+                let error = StreamError::GraphRejected { problems };
+                let _ = reply.send(CommandResult::Error(error));
+                return;
+            }
+        };
+        // The new processors are set up before the ones that go are removed: both count.
+        let needed =
+            self.graph.processor_count() + self.pending.threads_outside_graph() + plan.adds.len();
+        if !plan.adds.is_empty() && needed > self.limits.max_processors {
+            let problems = vec![GraphProblem {
+                place: "processors".to_string(),
+                message: format!(
+                    "applying it needs {needed} processors at once (the {} added are set up before the {} removed go), over the limit of {} (--max-processors)",
+                    plan.adds.len(),
+                    plan.removes.len(),
+                    self.limits.max_processors
+                ),
+            }];
+            let _ = reply.send(CommandResult::Error(StreamError::GraphRejected {
+                problems,
+            }));
+            return;
+        }
+        let actions = plan.actions.clone();
+        if dry_run || actions.is_empty() {
+            let _ = reply.send(CommandResult::Applied(Box::new(GraphApplied {
+                dry_run,
+                revision,
+                actions,
+            })));
+            return;
+        }
+        tracing::info!(actions = actions.len(), "applying a graph document");
+        let adds = std::mem::take(&mut plan.adds);
+        let mut apply = PendingApply {
+            revision_before: revision,
+            new: Vec::new(),
+            restarts: Vec::new(),
+            rolling_back: false,
+            problems: Vec::new(),
+            deadline: Instant::now() + self.workers.setup_timeout + STOP_TIMEOUT,
+            reply,
+            plan,
+        };
+        let run = self.is_running();
+        for (id, spec) in adds {
+            let place = apply.plan.place_of(&id);
+            let ports = spec.node.ports();
+            if let Err(e) = check_unique_port_names(spec.type_name(), &ports) {
+                apply.problems.push(problem(&place, e.to_string()));
+                continue;
+            }
+            let mut entry = ProcessorEntry::new(&id, spec.node);
+            let ready = if run {
+                match self.workers.spawn(&id, &mut entry) {
+                    Ok(()) => None,
+                    Err(e) => {
+                        apply.problems.push(problem(&place, format!("setup: {e}")));
+                        Some(false)
+                    }
+                }
+            } else {
+                Some(true)
+            };
+            apply.new.push(NewProcessor { id, entry, ready });
+        }
+        for (update, old_config) in std::mem::take(&mut apply.plan.restarts) {
+            let (tx, answer) = oneshot::channel();
+            let id = update.processor_id.clone();
+            let changed = update.changed.clone();
+            self.restart_one(id.clone(), Some(update), tx);
+            apply.restarts.push(RestartWait {
+                id,
+                old_config,
+                changed,
+                answer,
+                outcome: None,
+            });
+        }
+        self.pending.apply = Some(apply);
+        self.poll_apply(Instant::now());
+    }
+
+    /// Moves the apply in progress on: collects setups and restarts that reported, then
+    /// commits, rolls back, or answers (module docs).
+    pub(super) fn poll_apply(&mut self, now: Instant) {
+        let Some(mut apply) = self.pending.apply.take() else {
+            return;
+        };
+        let late = now >= apply.deadline;
+        for n in apply.new.iter_mut().filter(|n| n.ready.is_none()) {
+            let place = apply.plan.place_of(&n.id);
+            match setup_report_of(&n.entry) {
+                Some(Ok(())) => n.ready = Some(true),
+                Some(Err(e)) => {
+                    self.workers.join(&mut n.entry);
+                    apply
+                        .problems
+                        .push(problem(&place, format!("setup failed: {e}")));
+                    n.ready = Some(false);
+                }
+                None if late => {
+                    let e = self.workers.give_up_setup(&mut n.entry, "was not added");
+                    apply.problems.push(problem(&place, e.to_string()));
+                    n.ready = Some(false);
+                }
+                None => {}
+            }
+        }
+        for r in apply.restarts.iter_mut().filter(|r| r.outcome.is_none()) {
+            r.outcome = match r.answer.try_recv() {
+                Ok(CommandResult::Error(e)) => Some(Err(e.to_string())),
+                Ok(_) => Some(Ok(())),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    Some(Err("the restart was not answered".to_string()))
+                }
+            };
+        }
+        let waiting = apply.new.iter().any(|n| n.ready.is_none())
+            || apply.restarts.iter().any(|r| r.outcome.is_none());
+        if waiting {
+            self.pending.apply = Some(apply);
+            return;
+        }
+        if apply.rolling_back {
+            self.finish_rollback(apply);
+            return;
+        }
+        for r in &apply.restarts {
+            if let Some(Err(e)) = &r.outcome {
+                let place = apply.plan.place_of(&r.id);
+                apply
+                    .problems
+                    .push(problem(&place, format!("restart failed: {e}")));
+            }
+        }
+        if apply.problems.is_empty() {
+            self.commit_apply(apply);
+        } else {
+            self.roll_back(apply);
+        }
+    }
+
+    /// Makes the checked plan's remaining changes (none can fail) and answers with the plan.
+    fn commit_apply(&mut self, apply: PendingApply) {
+        let PendingApply {
+            plan, new, reply, ..
+        } = apply;
+        for link in &plan.disconnects {
+            if let Err(e) = self.disconnect(link) {
+                tracing::warn!(link = %link, error = %e, "apply: a link to remove was gone");
+            }
+        }
+        for id in &plan.removes {
+            match self.begin_remove(id) {
+                Ok(Some(entry)) => {
+                    // Announced now, before a processor of the same id joins; its teardown
+                    // ends in the background.
+                    self.removed(id);
+                    let (tx, _) = oneshot::channel();
+                    self.park_teardown(id.clone(), entry, tx, AfterTeardown::Quiet);
+                }
+                Ok(None) => self.removed(id),
+                Err(e) => {
+                    tracing::warn!(processor = %id, error = %e, "apply: a processor to remove was gone")
+                }
+            }
+        }
+        for n in new {
+            self.finish_add(n.id, n.entry);
+        }
+        for update in plan.reconfigures {
+            let (tx, _) = oneshot::channel();
+            let id = update.processor_id.clone();
+            // Checked, and with restart refused it never asks for one.
+            let _ = self.change_config(&id, ConfigChange::Replace(update.config), false, tx);
+        }
+        let mut failed = Vec::new();
+        for (from, to, options) in plan.connects {
+            if let Err(e) = self.connect_with(from.clone(), to.clone(), options) {
+                failed.push(format!("{from} -> {to}: {e}"));
+            }
+        }
+        let result = if failed.is_empty() {
+            tracing::info!(revision = self.graph.revision(), "graph document applied");
+            CommandResult::Applied(Box::new(GraphApplied {
+                dry_run: false,
+                revision: self.graph.revision(),
+                actions: plan.actions,
+            }))
+        } else {
+            // The plan checked every link against the graph it makes: this is a bug.
+            CommandResult::Error(StreamError::processor(format!(
+                "the document was applied but links it checked could not be made: {}",
+                failed.join("; ")
+            )))
+        };
+        let _ = reply.send(result);
+        self.check_finished();
+    }
+
+    /// Undoes what the prepare step did: new processors torn down unseen, restarted ones
+    /// restarted with their old config (waited for, then answered).
+    fn roll_back(&mut self, mut apply: PendingApply) {
+        tracing::warn!(
+            problems = apply.problems.len(),
+            "applying a graph document failed; rolling back"
+        );
+        for n in std::mem::take(&mut apply.new) {
+            let NewProcessor { id, entry, .. } = n;
+            if entry.is_on_thread() {
+                entry.shared.signal.request_stop();
+                let (tx, _) = oneshot::channel();
+                self.park_teardown(id, entry, tx, AfterTeardown::Quiet);
+            }
+        }
+        let mut back = Vec::new();
+        for r in std::mem::take(&mut apply.restarts) {
+            let (tx, answer) = oneshot::channel();
+            let update = ConfigUpdate {
+                processor_id: r.id.clone(),
+                config: r.old_config.clone(),
+                changed: r.changed.clone(),
+                applied: ConfigApplied::Unchanged,
+            };
+            self.restart_one(r.id.clone(), Some(update), tx);
+            back.push(RestartWait {
+                outcome: None,
+                answer,
+                ..r
+            });
+        }
+        apply.restarts = back;
+        apply.rolling_back = true;
+        apply.deadline = Instant::now() + self.workers.setup_timeout + STOP_TIMEOUT;
+        self.pending.apply = Some(apply);
+        self.poll_apply(Instant::now());
+    }
+
+    /// Answers a rolled-back apply: refused with every problem (and what could not be undone).
+    fn finish_rollback(&mut self, apply: PendingApply) {
+        let PendingApply {
+            plan,
+            revision_before,
+            restarts,
+            mut problems,
+            reply,
+            ..
+        } = apply;
+        let mut undone = true;
+        for r in restarts {
+            if let Some(Err(e)) = r.outcome {
+                undone = false;
+                problems.push(problem(
+                    &plan.place_of(&r.id),
+                    format!("rollback: it could not be restarted with its previous config: {e}"),
+                ));
+            }
+        }
+        if undone {
+            // Nothing else changed meanwhile (changes wait for the apply): the graph is as it
+            // was, and says so.
+            self.graph.set_revision(revision_before);
+        }
+        let _ = reply.send(CommandResult::Error(StreamError::GraphRejected {
+            problems,
+        }));
+        self.check_finished();
+    }
+
+    /// Refuses the apply in progress (shutdown): its new processors are abandoned.
+    pub(super) fn refuse_pending_apply(&mut self, why: &str) {
+        let Some(apply) = self.pending.apply.take() else {
+            return;
+        };
+        for mut n in apply.new {
+            self.workers.abandon(&mut n.entry);
+        }
+        let error =
+            StreamError::RuntimeUnavailable(format!("{why} while a graph was being applied"));
+        let _ = apply.reply.send(CommandResult::Error(error));
+    }
+}
+
+fn problem(place: &str, message: String) -> GraphProblem {
+    GraphProblem {
+        place: place.to_string(),
+        message,
+    }
+}
