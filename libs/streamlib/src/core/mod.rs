@@ -18,11 +18,12 @@ pub use frames::{
     AudioFrame, DataFrame, Frame, FrameType, PixelFormat, VideoFrame, media_clock_ns,
 };
 pub use graph::{
-    GraphConnection, GraphFile, GraphProcessor, InputLinkPortRef, LinkUniqueId, OutputLinkPortRef,
-    ProcessorUniqueId,
+    GraphApplied, GraphProblem, Link, LinkInfo, PlanAction, PlanActionKind, PortInfo, PortTarget,
+    ProcessorCounters, ProcessorInfo, RuntimeState,
 };
 pub use graph::{
-    Link, LinkInfo, PortInfo, PortTarget, ProcessorCounters, ProcessorInfo, RuntimeState,
+    GraphConnection, GraphFile, GraphProcessor, InputLinkPortRef, LinkUniqueId, OutputLinkPortRef,
+    ProcessorUniqueId,
 };
 pub use links::{
     LinkCounters, LinkInput, LinkOptions, LinkOutput, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode,

@@ -14,6 +14,7 @@ mod audio_processing;
 mod camera;
 mod end_of_stream;
 mod graph;
+mod graph_apply;
 mod lifecycle;
 mod live_config;
 mod media_files;

@@ -13,6 +13,7 @@ use crate::core::error::{Result, StreamError};
 use crate::core::links::{OverflowPolicy, ReadMode};
 
 /// A pipeline description: processors by type and config, and the links between their ports.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphFile {
@@ -30,6 +31,7 @@ pub struct GraphFile {
 }
 
 /// One processor of a [`GraphFile`].
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphProcessor {
@@ -44,6 +46,7 @@ pub struct GraphProcessor {
 }
 
 /// One link of a [`GraphFile`].
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphConnection {

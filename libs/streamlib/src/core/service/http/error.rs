@@ -25,6 +25,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// What was wrong and what would have been accepted.
     pub message: String,
+    /// For `graph_rejected`: every problem of the document, each at its place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<crate::core::graph::GraphProblem>>,
 }
 
 /// An HTTP error response.
@@ -34,6 +37,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after_secs: Option<u64>,
+    problems: Option<Vec<crate::core::graph::GraphProblem>>,
 }
 
 impl ApiError {
@@ -44,6 +48,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            problems: None,
         }
     }
 
@@ -84,7 +89,14 @@ impl From<StreamError> for ApiError {
                 "internal error; the server log has the details",
             );
         }
-        ApiError::new(status, e.code(), e.to_string())
+        let problems = match &e {
+            StreamError::GraphRejected { problems } => Some(problems.clone()),
+            _ => None,
+        };
+        ApiError {
+            problems,
+            ..ApiError::new(status, e.code(), e.to_string())
+        }
     }
 }
 
@@ -141,6 +153,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message,
+                problems: self.problems,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -11,6 +11,8 @@
 //! | PATCH | `/api/processors/{id}/config` | merge-patch its config: live fields in place, others 409 unless `?restart=true` |
 //! | PUT | `/api/processors/{id}/config` | replace its config, the same way |
 //! | POST | `/api/processors/{id}/restart` | teardown + setup, links kept (a failed one comes back) |
+//! | GET | `/api/graph` | the graph as a document with its `revision` (also `ETag`) |
+//! | PUT | `/api/graph` | make the graph match a document: a plan, all or nothing; `?dry_run`, `If-Match` |
 //! | GET | `/api/processors/{id}/ports/{port}/targets` | the ports it could be linked with, or why not |
 //! | DELETE | `/api/processors/{id}` | remove a processor (and its links) → 204 |
 //! | POST | `/api/connections` | link two ports → 201 `{"link_id"}` |
@@ -28,6 +30,7 @@
 //! [`router`] builds the axum router (tests call it directly); [`serve`] runs it on a listener.
 
 mod error;
+mod graph_routes;
 mod handlers;
 mod openapi;
 mod options;
@@ -166,6 +169,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
             handlers::put_processor_config
         ))
         .routes(routes!(handlers::restart_processor))
+        .routes(routes!(graph_routes::get_graph, graph_routes::put_graph))
         .routes(routes!(handlers::start_runtime))
         .routes(routes!(handlers::stop_runtime))
         .routes(routes!(handlers::get_state))

@@ -23,6 +23,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
         (name = "processors", description = "Create, inspect and remove processors"),
         (name = "connections", description = "Link output ports to input ports"),
         (name = "runtime", description = "Start, stop and inspect the runtime"),
+        (name = "graph", description = "The whole graph as a document: export, plan, apply"),
         (name = "events", description = "Runtime events over WebSocket"),
         (name = "meta", description = "Registry and API description")
     )

@@ -336,7 +336,7 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                             processors: &filter.processors,
                         }).await.is_ok(),
                         ClientReply::Error(code, message) => send_json(&mut tx, &ServerMessage::Error {
-                            error: super::error::ErrorDetail { code: code.to_string(), message },
+                            error: super::error::ErrorDetail { code: code.to_string(), message, problems: None },
                         }).await.is_ok(),
                     };
                     if !ok {
@@ -348,6 +348,7 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                     let error = super::error::ErrorDetail {
                         code: "invalid_message".to_string(),
                         message: "send JSON text messages".to_string(),
+                        problems: None,
                     };
                     if send_json(&mut tx, &ServerMessage::Error { error }).await.is_err() {
                         return;
@@ -475,6 +476,7 @@ async fn take_snapshot(state: &ApiState, tx: &mut WsSink) -> Option<Arc<RuntimeS
             let error = super::error::ErrorDetail {
                 code: e.code().to_string(),
                 message: e.to_string(),
+                problems: None,
             };
             let _ = send_json(tx, &ServerMessage::Error { error }).await;
             close(tx, 1011, "no snapshot available").await;

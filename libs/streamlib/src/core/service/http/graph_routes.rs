@@ -1,0 +1,120 @@
+//! `GET /api/graph` and `PUT /api/graph`: the running graph as a document, and applying a
+//! desired one (see the runtime's `graph_apply`), with the graph's revision as `ETag` and
+//! `If-Match` for optimistic concurrency.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::ApiState;
+use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::core::graph::{GraphApplied, GraphFile};
+
+/// Query of `PUT /api/graph`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ApplyQuery {
+    /// Only plan: answer what would be done, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The `ETag` of a revision: a strong tag, the number quoted.
+fn etag(revision: u64) -> HeaderValue {
+    // Digits and quotes only: always a valid header value.
+    HeaderValue::from_str(&format!("\"{revision}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// The revision `If-Match` asks for: `None` without the header or with `*` (any).
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_matches('"').parse().map(Some).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_if_match",
+            format!(
+                "If-Match must be the graph's ETag (a revision number in quotes, as GET /api/graph sends it) or *, got {text:?}"
+            ),
+        )
+    })
+}
+
+/// Export the graph
+///
+/// The running graph in the graph-file format `streamlib run` and `serve --graph` read:
+/// processors (id, type, effective config) in the order added, connections with their link
+/// options resolved, and the graph's `revision`, which every change increments (also the
+/// `ETag`). Control-plane processors (the API server) are not in it: they run whatever the
+/// graph is. `PUT` of the same document changes nothing.
+#[utoipa::path(
+    get,
+    path = "/api/graph",
+    tag = "graph",
+    responses(
+        (status = 200, description = "The graph document, with its revision (also as ETag)", body = GraphFile,
+         headers(("ETag" = String, description = "The revision, quoted"))),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn get_graph(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let doc = state.service().get_graph().await?;
+    let tag = etag(doc.revision.unwrap_or(0));
+    Ok(([(header::ETAG, tag)], Json(doc)).into_response())
+}
+
+/// Apply a graph
+///
+/// Makes the running graph match the document, by processor id: adds what is new, removes
+/// what is gone, applies live config changes in place, restarts (links kept) only processors
+/// whose fields that are not live changed, replaces those whose type or ports change, and
+/// relinks only changed connections. What did not change is not touched: frames keep flowing
+/// through it. All or nothing: a document with problems is refused with every one of them at
+/// its place (`processors[2].config.width`), and a setup that fails rolls back what was done.
+/// Other changes wait while it runs. `If-Match` (or the document's own `revision`) makes it
+/// conditional on the graph not having changed (412 otherwise).
+#[utoipa::path(
+    put,
+    path = "/api/graph",
+    tag = "graph",
+    params(ApplyQuery,
+        ("If-Match" = Option<String>, Header, description = "Apply only if the graph is at this revision (its ETag)")),
+    request_body = GraphFile,
+    responses(
+        (status = 200, description = "The plan as executed (or, with dry_run, as it would be), and the new revision (also as ETag)", body = GraphApplied,
+         headers(("ETag" = String, description = "The revision after the apply, quoted"))),
+        (status = 400, description = "invalid_json, invalid_query, invalid_if_match", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 412, description = "revision_mismatch: the graph changed since that revision", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 422, description = "graph_rejected (every problem, each at its place, in `problems`; nothing changed), invalid_request", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn put_graph(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<ApplyQuery>,
+    headers: HeaderMap,
+    ApiJson(doc): ApiJson<GraphFile>,
+) -> Result<Response, ApiError> {
+    let expected = if_match(&headers)?;
+    let applied: GraphApplied = state
+        .service()
+        .apply_graph(doc, query.dry_run, expected)
+        .await?;
+    let tag = etag(applied.revision);
+    Ok(([(header::ETAG, tag)], Json(applied)).into_response())
+}

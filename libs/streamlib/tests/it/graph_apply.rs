@@ -1,0 +1,384 @@
+//! The graph as a document: export, plan, apply (all or nothing), revisions. Content checks:
+//! processors an apply does not touch keep their frame numbers continuous through it, and a
+//! refused or rolled-back apply leaves the exported document byte-identical.
+
+use crate::common;
+
+use common::*;
+use serde_json::{Value, json};
+use streamlib::core::*;
+
+/// A running graph: `pattern` (a fast test pattern) -> `recorder` over a link that loses
+/// nothing, and `chord` -> `sink` (a counting sink). The recorder's frames are returned.
+fn running_graph() -> (RuntimeThread, Recorded) {
+    let (recorder, store) = recording_sink();
+    let rt = RuntimeThread::start(move |rt| {
+        let pattern = rt
+            .add_processor(
+                PROCESSOR_REGISTRY
+                    .create(
+                        "TestPatternProcessor",
+                        json!({"width": 16, "height": 16, "fps": 400}),
+                    )
+                    .unwrap()
+                    .with_id("pattern"),
+            )
+            .unwrap();
+        let recorder = rt.add_processor(recorder.with_id("recorder")).unwrap();
+        rt.connect_with(
+            out(&pattern, "video"),
+            inp(&recorder, "video"),
+            backpressure(),
+        )
+        .unwrap();
+        let chord = rt
+            .add_processor(
+                PROCESSOR_REGISTRY
+                    .create("ChordGeneratorProcessor", json!({"channels": 1}))
+                    .unwrap()
+                    .with_id("chord"),
+            )
+            .unwrap();
+        let sink = rt
+            .add_processor(CountingSinkProcessor::spec(Default::default()).with_id("sink"))
+            .unwrap();
+        rt.connect(out(&chord, "audio"), inp(&sink, "audio"))
+            .unwrap();
+    });
+    (rt, store)
+}
+
+fn export(rt: &RuntimeThread) -> GraphFile {
+    block_on(rt.service.get_graph()).unwrap()
+}
+
+fn apply(rt: &RuntimeThread, doc: Value, dry_run: bool) -> Result<GraphApplied> {
+    let doc: GraphFile = serde_json::from_value(doc).unwrap();
+    block_on(rt.service.apply_graph(doc, dry_run, None))
+}
+
+fn kinds(applied: &GraphApplied) -> Vec<(PlanActionKind, String)> {
+    applied
+        .actions
+        .iter()
+        .map(|a| (a.action, a.target.clone()))
+        .collect()
+}
+
+/// The exported document as JSON with its revision removed (what a user edits).
+fn editable(rt: &RuntimeThread) -> Value {
+    let mut doc = serde_json::to_value(export(rt)).unwrap();
+    doc.as_object_mut().unwrap().remove("revision");
+    doc
+}
+
+fn processor_mut<'a>(doc: &'a mut Value, id: &str) -> &'a mut Value {
+    doc["processors"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|p| p["id"] == id)
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_continuous(store: &Recorded) {
+    let numbers: Vec<u64> = store
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|f| f.frame_number)
+        .collect();
+    let expected: Vec<u64> = (0..numbers.len() as u64).collect();
+    assert!(
+        numbers == expected,
+        "frame numbers skip or repeat: {numbers:?}"
+    );
+}
+
+#[test]
+fn an_export_applied_again_changes_nothing() {
+    let (rt, store) = running_graph();
+    assert_eventually("frames flow", || store.lock().unwrap().len() > 10);
+    let doc = export(&rt);
+    assert_eq!(
+        doc.processors
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>(),
+        ["pattern", "recorder", "chord", "sink"]
+    );
+    // Effective configs and resolved link options.
+    assert_eq!(doc.processors[0].config["fps"], json!(400.0));
+    assert_eq!(doc.connections[0].capacity, Some(4));
+    assert_eq!(
+        doc.connections[0].overflow,
+        Some(OverflowPolicy::Backpressure)
+    );
+    let applied = block_on(rt.service.apply_graph(doc.clone(), false, None)).unwrap();
+    assert!(applied.actions.is_empty(), "{:?}", applied.actions);
+    assert_eq!(Some(applied.revision), doc.revision);
+    assert_eq!(export(&rt), doc);
+}
+
+#[test]
+fn an_apply_touches_only_what_changed_and_untouched_frames_keep_flowing() {
+    let (rt, store) = running_graph();
+    assert_eventually("frames flow", || store.lock().unwrap().len() > 20);
+    let before = export(&rt);
+    let mut doc = editable(&rt);
+    // chord: a field that is not live (restart, links kept); sink: removed with its link;
+    // a new sink for the chord; pattern: untouched, and its recorder too.
+    processor_mut(&mut doc, "chord")["config"]["sample_rate"] = json!(44100);
+    processor_mut(&mut doc, "chord")["config"]["amplitude"] = json!(0.5);
+    doc["processors"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| p["id"] != "sink");
+    doc["processors"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "sink2", "type": "CountingSinkProcessor"}));
+    doc["connections"] = json!([
+        before.connections[0].clone(),
+        {"from": "chord.audio", "to": "sink2.audio"}
+    ]);
+
+    let planned = apply(&rt, doc.clone(), true).unwrap();
+    assert!(planned.dry_run);
+    assert_eq!(
+        kinds(&planned),
+        [
+            (
+                PlanActionKind::Disconnect,
+                "chord.audio -> sink.audio".to_string()
+            ),
+            (PlanActionKind::Remove, "sink".to_string()),
+            (PlanActionKind::Restart, "chord".to_string()),
+            (PlanActionKind::Add, "sink2".to_string()),
+            (
+                PlanActionKind::Connect,
+                "chord.audio -> sink2.audio".to_string()
+            ),
+        ]
+    );
+    let restart = &planned.actions[2];
+    assert_eq!(restart.changed, ["sample_rate", "amplitude"]);
+    assert!(restart.reason.contains("sample_rate"), "{}", restart.reason);
+    // A dry run changes nothing.
+    assert_eq!(export(&rt), before);
+
+    let applied = apply(&rt, doc.clone(), false).unwrap();
+    assert!(!applied.dry_run);
+    assert_eq!(kinds(&applied), kinds(&planned));
+    let after = export(&rt);
+    assert_eq!(Some(applied.revision), after.revision);
+    assert!(after.revision > before.revision);
+    let chord = after.processors.iter().find(|p| p.id == "chord").unwrap();
+    assert_eq!(chord.config["sample_rate"], json!(44100));
+    // The same document again: nothing to do.
+    assert!(apply(&rt, doc, false).unwrap().actions.is_empty());
+    assert_eventually("the new sink counts the chord's frames", || {
+        block_on(rt.service.get_processor(ProcessorUniqueId::new("sink2")))
+            .unwrap()
+            .metrics
+            .get("audio_frames")
+            .copied()
+            .unwrap_or(0)
+            > 3
+    });
+    // The pattern and its recorder were not touched: not one frame number skipped.
+    let seen = store.lock().unwrap().len();
+    assert_eventually("frames still flow", || {
+        store.lock().unwrap().len() > seen + 20
+    });
+    assert_continuous(&store);
+    let state = block_on(rt.service.get_state()).unwrap();
+    assert_eq!(state.link_count, 2);
+}
+
+#[test]
+fn a_live_change_in_a_document_is_made_in_place() {
+    let (rt, store) = running_graph();
+    assert_eventually("frames flow", || store.lock().unwrap().len() > 10);
+    let mut doc = editable(&rt);
+    processor_mut(&mut doc, "pattern")["config"]["pattern"] = json!("checkerboard");
+    let applied = apply(&rt, doc, false).unwrap();
+    assert_eq!(
+        kinds(&applied),
+        [(PlanActionKind::Reconfigure, "pattern".to_string())]
+    );
+    assert_eq!(applied.actions[0].changed, ["pattern"]);
+    let seen = store.lock().unwrap().len();
+    assert_eventually("frames still flow", || {
+        store.lock().unwrap().len() > seen + 20
+    });
+    // Reconfigured in place: the source was not restarted, its frame numbers run on.
+    assert_continuous(&store);
+}
+
+#[test]
+fn a_document_with_problems_is_refused_whole_naming_each_place() {
+    let (rt, store) = running_graph();
+    assert_eventually("frames flow", || store.lock().unwrap().len() > 5);
+    let before = serde_json::to_string(&export(&rt)).unwrap();
+    let mut doc = editable(&rt);
+    doc["processors"].as_array_mut().unwrap().extend([
+        json!({"id": "bad-type", "type": "NoSuchProcessor"}),
+        json!({"id": "bad-config", "type": "TestPatternProcessor", "config": {"width": 3}}),
+        json!({"id": "chord", "type": "ChordGeneratorProcessor"}),
+        json!({"id": "api", "type": "ApiServerProcessor"}),
+    ]);
+    doc["connections"].as_array_mut().unwrap().extend([
+        json!({"from": "pattern.nope", "to": "sink.video"}),
+        json!({"from": "chord.audio", "to": "recorder.video"}),
+        json!({"from": "pattern.video", "to": "recorder.video"}),
+        json!({"from": "ghost.video", "to": "recorder.video"}),
+    ]);
+    let e = apply(&rt, doc, false).unwrap_err();
+    assert_eq!(e.code(), "graph_rejected");
+    let StreamError::GraphRejected { problems } = &e else {
+        panic!("{e}");
+    };
+    let places: Vec<&str> = problems.iter().map(|p| p.place.as_str()).collect();
+    assert_eq!(
+        places,
+        [
+            "processors[4].type",
+            "processors[5].config.width",
+            "processors[6].id",
+            "processors[7].type",
+            "connections[2].from",
+            "connections[3]",
+            "connections[4].to",
+            "connections[5].from",
+        ],
+        "{e}"
+    );
+    let message = e.to_string();
+    assert!(
+        message.contains("unknown processor type 'NoSuchProcessor'"),
+        "{message}"
+    );
+    assert!(message.contains("appears twice"), "{message}");
+    assert!(message.contains("its output ports are: video"), "{message}");
+    assert!(
+        message.contains("already linked by connections[0]"),
+        "{message}"
+    );
+    assert!(
+        message.contains("processor 'ghost' is not in the document"),
+        "{message}"
+    );
+    assert_eq!(serde_json::to_string(&export(&rt)).unwrap(), before);
+}
+
+#[test]
+fn a_setup_that_fails_rolls_everything_back_and_the_export_is_byte_identical() {
+    let (rt, store) = running_graph();
+    assert_eventually("frames flow", || store.lock().unwrap().len() > 5);
+    let before = serde_json::to_string(&export(&rt)).unwrap();
+    let mut doc = editable(&rt);
+    // A restart that succeeds, a new processor that succeeds, and one whose setup fails.
+    processor_mut(&mut doc, "chord")["config"]["sample_rate"] = json!(32000);
+    doc["processors"].as_array_mut().unwrap().extend([
+        json!({"id": "extra", "type": "CountingSinkProcessor"}),
+        json!({"id": "broken", "type": "ProbeProcessor", "config": {"fail_setup": true}}),
+    ]);
+    let e = apply(&rt, doc, false).unwrap_err();
+    assert_eq!(e.code(), "graph_rejected");
+    let StreamError::GraphRejected { problems } = &e else {
+        panic!("{e}");
+    };
+    assert_eq!(problems.len(), 1, "{e}");
+    assert_eq!(problems[0].place, "processors[5] ('broken')");
+    assert!(
+        problems[0].message.contains("probe told to fail in setup"),
+        "{e}"
+    );
+    // Everything as it was, the chord's config and the revision included.
+    assert_eq!(serde_json::to_string(&export(&rt)).unwrap(), before);
+    let chord = block_on(rt.service.get_processor(ProcessorUniqueId::new("chord"))).unwrap();
+    assert_eq!(chord.state, ProcessorStatus::Running);
+    let state = block_on(rt.service.get_state()).unwrap();
+    assert_eq!(state.processor_count, 4);
+    let seen = store.lock().unwrap().len();
+    assert_eventually("frames still flow", || {
+        store.lock().unwrap().len() > seen + 20
+    });
+    assert_continuous(&store);
+}
+
+#[test]
+fn an_apply_against_another_revision_is_refused() {
+    let (rt, _store) = running_graph();
+    let doc = export(&rt);
+    let revision = doc.revision.unwrap();
+    // The graph changes: the exported document's revision is stale now.
+    block_on(rt.service.remove_processor(ProcessorUniqueId::new("sink"))).unwrap();
+    let e = block_on(rt.service.apply_graph(doc.clone(), false, None)).unwrap_err();
+    assert_eq!(e.code(), "revision_mismatch");
+    assert!(
+        e.to_string().contains(&format!("expected {revision}")),
+        "{e}"
+    );
+    // If-Match says the same; the current revision passes.
+    let current = export(&rt).revision.unwrap();
+    let unversioned = GraphFile {
+        revision: None,
+        ..doc
+    };
+    let e = block_on(
+        rt.service
+            .apply_graph(unversioned.clone(), true, Some(revision)),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "revision_mismatch");
+    let planned = block_on(rt.service.apply_graph(unversioned, true, Some(current))).unwrap();
+    assert_eq!(
+        kinds(&planned),
+        [
+            (PlanActionKind::Add, "sink".to_string()),
+            (
+                PlanActionKind::Connect,
+                "chord.audio -> sink.audio".to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn an_apply_to_an_empty_runtime_builds_the_graph_and_an_empty_document_removes_it() {
+    let rt = RuntimeThread::start(|_| {});
+    let doc = json!({
+        "processors": [
+            {"id": "src", "type": "TestPatternProcessor", "config": {"width": 32, "height": 32}},
+            {"id": "sink", "type": "CountingSinkProcessor"}
+        ],
+        "connections": [{"from": "src.video", "to": "sink.video"}]
+    });
+    let applied = apply(&rt, doc, false).unwrap();
+    assert_eq!(applied.actions.len(), 3);
+    assert_eventually("frames arrive", || {
+        block_on(rt.service.get_processor(ProcessorUniqueId::new("sink")))
+            .unwrap()
+            .metrics
+            .get("video_frames")
+            .copied()
+            .unwrap_or(0)
+            > 3
+    });
+    let applied = apply(&rt, json!({}), false).unwrap();
+    assert_eq!(
+        kinds(&applied),
+        [
+            (
+                PlanActionKind::Disconnect,
+                "src.video -> sink.video".to_string()
+            ),
+            (PlanActionKind::Remove, "src".to_string()),
+            (PlanActionKind::Remove, "sink".to_string()),
+        ]
+    );
+    assert_eq!(block_on(rt.service.get_state()).unwrap().processor_count, 0);
+}
