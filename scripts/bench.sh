@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmarks recorded in BENCHMARKS.md, installing the peers they compare against.
 #   bash scripts/bench.sh            # link transport (vs GStreamer), idle CPU, HTTP/WebSocket API,
-#                                    # file transcode (vs the ffmpeg command line)
+#                                    # graph apply (vs single requests), file transcode (vs the
+#                                    # ffmpeg command line)
 #   bash scripts/bench.sh --quick    # every bench once on little work, built in the dev profile:
 #                                    # CI runs it so these commands keep working (no figures)
 set -euo pipefail
@@ -47,6 +48,9 @@ cargo bench -q "${profile[@]}" -p streamlib --bench idle_cpu "${quick[@]}"
 echo
 echo '$ cargo bench -p streamlib --bench api'
 cargo bench -q "${profile[@]}" -p streamlib --bench api "${quick[@]}"
+echo
+echo '$ cargo bench -p streamlib --bench graph_apply'
+cargo bench -q "${profile[@]}" -p streamlib --bench graph_apply "${quick[@]}"
 echo
 echo '$ cargo bench -p streamlib --features ffmpeg --bench transcode'
 cargo bench -q "${profile[@]}" -p streamlib --features ffmpeg --bench transcode "${quick[@]}"

@@ -822,7 +822,7 @@ fn config_changes_and_restarts_are_served() {
         assert_error(
             &not_object,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_config",
+            "invalid_request",
         );
         let bad_query = call(
             &app,
@@ -856,6 +856,91 @@ fn config_changes_and_restarts_are_served() {
             &post(&app, "/api/processors/ghost/restart", json!(null)).await,
             StatusCode::NOT_FOUND,
             "processor_not_found",
+        );
+    });
+}
+
+/// The graph document over HTTP: ETag, dry run, If-Match, every problem as a list.
+#[test]
+fn the_graph_is_exported_planned_and_applied() {
+    let rt = RuntimeThread::start(|_| {});
+    let app = app(rt.service.clone(), ApiOptions::default());
+    block_on(async {
+        let empty = get(&app, "/api/graph").await;
+        assert_eq!(empty.status, StatusCode::OK);
+        assert_eq!(
+            empty.json,
+            json!({"revision": 0, "processors": [], "connections": []})
+        );
+        assert_eq!(empty.headers["etag"], "\"0\"");
+        let doc = json!({
+            "processors": [
+                {"id": "src", "type": "TestPatternProcessor", "config": {"width": 32, "height": 32}},
+                {"id": "sink", "type": "CountingSinkProcessor"}
+            ],
+            "connections": [{"from": "src.video", "to": "sink.video"}]
+        });
+        let put = |path: &'static str, body: Value, headers: Vec<(&'static str, &'static str)>| {
+            let app = app.clone();
+            async move { call(&app, Method::PUT, path, Some(body), &headers).await }
+        };
+        let planned = put("/api/graph?dry_run=true", doc.clone(), vec![]).await;
+        assert_eq!(planned.status, StatusCode::OK, "{}", planned.json);
+        assert_eq!(planned.json["dry_run"], true);
+        assert_eq!(
+            planned.json["actions"][0],
+            json!({"action": "add", "target": "src", "reason": "new in the document"})
+        );
+        assert_eq!(get(&app, "/api/graph").await.json["processors"], json!([]));
+        let stale = put("/api/graph", doc.clone(), vec![("if-match", "\"7\"")]).await;
+        assert_error(&stale, StatusCode::PRECONDITION_FAILED, "revision_mismatch");
+        let garbled = put("/api/graph", doc.clone(), vec![("if-match", "W/x")]).await;
+        assert_error(&garbled, StatusCode::BAD_REQUEST, "invalid_if_match");
+        let applied = put("/api/graph", doc.clone(), vec![("if-match", "\"0\"")]).await;
+        assert_eq!(applied.status, StatusCode::OK, "{}", applied.json);
+        assert_eq!(applied.json["actions"].as_array().unwrap().len(), 3);
+        let revision = applied.json["revision"].as_u64().unwrap();
+        assert_eq!(applied.headers["etag"], format!("\"{revision}\"").as_str());
+        let exported = get(&app, "/api/graph").await;
+        assert_eq!(exported.json["revision"], revision);
+        assert_eq!(exported.json["processors"][0]["config"]["width"], 32);
+        // The export applied again: nothing to do.
+        let again = put("/api/graph", exported.json.clone(), vec![]).await;
+        assert_eq!(again.json["actions"], json!([]), "{}", again.json);
+
+        let bad = json!({
+            "processors": [
+                {"id": "src", "type": "TestPatternProcessor", "config": {"height": 2}},
+                {"id": "x", "type": "Nope"}
+            ],
+            "connections": [{"from": "src.video", "to": "sink.video"}]
+        });
+        let refused = put("/api/graph", bad, vec![]).await;
+        assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "graph_rejected");
+        assert_eq!(
+            refused.json["error"]["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["place"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            [
+                "processors[0].config.height",
+                "processors[1].type",
+                "connections[0].to"
+            ]
+        );
+        assert_eq!(get(&app, "/api/graph").await.json, exported.json);
+        // An array is not a document (serde would make an empty graph of it, removing all).
+        let array = put("/api/graph", json!([]), vec![]).await;
+        assert_error(&array, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+        assert_eq!(get(&app, "/api/graph").await.json, exported.json);
+        let unknown = put("/api/graph", json!({"processors": [], "links": []}), vec![]).await;
+        assert_eq!(
+            unknown.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            unknown.json
         );
     });
 }
@@ -1005,6 +1090,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/api/processors/{id}/config"),
     ("PUT", "/api/processors/{id}/config"),
     ("POST", "/api/processors/{id}/restart"),
+    ("GET", "/api/graph"),
+    ("PUT", "/api/graph"),
     ("GET", "/api/health"),
     ("GET", "/api/ready"),
 ];

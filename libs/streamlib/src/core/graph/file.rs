@@ -68,6 +68,13 @@ pub struct GraphConnection {
 impl GraphFile {
     /// Parses a graph from JSON text, naming the offending field on error.
     pub fn from_json(text: &str) -> Result<Self> {
+        // serde would also build one from an array (`[]`, an empty graph): refused.
+        if !text.trim_start().starts_with('{') {
+            return Err(StreamError::InvalidGraph(
+                "a graph is a JSON object: {\"processors\": [...], \"connections\": [...]}"
+                    .to_string(),
+            ));
+        }
         let de = &mut serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();

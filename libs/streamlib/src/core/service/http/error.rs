@@ -168,10 +168,49 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `axum::Json` whose rejections are [`ApiError`]s (so a bad body gets our JSON error).
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON request body: `axum::Json` whose rejections are [`ApiError`]s (so a bad body gets our
+/// JSON error), and which takes only a JSON object. Every body of this API is one; serde would
+/// otherwise also build a struct from an array (`[]` as an empty graph document, which would
+/// remove every processor) and a config from `null`.
 pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!(
+                    "the JSON body must be an object, got {}",
+                    crate::core::processors::json_kind(&value)
+                ),
+            ));
+        }
+        serde_path_to_error::deserialize(value)
+            .map(ApiJson)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let detail = e.into_inner();
+                let at = if path == "." {
+                    String::new()
+                } else {
+                    format!("{path}: ")
+                };
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    format!("the JSON body does not fit this route: {at}{detail}"),
+                )
+            })
+    }
+}
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
