@@ -382,3 +382,38 @@ fn an_apply_to_an_empty_runtime_builds_the_graph_and_an_empty_document_removes_i
     );
     assert_eq!(block_on(rt.service.get_state()).unwrap().processor_count, 0);
 }
+
+#[test]
+fn an_apply_that_removes_a_writer_answers_once_its_file_is_complete() {
+    let rt = RuntimeThread::start(|_| {});
+    let name = format!("apply-removes-writer-{}.wav", std::process::id());
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("api-media")
+        .join(&name);
+    let doc = json!({
+        "processors": [
+            {"id": "tone", "type": "ChordGeneratorProcessor", "config": {"channels": 1}},
+            {"id": "wav", "type": "WavWriterProcessor", "config": {"path": name, "sample_format": "i16"}}
+        ],
+        "connections": [{"from": "tone.audio", "to": "wav.audio"}]
+    });
+    apply(&rt, doc, false).unwrap();
+    assert_eventually("the writer has samples", || {
+        std::fs::metadata(&path).is_ok_and(|m| m.len() > 10_000)
+    });
+    let applied = apply(&rt, json!({}), false).unwrap();
+    assert_eq!(applied.actions.len(), 3);
+    // Answered after the writer's teardown: the RIFF and data sizes in the header are final.
+    let bytes = std::fs::read(&path).unwrap();
+    let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    assert_eq!(
+        riff + 8,
+        bytes.len(),
+        "the header's RIFF size is the file's"
+    );
+    let data = bytes.windows(4).position(|w| w == b"data").unwrap();
+    let data_len = u32::from_le_bytes(bytes[data + 4..data + 8].try_into().unwrap()) as usize;
+    assert_eq!(data + 8 + data_len, bytes.len());
+    assert!(data_len > 10_000);
+    let _ = std::fs::remove_file(&path);
+}

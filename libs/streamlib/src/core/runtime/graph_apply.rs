@@ -64,6 +64,9 @@ pub(super) struct PendingApply {
     restarts: Vec<RestartWait>,
     rolling_back: bool,
     problems: Vec<GraphProblem>,
+    /// Committed: the answer, sent once the removed processors' teardowns have ended.
+    answer: Option<CommandResult>,
+    teardowns: Vec<oneshot::Receiver<CommandResult>>,
     pub(super) deadline: Instant,
     reply: oneshot::Sender<CommandResult>,
 }
@@ -153,6 +156,8 @@ impl StreamRuntime {
             restarts: Vec::new(),
             rolling_back: false,
             problems: Vec::new(),
+            answer: None,
+            teardowns: Vec::new(),
             deadline: Instant::now() + self.workers.setup_timeout + STOP_TIMEOUT,
             reply,
             plan,
@@ -202,6 +207,21 @@ impl StreamRuntime {
         let Some(mut apply) = self.pending.apply.take() else {
             return;
         };
+        if apply.answer.is_some() {
+            // Each teardown answers by its own deadline (at most STOP_TIMEOUT), abandoned or not.
+            apply
+                .teardowns
+                .retain_mut(|rx| matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+            if !apply.teardowns.is_empty() {
+                self.pending.apply = Some(apply);
+                return;
+            }
+            if let Some(answer) = apply.answer.take() {
+                let _ = apply.reply.send(answer);
+            }
+            self.check_finished();
+            return;
+        }
         let late = now >= apply.deadline;
         for n in apply.new.iter_mut().filter(|n| n.ready.is_none()) {
             let place = apply.plan.place_of(&n.id);
@@ -258,23 +278,31 @@ impl StreamRuntime {
     }
 
     /// Makes the checked plan's remaining changes (none can fail) and answers with the plan.
-    fn commit_apply(&mut self, apply: PendingApply) {
-        let PendingApply {
-            plan, new, reply, ..
-        } = apply;
-        for link in &plan.disconnects {
+    fn commit_apply(&mut self, mut apply: PendingApply) {
+        let plan = &mut apply.plan;
+        let (disconnects, removes) = (
+            std::mem::take(&mut plan.disconnects),
+            std::mem::take(&mut plan.removes),
+        );
+        let (reconfigures, connects, actions) = (
+            std::mem::take(&mut plan.reconfigures),
+            std::mem::take(&mut plan.connects),
+            std::mem::take(&mut plan.actions),
+        );
+        for link in &disconnects {
             if let Err(e) = self.disconnect(link) {
                 tracing::warn!(link = %link, error = %e, "apply: a link to remove was gone");
             }
         }
-        for id in &plan.removes {
+        for id in &removes {
             match self.begin_remove(id) {
                 Ok(Some(entry)) => {
-                    // Announced now, before a processor of the same id joins; its teardown
-                    // ends in the background.
+                    // Announced now, before a processor of the same id joins; the answer
+                    // waits for its teardown (a writer's file is complete then).
                     self.removed(id);
-                    let (tx, _) = oneshot::channel();
+                    let (tx, rx) = oneshot::channel();
                     self.park_teardown(id.clone(), entry, tx, AfterTeardown::Quiet);
+                    apply.teardowns.push(rx);
                 }
                 Ok(None) => self.removed(id),
                 Err(e) => {
@@ -282,17 +310,17 @@ impl StreamRuntime {
                 }
             }
         }
-        for n in new {
+        for n in std::mem::take(&mut apply.new) {
             self.finish_add(n.id, n.entry);
         }
-        for update in plan.reconfigures {
+        for update in reconfigures {
             let (tx, _) = oneshot::channel();
             let id = update.processor_id.clone();
             // Checked, and with restart refused it never asks for one.
             let _ = self.change_config(&id, ConfigChange::Replace(update.config), false, tx);
         }
         let mut failed = Vec::new();
-        for (from, to, options) in plan.connects {
+        for (from, to, options) in connects {
             if let Err(e) = self.connect_with(from.clone(), to.clone(), options) {
                 failed.push(format!("{from} -> {to}: {e}"));
             }
@@ -302,7 +330,7 @@ impl StreamRuntime {
             CommandResult::Applied(Box::new(GraphApplied {
                 dry_run: false,
                 revision: self.graph.revision(),
-                actions: plan.actions,
+                actions,
             }))
         } else {
             // The plan checked every link against the graph it makes: this is a bug.
@@ -311,8 +339,10 @@ impl StreamRuntime {
                 failed.join("; ")
             )))
         };
-        let _ = reply.send(result);
-        self.check_finished();
+        apply.answer = Some(result);
+        apply.deadline = Instant::now() + STOP_TIMEOUT;
+        self.pending.apply = Some(apply);
+        self.poll_apply(Instant::now());
     }
 
     /// Undoes what the prepare step did: new processors torn down unseen, restarted ones
@@ -392,9 +422,13 @@ impl StreamRuntime {
         for mut n in apply.new {
             self.workers.abandon(&mut n.entry);
         }
-        let error =
-            StreamError::RuntimeUnavailable(format!("{why} while a graph was being applied"));
-        let _ = apply.reply.send(CommandResult::Error(error));
+        // Committed already: the graph was changed; say so.
+        let answer = apply.answer.unwrap_or_else(|| {
+            CommandResult::Error(StreamError::RuntimeUnavailable(format!(
+                "{why} while a graph was being applied"
+            )))
+        });
+        let _ = apply.reply.send(answer);
     }
 }
 
