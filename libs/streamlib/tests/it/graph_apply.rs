@@ -417,3 +417,30 @@ fn an_apply_that_removes_a_writer_answers_once_its_file_is_complete() {
     assert!(data_len > 10_000);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn an_apply_waits_for_the_teardown_of_what_it_removes() {
+    let rt = RuntimeThread::start(|_| {});
+    let doc = json!({"processors": [
+        {"id": "slow", "type": "ProbeProcessor", "config": {"teardown_gate": "apply-waits-for-teardown"}}
+    ]});
+    apply(&rt, doc, false).unwrap();
+    let service = rt.service.clone();
+    let removing = std::thread::spawn(move || {
+        let empty: GraphFile = serde_json::from_value(json!({})).unwrap();
+        block_on(service.apply_graph(empty, false, None))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !removing.is_finished(),
+        "answered before the teardown ended"
+    );
+    // Reads are served meanwhile; the processor is already out of the graph.
+    assert_eq!(export(&rt).processors.len(), 0);
+    open_gate("apply-waits-for-teardown");
+    let applied = removing.join().unwrap().unwrap();
+    assert_eq!(
+        kinds(&applied),
+        [(PlanActionKind::Remove, "slow".to_string())]
+    );
+}
