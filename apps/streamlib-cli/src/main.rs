@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod save;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use streamlib::core::files::{DEFAULT_MAX_FILE_MIB, FileAccess};
+use streamlib::core::graph::{GraphFileWriter, GraphFormat, check_graph_file};
 use streamlib::core::service::http::ApiOptions;
 use streamlib::core::{
     ApiServerConfig, ApiServerProcessor, GraphFile, PROCESSOR_REGISTRY, ProcessorDescriptor,
@@ -44,9 +47,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a graph file without running it: types, configs, ids, ports, frame types, links.
+    /// Prints every problem with its place (for TOML, its line and column); exit 1 if any.
+    Validate {
+        /// The graph file (JSON, or TOML when its name ends in `.toml`).
+        graph: PathBuf,
+    },
     /// Run a graph file until Ctrl-C (or for --duration), then print counters as JSON.
     Run {
-        /// The graph file: {"processors":[{"id","type","config"}],"connections":[{"from","to"}]}.
+        /// The graph file, JSON ({"processors":[{"id","type","config"}],"connections":[{"from","to"}]})
+        /// or TOML when its name ends in `.toml` ([[processors]] / [[connections]] tables).
         graph: PathBuf,
         /// Stop after this many seconds.
         #[arg(long, value_name = "SECS")]
@@ -68,9 +78,14 @@ struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 9000)]
     port: u16,
-    /// Load this graph file at start.
+    /// Load this graph file at start (JSON, or TOML when its name ends in `.toml`).
     #[arg(long, value_name = "FILE", conflicts_with = "demo")]
     graph: Option<PathBuf>,
+    /// Write every change of the graph back to the --graph file (created if missing),
+    /// atomically, 200 ms after the last change (at most 2 s after the first); a TOML file
+    /// keeps its comments and formatting. The next start loads the same graph.
+    #[arg(long, requires = "graph")]
+    save: bool,
     /// Load a small running demo graph (test pattern → passthrough → sink, chord → sink).
     #[arg(long)]
     demo: bool,
@@ -150,6 +165,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => serve(*args),
         Command::Types { name, json } => types(name.as_deref(), json),
+        Command::Validate { graph } => validate(&graph),
         Command::Run {
             graph,
             duration,
@@ -232,12 +248,41 @@ fn write_type(out: &mut impl Write, d: &ProcessorDescriptor) -> std::io::Result<
     writeln!(out)
 }
 
-/// Reads and parses a graph file: "cannot read graph file FILE" if it cannot be read, and
-/// otherwise errors that start with "cannot load FILE:", as those of applying it do.
+/// Reads and parses a graph file (TOML by extension, else JSON): "cannot read graph file FILE"
+/// if it cannot be read, and otherwise errors that start with "cannot load FILE:", as those of
+/// applying it do.
 fn load_graph(path: &std::path::Path) -> anyhow::Result<GraphFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read graph file {}", path.display()))?;
-    GraphFile::from_json(&text).with_context(|| format!("cannot load {}", path.display()))
+    GraphFile::parse(&text, GraphFormat::of(path))
+        .with_context(|| format!("cannot load {}", path.display()))
+}
+
+/// `streamlib validate`: every problem of a graph file, or "ok".
+fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let problems = check_graph_file(path)?;
+    let mut out = std::io::stdout().lock();
+    if problems.is_empty() {
+        let graph = load_graph(path)?;
+        writeln!(
+            out,
+            "{}: ok ({} processors, {} connections)",
+            path.display(),
+            graph.processors.len(),
+            graph.connections.len()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &problems {
+        writeln!(out, "{}:{problem}", path.display())?;
+    }
+    writeln!(
+        out,
+        "{}: {} problem(s); nothing was run",
+        path.display(),
+        problems.len()
+    )?;
+    Ok(ExitCode::FAILURE)
 }
 
 /// The values a config field may take, when its schema lists them (an `enum`, or a `oneOf` of
@@ -319,10 +364,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         runtime.apply_graph(&GraphFile::from_json(DEMO_GRAPH)?)?;
     }
     if let Some(path) = &args.graph {
-        runtime
-            .apply_graph(&load_graph(path)?)
-            .with_context(|| format!("cannot load {}", path.display()))?;
+        // With --save, a file that does not exist yet is the empty graph: the first change
+        // creates it.
+        let missing = args.save && !path.exists();
+        if !missing {
+            runtime
+                .apply_graph(&load_graph(path)?)
+                .with_context(|| format!("cannot load {}", path.display()))?;
+        }
     }
+    let saver = match (&args.graph, args.save) {
+        (Some(path), true) => {
+            let writer = GraphFileWriter::new(path.clone());
+            Some(
+                save::Saver::spawn(runtime.runtime_service(), writer)
+                    .context("cannot start the graph write-back thread")?,
+            )
+        }
+        _ => None,
+    };
     let port = api.local_addr().map_or(args.port, |address| address.port());
     let host = if args.host.contains(':') {
         format!("[{}]", args.host)
@@ -342,8 +402,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = media_dir {
         println!("  files:  paths are relative to {dir}");
     }
+    if let (Some(path), true) = (&args.graph, args.save) {
+        println!("  saves:  every change to {}", path.display());
+    }
     println!("Ctrl-C stops the runtime and exits.");
-    runtime.run()?;
+    let ran = runtime.run();
+    // Whatever the write-back had not written yet is written before exiting.
+    if let Some(saver) = saver {
+        saver.finish(&runtime);
+    }
+    ran?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,5 +4,6 @@ mod common;
 
 mod cli;
 mod display;
+mod graph_files;
 mod limits;
 mod media;

@@ -152,6 +152,57 @@ impl Graph {
         }
     }
 
+    /// The document as a graph file shows it best: like [`Graph::document`], without the
+    /// revision, without config fields at their default, and without link options at the
+    /// frame type's default. Applying it makes the same graph.
+    pub(crate) fn document_minimal(&self) -> GraphFile {
+        let mut doc = self.document();
+        doc.revision = None;
+        let mut defaults: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+        for p in &mut doc.processors {
+            let default = defaults.entry(p.processor_type.clone()).or_insert_with(|| {
+                PROCESSOR_REGISTRY
+                    .check_config(&p.processor_type, serde_json::Value::Null)
+                    .unwrap_or_default()
+            });
+            if let (Some(config), Some(default)) = (p.config.as_object_mut(), default.as_object()) {
+                config.retain(|k, v| default.get(k) != Some(v));
+            }
+        }
+        let outputs: Vec<Option<(usize, crate::core::links::ReadMode)>> = self
+            .links()
+            .filter(|(_, l)| !self.touches_control_plane(&l.from.processor, &l.to.processor))
+            .map(|(_, l)| {
+                self.processor(&l.from.processor)
+                    .ok()
+                    .and_then(|e| e.ports.output(&l.from.port).map(|o| o.defaults()))
+            })
+            .collect();
+        for (c, defaults) in doc.connections.iter_mut().zip(outputs) {
+            let Some((capacity, read_mode)) = defaults else {
+                continue;
+            };
+            let overflow = c.overflow.unwrap_or_default();
+            if c.capacity == Some(capacity) {
+                c.capacity = None;
+            }
+            if c.overflow == Some(crate::core::links::OverflowPolicy::default()) {
+                c.overflow = None;
+            }
+            // The read mode's default follows the overflow policy (as `LinkOptions::resolve`).
+            let default_read = match overflow {
+                crate::core::links::OverflowPolicy::Backpressure => {
+                    crate::core::links::ReadMode::InOrder
+                }
+                crate::core::links::OverflowPolicy::DropOldest => read_mode,
+            };
+            if c.read_mode == Some(default_read) {
+                c.read_mode = None;
+            }
+        }
+        doc
+    }
+
     fn is_control_plane(&self, id: &ProcessorUniqueId) -> bool {
         self.processor(id).is_ok_and(|e| e.control_plane)
     }

@@ -86,13 +86,13 @@ impl GraphFile {
         })
     }
 
-    /// Reads and parses a graph file.
+    /// Reads and parses a graph file: TOML if its name ends in `.toml`, JSON otherwise.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
             StreamError::io(format!("cannot read graph file {}", path.display()), e)
         })?;
-        Self::from_json(&text).map_err(|e| match e {
+        Self::parse(&text, super::GraphFormat::of(path)).map_err(|e| match e {
             StreamError::InvalidGraph(m) => {
                 StreamError::InvalidGraph(format!("{}: {m}", path.display()))
             }

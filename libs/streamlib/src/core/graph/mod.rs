@@ -4,15 +4,18 @@
 mod document;
 mod file;
 mod ids;
+mod persist;
 mod port_ref;
 mod snapshot;
 mod store;
 mod targets;
+mod toml_graph;
 
 pub(crate) use document::Plan;
 pub use document::{GraphApplied, GraphProblem, PlanAction, PlanActionKind};
 pub use file::{GraphConnection, GraphFile, GraphProcessor};
 pub use ids::{LinkUniqueId, ProcessorUniqueId};
+pub use persist::{FileProblem, GraphFileWriter, GraphFormat, check_graph_file, write_atomically};
 pub use port_ref::{InputLinkPortRef, OutputLinkPortRef};
 pub use snapshot::{Link, LinkInfo, PortInfo, ProcessorCounters, ProcessorInfo, RuntimeState};
 pub use targets::PortTarget;

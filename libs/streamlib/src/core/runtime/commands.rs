@@ -78,7 +78,11 @@ impl StreamRuntime {
         use RuntimeCommand as C;
         if matches!(
             command,
-            C::GetState | C::GetProcessor { .. } | C::PortTargets { .. } | C::GetGraph
+            C::GetState
+                | C::GetProcessor { .. }
+                | C::PortTargets { .. }
+                | C::GetGraph { .. }
+                | C::GetGraphForFile
         ) {
             return false;
         }
@@ -174,7 +178,17 @@ impl StreamRuntime {
                 self.begin_apply(*doc, dry_run, if_match, reply);
                 return;
             }
-            RuntimeCommand::GetGraph => Ok(CommandResult::Graph(Box::new(self.graph.document()))),
+            RuntimeCommand::GetGraph { minimal } => {
+                Ok(CommandResult::Graph(Box::new(if minimal {
+                    self.graph.document_minimal()
+                } else {
+                    self.graph.document()
+                })))
+            }
+            RuntimeCommand::GetGraphForFile => Ok(CommandResult::GraphForFile(Box::new((
+                self.graph.document(),
+                self.graph.document_minimal(),
+            )))),
             RuntimeCommand::GetState => Ok(CommandResult::State(self.shared_state(snapshot))),
             RuntimeCommand::GetProcessor { id } => self
                 .processor_info(&id)

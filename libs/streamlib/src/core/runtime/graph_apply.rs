@@ -84,9 +84,16 @@ impl PendingApply {
 }
 
 impl StreamRuntime {
-    /// The running graph as a document (`GET /api/graph`).
+    /// The running graph as a document (`GET /api/graph`): effective configs, resolved link
+    /// options, the revision. Control-plane processors are not in it.
     pub fn graph_document(&self) -> GraphFile {
         self.graph.document()
+    }
+
+    /// The running graph as a graph file shows it best: no revision, no config field or link
+    /// option at its default (what `serve --save` writes).
+    pub fn graph_document_minimal(&self) -> GraphFile {
+        self.graph.document_minimal()
     }
 
     /// Starts applying `doc` (module docs): refused at once if `expected` (If-Match, or the

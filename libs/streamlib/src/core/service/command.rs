@@ -43,7 +43,11 @@ pub(crate) enum RuntimeCommand {
         id: ProcessorUniqueId,
         downstream: bool,
     },
-    GetGraph,
+    GetGraph {
+        minimal: bool,
+    },
+    /// Both forms at once (one revision): what a graph file is written from.
+    GetGraphForFile,
     ApplyGraph {
         doc: Box<GraphFile>,
         dry_run: bool,
@@ -66,7 +70,8 @@ impl RuntimeCommand {
             RuntimeCommand::PortTargets { .. } => "port_targets",
             RuntimeCommand::UpdateConfig { .. } => "update_config",
             RuntimeCommand::Restart { .. } => "restart_processor",
-            RuntimeCommand::GetGraph => "get_graph",
+            RuntimeCommand::GetGraph { .. } => "get_graph",
+            RuntimeCommand::GetGraphForFile => "get_graph_for_file",
             RuntimeCommand::ApplyGraph { .. } => "apply_graph",
         }
     }
@@ -86,6 +91,8 @@ pub(crate) enum CommandResult {
     Targets(Vec<PortTarget>),
     ConfigUpdated(Box<ConfigUpdate>),
     Graph(Box<GraphFile>),
+    /// The full document and the minimal one, of the same revision.
+    GraphForFile(Box<(GraphFile, GraphFile)>),
     Applied(Box<GraphApplied>),
     Error(StreamError),
 }

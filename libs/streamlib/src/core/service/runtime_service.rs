@@ -196,9 +196,34 @@ impl RuntimeService {
     /// The running graph as a document, with its revision (control-plane processors are not
     /// in it).
     pub async fn get_graph(&self) -> Result<GraphFile> {
-        match self.send(RuntimeCommand::GetGraph).await? {
+        match self
+            .send(RuntimeCommand::GetGraph { minimal: false })
+            .await?
+        {
             CommandResult::Graph(doc) => Ok(*doc),
             other => unexpected("get_graph", other),
+        }
+    }
+
+    /// The running graph as a graph file shows it best: without the revision, and without
+    /// config fields and link options at their defaults (see `serve --save`).
+    pub async fn get_graph_minimal(&self) -> Result<GraphFile> {
+        match self
+            .send(RuntimeCommand::GetGraph { minimal: true })
+            .await?
+        {
+            CommandResult::Graph(doc) => Ok(*doc),
+            other => unexpected("get_graph_minimal", other),
+        }
+    }
+
+    /// [`RuntimeService::get_graph`] and [`RuntimeService::get_graph_minimal`] of the same
+    /// revision: what [`GraphFileWriter::write`](crate::core::graph::GraphFileWriter::write)
+    /// takes.
+    pub async fn get_graph_for_file(&self) -> Result<(GraphFile, GraphFile)> {
+        match self.send(RuntimeCommand::GetGraphForFile).await? {
+            CommandResult::GraphForFile(docs) => Ok(*docs),
+            other => unexpected("get_graph_for_file", other),
         }
     }
 
@@ -316,6 +341,7 @@ fn unexpected<T>(call: &str, result: CommandResult) -> Result<T> {
         CommandResult::Targets(_) => "Targets",
         CommandResult::ConfigUpdated(_) => "ConfigUpdated",
         CommandResult::Graph(_) => "Graph",
+        CommandResult::GraphForFile(_) => "GraphForFile",
         CommandResult::Applied(_) => "Applied",
         CommandResult::Error(e) => return Err(e),
     };
