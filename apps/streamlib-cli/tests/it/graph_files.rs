@@ -230,7 +230,9 @@ fn a_server_killed_while_saving_never_leaves_a_torn_file() {
     std::fs::write(&file, GRAPH_TOML).unwrap();
     for round in 0..10 {
         let (mut server, port) = serve_saving(&dir, &file);
-        // Changes as fast as they are answered: processors come and go, a field flips.
+        // Bursts of changes (processors come and go, a field flips), each followed by a pause
+        // just longer than the write-back's debounce: the file is rewritten every quarter of
+        // a second or so, so the kill below often lands while it is being written.
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let client = std::thread::spawn(move || {
@@ -257,7 +259,7 @@ fn a_server_killed_while_saving_never_leaves_a_torn_file() {
                         None,
                     )
                 });
-                let fps = if i % 2 == 0 { 15.0 } else { 30.0 };
+                let fps = if i.is_multiple_of(2) { 15.0 } else { 30.0 };
                 let _ = std::panic::catch_unwind(|| {
                     http(
                         port,
@@ -267,11 +269,11 @@ fn a_server_killed_while_saving_never_leaves_a_torn_file() {
                     )
                 });
                 i += 1;
+                std::thread::sleep(Duration::from_millis(220));
             }
         });
-        // Killed at a moment of its own within the first 1.5 s of changes (writes happen
-        // every 200 ms to 2 s).
-        std::thread::sleep(Duration::from_millis(300 + random(1200)));
+        // Killed at a moment of its own, after a few writes.
+        std::thread::sleep(Duration::from_millis(500 + random(1500)));
         server.kill().unwrap();
         server.wait().unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
