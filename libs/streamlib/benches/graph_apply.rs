@@ -118,12 +118,28 @@ fn longest_gap(from: Instant, to: Instant) -> Duration {
 
 /// `PUT /api/graph` of `doc`; panics unless it is answered 200.
 async fn put(c: &mut Client, doc: &Value) -> Duration {
+    put_expecting(c, doc, None).await
+}
+
+/// `PUT /api/graph` of `doc`, checking the plan was `actions` (kinds in order), if given: a
+/// figure is only what it says it is.
+async fn put_expecting(c: &mut Client, doc: &Value, actions: Option<&[&str]>) -> Duration {
     let t = Instant::now();
     let (status, _, body) = c
         .send_raw(hyper::Method::PUT, "/api/graph", Some(doc.clone()))
         .await;
     let took = t.elapsed();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    if let Some(expected) = actions {
+        let answer: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let kinds: Vec<&str> = answer["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["action"].as_str())
+            .collect();
+        assert_eq!(kinds, expected, "{answer}");
+    }
     took
 }
 
@@ -204,16 +220,22 @@ fn main() -> Result<()> {
             let quiet = longest_gap(quiet_from, Instant::now());
             let (mut same, mut live, mut restart) = (Vec::new(), Vec::new(), Vec::new());
             let (mut live_gaps, mut restart_gaps) = (Vec::new(), Vec::new());
-            for i in 0..reps(20) {
-                same.push(put(&mut c, &doc).await);
-                let pattern = if i % 2 == 0 { "checkerboard" } else { "bars" };
+            // The document in force, changed one field at a time from what it is.
+            let (mut width, mut pattern) = (16, "bars");
+            for _ in 0..reps(20) {
+                same.push(put_expecting(&mut c, &document(width, pattern), Some(&[])).await);
+                pattern = if pattern == "bars" { "checkerboard" } else { "bars" };
                 let t = Instant::now();
-                live.push(put(&mut c, &document(16, pattern)).await);
+                live.push(
+                    put_expecting(&mut c, &document(width, pattern), Some(&["reconfigure"])).await,
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 live_gaps.push(longest_gap(t, Instant::now()));
-                let width = if i % 2 == 0 { 32 } else { 16 };
+                width = if width == 16 { 32 } else { 16 };
                 let t = Instant::now();
-                restart.push(put(&mut c, &document(width, pattern)).await);
+                restart.push(
+                    put_expecting(&mut c, &document(width, pattern), Some(&["restart"])).await,
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 restart_gaps.push(longest_gap(t, Instant::now()));
             }

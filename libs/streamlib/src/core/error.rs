@@ -121,7 +121,7 @@ pub enum StreamError {
     },
 
     /// A graph document was refused whole: every problem, each at its place in the document.
-    #[error("the graph document was refused and nothing was changed: {}", problems.iter().map(|p| format!("{}: {}", p.place, p.message)).collect::<Vec<_>>().join("; "))]
+    #[error("the graph document was refused: {}{}", problems.iter().take(10).map(|p| if p.place.is_empty() { p.message.clone() } else { format!("{}: {}", p.place, p.message) }).collect::<Vec<_>>().join("; "), if problems.len() > 10 { format!("; and more ({} listed in `problems`)", problems.len()) } else { String::new() })]
     GraphRejected {
         /// What is wrong, where.
         problems: Vec<crate::core::graph::GraphProblem>,

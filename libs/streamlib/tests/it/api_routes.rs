@@ -894,9 +894,16 @@ fn the_graph_is_exported_planned_and_applied() {
         assert_eq!(get(&app, "/api/graph").await.json["processors"], json!([]));
         let stale = put("/api/graph", doc.clone(), vec![("if-match", "\"7\"")]).await;
         assert_error(&stale, StatusCode::PRECONDITION_FAILED, "revision_mismatch");
+        let weak = put("/api/graph", doc.clone(), vec![("if-match", "W/\"0\"")]).await;
+        assert_error(&weak, StatusCode::PRECONDITION_FAILED, "revision_mismatch");
         let garbled = put("/api/graph", doc.clone(), vec![("if-match", "W/x")]).await;
         assert_error(&garbled, StatusCode::BAD_REQUEST, "invalid_if_match");
-        let applied = put("/api/graph", doc.clone(), vec![("if-match", "\"0\"")]).await;
+        let applied = put(
+            "/api/graph",
+            doc.clone(),
+            vec![("if-match", "\"5\", \"0\"")],
+        )
+        .await;
         assert_eq!(applied.status, StatusCode::OK, "{}", applied.json);
         assert_eq!(applied.json["actions"].as_array().unwrap().len(), 3);
         let revision = applied.json["revision"].as_u64().unwrap();

@@ -277,7 +277,8 @@ fn a_document_with_problems_is_refused_whole_naming_each_place() {
 fn a_setup_that_fails_rolls_everything_back_and_the_export_is_byte_identical() {
     let (rt, store) = running_graph();
     assert_eventually("frames flow", || store.lock().unwrap().len() > 5);
-    let before = serde_json::to_string(&export(&rt)).unwrap();
+    let revision_before = export(&rt).revision.unwrap();
+    let before = serde_json::to_string(&editable(&rt)).unwrap();
     let mut doc = editable(&rt);
     // A restart that succeeds, a new processor that succeeds, and one whose setup fails.
     processor_mut(&mut doc, "chord")["config"]["sample_rate"] = json!(32000);
@@ -296,8 +297,10 @@ fn a_setup_that_fails_rolls_everything_back_and_the_export_is_byte_identical() {
         problems[0].message.contains("probe told to fail in setup"),
         "{e}"
     );
-    // Everything as it was, the chord's config and the revision included.
-    assert_eq!(serde_json::to_string(&export(&rt)).unwrap(), before);
+    // Everything as it was, the chord's config included. The revision has moved on: the
+    // chord's new config was visible for a moment (a revision names one state only).
+    assert_eq!(serde_json::to_string(&editable(&rt)).unwrap(), before);
+    assert!(export(&rt).revision.unwrap() > revision_before);
     let chord = block_on(rt.service.get_processor(ProcessorUniqueId::new("chord"))).unwrap();
     assert_eq!(chord.state, ProcessorStatus::Running);
     let state = block_on(rt.service.get_state()).unwrap();
@@ -443,4 +446,61 @@ fn an_apply_waits_for_the_teardown_of_what_it_removes() {
         kinds(&applied),
         [(PlanActionKind::Remove, "slow".to_string())]
     );
+}
+
+#[test]
+fn a_new_source_is_released_once_its_links_are_made_so_no_frame_is_lost() {
+    let rt = RuntimeThread::start(|_| {});
+    // A source that writes 500 frames at once when released, as fast as its link takes them.
+    let doc = json!({
+        "processors": [
+            {"id": "burst", "type": "BurstSourceProcessor", "config": {"count": 500}},
+            {"id": "sink", "type": "CountingSinkProcessor"}
+        ],
+        "connections": [{"from": "burst.video", "to": "sink.video", "overflow": "backpressure"}]
+    });
+    apply(&rt, doc, false).unwrap();
+    assert_eventually("every frame arrives", || {
+        block_on(rt.service.get_processor(ProcessorUniqueId::new("sink")))
+            .unwrap()
+            .metrics
+            .get("video_frames")
+            .copied()
+            .unwrap_or(0)
+            == 500
+    });
+}
+
+#[test]
+fn an_apply_waits_for_a_restart_in_progress_and_plans_against_its_result() {
+    let (rt, store) = running_graph();
+    assert_eventually("frames flow", || store.lock().unwrap().len() > 5);
+    let doc = editable(&rt);
+    // A restart with a new config, then at once an apply of the document as it was before:
+    // the apply waits for the restart and then puts the old config back (a plan made before
+    // the restart stored its config would have found nothing to do).
+    let service = rt.service.clone();
+    let restart = std::thread::spawn(move || {
+        block_on(service.update_config(
+            ProcessorUniqueId::new("chord"),
+            ConfigChange::Merge(json!({"sample_rate": 32000})),
+            true,
+        ))
+    });
+    let applied = apply(&rt, doc.clone(), false).unwrap();
+    restart.join().unwrap().unwrap();
+    if applied.actions.is_empty() {
+        // The apply ran before the restart began: then the restart came after, and the
+        // graph has its config. Either order is consistent.
+        assert_eq!(
+            processor_mut(&mut editable(&rt), "chord")["config"]["sample_rate"],
+            json!(32000)
+        );
+    } else {
+        assert_eq!(
+            kinds(&applied),
+            [(PlanActionKind::Restart, "chord".to_string())]
+        );
+        assert_eq!(editable(&rt), doc);
+    }
 }

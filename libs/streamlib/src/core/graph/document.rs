@@ -111,6 +111,9 @@ impl Plan {
     }
 }
 
+/// The most problems a refused document lists (then "and N more").
+pub(crate) const MAX_PROBLEMS: usize = 100;
+
 /// What the graph would hold for one processor after the plan: its ports.
 struct FinalPorts<'a> {
     ports: std::borrow::Cow<'a, PortSet>,
@@ -219,8 +222,13 @@ impl Graph {
         reserved: impl Fn(&ProcessorUniqueId) -> bool,
     ) -> Result<Plan, Vec<GraphProblem>> {
         let mut problems = Vec::new();
+        let mut more = 0usize;
         let mut problem = |place: String, message: String| {
-            problems.push(GraphProblem { place, message });
+            if problems.len() < MAX_PROBLEMS {
+                problems.push(GraphProblem { place, message });
+            } else {
+                more += 1;
+            }
         };
         let mut plan = Plan {
             actions: Vec::new(),
@@ -233,7 +241,7 @@ impl Graph {
             places: BTreeMap::new(),
         };
         // Processors: by id.
-        let mut wanted: Vec<ProcessorUniqueId> = Vec::new();
+        let mut wanted: std::collections::BTreeSet<ProcessorUniqueId> = Default::default();
         let mut finals: BTreeMap<ProcessorUniqueId, FinalPorts<'_>> = BTreeMap::new();
         let mut replaced: Vec<ProcessorUniqueId> = Vec::new();
         for (i, p) in doc.processors.iter().enumerate() {
@@ -247,7 +255,7 @@ impl Graph {
                 problem(format!("{place}.id"), format!("id '{id}' appears twice"));
                 continue;
             }
-            wanted.push(id.clone());
+            wanted.insert(id.clone());
             plan.places.insert(id.clone(), i);
             if PROCESSOR_REGISTRY.is_control_plane(&p.processor_type) {
                 problem(
@@ -279,6 +287,18 @@ impl Graph {
             };
             let existing = self.processor(&id).ok();
             match existing {
+                // Its thread was abandoned and its instance lost: it comes back as a new one.
+                Some(entry) if matches!(entry.slot, Slot::Lost) => {
+                    replaced.push(id.clone());
+                    plan.removes.push(id.clone());
+                    plan.actions.push(PlanAction {
+                        action: PlanActionKind::Remove,
+                        target: id.to_string(),
+                        reason: "its instance was lost (its thread was abandoned): removed and added again"
+                            .to_string(),
+                        changed: Vec::new(),
+                    });
+                }
                 Some(entry) if entry.type_name == p.processor_type => {
                     let changed = changed_fields(&entry.config, &config);
                     if changed.is_empty() {
@@ -382,6 +402,12 @@ impl Graph {
                     continue;
                 }
             };
+            if let Err(e) =
+                super::store::check_unique_port_names(spec.type_name(), &spec.node.ports())
+            {
+                problem(place, e.to_string());
+                continue;
+            }
             finals.insert(
                 id.clone(),
                 FinalPorts {
@@ -414,7 +440,8 @@ impl Graph {
         }
 
         // Links: by their two ends.
-        let mut desired: Vec<(String, String, ResolvedLinkOptions)> = Vec::new();
+        let mut desired: std::collections::HashMap<(String, String), ResolvedLinkOptions> =
+            Default::default();
         let mut inputs_taken: BTreeMap<String, usize> = BTreeMap::new();
         for (j, c) in doc.connections.iter().enumerate() {
             let place = format!("connections[{j}]");
@@ -485,17 +512,25 @@ impl Graph {
             };
             let (capacity, read_mode) = output.defaults();
             match options.resolve(capacity, read_mode, self.max_link_bytes()) {
-                Ok(resolved) => desired.push((from.to_string(), to.to_string(), resolved)),
+                Ok(resolved) => {
+                    desired.insert((from.to_string(), to.to_string()), resolved);
+                }
                 Err(e) => problem(place, e.to_string()),
             }
             plan.connects.push((from, to, options));
+        }
+        if more > 0 {
+            problems.push(GraphProblem {
+                place: String::new(),
+                message: format!("and {more} more problem(s) not listed"),
+            });
         }
         if !problems.is_empty() {
             return Err(problems);
         }
 
         // Which links stay: same ends, same resolved options, both ends kept.
-        let mut staying: Vec<(String, String)> = Vec::new();
+        let mut staying: std::collections::HashSet<(String, String)> = Default::default();
         let mut disconnect_actions = Vec::new();
         for (link_id, link) in self.links() {
             if self.touches_control_plane(&link.from.processor, &link.to.processor) {
@@ -506,16 +541,16 @@ impl Graph {
                 .iter()
                 .all(|p| finals.get(*p).is_some_and(|f| f.kept));
             let options = link.link.options();
-            let same = desired
-                .iter()
-                .any(|(f, t, o)| *f == from && *t == to && same_options(o, &options));
-            if ends_kept && same {
-                staying.push((from, to));
+            let key = (from, to);
+            let wanted_options = desired.get(&key);
+            if ends_kept && wanted_options.is_some_and(|o| same_options(o, &options)) {
+                staying.insert(key);
                 continue;
             }
+            let (from, to) = key;
             let reason = if !ends_kept {
                 "a processor it joins is removed or replaced"
-            } else if desired.iter().any(|(f, t, _)| *f == from && *t == to) {
+            } else if wanted_options.is_some() {
                 "its options change: linked again with the new ones"
             } else {
                 "not in the document"
@@ -598,7 +633,7 @@ enum FoundPort {
 /// own, already reported. The error names the ports there are.
 fn final_port(
     finals: &BTreeMap<ProcessorUniqueId, FinalPorts<'_>>,
-    wanted: &[ProcessorUniqueId],
+    wanted: &std::collections::BTreeSet<ProcessorUniqueId>,
     processor: &ProcessorUniqueId,
     port: &str,
     output: bool,

@@ -105,12 +105,6 @@ impl Graph {
         self.revision
     }
 
-    /// Puts the revision back (an apply that was rolled back entirely, nothing else having
-    /// changed meanwhile).
-    pub(crate) fn set_revision(&mut self, revision: u64) {
-        self.revision = revision;
-    }
-
     /// A processor's config changed: a new revision.
     pub(crate) fn note_config_change(&mut self) {
         self.revision += 1;

@@ -70,35 +70,43 @@ impl StreamRuntime {
     }
 
     /// Whether `command` waits in `deferred`, in order: every change while a graph apply is in
-    /// progress or waiting (the plan must stay true); a stop, a restart, a config change or an
-    /// apply while a start or a restart's setup is in progress (a stop never cuts a setup
-    /// short; a change waits for the processors it may touch to be set up); and a start
-    /// behind any of those (a start alone joins the one in progress). Reads never wait.
+    /// progress or waiting (the plan must stay true); an apply while anything is parked (a
+    /// create, removal, restart or start in progress would change the graph under its plan);
+    /// a stop, a restart or a config change while a start or a restart's setup is in progress
+    /// (a stop never cuts a setup short; a change waits for the processors it may touch to be
+    /// set up); and a start, stop, restart, change or apply behind any of those (a start alone
+    /// joins the one in progress). Reads never wait.
     fn must_wait(&self, command: &RuntimeCommand) -> bool {
         use RuntimeCommand as C;
-        if matches!(
-            command,
-            C::GetState
-                | C::GetProcessor { .. }
-                | C::PortTargets { .. }
-                | C::GetGraph { .. }
-                | C::GetGraphForFile
-        ) {
+        if is_read(command) {
             return false;
         }
         let deferred = &self.pending.deferred;
-        let apply_ahead = self.pending.apply.is_some()
-            || deferred
-                .iter()
-                .any(|(c, _)| matches!(c, C::ApplyGraph { .. }));
-        if apply_ahead {
+        let apply_ahead = deferred
+            .iter()
+            .any(|(c, _)| matches!(c, C::ApplyGraph { .. }));
+        if self.blocked(command) || apply_ahead {
+            return true;
+        }
+        matches!(
+            command,
+            C::Start | C::Stop | C::Restart { .. } | C::UpdateConfig { .. } | C::ApplyGraph { .. }
+        ) && !deferred.is_empty()
+    }
+
+    /// Whether something in progress keeps `command` from running now (the rules of
+    /// [`StreamRuntime::must_wait`] but its place in the queue).
+    pub(super) fn blocked(&self, command: &RuntimeCommand) -> bool {
+        use RuntimeCommand as C;
+        if is_read(command) {
+            return false;
+        }
+        if self.pending.apply.is_some() {
             return true;
         }
         match command {
-            C::Start => !deferred.is_empty(),
-            C::Stop | C::Restart { .. } | C::UpdateConfig { .. } | C::ApplyGraph { .. } => {
-                self.pending.busy() || !deferred.is_empty()
-            }
+            C::ApplyGraph { .. } => !self.pending.is_empty(),
+            C::Stop | C::Restart { .. } | C::UpdateConfig { .. } => self.pending.busy(),
             _ => false,
         }
     }
@@ -289,7 +297,11 @@ impl StreamRuntime {
     pub(super) fn next_wake(&self) -> Wake {
         // Deferred starts and stops whose turn has come (their start completed outside the
         // loop, e.g. in a direct `stop()`).
-        if !self.pending.busy() && self.pending.apply.is_none() && !self.pending.deferred.is_empty()
+        if self
+            .pending
+            .deferred
+            .front()
+            .is_some_and(|(command, _)| !self.blocked(command))
         {
             return Wake::Pending;
         }
@@ -314,6 +326,18 @@ impl StreamRuntime {
             None => selector.wait(),
         }
     }
+}
+
+/// Whether `command` only reads (never deferred, served at once).
+fn is_read(command: &RuntimeCommand) -> bool {
+    matches!(
+        command,
+        RuntimeCommand::GetState
+            | RuntimeCommand::GetProcessor { .. }
+            | RuntimeCommand::PortTargets { .. }
+            | RuntimeCommand::GetGraph { .. }
+            | RuntimeCommand::GetGraphForFile
+    )
 }
 
 /// Answers a command with `runtime_unavailable` (`why`) without executing it.

@@ -15,11 +15,14 @@
 //! 3. **Rollback** — if a setup failed (or overran the setup timeout): the new processors are
 //!    torn down unseen, the restarted ones are restarted again with the config they had, and
 //!    the request is refused naming each failure at its place in the document. The graph is as
-//!    it was, revision included (unless a processor cannot be brought back, which is then said).
+//!    it was (unless a processor cannot be brought back, which is then said); its revision has
+//!    moved on, since the states in between were visible.
 //!
-//! While an apply is in progress, every other change (and start, stop, restart) waits for it,
-//! in order, so the plan stays true; reads are served. A processor replaced (its type or ports
-//! change) is set up anew before the old one is removed.
+//! An apply waits until nothing else is in progress (a create, removal, restart or start), and
+//! while it is in progress every other change waits for it, in order, so the plan stays true;
+//! reads are served. A processor replaced (its type or ports change) is set up anew before the
+//! old one is removed. New processors are released once their links are made; the answer comes
+//! once the removed processors' teardowns have ended and the config changes are in force.
 
 use std::time::Instant;
 
@@ -59,14 +62,18 @@ struct RestartWait {
 /// An apply in progress (module docs).
 pub(super) struct PendingApply {
     plan: Plan,
-    revision_before: u64,
     new: Vec<NewProcessor>,
     restarts: Vec<RestartWait>,
     rolling_back: bool,
     problems: Vec<GraphProblem>,
-    /// Committed: the answer, sent once the removed processors' teardowns have ended.
+    /// Committed: the answer, sent once the removed processors' teardowns have ended and the
+    /// config changes are in force.
     answer: Option<CommandResult>,
     teardowns: Vec<oneshot::Receiver<CommandResult>>,
+    changes: Vec<(ProcessorUniqueId, oneshot::Receiver<CommandResult>)>,
+    /// Config changes that could not be made after the commit (the processor failed taking
+    /// it, or its instance was gone): said in the answer.
+    change_failures: Vec<String>,
     pub(super) deadline: Instant,
     reply: oneshot::Sender<CommandResult>,
 }
@@ -117,6 +124,23 @@ impl StreamRuntime {
                 return;
             }
         }
+        // Bounded before anything is built: a document bigger than the graph may be is refused
+        // at once.
+        let max = self.limits.max_processors;
+        if doc.processors.len() > max || doc.connections.len() > max.saturating_mul(64) {
+            let problems = vec![GraphProblem {
+                place: "processors".to_string(),
+                message: format!(
+                    "the document has {} processors and {} connections; a graph may have at most {max} processors (--max-processors) and 64 connections per processor",
+                    doc.processors.len(),
+                    doc.connections.len()
+                ),
+            }];
+            let _ = reply.send(CommandResult::Error(StreamError::GraphRejected {
+                problems,
+            }));
+            return;
+        }
         let plan = self.graph.plan(&doc, |id| {
             self.pending.reserves(id) || self.workers.is_abandoned(id)
         });
@@ -158,13 +182,14 @@ impl StreamRuntime {
         tracing::info!(actions = actions.len(), "applying a graph document");
         let adds = std::mem::take(&mut plan.adds);
         let mut apply = PendingApply {
-            revision_before: revision,
             new: Vec::new(),
             restarts: Vec::new(),
             rolling_back: false,
             problems: Vec::new(),
             answer: None,
             teardowns: Vec::new(),
+            changes: Vec::new(),
+            change_failures: Vec::new(),
             deadline: Instant::now() + self.workers.setup_timeout + STOP_TIMEOUT,
             reply,
             plan,
@@ -219,11 +244,32 @@ impl StreamRuntime {
             apply
                 .teardowns
                 .retain_mut(|rx| matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
-            if !apply.teardowns.is_empty() {
+            let mut failures = Vec::new();
+            apply.changes.retain_mut(|(id, rx)| match rx.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => true,
+                Ok(CommandResult::Error(e)) => {
+                    failures.push(format!("{id}: {e}"));
+                    false
+                }
+                Ok(_) => false,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    failures.push(format!("{id}: the change was not answered"));
+                    false
+                }
+            });
+            apply.change_failures.extend(failures);
+            if !apply.teardowns.is_empty() || !apply.changes.is_empty() {
                 self.pending.apply = Some(apply);
                 return;
             }
-            if let Some(answer) = apply.answer.take() {
+            if let Some(mut answer) = apply.answer.take() {
+                if !apply.change_failures.is_empty() {
+                    // Applied, links and all; a processor failed taking its new config.
+                    answer = CommandResult::Error(StreamError::processor(format!(
+                        "the document was applied, but a config change could not be made: {}",
+                        apply.change_failures.join("; ")
+                    )));
+                }
                 let _ = apply.reply.send(answer);
             }
             self.check_finished();
@@ -317,20 +363,32 @@ impl StreamRuntime {
                 }
             }
         }
+        // The new processors join the graph held back: released only once their links are
+        // made, so a source's first frames (or a short file's whole stream) reach them.
+        let mut hold = Vec::new();
         for n in std::mem::take(&mut apply.new) {
-            self.finish_add(n.id, n.entry);
+            if n.entry.is_on_thread() {
+                hold.push(n.entry.shared.clone());
+            }
+            self.insert_added(n.id, n.entry);
         }
         for update in reconfigures {
-            let (tx, _) = oneshot::channel();
+            let (tx, rx) = oneshot::channel();
             let id = update.processor_id.clone();
-            // Checked, and with restart refused it never asks for one.
+            // Checked, and with restart refused it never asks for one. Answered once in force
+            // (a live change by the processor's thread): the apply's answer waits for it.
             let _ = self.change_config(&id, ConfigChange::Replace(update.config), false, tx);
+            apply.changes.push((id, rx));
         }
         let mut failed = Vec::new();
         for (from, to, options) in connects {
             if let Err(e) = self.connect_with(from.clone(), to.clone(), options) {
                 failed.push(format!("{from} -> {to}: {e}"));
             }
+        }
+        for shared in hold {
+            shared.set_state(self.events(), super::lifecycle::ProcessorStatus::Running);
+            shared.signal.release();
         }
         let result = if failed.is_empty() {
             tracing::info!(revision = self.graph.revision(), "graph document applied");
@@ -369,6 +427,14 @@ impl StreamRuntime {
         }
         let mut back = Vec::new();
         for r in std::mem::take(&mut apply.restarts) {
+            // Only a restart that stored its config is undone (one refused changed nothing).
+            let stored = self
+                .graph
+                .processor(&r.id)
+                .is_ok_and(|e| e.config != r.old_config);
+            if !stored {
+                continue;
+            }
             let (tx, answer) = oneshot::channel();
             let update = ConfigUpdate {
                 processor_id: r.id.clone(),
@@ -394,27 +460,21 @@ impl StreamRuntime {
     fn finish_rollback(&mut self, apply: PendingApply) {
         let PendingApply {
             plan,
-            revision_before,
             restarts,
             mut problems,
             reply,
             ..
         } = apply;
-        let mut undone = true;
         for r in restarts {
             if let Some(Err(e)) = r.outcome {
-                undone = false;
                 problems.push(problem(
                     &plan.place_of(&r.id),
                     format!("rollback: it could not be restarted with its previous config: {e}"),
                 ));
             }
         }
-        if undone {
-            // Nothing else changed meanwhile (changes wait for the apply): the graph is as it
-            // was, and says so.
-            self.graph.set_revision(revision_before);
-        }
+        // The revision is not put back even when all was undone: a revision names one state of
+        // the graph, and the states in between were visible (an export, an ETag).
         let _ = reply.send(CommandResult::Error(StreamError::GraphRejected {
             problems,
         }));

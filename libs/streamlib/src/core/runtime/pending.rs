@@ -238,13 +238,28 @@ impl StreamRuntime {
         self.run_deferred();
     }
 
-    /// Serves the commands deferred while a start or an apply was pending, in order, until one
-    /// of them begins a new pending start or apply.
+    /// Serves the commands deferred, in order, while the one in front is not blocked by
+    /// something in progress (see `StreamRuntime::blocked`); one whose client has gone is
+    /// dropped.
     pub(super) fn run_deferred(&mut self) {
-        while !self.pending.busy() && self.pending.apply.is_none() {
+        loop {
+            let Some((front, _)) = self.pending.deferred.front() else {
+                return;
+            };
+            if self.blocked(front) {
+                return;
+            }
             let Some((command, reply)) = self.pending.deferred.pop_front() else {
                 return;
             };
+            // The client gave up waiting (a timeout): the change is not made behind its back.
+            if reply.is_closed() {
+                tracing::debug!(
+                    command = command.name(),
+                    "a deferred command's client has gone; not executed"
+                );
+                continue;
+            }
             self.execute(command, reply, &mut Default::default());
         }
     }

@@ -278,7 +278,7 @@ impl StreamRuntime {
     }
 
     /// Puts a processor into the graph and announces it.
-    fn insert_added(&mut self, id: ProcessorUniqueId, entry: ProcessorEntry) {
+    pub(super) fn insert_added(&mut self, id: ProcessorUniqueId, entry: ProcessorEntry) {
         if !entry.control_plane {
             self.finished = false;
         }

@@ -28,23 +28,56 @@ fn etag(revision: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{revision}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-/// The revision `If-Match` asks for: `None` without the header or with `*` (any).
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+/// What `If-Match` asks for.
+enum IfMatch {
+    /// No header: the document's own `revision`, if any, is the condition.
+    Absent,
+    /// `*`: any revision (the document's own is not checked either).
+    Any,
+    /// One of these revisions (a list of tags matches any of them).
+    Revisions(Vec<u64>),
+    /// Tags that can never match: weak ones (`W/"3"`; If-Match compares strongly).
+    Never,
+}
+
+/// Parses `If-Match`: `*`, or one or more entity tags (`"12"`, `"12", "13"`).
+fn if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
+        return Ok(IfMatch::Absent);
     };
     let text = value.to_str().unwrap_or("").trim();
     if text == "*" {
-        return Ok(None);
+        return Ok(IfMatch::Any);
     }
-    text.trim_matches('"').parse().map(Some).map_err(|_| {
+    let invalid = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_if_match",
             format!(
-                "If-Match must be the graph's ETag (a revision number in quotes, as GET /api/graph sends it) or *, got {text:?}"
+                "If-Match must be the graph's ETag (a revision number in quotes, as GET /api/graph sends it), a list of them, or *; got {text:?}"
             ),
         )
+    };
+    let mut revisions = Vec::new();
+    let mut weak = false;
+    for tag in text.split(',').map(str::trim) {
+        if let Some(rest) = tag.strip_prefix("W/") {
+            weak = true;
+            rest.trim_matches('"')
+                .parse::<u64>()
+                .map_err(|_| invalid())?;
+            continue;
+        }
+        let number = tag
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(tag);
+        revisions.push(number.parse::<u64>().map_err(|_| invalid())?);
+    }
+    Ok(match (revisions.is_empty(), weak) {
+        (true, true) => IfMatch::Never,
+        (true, false) => return Err(invalid()),
+        (false, _) => IfMatch::Revisions(revisions),
     })
 }
 
@@ -110,7 +143,32 @@ pub(super) async fn put_graph(
     headers: HeaderMap,
     ApiJson(doc): ApiJson<GraphFile>,
 ) -> Result<Response, ApiError> {
-    let expected = if_match(&headers)?;
+    let mut doc = doc;
+    let expected = match if_match(&headers)? {
+        IfMatch::Absent => None,
+        IfMatch::Any => {
+            doc.revision = None;
+            None
+        }
+        IfMatch::Revisions(revisions) if revisions.len() == 1 => Some(revisions[0]),
+        IfMatch::Revisions(revisions) => {
+            // Any of them: the one the graph is at, if listed (the runtime checks it again
+            // when it applies).
+            let current = state.service().get_graph().await?.revision.unwrap_or(0);
+            Some(if revisions.contains(&current) {
+                current
+            } else {
+                revisions[0]
+            })
+        }
+        IfMatch::Never => {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "revision_mismatch",
+                "If-Match compares strongly, so a weak tag (W/\"…\") never matches; send the ETag as GET /api/graph gives it",
+            ));
+        }
+    };
     let applied: GraphApplied = state
         .service()
         .apply_graph(doc, query.dry_run, expected)

@@ -234,7 +234,12 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
                 Method::PATCH,
                 Method::DELETE,
             ])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+            ])
+            .expose_headers([header::ETAG])
             .max_age(Duration::from_secs(600)),
     )
 }
