@@ -366,7 +366,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.graph {
         // With --save, a file that does not exist yet is the empty graph: the first change
         // creates it.
-        let missing = args.save && !path.exists();
+        let missing = args.save && matches!(path.try_exists(), Ok(false));
         if !missing {
             runtime
                 .apply_graph(&load_graph(path)?)
@@ -375,7 +375,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let saver = match (&args.graph, args.save) {
         (Some(path), true) => {
-            let writer = GraphFileWriter::new(path.clone());
+            // A file processors may write could be overwritten through the API.
+            let folder = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if let (Ok(folder), Ok(media)) = (
+                std::fs::canonicalize(folder),
+                std::fs::canonicalize(&args.media_dir),
+            ) {
+                if folder.starts_with(&media) {
+                    anyhow::bail!(
+                        "--save: {} is inside the media directory {}, where processors write files an API client names; keep the graph file elsewhere",
+                        path.display(),
+                        media.display()
+                    );
+                }
+            }
+            let writer = GraphFileWriter::new(path.clone())
+                .with_context(|| format!("--save: cannot write {}", path.display()))?;
             Some(
                 save::Saver::spawn(runtime.runtime_service(), writer)
                     .context("cannot start the graph write-back thread")?,
@@ -408,10 +426,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     println!("Ctrl-C stops the runtime and exits.");
     let ran = runtime.run();
     // Whatever the write-back had not written yet is written before exiting.
-    if let Some(saver) = saver {
-        saver.finish(&runtime);
-    }
+    let saved = saver.map(|saver| saver.finish(&runtime));
     ran?;
+    if let Some(saved) = saved {
+        saved?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

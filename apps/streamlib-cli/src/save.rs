@@ -18,6 +18,10 @@ pub const DEBOUNCE: Duration = Duration::from_millis(200);
 pub const MAX_DELAY: Duration = Duration::from_secs(2);
 /// How often the thread looks whether it is asked to stop.
 const STOP_CHECK: Duration = Duration::from_millis(100);
+/// How long the thread waits for the runtime to give it the graph (it may be shutting down).
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// When a write failed, how long until it is tried again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// The write-back thread.
 pub struct Saver {
@@ -57,17 +61,27 @@ impl Saver {
     }
 
     /// Stops the thread, then writes the graph as `runtime` has it now (whatever the thread had
-    /// not written yet).
-    pub fn finish(mut self, runtime: &StreamRuntime) {
+    /// not written yet). An error if that write fails: the changes are not in the file.
+    pub fn finish(mut self, runtime: &StreamRuntime) -> anyhow::Result<()> {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        save(
-            &self.writer,
-            runtime.graph_document(),
-            runtime.graph_document_minimal(),
-        );
+        let written = self
+            .writer
+            .write(&runtime.graph_document(), &runtime.graph_document_minimal());
+        match written {
+            Ok(changed) => {
+                if changed {
+                    tracing::info!(file = %self.writer.path().display(), "graph written back");
+                }
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "the graph could not be written back to {}: {e}",
+                self.writer.path().display()
+            )),
+        }
     }
 }
 
@@ -108,28 +122,43 @@ fn watch(
                 let since = *first.get_or_insert(now);
                 due = Some((now + DEBOUNCE).min(since + MAX_DELAY));
             }
-            if due.is_some_and(|d| now >= d) {
-                first = None;
-                due = None;
-                match service.get_graph_for_file().await {
-                    Ok((full, minimal)) => save(writer, full, minimal),
-                    Err(e) => tracing::warn!(error = %e, "cannot read the graph to write it back"),
+            // Asked to stop meanwhile: the final write (`finish`) does it, from the runtime.
+            if due.is_some_and(|d| now >= d) && !stop.load(Ordering::Acquire) {
+                let read = tokio::time::timeout(READ_TIMEOUT, service.get_graph_for_file()).await;
+                let saved = match read {
+                    Ok(Ok((full, minimal))) => save(writer, full, minimal),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot read the graph to write it back");
+                        false
+                    }
+                    Err(_) => false,
+                };
+                if saved {
+                    first = None;
+                    due = None;
+                } else {
+                    due = Some(Instant::now() + RETRY);
                 }
             }
         }
     });
 }
 
+/// Writes the graph; false if it could not (tried again after [`RETRY`]).
 fn save(
     writer: &GraphFileWriter,
     full: streamlib::core::GraphFile,
     minimal: streamlib::core::GraphFile,
-) {
+) -> bool {
     match writer.write(&full, &minimal) {
-        Ok(true) => tracing::info!(file = %writer.path().display(), "graph written back"),
-        Ok(false) => {}
+        Ok(true) => {
+            tracing::info!(file = %writer.path().display(), "graph written back");
+            true
+        }
+        Ok(false) => true,
         Err(e) => {
-            tracing::error!(file = %writer.path().display(), error = %e, "cannot write the graph back; will try again at the next change")
+            tracing::error!(file = %writer.path().display(), error = %e, "cannot write the graph back; trying again in a second");
+            false
         }
     }
 }

@@ -215,6 +215,47 @@ fn serve_saves_every_change_keeping_the_comments_and_the_next_start_has_the_same
     assert!(server.wait().unwrap().success());
 }
 
+#[test]
+fn a_change_made_just_before_exit_is_written_and_the_server_exits() {
+    let dir = folder("save-at-exit");
+    let file = dir.join("graph.json");
+    let (mut server, port) = serve_saving(&dir, &file);
+    assert!(
+        !file.exists(),
+        "a missing file is created at the first change, not before"
+    );
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/processors",
+        Some(
+            json!({"processor_type": "TestPatternProcessor", "id": "late", "config": {"width": 64}}),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    // At once, well inside the write-back's debounce.
+    terminate(&server);
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    // JSON is written minimal: only what is not at its default.
+    assert_eq!(
+        saved,
+        json!({"processors": [{"id": "late", "type": "TestPatternProcessor", "config": {"width": 64}}], "connections": []})
+    );
+}
+
 /// A pseudo-random number (no generator crate): the clock's nanoseconds, mixed.
 fn random(below: u64) -> u64 {
     let nanos = std::time::SystemTime::now()

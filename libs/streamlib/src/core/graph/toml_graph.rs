@@ -33,17 +33,25 @@ pub(crate) struct TomlSource<'a> {
 impl<'a> TomlSource<'a> {
     /// Parses `text`; a syntax error names its line and column.
     pub(crate) fn parse(text: &'a str) -> Result<Self> {
-        let doc = toml_edit::Document::parse(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| {
-                    let (line, column) = line_column(text, s.start);
-                    format!("line {line}, column {column}: ")
-                })
+        Self::parse_located(text).map_err(|(message, at)| {
+            let at = at
+                .map(|(line, column)| format!("line {line}, column {column}: "))
                 .unwrap_or_default();
-            StreamError::InvalidGraph(format!("{at}{}", e.message()))
-        })?;
-        Ok(Self { text, doc })
+            StreamError::InvalidGraph(format!("{at}{message}"))
+        })
+    }
+
+    /// Parses `text`; a syntax error is its message and, when known, its line and column.
+    pub(crate) fn parse_located(
+        text: &'a str,
+    ) -> std::result::Result<Self, (String, Option<(usize, usize)>)> {
+        match toml_edit::Document::parse(text) {
+            Ok(doc) => Ok(Self { text, doc }),
+            Err(e) => Err((
+                e.message().to_string(),
+                e.span().map(|s| line_column(text, s.start)),
+            )),
+        }
     }
 
     /// The document as JSON (what [`GraphFile`] is read from).
@@ -73,7 +81,11 @@ impl<'a> TomlSource<'a> {
 
 /// 1-based line and column (in characters) of byte `offset` of `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
@@ -138,6 +150,17 @@ fn value_to_json(value: &Value) -> Json {
     }
 }
 
+/// `f` as written by a person: an `f32` field's value widened to f64 (0.30000001192092896) is
+/// written as the f32 it is (0.3).
+fn shortest(f: f64) -> f64 {
+    let narrow = f as f32;
+    if f64::from(narrow) == f {
+        narrow.to_string().parse().unwrap_or(f)
+    } else {
+        f
+    }
+}
+
 /// A JSON value as a TOML value (`None` for `null`, which TOML cannot hold).
 fn json_to_value(json: &Json) -> Option<Value> {
     Some(match json {
@@ -145,7 +168,7 @@ fn json_to_value(json: &Json) -> Option<Value> {
         Json::Bool(b) => Value::from(*b),
         Json::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => Value::from(i),
-            (None, Some(f)) => Value::from(f),
+            (None, Some(f)) => Value::from(shortest(f)),
             (None, None) => return None,
         },
         Json::String(s) => Value::from(s.as_str()),
@@ -170,10 +193,27 @@ fn json_to_value(json: &Json) -> Option<Value> {
 
 /// Whether the TOML value already says `json` (so it is left as written: `1.0` vs `1`, quotes).
 fn same(value: &Value, json: &Json) -> bool {
-    let mine = value_to_json(value);
-    match (&mine, json) {
-        (Json::Number(a), Json::Number(b)) => a.as_f64() == b.as_f64(),
-        _ => mine == *json,
+    same_json(&value_to_json(value), json)
+}
+
+/// Equal as configs: numbers by value, whether written `30` or `30.0`, and within an f32's
+/// precision (an `f32` field the file says is `0.3` runs as 0.30000001192092896), through
+/// arrays and tables.
+fn same_json(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= 1e-6 * x.abs().max(y.abs()),
+            _ => x == y,
+        },
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
     }
 }
 
@@ -196,6 +236,8 @@ fn set_key(table: &mut dyn toml_edit::TableLike, key: &str, json: &Json) {
                 }
             }
         }
+        // A table or array of tables the file writes out: left alone if it says the same.
+        Some(other) if same_json(&item_to_json(other), json) => {}
         Some(_) | None => {
             if let Some(value) = json_to_value(json) {
                 table.insert(key, Item::Value(value));
@@ -236,12 +278,49 @@ fn array_of_tables<'d>(doc: &'d mut DocumentMut, key: &str) -> Option<&'d mut Ar
     }
 }
 
+/// Removes the tables `keep` refuses. What is written above a removed table (comments, blank
+/// lines: its decor's prefix, in toml_edit) goes to the next table kept, so a file's header or
+/// a section comment is not lost with the first table under it.
+fn remove_tables(tables: &mut ArrayOfTables, keep: impl Fn(&Table) -> bool) {
+    let mut carried = String::new();
+    let mut i = 0;
+    while i < tables.len() {
+        let Some(table) = tables.get_mut(i) else {
+            break;
+        };
+        let prefix = table
+            .decor()
+            .prefix()
+            .and_then(|p| p.as_str())
+            .unwrap_or_default()
+            .to_string();
+        if keep(table) {
+            if !carried.is_empty() {
+                table
+                    .decor_mut()
+                    .set_prefix(format!("{}{prefix}", std::mem::take(&mut carried)));
+            }
+            i += 1;
+        } else {
+            // Comment lines only: the blank lines around the table go with it.
+            carried.push_str(
+                &prefix
+                    .lines()
+                    .filter(|l| l.trim_start().starts_with('#'))
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>(),
+            );
+            tables.remove(i);
+        }
+    }
+}
+
 fn merge_processors(doc: &mut DocumentMut, full: &GraphFile, minimal: &GraphFile) {
     let Some(tables) = array_of_tables(doc, "processors") else {
         return;
     };
-    // Gone from the graph: removed from the file.
-    tables.retain(|t| {
+    // Gone from the graph: removed from the file (the comments above them stay).
+    remove_tables(tables, |t| {
         let id = t.get("id").and_then(Item::as_str);
         full.processors.iter().any(|p| Some(p.id.as_str()) == id)
     });
@@ -250,6 +329,19 @@ fn merge_processors(doc: &mut DocumentMut, full: &GraphFile, minimal: &GraphFile
         .iter()
         .any(|t| matches!(t.get("config"), Some(Item::Table(_))));
     for (p, m) in full.processors.iter().zip(&minimal.processors) {
+        for (field, _) in m
+            .config
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v.is_null())
+        {
+            tracing::warn!(
+                processor = %p.id,
+                field = %field,
+                "the field is null, which TOML cannot hold: it is left out of the file and reads back as its default"
+            );
+        }
         let existing = tables
             .iter_mut()
             .find(|t| t.get("id").and_then(Item::as_str) == Some(p.id.as_str()));
@@ -319,7 +411,7 @@ fn merge_connections(doc: &mut DocumentMut, full: &GraphFile, minimal: &GraphFil
             t.get("to").and_then(Item::as_str).map(str::to_string),
         )
     };
-    tables.retain(|t| {
+    remove_tables(tables, |t| {
         let (from, to) = ends(t);
         full.connections
             .iter()
@@ -467,6 +559,75 @@ to = "sink.video"
         assert_eq!(
             merge_into_toml(&written, &fewer(&full), &fewer(&minimal)).unwrap(),
             FILE.replace("width = 320", "width = 640")
+        );
+    }
+
+    #[test]
+    fn a_removal_keeps_the_comments_above_and_unchanged_values_stay_as_written() {
+        let file = r#"# Header of the whole file.
+
+# The source, first.
+[[processors]]
+id = "src"
+type = "ChordGeneratorProcessor"
+[processors.config]
+amplitude = 0.3        # quiet
+frequencies = [440, 660]
+
+[[processors]]
+id = "sink"
+type = "CountingSinkProcessor"
+"#;
+        // As the runtime reports them: f32 widened, floats where the file has integers.
+        let full = doc(serde_json::json!({
+            "processors": [
+                {"id": "src", "type": "ChordGeneratorProcessor",
+                 "config": {"amplitude": 0.30000001192092896_f64, "frequencies": [440.0, 660.0], "channels": 2}},
+                {"id": "sink", "type": "CountingSinkProcessor", "config": {}}
+            ],
+            "connections": []
+        }));
+        let minimal = doc(serde_json::json!({
+            "processors": [
+                {"id": "src", "type": "ChordGeneratorProcessor",
+                 "config": {"amplitude": 0.30000001192092896_f64, "frequencies": [440.0, 660.0]}},
+                {"id": "sink", "type": "CountingSinkProcessor", "config": {}}
+            ],
+            "connections": []
+        }));
+        // Nothing changed: not one byte either.
+        assert_eq!(merge_into_toml(file, &full, &minimal).unwrap(), file);
+        // The first processor goes: the file's header and its comment stay.
+        let only_sink = |g: &GraphFile| GraphFile {
+            processors: g.processors[1..].to_vec(),
+            ..g.clone()
+        };
+        let written = merge_into_toml(file, &only_sink(&full), &only_sink(&minimal)).unwrap();
+        assert!(
+            written.starts_with("# Header of the whole file.\n# The source, first.\n"),
+            "{written}"
+        );
+        assert!(!written.contains("amplitude"), "{written}");
+        assert!(written.contains("id = \"sink\""), "{written}");
+        // A new value of an f32 field is written as the f32 it is.
+        let mut louder = full.clone();
+        louder.processors[0].config["amplitude"] = serde_json::json!(0.5);
+        let written = merge_into_toml(file, &louder, &minimal).unwrap();
+        assert!(
+            written.contains("amplitude = 0.5        # quiet"),
+            "{written}"
+        );
+        let mut added = full.clone();
+        added.processors.push(serde_json::from_value(serde_json::json!(
+            {"id": "tone", "type": "ChordGeneratorProcessor", "config": {"amplitude": 0.30000001192092896_f64}}
+        )).unwrap());
+        let mut added_minimal = minimal.clone();
+        added_minimal.processors.push(added.processors[2].clone());
+        let written = merge_into_toml(file, &added, &added_minimal).unwrap();
+        // The file writes configs as sub-tables: the new one too, with the value as a person writes it.
+        assert!(
+            written.contains("[processors.config]\namplitude = 0.3\n"),
+            "{written}"
         );
     }
 }

@@ -102,6 +102,8 @@ impl StreamRuntime {
             return false;
         }
         if self.pending.apply.is_some() {
+            // Every change, and the graph a file is written from: never one half-way through
+            // an apply.
             return true;
         }
         match command {
@@ -336,7 +338,6 @@ fn is_read(command: &RuntimeCommand) -> bool {
             | RuntimeCommand::GetProcessor { .. }
             | RuntimeCommand::PortTargets { .. }
             | RuntimeCommand::GetGraph { .. }
-            | RuntimeCommand::GetGraphForFile
     )
 }
 
