@@ -328,8 +328,12 @@ impl<T: QueuedBytes> LinkInner<T> {
             // Within the link's budget, and the runtime's unless the link is empty.
             let mut ring_full = false;
             let queued = self.queued_for(bytes);
-            if self.fits_link(queued, bytes) && self.reserve(queued + bytes, self.queue.is_empty())
-            {
+            // An empty ring holds nothing, whatever the byte figures say in the moment between
+            // a reader's pop and its count (`release`): its forced frame needs only its own
+            // bytes (reserving the stale figure too would take the budget past its limit).
+            let empty = self.queue.is_empty();
+            let need = if empty { bytes } else { queued + bytes };
+            if self.fits_link(queued, bytes) && self.reserve(need, empty) {
                 // Counted in before it is visible to the reader, so queued bytes are never
                 // under-counted (over-counted for a moment if the ring turns out full).
                 self.writer.bytes_in.fetch_add(bytes, Ordering::Relaxed);
