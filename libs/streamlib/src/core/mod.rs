@@ -7,6 +7,7 @@ pub mod files;
 pub mod frames;
 pub mod graph;
 pub mod links;
+pub mod metrics;
 pub mod processors;
 pub mod runtime;
 pub mod service;
@@ -28,6 +29,7 @@ pub use graph::{
 pub use links::{
     LinkCounters, LinkInput, LinkOptions, LinkOutput, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode,
 };
+pub use metrics::{LinkRates, ProcessorRates};
 pub use processors::audio::{
     AudioChannelConverterProcessor, AudioMixerProcessor, AudioResamplerProcessor,
     BufferRechunkerProcessor,

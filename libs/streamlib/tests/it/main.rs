@@ -19,4 +19,5 @@ mod lifecycle;
 mod live_config;
 mod media_files;
 mod media_root;
+mod metrics;
 mod service;

@@ -17,6 +17,7 @@ pub use file::{GraphConnection, GraphFile, GraphProcessor};
 pub use ids::{LinkUniqueId, ProcessorUniqueId};
 pub use persist::{FileProblem, GraphFileWriter, GraphFormat, check_graph_file, write_atomically};
 pub use port_ref::{InputLinkPortRef, OutputLinkPortRef};
+pub(crate) use snapshot::RatesBasis;
 pub use snapshot::{Link, LinkInfo, PortInfo, ProcessorCounters, ProcessorInfo, RuntimeState};
 pub use targets::PortTarget;
 

@@ -1,6 +1,10 @@
 //! Snapshots of the graph for reports and the API ([`RuntimeState`], [`ProcessorInfo`],
 //! [`LinkInfo`]), and how [`Graph`] builds them.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
 use serde::{Deserialize, Serialize};
 
 use super::store::{Graph, LinkEntry, ProcessorEntry};
@@ -8,6 +12,10 @@ use crate::core::error::Result;
 use crate::core::frames::FrameType;
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
 use crate::core::links::{LinkCounters, OverflowPolicy, ReadMode};
+use crate::core::metrics::{
+    GraphSample, LinkRates, LinkSample, ProcessorRates, ProcessorSample, link_rates,
+    processor_rates,
+};
 use crate::core::processors::Execution;
 use crate::core::runtime::{ProcessorStatus, RuntimeStatus};
 
@@ -65,6 +73,9 @@ pub struct ProcessorInfo {
     pub outputs: Vec<PortInfo>,
     /// Work counters.
     pub counters: ProcessorCounters,
+    /// Rates and `process()` percentiles over a recent window.
+    #[serde(default)]
+    pub rates: ProcessorRates,
     /// Counters the processor itself publishes (frames, checksum, ...).
     pub metrics: std::collections::BTreeMap<String, u64>,
     /// The files its latest run opened, as absolute paths (beneath the media directory under
@@ -99,6 +110,10 @@ pub struct ProcessorCounters {
     pub errors: u64,
     /// Time spent inside `process()`, in nanoseconds.
     pub busy_ns: u64,
+    /// Restarts begun since it was added (a restart request, a config change that needed
+    /// one, a graph apply).
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 /// One link as the API shows it.
@@ -121,6 +136,9 @@ pub struct LinkInfo {
     pub read_mode: ReadMode,
     /// Frame counts.
     pub counters: LinkCounters,
+    /// Rates and latency percentiles over a recent window.
+    #[serde(default)]
+    pub rates: LinkRates,
 }
 
 /// The result of a successful connect: the new link.
@@ -151,14 +169,81 @@ impl Link {
     }
 }
 
+/// What rates are computed from: the figures now and, when there is one, a sample from the
+/// start of the window (see `core::metrics`).
+pub(crate) struct RatesBasis {
+    pub(crate) current: Arc<GraphSample>,
+    pub(crate) baseline: Option<Arc<GraphSample>>,
+}
+
+impl RatesBasis {
+    fn link(&self, id: &LinkUniqueId) -> LinkRates {
+        let Some(now) = self.current.links.get(id) else {
+            return LinkRates::default();
+        };
+        let base = self
+            .baseline
+            .as_ref()
+            .and_then(|b| b.links.get(id).map(|l| (b.at, l)));
+        link_rates(self.current.at, now, base)
+    }
+
+    fn processor(&self, id: &ProcessorUniqueId) -> ProcessorRates {
+        let Some(now) = self.current.processors.get(id) else {
+            return ProcessorRates::default();
+        };
+        let base = self
+            .baseline
+            .as_ref()
+            .and_then(|b| b.processors.get(id).map(|p| (b.at, p)));
+        processor_rates(self.current.at, now, base)
+    }
+}
+
 impl Graph {
+    /// Every processor's and link's counters and histograms now.
+    pub(crate) fn sample(&self, at: Instant) -> GraphSample {
+        let processors: HashMap<_, _> = self
+            .processors()
+            .map(|(id, e)| {
+                let sample = ProcessorSample {
+                    counters: e.shared.counters(),
+                    busy: e.shared.busy_histogram(),
+                    added: e.shared.added,
+                };
+                (id.clone(), sample)
+            })
+            .collect();
+        let links: HashMap<_, _> = self
+            .links()
+            .map(|(id, l)| {
+                let sample = LinkSample {
+                    counters: l.link.counters(),
+                    age: l.link.age(),
+                    added: l.added,
+                };
+                (id.clone(), sample)
+            })
+            .collect();
+        GraphSample {
+            at,
+            processors,
+            links,
+        }
+    }
+
     /// The whole graph as the API shows it; `seq` is the last event it reflects.
-    pub(crate) fn snapshot(&self, status: RuntimeStatus, seq: u64) -> RuntimeState {
+    pub(crate) fn snapshot(
+        &self,
+        status: RuntimeStatus,
+        seq: u64,
+        rates: &RatesBasis,
+    ) -> RuntimeState {
+        let links = self.link_infos(rates);
         let processors: Vec<ProcessorInfo> = self
             .processors()
-            .map(|(id, e)| self.info_of(id, e))
+            .map(|(id, e)| self.info_with(id, e, rates, &links))
             .collect();
-        let links = self.link_infos();
         RuntimeState {
             status,
             seq,
@@ -172,18 +257,32 @@ impl Graph {
     }
 
     /// One processor as the API shows it.
-    pub(crate) fn processor_info(&self, id: &ProcessorUniqueId) -> Result<ProcessorInfo> {
-        self.processor(id).map(|e| self.info_of(id, e))
+    pub(crate) fn processor_info(
+        &self,
+        id: &ProcessorUniqueId,
+        rates: &RatesBasis,
+    ) -> Result<ProcessorInfo> {
+        let entry = self.processor(id)?;
+        Ok(self.info_with(id, entry, rates, &self.link_infos(rates)))
     }
 
     /// Every link as the API shows it.
-    pub(crate) fn link_infos(&self) -> Vec<LinkInfo> {
-        self.links().map(|(id, l)| link_info(id, l)).collect()
+    pub(crate) fn link_infos(&self, rates: &RatesBasis) -> Vec<LinkInfo> {
+        self.links()
+            .map(|(id, l)| link_info(id, l, rates.link(id)))
+            .collect()
     }
 
-    pub(crate) fn info_of(&self, id: &ProcessorUniqueId, e: &ProcessorEntry) -> ProcessorInfo {
+    /// One processor as the API shows it; its frame rates are its links' (`links`).
+    fn info_with(
+        &self,
+        id: &ProcessorUniqueId,
+        e: &ProcessorEntry,
+        rates: &RatesBasis,
+        links: &[LinkInfo],
+    ) -> ProcessorInfo {
         let (state, error) = e.shared.state();
-        let inputs = e
+        let inputs: Vec<PortInfo> = e
             .ports
             .inputs
             .iter()
@@ -194,7 +293,7 @@ impl Graph {
                 links: p.connected_link().into_iter().collect(),
             })
             .collect();
-        let outputs = e
+        let outputs: Vec<PortInfo> = e
             .ports
             .outputs
             .iter()
@@ -205,6 +304,29 @@ impl Graph {
                 links: self.links_from(id, p.name()),
             })
             .collect();
+        let rate_of = |link: &LinkUniqueId, f: fn(&LinkRates) -> f64| {
+            links
+                .iter()
+                .find(|l| &l.id == link)
+                .map_or(0.0, |l| f(&l.rates))
+        };
+        let mut processor_rates = rates.processor(id);
+        // (Folds from +0.0: an empty f64 sum is -0.0, which JSON would show as such.)
+        processor_rates.frames_in_per_s = inputs
+            .iter()
+            .flat_map(|p| &p.links)
+            .map(|l| rate_of(l, |r| r.read_per_s))
+            .fold(0.0, |a, b| a + b);
+        // An output writes each frame to all its links: count it once per port.
+        processor_rates.frames_out_per_s = outputs
+            .iter()
+            .map(|p| {
+                p.links
+                    .iter()
+                    .map(|l| rate_of(l, |r| r.written_per_s))
+                    .fold(0.0, f64::max)
+            })
+            .fold(0.0, |a, b| a + b);
         ProcessorInfo {
             id: id.clone(),
             processor_type: e.type_name.to_string(),
@@ -217,13 +339,14 @@ impl Graph {
             inputs,
             outputs,
             counters: e.shared.counters(),
+            rates: processor_rates,
             metrics: e.shared.metrics(),
             files: e.shared.files.list(),
         }
     }
 }
 
-fn link_info(id: &LinkUniqueId, l: &LinkEntry) -> LinkInfo {
+fn link_info(id: &LinkUniqueId, l: &LinkEntry, rates: LinkRates) -> LinkInfo {
     let options = l.link.options();
     LinkInfo {
         id: id.clone(),
@@ -234,5 +357,6 @@ fn link_info(id: &LinkUniqueId, l: &LinkEntry) -> LinkInfo {
         overflow: options.overflow,
         read_mode: options.read_mode,
         counters: l.link.counters(),
+        rates,
     }
 }

@@ -66,6 +66,8 @@ pub(crate) struct LinkEntry {
     pub(crate) to: InputLinkPortRef,
     pub(crate) frame_type: FrameType,
     pub(crate) link: Arc<dyn AnyLink>,
+    /// When it was created (its counters count from then).
+    pub(crate) added: std::time::Instant,
 }
 
 /// Processors and links in the order they were added, and the memory budget their links
@@ -287,6 +289,7 @@ impl Graph {
                 to: to.clone(),
                 frame_type,
                 link,
+                added: std::time::Instant::now(),
             },
         );
         self.revision += 1;

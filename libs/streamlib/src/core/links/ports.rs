@@ -11,6 +11,7 @@ use super::ring::LinkInner;
 use crate::core::error::{Result, StreamError};
 use crate::core::frames::{Frame, FrameType};
 use crate::core::graph::LinkUniqueId;
+use crate::core::metrics::HistogramSnapshot;
 use crate::core::runtime::ProcessorSignal;
 
 /// An input port: where a processor reads the frames of the one link connected to it.
@@ -307,6 +308,8 @@ pub(crate) trait AnyOutputPort: Send + Sync {
 /// A live link with its frame type erased.
 pub(crate) trait AnyLink: Send + Sync {
     fn counters(&self) -> LinkCounters;
+    /// Ages of the sampled frames when read (see `ring.rs`).
+    fn age(&self) -> HistogramSnapshot;
     fn options(&self) -> ResolvedLinkOptions;
     fn is_empty(&self) -> bool;
     fn set_reader_running(&self, running: bool);
@@ -448,6 +451,9 @@ struct LinkBinding<T> {
 impl<T: Frame> AnyLink for LinkBinding<T> {
     fn counters(&self) -> LinkCounters {
         self.link.counters()
+    }
+    fn age(&self) -> HistogramSnapshot {
+        self.link.age()
     }
     fn options(&self) -> ResolvedLinkOptions {
         self.link.options

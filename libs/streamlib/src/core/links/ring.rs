@@ -14,6 +14,12 @@
 //! never reserve past the runtime's budget except for the one forced frame of an empty
 //! backpressure link; a link's reservation covers what it queues, but for a frame racing a
 //! trim (until the writer's next frame).
+//!
+//! Each link also measures how old its frames are when they are read (its latency): the writer
+//! stamps a sample of the frames with the time (every frame of a slow link; on a fast one a
+//! stride that keeps the stamps about [`STAMP_SPACING_NS`] apart, so the clock is read at most
+//! ~10,000 times a second per link), and the reader records the age of each stamped frame it
+//! takes into a histogram of its own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
@@ -21,6 +27,9 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
+
+use crate::core::frames::media_clock_ns;
+use crate::core::metrics::{DurationHistogram, HistogramSnapshot};
 
 use super::budget::{MemoryBudget, QueuedBytes};
 use super::options::{LinkCounters, OverflowPolicy, ReadMode, ResolvedLinkOptions};
@@ -40,6 +49,19 @@ const SPACE_SPINS: u32 = 64;
 /// is trimmed by its reader every 64 reads, and to what it queues when its writer's thread ends.
 pub(crate) const RESERVE_CHUNK: u64 = 64 * 1024;
 
+/// How far apart in time the writer aims to stamp frames for the age histogram (see the module
+/// docs): stamps closer than half of it double the stride, further than twice halve it.
+pub(crate) const STAMP_SPACING_NS: u64 = 100_000;
+
+/// The most frames between two stamps.
+const MAX_STAMP_STRIDE: u64 = 4096;
+
+/// A queued frame and, if it was sampled, when it was written (media clock, ns; 0 = not).
+struct Slot<T> {
+    frame: T,
+    written_ns: u64,
+}
+
 /// What the writer changes on every frame (one cache line).
 #[derive(Default)]
 struct WriterSide {
@@ -49,6 +71,11 @@ struct WriterSide {
     /// The reader's `bytes_out` when the writer last looked (never ahead of it, so queued
     /// bytes computed from it are never too low); refreshed only when a check fails with it.
     out_seen: AtomicU64,
+    /// The index of the next frame to stamp, how many frames apart stamps are, and when the
+    /// last one was taken (see the module docs).
+    next_stamp: AtomicU64,
+    stamp_stride: AtomicU64,
+    last_stamp_ns: AtomicU64,
 }
 
 /// What the reader changes on every frame (one cache line).
@@ -61,7 +88,7 @@ struct ReaderSide {
 
 pub(crate) struct LinkInner<T> {
     pub(crate) id: LinkUniqueId,
-    queue: ArrayQueue<T>,
+    queue: ArrayQueue<Slot<T>>,
     pub(crate) options: ResolvedLinkOptions,
     // Each side's counters on a cache line of their own: sharing one would make every frame
     // bounce it between the writer's and the reader's cores.
@@ -71,6 +98,8 @@ pub(crate) struct LinkInner<T> {
     /// both sides on every frame and written only when it grows or shrinks by chunks.
     reserved: CachePadded<AtomicU64>,
     dropped: CachePadded<AtomicU64>,
+    /// Ages of the stamped frames when read, recorded by the reader.
+    age: CachePadded<DurationHistogram>,
     /// The runtime's budget, shared by all its links.
     budget: Arc<MemoryBudget>,
     /// Set once a frame was dropped for want of memory (logged once per link).
@@ -112,6 +141,7 @@ impl<T: QueuedBytes> LinkInner<T> {
             reader_side: CachePadded::new(ReaderSide::default()),
             reserved: CachePadded::new(AtomicU64::new(0)),
             dropped: CachePadded::new(AtomicU64::new(0)),
+            age: CachePadded::new(DurationHistogram::default()),
             budget,
             over_budget: AtomicBool::new(false),
             reader,
@@ -125,16 +155,20 @@ impl<T: QueuedBytes> LinkInner<T> {
     /// Writes one frame per the link's overflow policy and wakes the reader.
     #[inline]
     pub(crate) fn push(&self, frame: T) {
-        self.writer.written.fetch_add(1, Ordering::Relaxed);
+        let index = self.writer.written.fetch_add(1, Ordering::Relaxed);
         // Nobody would read it: do not keep it (it would pin its memory until a restart).
         if !self.reader_running.load(Ordering::Acquire) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let bytes = frame.queued_bytes();
+        let slot = Slot {
+            frame,
+            written_ns: self.stamp(index),
+        };
         match self.options.overflow {
-            OverflowPolicy::DropOldest => self.push_dropping_oldest(frame, bytes),
-            OverflowPolicy::Backpressure => self.push_waiting(frame, bytes),
+            OverflowPolicy::DropOldest => self.push_dropping_oldest(slot, bytes),
+            OverflowPolicy::Backpressure => self.push_waiting(slot, bytes),
         }
         // The reader stopped while we queued: empty the ring it will not read. (SeqCst with
         // `set_reader_running`: either it sees our frame when it clears, or we see it stopped.)
@@ -142,6 +176,42 @@ impl<T: QueuedBytes> LinkInner<T> {
             self.clear();
         }
         self.reader.notify();
+    }
+
+    /// The stamp for frame number `index`: the time now if it is one to sample, else 0.
+    #[inline]
+    fn stamp(&self, index: u64) -> u64 {
+        if index < self.writer.next_stamp.load(Ordering::Relaxed) {
+            return 0;
+        }
+        self.take_stamp(index)
+    }
+
+    /// Reads the clock for a stamp and sets when the next one is due: the stride doubles while
+    /// stamps come closer than half of [`STAMP_SPACING_NS`], halves while they are further
+    /// than twice it.
+    fn take_stamp(&self, index: u64) -> u64 {
+        let w = &self.writer;
+        let now = media_clock_ns().max(1);
+        let gap = now.saturating_sub(w.last_stamp_ns.swap(now, Ordering::Relaxed));
+        let mut stride = w.stamp_stride.load(Ordering::Relaxed).max(1);
+        if gap < STAMP_SPACING_NS / 2 {
+            stride = (stride * 2).min(MAX_STAMP_STRIDE);
+        } else if gap > STAMP_SPACING_NS * 2 {
+            stride = (stride / 2).max(1);
+        }
+        w.stamp_stride.store(stride, Ordering::Relaxed);
+        w.next_stamp.store(index + stride, Ordering::Relaxed);
+        now
+    }
+
+    /// Records the age of a frame the reader takes, if it was stamped.
+    #[inline]
+    fn note_age(&self, written_ns: u64) {
+        if written_ns != 0 {
+            self.age
+                .record_owned(media_clock_ns().saturating_sub(written_ns));
+        }
     }
 
     /// Bytes queued, from the writer's own line: at least the true figure (it uses the last
@@ -275,7 +345,7 @@ impl<T: QueuedBytes> LinkInner<T> {
             }
             match self.queue.pop() {
                 Some(old) => {
-                    self.release(&old);
+                    self.release(&old.frame);
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 // The reader may have just emptied the ring: one more look with fresh figures.
@@ -289,14 +359,14 @@ impl<T: QueuedBytes> LinkInner<T> {
     }
 
     #[inline]
-    fn push_dropping_oldest(&self, frame: T, bytes: u64) {
+    fn push_dropping_oldest(&self, frame: Slot<T>, bytes: u64) {
         if !self.make_room(bytes) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         self.writer.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         if let Some(old) = self.queue.force_push(frame) {
-            self.release(&old);
+            self.release(&old.frame);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -322,7 +392,7 @@ impl<T: QueuedBytes> LinkInner<T> {
         }
     }
 
-    fn push_waiting(&self, mut frame: T, bytes: u64) {
+    fn push_waiting(&self, mut frame: Slot<T>, bytes: u64) {
         let mut spins = 0;
         loop {
             // Within the link's budget, and the runtime's unless the link is empty.
@@ -439,10 +509,11 @@ impl<T: QueuedBytes> LinkInner<T> {
         if self.reader.reads_cut() {
             return None;
         }
-        let frame = self.queue.pop()?;
-        self.release(&frame);
+        let slot = self.queue.pop()?;
+        self.release(&slot.frame);
         self.after_pop(1);
-        Some(frame)
+        self.note_age(slot.written_ns);
+        Some(slot.frame)
     }
 
     /// The newest queued frame; the older ones are dropped and counted.
@@ -451,16 +522,17 @@ impl<T: QueuedBytes> LinkInner<T> {
         if self.reader.reads_cut() {
             return None;
         }
-        let mut frame = self.queue.pop()?;
-        self.release(&frame);
+        let mut slot = self.queue.pop()?;
+        self.release(&slot.frame);
         let mut taken = 1;
         while let Some(newer) = self.queue.pop() {
-            self.release(&newer);
-            frame = newer;
+            self.release(&newer.frame);
+            slot = newer;
             taken += 1;
         }
         self.after_pop(taken);
-        Some(frame)
+        self.note_age(slot.written_ns);
+        Some(slot.frame)
     }
 
     /// Whether nothing can be read (also when reads are cut, so `has_data` agrees with `read`).
@@ -482,8 +554,8 @@ impl<T: QueuedBytes> LinkInner<T> {
 
     /// Drops every queued frame (counted), giving its memory back.
     fn clear(&self) {
-        while let Some(frame) = self.queue.pop() {
-            self.release(&frame);
+        while let Some(slot) = self.queue.pop() {
+            self.release(&slot.frame);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
         self.return_reservation();
@@ -529,6 +601,11 @@ impl<T: QueuedBytes> LinkInner<T> {
             queued: self.queue.len() as u64,
             queued_bytes: self.queued_bytes(),
         }
+    }
+
+    /// The ages of the stamped frames read so far.
+    pub(crate) fn age(&self) -> HistogramSnapshot {
+        self.age.snapshot()
     }
 }
 

@@ -206,6 +206,9 @@ impl StreamRuntime {
             RuntimeCommand::PortTargets { id, port } => {
                 self.port_targets(&id, &port).map(CommandResult::Targets)
             }
+            RuntimeCommand::GetMetrics => {
+                Ok(CommandResult::Metrics(Box::new(self.metrics_report())))
+            }
         };
         let result = result.unwrap_or_else(|e| {
             tracing::debug!(command = name, error = %e, "command failed");
@@ -338,6 +341,7 @@ fn is_read(command: &RuntimeCommand) -> bool {
             | RuntimeCommand::GetProcessor { .. }
             | RuntimeCommand::PortTargets { .. }
             | RuntimeCommand::GetGraph { .. }
+            | RuntimeCommand::GetMetrics
     )
 }
 

@@ -126,6 +126,7 @@ impl StreamRuntime {
                 if matches!(&entry.slot, Slot::Running(w) if w.is_finished()) {
                     self.workers.join(entry);
                 }
+                entry.shared.note_restart();
                 None
             }
         };
@@ -320,7 +321,10 @@ impl StreamRuntime {
                         publish_changed(bus, &update);
                         CommandResult::ConfigUpdated(Box::new(update))
                     }
-                    None => CommandResult::Processor(Box::new(self.graph.info_of(&id, entry))),
+                    None => match self.graph.processor_info(&id, &self.rates_basis()) {
+                        Ok(info) => CommandResult::Processor(Box::new(info)),
+                        Err(e) => CommandResult::Error(e),
+                    },
                 }
             }
         };

@@ -12,6 +12,7 @@ use crate::core::context::Counter;
 use crate::core::error::{Stage, StreamError};
 use crate::core::files::OpenedFiles;
 use crate::core::graph::{ProcessorCounters, ProcessorUniqueId};
+use crate::core::metrics::{DurationHistogram, HistogramSnapshot};
 
 pub(crate) struct ProcessorShared {
     pub(crate) id: ProcessorUniqueId,
@@ -21,6 +22,10 @@ pub(crate) struct ProcessorShared {
     process_calls: AtomicU64,
     errors: AtomicU64,
     busy_ns: AtomicU64,
+    /// How long each `process()` call took (written by its thread only).
+    busy: DurationHistogram,
+    /// Restarts begun (through the API, a graph apply or a config change).
+    restarts: AtomicU64,
     /// Interval chosen in `setup` by a Continuous processor (0 = use the attribute's).
     interval_ns: AtomicU64,
     /// Named counters the processor publishes. Registered in setup (rare), read by reports.
@@ -31,6 +36,8 @@ pub(crate) struct ProcessorShared {
     pub(crate) files: Arc<OpenedFiles>,
     /// Live config changes waiting for its thread.
     pub(crate) live: super::live::LiveMailbox,
+    /// When it was added (its counters count from then).
+    pub(crate) added: std::time::Instant,
 }
 
 impl ProcessorShared {
@@ -42,11 +49,14 @@ impl ProcessorShared {
             process_calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
+            busy: DurationHistogram::default(),
+            restarts: AtomicU64::new(0),
             interval_ns: AtomicU64::new(0),
             metrics: Mutex::new(BTreeMap::new()),
             ended: std::sync::atomic::AtomicBool::new(false),
             files: Arc::default(),
             live: Default::default(),
+            added: std::time::Instant::now(),
         }
     }
 
@@ -105,13 +115,18 @@ impl ProcessorShared {
         });
     }
 
+    /// Counts one `process()` call that took `busy`. Only the processor's own thread calls
+    /// it, so plain loads and stores do (no locked instruction on the frame path); an abandoned
+    /// thread still running beside its replacement could only lose a count.
     #[inline]
     pub(crate) fn record_process(&self, busy: Duration) {
-        self.process_calls.fetch_add(1, Ordering::Relaxed);
-        self.busy_ns.fetch_add(
-            u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        let ns = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
+        let calls = self.process_calls.load(Ordering::Relaxed);
+        self.process_calls.store(calls + 1, Ordering::Relaxed);
+        let total = self.busy_ns.load(Ordering::Relaxed);
+        self.busy_ns
+            .store(total.saturating_add(ns), Ordering::Relaxed);
+        self.busy.record_owned(ns);
     }
 
     pub(crate) fn counters(&self) -> ProcessorCounters {
@@ -119,7 +134,18 @@ impl ProcessorShared {
             process_calls: self.process_calls.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             busy_ns: self.busy_ns.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
         }
+    }
+
+    /// The durations of its `process()` calls so far.
+    pub(crate) fn busy_histogram(&self) -> HistogramSnapshot {
+        self.busy.snapshot()
+    }
+
+    /// A restart of it begins.
+    pub(crate) fn note_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn set_interval(&self, interval: Duration) {

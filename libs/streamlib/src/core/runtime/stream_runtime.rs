@@ -23,9 +23,11 @@ use crate::core::error::{Result, Stage, StreamError};
 use crate::core::files::FileAccess;
 use crate::core::graph::{
     Graph, InputLinkPortRef, Link, LinkInfo, LinkUniqueId, OutputLinkPortRef, PortTarget,
-    ProcessorEntry, ProcessorInfo, ProcessorUniqueId, RuntimeState, check_unique_port_names,
+    ProcessorEntry, ProcessorInfo, ProcessorUniqueId, RatesBasis, RuntimeState,
+    check_unique_port_names,
 };
 use crate::core::links::LinkOptions;
+use crate::core::metrics::{MetricsReport, StatsWindow};
 use crate::core::processors::ProcessorSpec;
 use crate::core::service::RuntimeService;
 
@@ -73,6 +75,8 @@ pub struct StreamRuntime {
     /// `graph_finished` was published for the graph as it is (cleared by a start, a new
     /// processor or a restart).
     pub(super) finished: bool,
+    /// Samples of the graph's figures for rates over a recent window (`core::metrics`).
+    stats: StatsWindow,
 
     /// Commands from every `RuntimeService` clone, each with its reply channel.
     pub(super) command_rx: flume::Receiver<QueuedCommand>,
@@ -111,6 +115,7 @@ impl StreamRuntime {
             limits,
             pending: Pending::default(),
             finished: false,
+            stats: StatsWindow::default(),
             command_rx,
             workers: WorkerHost {
                 runtime_id: id,
@@ -539,13 +544,33 @@ impl StreamRuntime {
 
     /// A snapshot of the whole runtime, consistent with the event sequence number it carries.
     pub fn state(&self) -> RuntimeState {
+        let rates = self.rates_basis();
         self.events()
-            .snapshot(|seq| self.graph.snapshot(self.status, seq))
+            .snapshot(|seq| self.graph.snapshot(self.status, seq, &rates))
     }
 
     /// One processor's details.
     pub fn processor_info(&self, id: &ProcessorUniqueId) -> Result<ProcessorInfo> {
-        self.graph.processor_info(id)
+        self.graph.processor_info(id, &self.rates_basis())
+    }
+
+    /// The state with rates, and the histograms of the same moment (a Prometheus scrape).
+    pub(crate) fn metrics_report(&self) -> MetricsReport {
+        let rates = self.rates_basis();
+        let state = self
+            .events()
+            .snapshot(|seq| self.graph.snapshot(self.status, seq, &rates));
+        MetricsReport {
+            state,
+            sample: rates.current,
+        }
+    }
+
+    /// The figures now, noted in the window, and the window's start to compute rates against.
+    pub(super) fn rates_basis(&self) -> RatesBasis {
+        let current = Arc::new(self.graph.sample(Instant::now()));
+        let baseline = self.stats.observe(&current);
+        RatesBasis { current, baseline }
     }
 
     /// Every port in the graph that `id`'s port `port` could be linked with (its output to
@@ -558,7 +583,7 @@ impl StreamRuntime {
 
     /// Every link's details.
     pub fn links(&self) -> Vec<LinkInfo> {
-        self.graph.link_infos()
+        self.graph.link_infos(&self.rates_basis())
     }
 
     // ----------------------------------------------------------------------------------------

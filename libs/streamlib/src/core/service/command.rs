@@ -53,6 +53,8 @@ pub(crate) enum RuntimeCommand {
         dry_run: bool,
         if_match: Option<u64>,
     },
+    /// The state with rates and the histograms behind them (a Prometheus scrape).
+    GetMetrics,
 }
 
 impl RuntimeCommand {
@@ -73,6 +75,7 @@ impl RuntimeCommand {
             RuntimeCommand::GetGraph { .. } => "get_graph",
             RuntimeCommand::GetGraphForFile => "get_graph_for_file",
             RuntimeCommand::ApplyGraph { .. } => "apply_graph",
+            RuntimeCommand::GetMetrics => "get_metrics",
         }
     }
 }
@@ -94,5 +97,6 @@ pub(crate) enum CommandResult {
     /// The full document and the minimal one, of the same revision.
     GraphForFile(Box<(GraphFile, GraphFile)>),
     Applied(Box<GraphApplied>),
+    Metrics(Box<crate::core::metrics::MetricsReport>),
     Error(StreamError),
 }

@@ -8,6 +8,7 @@ use crate::core::error::{Result, StreamError};
 use crate::core::graph::{GraphApplied, GraphFile, PortTarget, ProcessorInfo, RuntimeState};
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
 use crate::core::links::LinkOptions;
+use crate::core::metrics::{CommandOutcome, CommandStats, MetricsReport};
 use crate::core::processors::ProcessorSpec;
 use crate::core::runtime::RuntimeEvent;
 use crate::core::runtime::thread_role::{self, Role};
@@ -35,6 +36,8 @@ pub struct RuntimeService {
     /// Set by the runtime as it goes away. A command queued after its last drain would never be
     /// answered (other senders keep the channel alive), so senders check this after queueing.
     closed: Arc<AtomicBool>,
+    /// Every command's kind, outcome and latency (for `GET /metrics`).
+    command_stats: Arc<CommandStats>,
 }
 
 impl RuntimeService {
@@ -49,6 +52,7 @@ impl RuntimeService {
             event_tx,
             runtime_id,
             closed,
+            command_stats: Arc::default(),
         }
     }
 
@@ -129,6 +133,19 @@ impl RuntimeService {
             CommandResult::State(state) => Ok(state),
             other => unexpected("get_state", other),
         }
+    }
+
+    /// The state with rates and the histograms behind them: what `GET /metrics` is built from.
+    pub(crate) async fn metrics_report(&self) -> Result<MetricsReport> {
+        match self.send(RuntimeCommand::GetMetrics).await? {
+            CommandResult::Metrics(report) => Ok(*report),
+            other => unexpected("get_metrics", other),
+        }
+    }
+
+    /// Counts and latencies of the commands sent through this runtime's services.
+    pub(crate) fn command_stats(&self) -> &CommandStats {
+        &self.command_stats
     }
 
     /// Get one processor's details.
@@ -262,23 +279,33 @@ impl RuntimeService {
     async fn send(&self, command: RuntimeCommand) -> Result<CommandResult> {
         self.refuse_self_wait(&command)?;
         let name = command.name();
+        // Recorded when the answer comes, or as abandoned if this future is dropped first.
+        let timer = self.command_stats.start(name);
         let gone = || StreamError::RuntimeUnavailable("the runtime has shut down".to_string());
         let (reply_tx, reply_rx) = oneshot::channel();
-        self.command_tx
-            .send((command, reply_tx))
-            .map_err(|_| gone())?;
+        if self.command_tx.send((command, reply_tx)).is_err() {
+            timer.finish(CommandOutcome::Error);
+            return Err(gone());
+        }
         // Pairs with `StreamRuntime::drop`, which sets `closed` and then drains the queue: either
         // the drain saw our command (and answers it with an error), or we see the flag here.
         if self.closed.load(Ordering::SeqCst) {
+            timer.finish(CommandOutcome::Error);
             return Err(gone());
         }
-        match reply_rx.await {
+        let answer = match reply_rx.await {
             Ok(CommandResult::Error(e)) => Err(e),
             Ok(result) => Ok(result),
             Err(_) => Err(StreamError::RuntimeUnavailable(format!(
                 "the runtime shut down before answering {name}"
             ))),
-        }
+        };
+        timer.finish(if answer.is_ok() {
+            CommandOutcome::Ok
+        } else {
+            CommandOutcome::Error
+        });
+        answer
     }
 
     /// The deadlock guard: refuses commands whose reply the calling thread itself would have to
@@ -343,6 +370,7 @@ fn unexpected<T>(call: &str, result: CommandResult) -> Result<T> {
         CommandResult::Graph(_) => "Graph",
         CommandResult::GraphForFile(_) => "GraphForFile",
         CommandResult::Applied(_) => "Applied",
+        CommandResult::Metrics(_) => "Metrics",
         CommandResult::Error(e) => return Err(e),
     };
     Err(StreamError::RuntimeUnavailable(format!(

@@ -32,6 +32,7 @@
 mod error;
 mod graph_routes;
 mod handlers;
+mod metrics;
 mod openapi;
 mod options;
 mod probes;
@@ -96,6 +97,8 @@ struct ApiInner {
     /// The last state snapshot served and its JSON: concurrent reads share one snapshot (the
     /// runtime coalesces them), so it is serialized once. A std Mutex: held only to swap.
     state_json: std::sync::Mutex<Option<(Arc<RuntimeState>, axum::body::Bytes)>>,
+    /// Requests, WebSocket clients and events, for `GET /metrics`.
+    metrics: metrics::ApiMetrics,
 }
 
 impl ApiState {
@@ -120,6 +123,7 @@ impl ApiState {
                 shutdown_tx,
                 fan_out: websocket::FanOut::new(),
                 state_json: std::sync::Mutex::new(None),
+                metrics: metrics::ApiMetrics::default(),
             }),
         }
     }
@@ -178,6 +182,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::openapi_json))
         .routes(routes!(probes::health))
         .routes(routes!(probes::ready))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The API router: every route, the access guard, body limit, timeout and JSON fallbacks.
@@ -210,7 +215,13 @@ pub fn router(state: ApiState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
-    router.with_state(state)
+    // Outermost of all: every answer is counted, refusals by the layers above included.
+    router
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
+        .with_state(state)
 }
 
 /// CORS for the allow-listed origins; `None` when there are none (same-origin only).

@@ -25,7 +25,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
         (name = "runtime", description = "Start, stop and inspect the runtime"),
         (name = "graph", description = "The whole graph as a document: export, plan, apply"),
         (name = "events", description = "Runtime events over WebSocket"),
-        (name = "meta", description = "Registry and API description")
+        (name = "meta", description = "Registry and API description"),
+        (name = "metrics", description = "Prometheus metrics of the runtime and the API")
     )
 )]
 pub(super) struct ApiDoc;

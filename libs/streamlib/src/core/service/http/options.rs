@@ -142,6 +142,10 @@ pub struct ApiOptions {
     #[schemars(with = "u64")]
     #[cfg_attr(feature = "clap", arg(long = "write-timeout-ms", value_name = "MS", value_parser = parse_millis, default_value = "30000"))]
     pub write_timeout: Duration,
+    /// Serve `GET /metrics` without the token to clients on loopback (a Prometheus or agent on
+    /// the same machine); every other route, and `/metrics` from elsewhere, still needs it.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub metrics_loopback_without_token: bool,
 }
 
 impl Default for ApiOptions {
@@ -159,6 +163,7 @@ impl Default for ApiOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            metrics_loopback_without_token: false,
         }
     }
 }
@@ -278,6 +283,7 @@ mod tests {
             "700",
             "--write-timeout-ms",
             "800",
+            "--metrics-loopback-without-token",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -295,6 +301,7 @@ mod tests {
                 max_connections: 9,
                 header_timeout: Duration::from_millis(700),
                 write_timeout: Duration::from_millis(800),
+                metrics_loopback_without_token: true,
             }
         );
     }

@@ -33,6 +33,8 @@ pub(crate) struct AccessPolicy {
     /// a flood of failed logins from one address (every loopback client shares one) cannot use
     /// up the quota of the token holder. `None` = unlimited.
     failed_logins: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// `GET /metrics` needs no token from a loopback client (a local scraper).
+    metrics_loopback_without_token: bool,
 }
 
 impl AccessPolicy {
@@ -72,6 +74,7 @@ impl AccessPolicy {
             changes: quota.map(RateLimiter::keyed),
             failed_logins: NonZeroU32::new(options.auth_failure_limit)
                 .map(|rate| RateLimiter::keyed(Quota::per_second(rate))),
+            metrics_loopback_without_token: options.metrics_loopback_without_token,
         }
     }
 
@@ -244,8 +247,14 @@ fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<
         }
     }
     // The health route says only that the server answers: it needs no token (see `probes`).
-    let open = matches!(*req.method(), Method::GET | Method::HEAD)
-        && req.uri().path() == super::probes::HEALTH_PATH;
+    // Metrics need none from loopback when the server was told so (a local scraper).
+    let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+    let path = req.uri().path();
+    let open = reading
+        && (path == super::probes::HEALTH_PATH
+            || (path == super::metrics::METRICS_PATH
+                && policy.metrics_loopback_without_token
+                && peer.ip().to_canonical().is_loopback()));
     if policy.requires_token() && !open && !policy.token_matches(presented_token(req).as_deref()) {
         // Failed attempts have a quota of their own: guessing is rate-limited, and does not
         // use up the budget of authorised changes from the same address.

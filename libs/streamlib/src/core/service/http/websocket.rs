@@ -19,6 +19,7 @@
 //! message that is not UTF-8 with 1007 (invalid data), as RFC 6455 says; both are logged.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
@@ -256,7 +257,32 @@ pub(super) async fn events(
         })
 }
 
+/// Counts a WebSocket client as connected while it lives (dropped however the session ends).
+struct ConnectedClient(ApiState);
+
+impl ConnectedClient {
+    fn new(state: &ApiState) -> Self {
+        state
+            .inner
+            .metrics
+            .ws_clients
+            .fetch_add(1, Ordering::Relaxed);
+        Self(state.clone())
+    }
+}
+
+impl Drop for ConnectedClient {
+    fn drop(&mut self) {
+        self.0
+            .inner
+            .metrics
+            .ws_clients
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
+    let _client = ConnectedClient::new(&state);
     // Subscribe before taking the snapshot: every event published after the snapshot is then
     // in the receiver, and the ones already reflected in it are skipped by `seq`.
     let mut wire = state.inner.fan_out.subscribe(&state);
@@ -305,6 +331,10 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                 }
                 if tx.flush().await.is_err() {
                     return;
+                }
+                state.inner.metrics.events_sent.fetch_add(fed as u64, Ordering::Relaxed);
+                if let Some(missed) = lagged {
+                    state.inner.metrics.events_missed.fetch_add(missed, Ordering::Relaxed);
                 }
                 if lagged.is_some() {
                     // Snapshot first: everything up to its seq that this client did not see

@@ -1,0 +1,19 @@
+//! What the runtime measures about itself beyond plain counters: durations as histograms
+//! (`process()` times, frame ages on links, command latencies), rates and percentiles over a
+//! recent window, and the figures the Prometheus endpoint exposes.
+//!
+//! Recording is lock-free and costs a few relaxed atomic operations where it happens; nothing
+//! is computed until somebody asks (a JSON read, a scrape).
+
+mod commands;
+mod histogram;
+mod window;
+
+pub(crate) use commands::{COMMAND_KINDS, CommandOutcome, CommandStats};
+
+pub(crate) use histogram::{DurationHistogram, HistogramSnapshot};
+pub(crate) use window::{
+    GraphSample, LinkSample, MetricsReport, ProcessorSample, StatsWindow, link_rates,
+    processor_rates,
+};
+pub use window::{LinkRates, ProcessorRates};
