@@ -287,7 +287,9 @@ fn the_json_api_carries_rates_and_latency_over_a_recent_window() {
             c.post("/api/runtime/start", json!({})).await.status,
             StatusCode::OK
         );
-        // A first look, then one a second and a half later: the second covers the time between.
+        // A first look after a second of flow, then one a second and a half later: the second
+        // covers the time between (not the whole run).
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         c.get("/api/connections").await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let links = c.get("/api/connections").await.json;
