@@ -169,11 +169,12 @@ impl Link {
     }
 }
 
-/// What rates are computed from: the figures now and, when there is one, a sample from the
-/// start of the window (see `core::metrics`).
+/// What rates are computed from: the figures now and the samples kept from the window, oldest
+/// first (see `core::metrics`); each processor and link is measured from the oldest that has
+/// it.
 pub(crate) struct RatesBasis {
     pub(crate) current: Arc<GraphSample>,
-    pub(crate) baseline: Option<Arc<GraphSample>>,
+    pub(crate) baselines: Vec<Arc<GraphSample>>,
 }
 
 impl RatesBasis {
@@ -182,9 +183,9 @@ impl RatesBasis {
             return LinkRates::default();
         };
         let base = self
-            .baseline
-            .as_ref()
-            .and_then(|b| b.links.get(id).map(|l| (b.at, l)));
+            .baselines
+            .iter()
+            .find_map(|b| b.links.get(id).map(|l| (b.at, l)));
         link_rates(self.current.at, now, base)
     }
 
@@ -193,9 +194,9 @@ impl RatesBasis {
             return ProcessorRates::default();
         };
         let base = self
-            .baseline
-            .as_ref()
-            .and_then(|b| b.processors.get(id).map(|p| (b.at, p)));
+            .baselines
+            .iter()
+            .find_map(|b| b.processors.get(id).map(|p| (b.at, p)));
         processor_rates(self.current.at, now, base)
     }
 }

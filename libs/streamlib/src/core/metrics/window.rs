@@ -68,9 +68,10 @@ pub(crate) struct StatsWindow {
 
 impl StatsWindow {
     /// Notes `current` (kept if the newest kept sample is a second old or more; samples older
-    /// than [`WINDOW`] are forgotten) and returns the sample to compute rates against: the
-    /// oldest kept one, if it is at least [`MIN_SPAN`] older than `current`.
-    pub(crate) fn observe(&self, current: &Arc<GraphSample>) -> Option<Arc<GraphSample>> {
+    /// than [`WINDOW`] are forgotten) and returns the samples to compute rates against, oldest
+    /// first: those at least [`MIN_SPAN`] older than `current` (a processor or link takes the
+    /// oldest that has it).
+    pub(crate) fn observe(&self, current: &Arc<GraphSample>) -> Vec<Arc<GraphSample>> {
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let now = current.at;
         while samples
@@ -79,17 +80,18 @@ impl StatsWindow {
         {
             samples.pop_front();
         }
-        let baseline = samples
-            .front()
-            .filter(|s| now.saturating_duration_since(s.at) >= MIN_SPAN)
-            .cloned();
+        let baselines = samples
+            .iter()
+            .take_while(|s| now.saturating_duration_since(s.at) >= MIN_SPAN)
+            .cloned()
+            .collect();
         if samples
             .back()
             .is_none_or(|s| now.saturating_duration_since(s.at) >= SAMPLE_EVERY)
         {
             samples.push_back(current.clone());
         }
-        baseline
+        baselines
     }
 }
 
@@ -223,18 +225,21 @@ mod tests {
         let w = StatsWindow::default();
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let times = |v: Vec<Arc<GraphSample>>| v.iter().map(|s| s.at).collect::<Vec<_>>();
         // The first look has no baseline; nor does one 300 ms later (too short a span).
-        assert!(w.observe(&sample(at(0))).is_none());
-        assert!(w.observe(&sample(at(300))).is_none());
-        // From 500 ms on, the first sample is the baseline.
-        assert_eq!(w.observe(&sample(at(600))).unwrap().at, at(0));
-        assert_eq!(w.observe(&sample(at(1000))).unwrap().at, at(0));
+        assert!(w.observe(&sample(at(0))).is_empty());
+        assert!(w.observe(&sample(at(300))).is_empty());
+        // From 500 ms on, the first sample is a baseline.
+        assert_eq!(times(w.observe(&sample(at(600)))), [at(0)]);
+        assert_eq!(times(w.observe(&sample(at(1000)))), [at(0)]);
         // Kept: 0 and 1000 (300 and 600 were within a second of the newest kept).
         assert_eq!(w.samples.lock().unwrap().len(), 2);
-        // At 10.5 s, 0 is past the window: 1000 is the baseline.
-        assert_eq!(w.observe(&sample(at(10_500))).unwrap().at, at(1000));
+        assert_eq!(times(w.observe(&sample(at(1400)))), [at(0)]);
+        assert_eq!(times(w.observe(&sample(at(2000)))), [at(0), at(1000)]);
+        // At 10.5 s, 0 is past the window: 1000 is the oldest baseline.
+        assert_eq!(times(w.observe(&sample(at(10_500))))[0], at(1000));
         // A look after a long quiet time starts again from nothing.
-        assert!(w.observe(&sample(at(60_000))).is_none());
+        assert!(w.observe(&sample(at(60_000))).is_empty());
     }
 
     #[test]

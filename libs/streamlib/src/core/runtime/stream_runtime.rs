@@ -569,8 +569,8 @@ impl StreamRuntime {
     /// The figures now, noted in the window, and the window's start to compute rates against.
     pub(super) fn rates_basis(&self) -> RatesBasis {
         let current = Arc::new(self.graph.sample(Instant::now()));
-        let baseline = self.stats.observe(&current);
-        RatesBasis { current, baseline }
+        let baselines = self.stats.observe(&current);
+        RatesBasis { current, baselines }
     }
 
     /// Every port in the graph that `id`'s port `port` could be linked with (its output to
