@@ -14,8 +14,9 @@ PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   # Tests: a display server without a screen (window tests); ffmpeg/ffprobe (media checks);
   # Python with venv for the API fuzzing (scripts/api-fuzz.sh installs schemathesis in one);
-  # procps for `kill`, which the CLI tests use to send signals.
-  xvfb ffmpeg python3 python3-venv procps
+  # procps for `kill`, which the CLI tests use to send signals; promtool (package prometheus)
+  # checks the output of GET /metrics.
+  xvfb ffmpeg python3 python3-venv procps prometheus
 )
 
 missing=()

@@ -193,9 +193,12 @@ impl<T: QueuedBytes> LinkInner<T> {
     fn take_stamp(&self, index: u64) -> u64 {
         let w = &self.writer;
         let now = media_clock_ns().max(1);
-        let gap = now.saturating_sub(w.last_stamp_ns.swap(now, Ordering::Relaxed));
+        let last = w.last_stamp_ns.swap(now, Ordering::Relaxed);
+        let gap = now.saturating_sub(last);
         let mut stride = w.stamp_stride.load(Ordering::Relaxed).max(1);
-        if gap < STAMP_SPACING_NS / 2 {
+        if last == 0 {
+            // The first stamp: no gap to judge by.
+        } else if gap < STAMP_SPACING_NS / 2 {
             stride = (stride * 2).min(MAX_STAMP_STRIDE);
         } else if gap > STAMP_SPACING_NS * 2 {
             stride = (stride / 2).max(1);
@@ -820,5 +823,38 @@ mod tests {
         let c = l.counters();
         assert_eq!((c.written, c.read, c.dropped), (200, 200, 0));
         assert!(peak <= 50, "{peak}");
+    }
+
+    #[test]
+    fn every_frame_of_a_slow_link_is_aged_and_a_fast_one_is_sampled() {
+        // Slow: 300 us between a write and its read; every frame stamped, each as old as that.
+        let l = link(8, OverflowPolicy::DropOldest, ReadMode::InOrder);
+        for i in 0..20 {
+            l.push(i);
+            std::thread::sleep(Duration::from_micros(300));
+            assert_eq!(l.pop(), Some(i));
+        }
+        let age = l.age();
+        assert_eq!(age.count(), 20);
+        assert!(age.quantile_ns(0.5).unwrap() >= 250_000.0, "{age:?}");
+        // Fast: back to back, the stride grows so the clock is read about every 100 us.
+        let l = link(8, OverflowPolicy::DropOldest, ReadMode::InOrder);
+        let started = std::time::Instant::now();
+        let n = 200_000u32;
+        for i in 0..n {
+            l.push(i);
+            assert_eq!(l.pop(), Some(i));
+        }
+        let took_ns = started.elapsed().as_nanos() as f64;
+        let stamped = l.age().count();
+        assert!(stamped > 0, "some frames are aged");
+        // At most one stamp per 50 us of the run (the stride doubles below that), plus the
+        // ramp-up from a stride of 1 (1 + 2 + 4 + ... up to the first gap over 50 us).
+        let allowed = (took_ns / (STAMP_SPACING_NS / 2) as f64) as u64 + 64;
+        assert!(
+            stamped <= allowed,
+            "{stamped} of {n} frames stamped in {took_ns} ns"
+        );
+        assert!(stamped < u64::from(n) / 10, "{stamped} of {n}");
     }
 }
