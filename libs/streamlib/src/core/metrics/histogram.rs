@@ -92,6 +92,14 @@ impl DurationHistogram {
         );
     }
 
+    /// Counts one duration in its bucket only, without a locked instruction and without the
+    /// sum (for an owner that keeps the sum itself; see [`HistogramSnapshot::with_sum`]).
+    #[inline]
+    pub(crate) fn count_owned(&self, ns: u64) {
+        let bucket = &self.buckets[bucket_of(ns)];
+        bucket.store(bucket.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
     /// The counts as they are now.
     pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {
@@ -136,6 +144,12 @@ impl HistogramSnapshot {
     /// Sum of the values recorded, in ns.
     pub(crate) fn sum_ns(&self) -> u64 {
         self.sum_ns
+    }
+
+    /// The same counts with the sum kept elsewhere (see [`DurationHistogram::count_owned`]).
+    pub(crate) fn with_sum(mut self, sum_ns: u64) -> Self {
+        self.sum_ns = sum_ns;
+        self
     }
 
     /// What was recorded after `earlier` (a snapshot of the same histogram).
