@@ -456,9 +456,11 @@ fn strip_counters(state: &mut Value) {
     for p in state["processors"].as_array_mut().unwrap() {
         p.as_object_mut().unwrap().remove("counters");
         p.as_object_mut().unwrap().remove("metrics");
+        p.as_object_mut().unwrap().remove("rates");
     }
     for l in state["links"].as_array_mut().unwrap() {
         l.as_object_mut().unwrap().remove("counters");
+        l.as_object_mut().unwrap().remove("rates");
     }
 }
 
@@ -1101,6 +1103,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/graph"),
     ("GET", "/api/health"),
     ("GET", "/api/ready"),
+    ("GET", "/metrics"),
 ];
 
 #[test]

@@ -374,4 +374,44 @@ fn metrics_need_the_token_unless_served_to_loopback_without_one() {
             StatusCode::UNAUTHORIZED
         );
     });
+    drop(rt);
+
+    // Not for a web page, nor through a name that is not loopback: a page on an allowed origin,
+    // and a request through an allowed host name (a rebound name, a proxy), need the token.
+    let rt = RuntimeThread::start(|_| {});
+    let addr = api_on_free_port(
+        &rt.service,
+        ApiServerConfig {
+            options: ApiOptions {
+                token: Some(token.into()),
+                metrics_loopback_without_token: true,
+                allowed_origins: vec!["http://dash.example".into()],
+                allowed_hosts: vec!["box.lan".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    let status_of = |headers: &str| {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer.split(' ').nth(1).unwrap_or_default().to_string()
+    };
+    let port = addr.port();
+    assert_eq!(status_of(&format!("Host: 127.0.0.1:{port}\r\n")), "200");
+    assert_eq!(status_of(&format!("Host: localhost:{port}\r\n")), "200");
+    assert_eq!(
+        status_of(&format!(
+            "Host: 127.0.0.1:{port}\r\nOrigin: http://dash.example\r\n"
+        )),
+        "401"
+    );
+    assert_eq!(status_of(&format!("Host: box.lan:{port}\r\n")), "401");
 }

@@ -182,10 +182,13 @@ impl RatesBasis {
         let Some(now) = self.current.links.get(id) else {
             return LinkRates::default();
         };
-        let base = self
-            .baselines
-            .iter()
-            .find_map(|b| b.links.get(id).map(|l| (b.at, l)));
+        // The same link, not an earlier one under the same id.
+        let base = self.baselines.iter().find_map(|b| {
+            b.links
+                .get(id)
+                .filter(|l| l.added == now.added)
+                .map(|l| (b.at, l))
+        });
         link_rates(self.current.at, now, base)
     }
 
@@ -193,10 +196,14 @@ impl RatesBasis {
         let Some(now) = self.current.processors.get(id) else {
             return ProcessorRates::default();
         };
-        let base = self
-            .baselines
-            .iter()
-            .find_map(|b| b.processors.get(id).map(|p| (b.at, p)));
+        // The same processor, not an earlier one under the same id (removed and added again,
+        // or replaced by a graph apply).
+        let base = self.baselines.iter().find_map(|b| {
+            b.processors
+                .get(id)
+                .filter(|p| p.added == now.added)
+                .map(|p| (b.at, p))
+        });
         processor_rates(self.current.at, now, base)
     }
 }
@@ -241,9 +248,10 @@ impl Graph {
         rates: &RatesBasis,
     ) -> RuntimeState {
         let links = self.link_infos(rates);
+        let link_rates = rates_by_link(&links);
         let processors: Vec<ProcessorInfo> = self
             .processors()
-            .map(|(id, e)| self.info_with(id, e, rates, &links))
+            .map(|(id, e)| self.info_with(id, e, rates, &link_rates))
             .collect();
         RuntimeState {
             status,
@@ -264,7 +272,8 @@ impl Graph {
         rates: &RatesBasis,
     ) -> Result<ProcessorInfo> {
         let entry = self.processor(id)?;
-        Ok(self.info_with(id, entry, rates, &self.link_infos(rates)))
+        let links = self.link_infos(rates);
+        Ok(self.info_with(id, entry, rates, &rates_by_link(&links)))
     }
 
     /// Every link as the API shows it.
@@ -280,7 +289,7 @@ impl Graph {
         id: &ProcessorUniqueId,
         e: &ProcessorEntry,
         rates: &RatesBasis,
-        links: &[LinkInfo],
+        links: &HashMap<&LinkUniqueId, &LinkRates>,
     ) -> ProcessorInfo {
         let (state, error) = e.shared.state();
         let inputs: Vec<PortInfo> = e
@@ -306,10 +315,7 @@ impl Graph {
             })
             .collect();
         let rate_of = |link: &LinkUniqueId, f: fn(&LinkRates) -> f64| {
-            links
-                .iter()
-                .find(|l| &l.id == link)
-                .map_or(0.0, |l| f(&l.rates))
+            links.get(link).map_or(0.0, |rates| f(rates))
         };
         let mut processor_rates = rates.processor(id);
         // (Folds from +0.0: an empty f64 sum is -0.0, which JSON would show as such.)
@@ -345,6 +351,11 @@ impl Graph {
             files: e.shared.files.list(),
         }
     }
+}
+
+/// Each link's rates by its id (a processor's frame rates are its links').
+fn rates_by_link(links: &[LinkInfo]) -> HashMap<&LinkUniqueId, &LinkRates> {
+    links.iter().map(|l| (&l.id, &l.rates)).collect()
 }
 
 fn link_info(id: &LinkUniqueId, l: &LinkEntry, rates: LinkRates) -> LinkInfo {

@@ -4,7 +4,7 @@
 //! Buckets are log-linear: four per power of two from 2^10 ns (about 1 µs) to 2^35 ns (about
 //! 34 s), one below and one above, so any value finds its bucket with a few bit operations (no
 //! search) and a quantile read from it is off by at most the bucket's width (a quarter of its
-//! value), usually much less. Prometheus sees the
+//! value above 1 µs; the first bucket holds everything below), usually much less. Prometheus sees the
 //! cumulative counts at each power of two ([`HistogramSnapshot::prometheus_buckets`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +32,14 @@ pub(crate) fn bucket_of(ns: u64) -> usize {
     }
     let sub = (ns >> (exp - SUB_BITS)) as u32 & (SUB - 1);
     (1 + (exp - MIN_EXP) * SUB + sub) as usize
+}
+
+/// The bucket a duration of `ns` is counted in: Prometheus' `le` is inclusive, so a value of
+/// exactly 2^k ns must count at `le` = 2^k, the bound of the bucket ending at 2^k − 1; counting
+/// `ns − 1` shifts every bucket up by a nanosecond, to (lower, upper].
+#[inline]
+fn bucket_for(ns: u64) -> usize {
+    bucket_of(ns.saturating_sub(1))
 }
 
 /// The largest value (inclusive, in ns) of bucket `index`; `None` for the last (+Inf).
@@ -75,16 +83,17 @@ impl DurationHistogram {
     /// Records one duration; any thread may call it.
     #[inline]
     pub(crate) fn record(&self, ns: u64) {
-        self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+        self.buckets[bucket_for(ns)].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// Records one duration without a locked instruction: for a histogram only one thread
     /// records into (a processor's own thread, a link's reader). A second recorder racing it
-    /// could lose a count, never corrupt anything.
+    /// could set a count back (a lost update), never corrupt memory; the runtime never lets two
+    /// threads run one processor or read one link.
     #[inline]
     pub(crate) fn record_owned(&self, ns: u64) {
-        let bucket = &self.buckets[bucket_of(ns)];
+        let bucket = &self.buckets[bucket_for(ns)];
         bucket.store(bucket.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         self.sum_ns.store(
             self.sum_ns.load(Ordering::Relaxed).saturating_add(ns),
@@ -96,7 +105,7 @@ impl DurationHistogram {
     /// sum (for an owner that keeps the sum itself; see [`HistogramSnapshot::with_sum`]).
     #[inline]
     pub(crate) fn count_owned(&self, ns: u64) {
-        let bucket = &self.buckets[bucket_of(ns)];
+        let bucket = &self.buckets[bucket_for(ns)];
         bucket.store(bucket.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 

@@ -2,10 +2,11 @@
 //!
 //! Nothing samples in the background: each read of the runtime's figures (a snapshot, one
 //! processor, a scrape) takes the counters and histograms of every processor and link as they
-//! are ([`GraphSample`]), keeps one such sample a second for [`WINDOW`], and computes the rates
-//! against the oldest kept one. So a client that looks every second or so (`streamlib top`, a
-//! scraper) sees the last ~10 s; a first look, or one after a long quiet time, sees the figures
-//! since each processor or link was added, and `window_s` says which.
+//! are ([`GraphSample`]), keeps one such sample a second for [`WINDOW`] (and the newest for up
+//! to a minute), and computes the rates against the oldest kept one. So a client that looks
+//! every second or so (`streamlib top`, a scraper) sees the last ~10 s, one that looks every
+//! 15 s the time since its last look; a first look, or one after more than a minute of quiet,
+//! sees the figures since each processor or link was added, and `window_s` says which.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,9 @@ use crate::core::links::LinkCounters;
 
 /// How far back rates look.
 pub(crate) const WINDOW: Duration = Duration::from_secs(10);
+/// How long the newest sample is kept even past [`WINDOW`], so a client that looks less often
+/// (every 15 s, say) still gets the rates since its last look.
+const NEWEST_KEPT: Duration = Duration::from_secs(60);
 /// How often a sample is kept (at most).
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// The shortest span rates are computed over; a baseline younger than this is not used.
@@ -60,7 +64,8 @@ pub(crate) struct MetricsReport {
     pub(crate) sample: Arc<GraphSample>,
 }
 
-/// The samples kept for the window (see the module docs).
+/// The samples kept for the window (see the module docs): at most one a second for
+/// [`WINDOW`], plus the newest for up to [`NEWEST_KEPT`].
 #[derive(Default)]
 pub(crate) struct StatsWindow {
     samples: Mutex<VecDeque<Arc<GraphSample>>>,
@@ -74,10 +79,11 @@ impl StatsWindow {
     pub(crate) fn observe(&self, current: &Arc<GraphSample>) -> Vec<Arc<GraphSample>> {
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let now = current.at;
-        while samples
-            .front()
-            .is_some_and(|s| now.saturating_duration_since(s.at) > WINDOW)
-        {
+        // Past the window, only the newest is kept (for up to a minute).
+        while samples.front().is_some_and(|s| {
+            let age = now.saturating_duration_since(s.at);
+            age > NEWEST_KEPT || (age > WINDOW && samples.len() > 1)
+        }) {
             samples.pop_front();
         }
         let baselines = samples
@@ -109,7 +115,8 @@ pub struct ProcessorRates {
     pub frames_in_per_s: f64,
     /// Frames written per second (each output port once, however many links it feeds).
     pub frames_out_per_s: f64,
-    /// Share of the time spent inside `process()`, in percent of one core.
+    /// Share of the time spent inside `process()`, in percent of one core (a long call counts
+    /// in the window it ends in, so this can pass 100 briefly).
     pub busy_percent: f64,
     /// Median `process()` duration in the window, in milliseconds (null: no call in it).
     pub process_p50_ms: Option<f64>,
@@ -238,8 +245,10 @@ mod tests {
         assert_eq!(times(w.observe(&sample(at(2000)))), [at(0), at(1000)]);
         // At 10.5 s, 0 is past the window: 1000 is the oldest baseline.
         assert_eq!(times(w.observe(&sample(at(10_500))))[0], at(1000));
-        // A look after a long quiet time starts again from nothing.
-        assert!(w.observe(&sample(at(60_000))).is_empty());
+        // A look 15 s later is measured from the last one (kept past the window, alone).
+        assert_eq!(times(w.observe(&sample(at(25_500)))), [at(10_500)]);
+        // A look after more than a minute of quiet starts again from nothing.
+        assert!(w.observe(&sample(at(90_000))).is_empty());
     }
 
     #[test]

@@ -116,8 +116,8 @@ impl ProcessorShared {
     }
 
     /// Counts one `process()` call that took `busy`. Only the processor's own thread calls
-    /// it, so plain loads and stores do (no locked instruction on the frame path); an abandoned
-    /// thread still running beside its replacement could only lose a count.
+    /// it, so plain loads and stores do (no locked instruction on the frame path): a restart
+    /// joins the old thread, or abandons it with its instance, before a new one runs.
     #[inline]
     pub(crate) fn record_process(&self, busy: Duration) {
         let ns = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);

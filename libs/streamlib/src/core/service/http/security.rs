@@ -190,6 +190,17 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// Whether a `Host` header names this machine's loopback (`localhost`, `127.x.y.z`, `[::1]`),
+/// with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or("", |(name, _)| name),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The access middleware: Host, then Origin, then token, then rate limit (changes only).
 pub(crate) async fn guard(
     State(state): State<ApiState>,
@@ -247,14 +258,18 @@ fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<
         }
     }
     // The health route says only that the server answers: it needs no token (see `probes`).
-    // Metrics need none from loopback when the server was told so (a local scraper).
+    // Metrics need none from a local scraper when the server was told so: a loopback peer that
+    // addressed the server by a loopback name and is not a web page (a page on a rebound name,
+    // or one this machine's browser opened, sends another Host or an Origin).
     let reading = matches!(*req.method(), Method::GET | Method::HEAD);
     let path = req.uri().path();
+    let local_scraper = policy.metrics_loopback_without_token
+        && peer.ip().to_canonical().is_loopback()
+        && host.is_some_and(is_loopback_host)
+        && !req.headers().contains_key(header::ORIGIN);
     let open = reading
         && (path == super::probes::HEALTH_PATH
-            || (path == super::metrics::METRICS_PATH
-                && policy.metrics_loopback_without_token
-                && peer.ip().to_canonical().is_loopback()));
+            || (path == super::metrics::METRICS_PATH && local_scraper));
     if policy.requires_token() && !open && !policy.token_matches(presented_token(req).as_deref()) {
         // Failed attempts have a quota of their own: guessing is rate-limited, and does not
         // use up the budget of authorised changes from the same address.
@@ -340,6 +355,33 @@ mod tests {
         assert!(!listed.host_allowed("evil.example:9000"));
         assert!(p.origin_allowed("http://box.lan:9000", Some("box.lan:9000")));
         assert!(!p.origin_allowed("http://evil.example", Some("box.lan:9000")));
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised_with_or_without_a_port() {
+        for host in [
+            "localhost",
+            "LOCALHOST:9000",
+            "127.0.0.1",
+            "127.0.0.1:9000",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:9000",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:9000",
+            "localhost.evil.example",
+            "10.0.0.1:9000",
+            "[::2]:9000",
+            "[::1",
+            "",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]

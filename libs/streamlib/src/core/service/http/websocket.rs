@@ -333,9 +333,6 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                     return;
                 }
                 state.inner.metrics.events_sent.fetch_add(fed as u64, Ordering::Relaxed);
-                if let Some(missed) = lagged {
-                    state.inner.metrics.events_missed.fetch_add(missed, Ordering::Relaxed);
-                }
                 if lagged.is_some() {
                     // Snapshot first: everything up to its seq that this client did not see
                     // (dropped from its queue, or still queued and now superseded) is missed.
@@ -343,6 +340,7 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                         return;
                     };
                     let missed = snapshot.seq.saturating_sub(last_seq);
+                    state.inner.metrics.events_missed.fetch_add(missed, Ordering::Relaxed);
                     if send_json(&mut tx, &ServerMessage::Lagged { missed }).await.is_err()
                         || send_json(&mut tx, &ServerMessage::Snapshot { seq: snapshot.seq, state: &snapshot }).await.is_err()
                     {
