@@ -287,15 +287,16 @@ fn the_json_api_carries_rates_and_latency_over_a_recent_window() {
             c.post("/api/runtime/start", json!({})).await.status,
             StatusCode::OK
         );
-        // A first look after a second of flow, then one a second and a half later: the second
-        // covers the time between (not the whole run).
+        // A first look after a second of flow, then one a second and a half later: rates run
+        // from the oldest kept sample that has the link, the first look's (or the start's, if
+        // the setup took a second or more), not from the link's creation.
         tokio::time::sleep(Duration::from_millis(1000)).await;
         c.get("/api/connections").await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let links = c.get("/api/connections").await.json;
         let rates = &links[0]["rates"];
         let window = rates["window_s"].as_f64().unwrap();
-        assert!((1.4..2.2).contains(&window), "{rates}");
+        assert!((1.4..3.0).contains(&window), "{rates}");
         let written = rates["written_per_s"].as_f64().unwrap();
         assert!((35.0..65.0).contains(&written), "a 50 fps source: {rates}");
         assert!(rates["latency_samples"].as_u64().unwrap() > 20, "{rates}");

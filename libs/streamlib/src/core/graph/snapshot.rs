@@ -279,7 +279,10 @@ impl Graph {
     /// Every link as the API shows it.
     pub(crate) fn link_infos(&self, rates: &RatesBasis) -> Vec<LinkInfo> {
         self.links()
-            .map(|(id, l)| link_info(id, l, rates.link(id)))
+            .map(|(id, l)| {
+                let counters = rates.current.links.get(id).map(|s| s.counters);
+                link_info(id, l, rates.link(id), counters)
+            })
             .collect()
     }
 
@@ -345,7 +348,11 @@ impl Graph {
             control_plane: e.control_plane,
             inputs,
             outputs,
-            counters: e.shared.counters(),
+            counters: rates
+                .current
+                .processors
+                .get(id)
+                .map_or_else(|| e.shared.counters(), |s| s.counters),
             rates: processor_rates,
             metrics: e.shared.metrics(),
             files: e.shared.files.list(),
@@ -358,7 +365,14 @@ fn rates_by_link(links: &[LinkInfo]) -> HashMap<&LinkUniqueId, &LinkRates> {
     links.iter().map(|l| (&l.id, &l.rates)).collect()
 }
 
-fn link_info(id: &LinkUniqueId, l: &LinkEntry, rates: LinkRates) -> LinkInfo {
+/// One link as the API shows it; its counters those of the sample its rates come from, when
+/// there is one (so the two agree).
+fn link_info(
+    id: &LinkUniqueId,
+    l: &LinkEntry,
+    rates: LinkRates,
+    counters: Option<LinkCounters>,
+) -> LinkInfo {
     let options = l.link.options();
     LinkInfo {
         id: id.clone(),
@@ -368,7 +382,7 @@ fn link_info(id: &LinkUniqueId, l: &LinkEntry, rates: LinkRates) -> LinkInfo {
         capacity: options.capacity,
         overflow: options.overflow,
         read_mode: options.read_mode,
-        counters: l.link.counters(),
+        counters: counters.unwrap_or_else(|| l.link.counters()),
         rates,
     }
 }

@@ -73,9 +73,14 @@ impl CommandStats {
     /// Starts timing a command of kind `name`; the returned timer records it when it ends,
     /// as abandoned if it is dropped first.
     pub(crate) fn start(&self, name: &'static str) -> CommandTimer<'_> {
+        let kind = COMMAND_KINDS.iter().position(|k| *k == name);
+        debug_assert!(
+            kind.is_some(),
+            "command kind {name} is missing from COMMAND_KINDS"
+        );
         CommandTimer {
             stats: self,
-            kind: COMMAND_KINDS.iter().position(|k| *k == name),
+            kind,
             started: Instant::now(),
             done: false,
         }

@@ -56,8 +56,8 @@ pub(crate) struct GraphSample {
     pub(crate) links: HashMap<LinkUniqueId, LinkSample>,
 }
 
-/// What a Prometheus scrape is built from: the runtime's state (with rates) and the
-/// histograms of the same moment.
+/// What a Prometheus scrape is built from: the runtime's state (with rates) and the histograms
+/// read in the same pass as its counters.
 #[derive(Debug)]
 pub(crate) struct MetricsReport {
     pub(crate) state: crate::core::graph::RuntimeState,
@@ -144,8 +144,8 @@ pub struct LinkRates {
     pub latency_p50_ms: Option<f64>,
     /// 99th percentile of the age at read, in milliseconds.
     pub latency_p99_ms: Option<f64>,
-    /// Frames the percentiles come from: every frame of a slow link, a sample about every
-    /// 100 µs of a fast one.
+    /// Frames the percentiles come from: every frame of a slow link, a sample every 50–200 µs
+    /// of a fast one.
     pub latency_samples: u64,
 }
 

@@ -433,7 +433,7 @@ fn link_families(f: &mut Families, report: &MetricsReport) {
     );
     f.histogram(
         "streamlib_link_frame_age_seconds",
-        "Age of a frame when read: time from the writer's write to the reader taking it (the link's latency). Every frame of a slow link is measured; a sample about every 100 microseconds of a fast one.",
+        "Age of a frame when read: time from the writer's write to the reader taking it (the link's latency). Every frame of a slow link is measured; a sample every 50 to 200 microseconds of a fast one.",
         links.iter().filter_map(|l| {
             let sample = report.sample.links.get(&l.id)?;
             Some((labels(l), sample.age.clone()))
