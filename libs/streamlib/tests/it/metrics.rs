@@ -416,3 +416,47 @@ fn metrics_need_the_token_unless_served_to_loopback_without_one() {
     );
     assert_eq!(status_of(&format!("Host: box.lan:{port}\r\n")), "401");
 }
+
+#[test]
+fn the_service_gives_the_runtimes_metrics_without_the_api_server() {
+    let rt = RuntimeThread::start(|rt| {
+        let src = rt
+            .add_processor(
+                streamlib::core::PROCESSOR_REGISTRY
+                    .create(
+                        "TestPatternProcessor",
+                        json!({"width": 16, "height": 16, "fps": 100}),
+                    )
+                    .unwrap()
+                    .with_id("src"),
+            )
+            .unwrap();
+        let sink = rt
+            .add_processor(
+                streamlib::core::PROCESSOR_REGISTRY
+                    .create("CountingSinkProcessor", json!({}))
+                    .unwrap()
+                    .with_id("sink"),
+            )
+            .unwrap();
+        rt.connect(out(&src, "video"), inp(&sink, "video")).unwrap();
+        rt.start().unwrap();
+    });
+    let text = block_on(rt.service.metrics_text()).unwrap();
+    let (ok, said) = promtool(&text);
+    assert!(ok, "promtool check metrics: {said}\n{text}");
+    let all = samples(&text);
+    assert_eq!(sample(&all, "streamlib_processors", &[]), 2.0);
+    assert_eq!(
+        sample(
+            &all,
+            "streamlib_processor_state",
+            &[("processor", "src"), ("state", "running")]
+        ),
+        1.0
+    );
+    assert!(
+        !text.contains("streamlib_http_"),
+        "no API server, no request figures"
+    );
+}

@@ -6,8 +6,12 @@
 //! is computed until somebody asks (a JSON read, a scrape).
 
 mod commands;
+mod exposition;
 mod histogram;
 mod window;
+
+pub use exposition::PROMETHEUS_TEXT_FORMAT;
+pub(crate) use exposition::{Families, runtime_families};
 
 pub(crate) use commands::{COMMAND_KINDS, CommandOutcome, CommandStats};
 

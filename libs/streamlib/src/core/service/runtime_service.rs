@@ -8,7 +8,7 @@ use crate::core::error::{Result, StreamError};
 use crate::core::graph::{GraphApplied, GraphFile, PortTarget, ProcessorInfo, RuntimeState};
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
 use crate::core::links::LinkOptions;
-use crate::core::metrics::{CommandOutcome, CommandStats, MetricsReport};
+use crate::core::metrics::{CommandOutcome, CommandStats, Families, runtime_families};
 use crate::core::processors::ProcessorSpec;
 use crate::core::runtime::RuntimeEvent;
 use crate::core::runtime::thread_role::{self, Role};
@@ -135,17 +135,20 @@ impl RuntimeService {
         }
     }
 
-    /// The state with rates and the histograms behind them: what `GET /metrics` is built from.
-    pub(crate) async fn metrics_report(&self) -> Result<MetricsReport> {
-        match self.send(RuntimeCommand::GetMetrics).await? {
-            CommandResult::Metrics(report) => Ok(*report),
-            other => unexpected("get_metrics", other),
-        }
+    /// The runtime's figures in the Prometheus text format (content type
+    /// [`PROMETHEUS_TEXT_FORMAT`](crate::core::metrics::PROMETHEUS_TEXT_FORMAT)): per processor,
+    /// per link, and the commands sent to the runtime; for an embedder that serves metrics its
+    /// own way (the API server's `GET /metrics` adds its request figures to these).
+    pub async fn metrics_text(&self) -> Result<String> {
+        Ok(self.metrics_families().await?.encode())
     }
 
-    /// Counts and latencies of the commands sent through this runtime's services.
-    pub(crate) fn command_stats(&self) -> &CommandStats {
-        &self.command_stats
+    /// The runtime's metric families (see [`RuntimeService::metrics_text`]).
+    pub(crate) async fn metrics_families(&self) -> Result<Families> {
+        match self.send(RuntimeCommand::GetMetrics).await? {
+            CommandResult::Metrics(report) => Ok(runtime_families(&report, &self.command_stats)),
+            other => unexpected("get_metrics", other),
+        }
     }
 
     /// Get one processor's details.
