@@ -16,7 +16,7 @@ pub use context::{Counter, RuntimeContext};
 pub use error::{ErrorKind, Result, Stage, StreamError};
 pub use files::{CappedFile, FileAccess};
 pub use frames::{
-    AudioFrame, DataFrame, Frame, FrameType, PixelFormat, VideoFrame, media_clock_ns,
+    AnyFrame, AudioFrame, DataFrame, Frame, FrameType, PixelFormat, VideoFrame, media_clock_ns,
 };
 pub use graph::{
     GraphApplied, GraphProblem, Link, LinkInfo, PlanAction, PlanActionKind, PortInfo, PortTarget,
@@ -27,7 +27,8 @@ pub use graph::{
     ProcessorUniqueId,
 };
 pub use links::{
-    LinkCounters, LinkInput, LinkOptions, LinkOutput, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode,
+    LinkCounters, LinkInput, LinkOptions, LinkOutput, MAX_LINK_CAPACITY, OverflowPolicy, PortWatch,
+    ReadMode,
 };
 pub use metrics::{LinkRates, ProcessorRates};
 pub use processors::audio::{

@@ -1104,6 +1104,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/health"),
     ("GET", "/api/ready"),
     ("GET", "/metrics"),
+    ("GET", "/api/processors/{id}/ports/{port}/snapshot"),
 ];
 
 #[test]

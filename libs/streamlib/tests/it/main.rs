@@ -21,3 +21,4 @@ mod media_files;
 mod media_root;
 mod metrics;
 mod service;
+mod snapshot;

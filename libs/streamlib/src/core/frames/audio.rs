@@ -77,6 +77,9 @@ impl Frame for AudioFrame {
     fn payload_bytes(&self) -> u64 {
         std::mem::size_of_val::<[f32]>(&self.samples) as u64
     }
+    fn into_any(self) -> super::AnyFrame {
+        super::AnyFrame::Audio(self)
+    }
 }
 
 #[cfg(test)]

@@ -60,4 +60,7 @@ impl Frame for DataFrame {
         }
         self.name.len() as u64 + size(&self.payload)
     }
+    fn into_any(self) -> super::AnyFrame {
+        super::AnyFrame::Data(self)
+    }
 }

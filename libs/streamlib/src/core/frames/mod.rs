@@ -60,4 +60,17 @@ pub trait Frame: Clone + Send + Sync + 'static {
     /// Bytes of payload this frame holds: what a link queueing it counts against its memory
     /// budgets (a payload shared by a fan-out is counted in every link that queues it).
     fn payload_bytes(&self) -> u64;
+    /// The frame as one of the three kinds, for code that handles any port (a watch).
+    fn into_any(self) -> AnyFrame;
+}
+
+/// A frame of any kind: what a watch on a port whose type is not known statically yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyFrame {
+    /// From a video port.
+    Video(VideoFrame),
+    /// From an audio port.
+    Audio(AudioFrame),
+    /// From a data port.
+    Data(DataFrame),
 }

@@ -141,6 +141,9 @@ impl Frame for VideoFrame {
     fn payload_bytes(&self) -> u64 {
         self.data.len() as u64
     }
+    fn into_any(self) -> super::AnyFrame {
+        super::AnyFrame::Video(self)
+    }
 }
 
 #[cfg(test)]

@@ -401,6 +401,48 @@ impl Graph {
     }
 }
 
+impl Graph {
+    /// Starts watching the frames that pass processor `id`'s port `port`: an output's own, or
+    /// for an input what the output feeding its link writes (see `links::PortWatch`).
+    pub(crate) fn watch_port(
+        &self,
+        id: &ProcessorUniqueId,
+        port: &str,
+    ) -> Result<crate::core::links::PortWatch> {
+        let entry = self.processor(id)?;
+        if let Some(output) = entry.ports.output(port) {
+            return Ok(output.watch());
+        }
+        let Some(input) = entry.ports.input(port) else {
+            let names = entry.ports.inputs.iter().map(|p| p.name());
+            let names = names.chain(entry.ports.outputs.iter().map(|p| p.name()));
+            return Err(port_not_found(id, port, "input or output", names));
+        };
+        let from = input
+            .connected_link()
+            .and_then(|link| self.link(&link))
+            .map(|link| link.from.clone())
+            .ok_or_else(|| {
+                StreamError::Conflict(format!(
+                    "input port '{id}.{port}' is not connected: no frames pass it (connect it, or look at an output)"
+                ))
+            })?;
+        let writer = self.processor(&from.processor)?;
+        writer
+            .ports
+            .output(&from.port)
+            .map(|output| output.watch())
+            .ok_or_else(|| {
+                port_not_found(
+                    &from.processor,
+                    &from.port,
+                    "output",
+                    writer.ports.outputs.iter().map(|p| p.name()),
+                )
+            })
+    }
+}
+
 /// The one `PortNotFound` error: names the port asked for and lists those the processor has.
 fn port_not_found<'a>(
     processor: &ProcessorUniqueId,

@@ -8,9 +8,11 @@ mod budget;
 mod options;
 mod ports;
 mod ring;
+mod watch;
 
 pub use options::{LinkCounters, LinkOptions, MAX_LINK_CAPACITY, OverflowPolicy, ReadMode};
 pub use ports::{InputPortField, LinkInput, LinkOutput, OutputPortField, PortSet};
+pub use watch::PortWatch;
 
 pub(crate) use budget::MemoryBudget;
 pub(crate) use options::ResolvedLinkOptions;

@@ -8,6 +8,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use super::budget::MemoryBudget;
 use super::options::{LinkCounters, ResolvedLinkOptions};
 use super::ring::LinkInner;
+use super::watch::{PortFrames, PortWatch};
 use crate::core::error::{Result, StreamError};
 use crate::core::frames::{Frame, FrameType};
 use crate::core::graph::LinkUniqueId;
@@ -123,6 +124,8 @@ pub(crate) struct OutputInner<T> {
     /// The signal of the processor that owns the port (set when its run begins): ending the
     /// port from any thread makes that processor check whether it has ended.
     owner: ArcSwapOption<ProcessorSignal>,
+    /// What it writes, for whoever watches (`watch.rs`); nothing while nobody does.
+    frames: Arc<PortFrames<T>>,
 }
 
 impl<T: Frame> LinkOutput<T> {
@@ -135,6 +138,7 @@ impl<T: Frame> LinkOutput<T> {
                 links: ArcSwap::from_pointee(Vec::new()),
                 ended: std::sync::atomic::AtomicBool::new(false),
                 owner: ArcSwapOption::empty(),
+                frames: Arc::default(),
             }),
         }
     }
@@ -147,6 +151,7 @@ impl<T: Frame> LinkOutput<T> {
     /// Sends a frame to every connected link. With no link connected the frame is discarded.
     #[inline]
     pub fn write(&self, frame: T) {
+        self.inner.frames.offer(&frame);
         let links = self.inner.links.load();
         if let Some((last, rest)) = links.split_last() {
             for link in rest {
@@ -298,6 +303,8 @@ pub(crate) trait AnyOutputPort: Send + Sync {
     /// The writing processor's thread ended: its links give back the memory reserved beyond
     /// what they queue.
     fn writer_done(&self);
+    /// Starts watching the frames it writes (`watch.rs`).
+    fn watch(&self) -> PortWatch;
     /// Ends the stream on the port (see [`LinkOutput::end`]).
     fn end(&self);
     fn is_ended(&self) -> bool;
@@ -372,6 +379,9 @@ impl<T: Frame> AnyOutputPort for OutputInner<T> {
         for link in self.links.load().iter() {
             link.writer_done();
         }
+    }
+    fn watch(&self) -> PortWatch {
+        self.frames.watch()
     }
     fn end(&self) {
         let owner = self.owner.load();

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::{DurationHistogram, HistogramSnapshot};
 
 /// Every kind of command, as `RuntimeCommand::name` spells it (the `command` label).
-pub(crate) const COMMAND_KINDS: [&str; 15] = [
+pub(crate) const COMMAND_KINDS: [&str; 16] = [
     "add_processor",
     "remove_processor",
     "connect",
@@ -23,6 +23,7 @@ pub(crate) const COMMAND_KINDS: [&str; 15] = [
     "get_graph_for_file",
     "apply_graph",
     "get_metrics",
+    "watch_port",
 ];
 
 /// How a command ended, for the `result` label.

@@ -209,6 +209,9 @@ impl StreamRuntime {
             RuntimeCommand::GetMetrics => {
                 Ok(CommandResult::Metrics(Box::new(self.metrics_report())))
             }
+            RuntimeCommand::WatchPort { id, port } => {
+                self.graph.watch_port(&id, &port).map(CommandResult::Watch)
+            }
         };
         let result = result.unwrap_or_else(|e| {
             tracing::debug!(command = name, error = %e, "command failed");
@@ -342,6 +345,7 @@ fn is_read(command: &RuntimeCommand) -> bool {
             | RuntimeCommand::PortTargets { .. }
             | RuntimeCommand::GetGraph { .. }
             | RuntimeCommand::GetMetrics
+            | RuntimeCommand::WatchPort { .. }
     )
 }
 

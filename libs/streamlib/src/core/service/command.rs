@@ -55,6 +55,12 @@ pub(crate) enum RuntimeCommand {
     },
     /// The state with rates and the histograms behind them (a Prometheus scrape).
     GetMetrics,
+    /// Opens a watch on the frames passing a port (a snapshot; answered at once, the waiting
+    /// for a frame is the caller's).
+    WatchPort {
+        id: ProcessorUniqueId,
+        port: String,
+    },
 }
 
 impl RuntimeCommand {
@@ -76,6 +82,7 @@ impl RuntimeCommand {
             RuntimeCommand::GetGraphForFile => "get_graph_for_file",
             RuntimeCommand::ApplyGraph { .. } => "apply_graph",
             RuntimeCommand::GetMetrics => "get_metrics",
+            RuntimeCommand::WatchPort { .. } => "watch_port",
         }
     }
 }
@@ -98,5 +105,6 @@ pub(crate) enum CommandResult {
     GraphForFile(Box<(GraphFile, GraphFile)>),
     Applied(Box<GraphApplied>),
     Metrics(Box<crate::core::metrics::MetricsReport>),
+    Watch(crate::core::links::PortWatch),
     Error(StreamError),
 }

@@ -8,6 +8,7 @@ use crate::core::error::{Result, StreamError};
 use crate::core::graph::{GraphApplied, GraphFile, PortTarget, ProcessorInfo, RuntimeState};
 use crate::core::graph::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
 use crate::core::links::LinkOptions;
+use crate::core::links::PortWatch;
 use crate::core::metrics::{CommandOutcome, CommandStats, Families, runtime_families};
 use crate::core::processors::ProcessorSpec;
 use crate::core::runtime::RuntimeEvent;
@@ -148,6 +149,23 @@ impl RuntimeService {
         match self.send(RuntimeCommand::GetMetrics).await? {
             CommandResult::Metrics(report) => Ok(runtime_families(&report, &self.command_stats)),
             other => unexpected("get_metrics", other),
+        }
+    }
+
+    /// Starts watching the frames that pass processor `id`'s port `port` (an output's, or for
+    /// an input those of the output feeding it): [`PortWatch::next`] then yields the next frame
+    /// written. Nothing is copied for it until then, and nothing once it is dropped. Waiting is
+    /// the caller's: give it a deadline (a stopped runtime writes nothing).
+    pub async fn watch_port(&self, id: ProcessorUniqueId, port: &str) -> Result<PortWatch> {
+        match self
+            .send(RuntimeCommand::WatchPort {
+                id,
+                port: port.to_string(),
+            })
+            .await?
+        {
+            CommandResult::Watch(watch) => Ok(watch),
+            other => unexpected("watch_port", other),
         }
     }
 
@@ -374,6 +392,7 @@ fn unexpected<T>(call: &str, result: CommandResult) -> Result<T> {
         CommandResult::GraphForFile(_) => "GraphForFile",
         CommandResult::Applied(_) => "Applied",
         CommandResult::Metrics(_) => "Metrics",
+        CommandResult::Watch(_) => "Watch",
         CommandResult::Error(e) => return Err(e),
     };
     Err(StreamError::RuntimeUnavailable(format!(

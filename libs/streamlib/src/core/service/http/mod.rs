@@ -39,6 +39,7 @@ mod probes;
 mod request_body;
 mod security;
 mod server;
+mod snapshot;
 mod websocket;
 
 use std::future::Future;
@@ -66,6 +67,9 @@ pub use options::{
     ApiOptions, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT, DEFAULT_WS_PING_INTERVAL, Secret,
+};
+pub use snapshot::{
+    AudioSnapshot, DEFAULT_SNAPSHOT_TIMEOUT, DataSnapshot, ImageFormat, SnapshotQuery,
 };
 pub use websocket::{ClientMessage, EventFilter};
 
@@ -99,6 +103,8 @@ struct ApiInner {
     state_json: std::sync::Mutex<Option<(Arc<RuntimeState>, axum::body::Bytes)>>,
     /// Requests, WebSocket clients and events, for `GET /metrics`.
     metrics: metrics::ApiMetrics,
+    /// Snapshot images being encoded at once (`snapshot.rs`).
+    encoders: tokio::sync::Semaphore,
 }
 
 impl ApiState {
@@ -124,6 +130,7 @@ impl ApiState {
                 fan_out: websocket::FanOut::new(),
                 state_json: std::sync::Mutex::new(None),
                 metrics: metrics::ApiMetrics::default(),
+                encoders: tokio::sync::Semaphore::new(snapshot::SNAPSHOT_ENCODERS),
             }),
         }
     }
@@ -167,6 +174,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(handlers::remove_connection))
         .routes(routes!(handlers::port_targets))
+        .routes(routes!(snapshot::snapshot))
         .routes(routes!(
             handlers::get_processor_config,
             handlers::patch_processor_config,

@@ -1,0 +1,153 @@
+//! Watching an output port: the frames it writes, copied out (a reference, never the payload)
+//! for whoever looks — a snapshot now, previews and taps later — and not at all while nobody
+//! does: a port's write checks one counter, and clones a frame only while a [`PortWatch`] is
+//! open on it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::core::frames::{AnyFrame, Frame, FrameType};
+
+/// The newest frame an output port wrote while watched (`None` between looks).
+pub(crate) struct PortFrames<T> {
+    tx: watch::Sender<Option<T>>,
+}
+
+impl<T: Frame> Default for PortFrames<T> {
+    fn default() -> Self {
+        Self {
+            tx: watch::Sender::new(None),
+        }
+    }
+}
+
+impl<T: Frame> PortFrames<T> {
+    /// Offers a frame the port writes: kept (a handle) only while somebody watches.
+    #[inline]
+    pub(crate) fn offer(&self, frame: &T) {
+        if self.tx.receiver_count() > 0 {
+            self.tx.send_replace(Some(frame.clone()));
+        }
+    }
+
+    /// Starts watching: the next frame written from now on.
+    pub(crate) fn watch(self: &Arc<Self>) -> PortWatch {
+        let mut rx = self.tx.subscribe();
+        // What an earlier look left is not "from now on".
+        rx.mark_unchanged();
+        PortWatch {
+            inner: Box::new(Watcher {
+                rx,
+                frames: self.clone(),
+            }),
+            frame_type: T::FRAME_TYPE,
+        }
+    }
+}
+
+/// An open watch on one output port (see the module docs). Dropping it ends the watch.
+pub struct PortWatch {
+    inner: Box<dyn NextFrame>,
+    frame_type: FrameType,
+}
+
+impl std::fmt::Debug for PortWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortWatch")
+    }
+}
+
+impl PortWatch {
+    /// The kind of frame the port carries.
+    pub fn frame_type(&self) -> FrameType {
+        self.frame_type
+    }
+
+    /// The next frame the port writes (the newest, if several were written since the last
+    /// call); `None` once the port is gone (its processor removed).
+    pub async fn next(&mut self) -> Option<AnyFrame> {
+        self.inner.next().await
+    }
+}
+
+type NextFuture<'a> = Pin<Box<dyn Future<Output = Option<AnyFrame>> + Send + 'a>>;
+
+trait NextFrame: Send {
+    fn next(&mut self) -> NextFuture<'_>;
+}
+
+struct Watcher<T> {
+    rx: watch::Receiver<Option<T>>,
+    frames: Arc<PortFrames<T>>,
+}
+
+impl<T: Frame> NextFrame for Watcher<T> {
+    fn next(&mut self) -> NextFuture<'_> {
+        Box::pin(async move {
+            loop {
+                self.rx.changed().await.ok()?;
+                if let Some(frame) = self.rx.borrow_and_update().clone() {
+                    return Some(frame.into_any());
+                }
+            }
+        })
+    }
+}
+
+impl<T> Drop for Watcher<T> {
+    fn drop(&mut self) {
+        // The last watcher (us) leaving: do not keep the last frame's memory until the next
+        // look. (A frame offered in the same moment may stay; one per port at most.)
+        if self.frames.tx.receiver_count() <= 1 {
+            self.frames.tx.send_if_modified(|kept| {
+                kept.take();
+                false
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::frames::DataFrame;
+
+    fn data(n: u64) -> DataFrame {
+        DataFrame::new("n", serde_json::json!(n), 0, n)
+    }
+
+    #[test]
+    fn frames_are_kept_only_while_watched_and_a_watch_sees_what_comes_after_it() {
+        let frames = Arc::new(PortFrames::<DataFrame>::default());
+        frames.offer(&data(1));
+        assert!(
+            frames.tx.borrow().is_none(),
+            "nobody watching: nothing kept"
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut watch = frames.watch();
+            frames.offer(&data(2));
+            frames.offer(&data(3));
+            match watch.next().await {
+                Some(AnyFrame::Data(d)) => assert_eq!(d.frame_number, 3, "the newest"),
+                other => panic!("{other:?}"),
+            }
+            drop(watch);
+            assert!(frames.tx.borrow().is_none(), "released after the look");
+            // A new watch does not get what an earlier one saw.
+            frames.offer(&data(4));
+            let mut watch = frames.watch();
+            frames.offer(&data(5));
+            match watch.next().await {
+                Some(AnyFrame::Data(d)) => assert_eq!(d.frame_number, 5),
+                other => panic!("{other:?}"),
+            }
+        });
+    }
+}
