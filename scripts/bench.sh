@@ -52,5 +52,8 @@ echo
 echo '$ cargo bench -p streamlib --bench graph_apply'
 cargo bench -q "${profile[@]}" -p streamlib --bench graph_apply "${quick[@]}"
 echo
+echo '$ cargo bench -p streamlib --bench snapshot'
+cargo bench -q "${profile[@]}" -p streamlib --bench snapshot "${quick[@]}"
+echo
 echo '$ cargo bench -p streamlib --features ffmpeg --bench transcode'
 cargo bench -q "${profile[@]}" -p streamlib --features ffmpeg --bench transcode "${quick[@]}"

@@ -69,7 +69,7 @@ pub use options::{
     DEFAULT_WRITE_TIMEOUT, DEFAULT_WS_PING_INTERVAL, Secret,
 };
 pub use snapshot::{
-    AudioSnapshot, DEFAULT_SNAPSHOT_TIMEOUT, DataSnapshot, ImageFormat, SnapshotQuery,
+    AudioSnapshot, DEFAULT_SNAPSHOT_TIMEOUT, DataSnapshot, ImageFormat, SnapshotQuery, encode_image,
 };
 pub use websocket::{ClientMessage, EventFilter};
 

@@ -206,12 +206,7 @@ async fn image_response(
     query: &SnapshotQuery,
 ) -> Result<Response, ApiError> {
     let format = query.format.unwrap_or_default();
-    let scale = VideoScaleConfig {
-        width: query.width,
-        height: query.height,
-        format: PixelFormat::Rgba8,
-        algorithm: ScaleAlgorithm::Bilinear,
-    };
+    let (width, height) = (query.width, query.height);
     let (number, timestamp) = (frame.frame_number, frame.timestamp_ns);
     let _permit = state.inner.encoders.acquire().await.map_err(|_| {
         ApiError::new(
@@ -220,7 +215,7 @@ async fn image_response(
             "the server is shutting down",
         )
     })?;
-    let encoded = tokio::task::spawn_blocking(move || encode(&frame, &scale, format))
+    let encoded = tokio::task::spawn_blocking(move || encode_image(&frame, width, height, format))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "snapshot encoding panicked");
@@ -253,14 +248,22 @@ async fn image_response(
         .into_response())
 }
 
-/// `frame` scaled per `scale` (to RGBA) and encoded as `format`.
-pub(crate) fn encode(
+/// `frame` as an image in `format`, scaled to `width` and/or `height` (one alone keeps the
+/// aspect ratio; neither keeps the size): what a snapshot of a video port answers.
+pub fn encode_image(
     frame: &VideoFrame,
-    scale: &VideoScaleConfig,
+    width: Option<u32>,
+    height: Option<u32>,
     format: ImageFormat,
 ) -> Result<Vec<u8>, String> {
+    let scale = VideoScaleConfig {
+        width,
+        height,
+        format: PixelFormat::Rgba8,
+        algorithm: ScaleAlgorithm::Bilinear,
+    };
     let mut resizer = fast_image_resize::Resizer::new();
-    let rgba = scale_frame(frame, scale, &mut resizer).map_err(|e| e.to_string())?;
+    let rgba = scale_frame(frame, &scale, &mut resizer).map_err(|e| e.to_string())?;
     let (w, h) = (rgba.width, rgba.height);
     // Tightly packed rows (what the encoders take).
     let row_bytes = w as usize * 4;
