@@ -81,7 +81,7 @@ fn a_png_snapshot_of_the_test_pattern_shows_its_colour_bars() {
 
         let (status, headers, png) = get_bytes(
             &mut c,
-            "/api/processors/src/ports/video/snapshot?format=png",
+            "/api/processors/src/ports/video/snapshot?format=png&timeout_ms=10000",
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&png));
@@ -94,7 +94,7 @@ fn a_png_snapshot_of_the_test_pattern_shows_its_colour_bars() {
         // Scaled to a width: the height follows the aspect ratio; a later frame.
         let (status, headers, png) = get_bytes(
             &mut c,
-            "/api/processors/src/ports/video/snapshot?format=png&width=175",
+            "/api/processors/src/ports/video/snapshot?format=png&width=175&timeout_ms=10000",
         )
         .await;
         assert_eq!(status, StatusCode::OK);
@@ -110,7 +110,7 @@ fn a_png_snapshot_of_the_test_pattern_shows_its_colour_bars() {
         // An input port shows what its link carries.
         let (status, _, png) = get_bytes(
             &mut c,
-            "/api/processors/sink/ports/video/snapshot?format=png",
+            "/api/processors/sink/ports/video/snapshot?format=png&timeout_ms=10000",
         )
         .await;
         assert_eq!(status, StatusCode::OK);
@@ -119,7 +119,18 @@ fn a_png_snapshot_of_the_test_pattern_shows_its_colour_bars() {
     });
 }
 
-#[cfg(feature = "camera")]
+/// Decodes a JPEG to (width, height, RGBA pixels).
+fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+    use zune_jpeg::zune_core::bytestream::ZCursor;
+    use zune_jpeg::zune_core::colorspace::ColorSpace;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGBA);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let pixels = decoder.decode().unwrap();
+    let info = decoder.info().unwrap();
+    (u32::from(info.width), u32::from(info.height), pixels)
+}
+
 #[test]
 fn a_jpeg_snapshot_decodes_to_the_colour_bars() {
     let rt = RuntimeThread::start(|_| {});
@@ -128,11 +139,14 @@ fn a_jpeg_snapshot_decodes_to_the_colour_bars() {
         let mut c = Client::connect(addr).await;
         pattern_and_chord(&mut c).await;
         // JPEG is the default format.
-        let (status, headers, jpeg) =
-            get_bytes(&mut c, "/api/processors/src/ports/video/snapshot").await;
+        let (status, headers, jpeg) = get_bytes(
+            &mut c,
+            "/api/processors/src/ports/video/snapshot?timeout_ms=10000",
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&jpeg));
         assert_eq!(headers["content-type"], "image/jpeg");
-        let (w, h, rgba) = streamlib::linux::camera::mjpeg_to_rgba(&jpeg).unwrap();
+        let (w, h, rgba) = decode_jpeg(&jpeg);
         assert_eq!((w, h), (W, H));
         assert_bars(w, h, &rgba, 12);
     });
@@ -145,7 +159,9 @@ fn an_audio_snapshot_gives_its_levels() {
     block_on(async {
         let mut c = Client::connect(addr).await;
         pattern_and_chord(&mut c).await;
-        let r = c.get("/api/processors/chord/ports/audio/snapshot").await;
+        let r = c
+            .get("/api/processors/chord/ports/audio/snapshot?timeout_ms=10000")
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.json);
         assert_eq!(r.json["frame_type"], "audio");
         let channels = r.json["channels"].as_array().unwrap();
@@ -195,7 +211,7 @@ fn snapshots_say_clearly_what_is_wrong() {
             (StatusCode::NOT_FOUND, "processor_not_found")
         );
         let (status, code, message) = error(
-            &c.get("/api/processors/chord/ports/audio/snapshot?format=png")
+            &c.get("/api/processors/chord/ports/audio/snapshot?format=png&timeout_ms=10000")
                 .await,
         );
         assert_eq!(
@@ -229,5 +245,146 @@ fn snapshots_say_clearly_what_is_wrong() {
         assert_eq!((status, code.as_str()), (StatusCode::CONFLICT, "no_frame"));
         assert!(message.contains("200 ms"), "{message}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    });
+}
+
+#[test]
+fn snapshots_of_ports_that_cannot_answer_end_at_once() {
+    let rt = RuntimeThread::start(|_| {});
+    let addr = api_on_free_port(&rt.service, ApiServerConfig::default());
+    block_on(async {
+        let mut c = Client::connect(addr).await;
+        for body in [
+            json!({"processor_type": "TestPatternProcessor", "id": "src", "config": {"width": 32, "height": 32, "fps": 30}}),
+            json!({"processor_type": "CountingSinkProcessor", "id": "lonely"}),
+        ] {
+            assert_eq!(
+                c.post("/api/processors", body).await.status,
+                StatusCode::CREATED
+            );
+        }
+        // An input with no link: nothing can pass it.
+        let r = c.get("/api/processors/lonely/ports/video/snapshot").await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+        assert_eq!(r.json["error"]["code"], "conflict");
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not connected"),
+            "{}",
+            r.json
+        );
+        // A size that the frame's aspect ratio takes past 4096 on the other side.
+        assert_eq!(
+            c.post("/api/runtime/start", json!({})).await.status,
+            StatusCode::OK
+        );
+        let wide = c.post("/api/processors", json!({"processor_type": "TestPatternProcessor", "id": "wide", "config": {"width": 64, "height": 16, "fps": 30}})).await;
+        assert_eq!(wide.status, StatusCode::CREATED, "{}", wide.json);
+        let r = c
+            .get("/api/processors/wide/ports/video/snapshot?height=4096&timeout_ms=10000")
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("4096"),
+            "{}",
+            r.json
+        );
+        // The processor removed while a snapshot waits (stopped: nothing passes): the
+        // snapshot ends at once, it does not wait its whole timeout.
+        assert_eq!(
+            c.post("/api/runtime/stop", json!({})).await.status,
+            StatusCode::OK
+        );
+        let mut waiter = Client::connect(addr).await;
+        let started = std::time::Instant::now();
+        let waiting = tokio::spawn(async move {
+            waiter
+                .get("/api/processors/src/ports/video/snapshot?timeout_ms=10000")
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            c.delete("/api/processors/src").await.status,
+            StatusCode::NO_CONTENT
+        );
+        let r = waiting.await.unwrap();
+        assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+        assert_eq!(r.json["error"]["code"], "no_frame");
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("removed"),
+            "{}",
+            r.json
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "ended when the port went, not at the timeout: {:?}",
+            started.elapsed()
+        );
+    });
+}
+
+#[test]
+fn snapshots_in_progress_are_limited() {
+    let rt = RuntimeThread::start(|_| {});
+    let addr = api_on_free_port(
+        &rt.service,
+        ApiServerConfig {
+            options: streamlib::core::service::http::ApiOptions {
+                max_snapshots: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    block_on(async {
+        let mut c = Client::connect(addr).await;
+        let src = c.post("/api/processors", json!({"processor_type": "TestPatternProcessor", "id": "src", "config": {"width": 32, "height": 32}})).await;
+        assert_eq!(src.status, StatusCode::CREATED);
+        assert_eq!(
+            c.post("/api/runtime/stop", json!({})).await.status,
+            StatusCode::OK
+        );
+        // Stopped: the first waits (its whole second), holding the one slot.
+        let mut first = Client::connect(addr).await;
+        let waiting = tokio::spawn(async move {
+            first
+                .get("/api/processors/src/ports/video/snapshot?timeout_ms=1500")
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (status, headers, body) = get_bytes(
+            &mut c,
+            "/api/processors/src/ports/video/snapshot?timeout_ms=100",
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(headers["retry-after"], "1");
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error["error"]["code"], "too_many_snapshots");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--max-snapshots")
+        );
+        assert_eq!(waiting.await.unwrap().status, StatusCode::CONFLICT);
+        // The slot is free again.
+        let r = c
+            .get("/api/processors/src/ports/video/snapshot?timeout_ms=50")
+            .await;
+        assert_eq!(r.json["error"]["code"], "no_frame", "{}", r.json);
     });
 }

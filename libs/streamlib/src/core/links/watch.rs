@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::watch;
 
@@ -29,19 +29,23 @@ impl<T: Frame> PortFrames<T> {
     #[inline]
     pub(crate) fn offer(&self, frame: &T) {
         if self.tx.receiver_count() > 0 {
-            self.tx.send_replace(Some(frame.clone()));
+            self.keep(frame);
         }
     }
 
-    /// Starts watching: the next frame written from now on.
+    #[cold]
+    fn keep(&self, frame: &T) {
+        self.tx.send_replace(Some(frame.clone()));
+    }
+
+    /// Starts watching: the next frame written from now on (a new receiver counts what the
+    /// channel holds as seen). The watch holds the port weakly: when the port goes (its
+    /// processor removed), the channel closes and the watch ends.
     pub(crate) fn watch(self: &Arc<Self>) -> PortWatch {
-        let mut rx = self.tx.subscribe();
-        // What an earlier look left is not "from now on".
-        rx.mark_unchanged();
         PortWatch {
             inner: Box::new(Watcher {
-                rx,
-                frames: self.clone(),
+                rx: Some(self.tx.subscribe()),
+                frames: Arc::downgrade(self),
             }),
             frame_type: T::FRAME_TYPE,
         }
@@ -67,7 +71,7 @@ impl PortWatch {
     }
 
     /// The next frame the port writes (the newest, if several were written since the last
-    /// call); `None` once the port is gone (its processor removed).
+    /// call); `None` once the port is gone (its processor removed and dropped).
     pub async fn next(&mut self) -> Option<AnyFrame> {
         self.inner.next().await
     }
@@ -80,16 +84,19 @@ trait NextFrame: Send {
 }
 
 struct Watcher<T> {
-    rx: watch::Receiver<Option<T>>,
-    frames: Arc<PortFrames<T>>,
+    /// Always `Some` until dropped (taken first, so the count below no longer includes it).
+    rx: Option<watch::Receiver<Option<T>>>,
+    frames: Weak<PortFrames<T>>,
 }
 
 impl<T: Frame> NextFrame for Watcher<T> {
     fn next(&mut self) -> NextFuture<'_> {
         Box::pin(async move {
+            let rx = self.rx.as_mut()?;
             loop {
-                self.rx.changed().await.ok()?;
-                if let Some(frame) = self.rx.borrow_and_update().clone() {
+                // Fails once the sender is gone (the port dropped with its processor).
+                rx.changed().await.ok()?;
+                if let Some(frame) = rx.borrow_and_update().clone() {
                     return Some(frame.into_any());
                 }
             }
@@ -99,13 +106,16 @@ impl<T: Frame> NextFrame for Watcher<T> {
 
 impl<T> Drop for Watcher<T> {
     fn drop(&mut self) {
-        // The last watcher (us) leaving: do not keep the last frame's memory until the next
-        // look. (A frame offered in the same moment may stay; one per port at most.)
-        if self.frames.tx.receiver_count() <= 1 {
-            self.frames.tx.send_if_modified(|kept| {
-                kept.take();
-                false
-            });
+        drop(self.rx.take());
+        // Nobody watches any more: do not keep the last frame's memory until the next look.
+        // (A frame offered in the same moment may stay; one per port at most.)
+        if let Some(frames) = self.frames.upgrade() {
+            if frames.tx.receiver_count() == 0 {
+                frames.tx.send_if_modified(|kept| {
+                    kept.take();
+                    false
+                });
+            }
         }
     }
 }
@@ -148,6 +158,13 @@ mod tests {
                 Some(AnyFrame::Data(d)) => assert_eq!(d.frame_number, 5),
                 other => panic!("{other:?}"),
             }
+            // While one watch is open the last frame is kept, but a new watch starts after it;
+            // the port going ends every watch.
+            let mut second = frames.watch();
+            assert!(frames.tx.borrow().is_some());
+            drop(frames);
+            assert!(second.next().await.is_none(), "the port is gone");
+            assert!(watch.next().await.is_none());
         });
     }
 }

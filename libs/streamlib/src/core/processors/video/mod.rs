@@ -2,4 +2,4 @@
 
 mod scale;
 
-pub use scale::{ScaleAlgorithm, VideoScaleConfig, VideoScaleProcessor, scale_frame};
+pub use scale::{ScaleAlgorithm, VideoScaleConfig, VideoScaleProcessor, scale_frame, scaled_size};

@@ -71,6 +71,22 @@ impl ProcessorConfig for VideoScaleConfig {
     }
 }
 
+/// The size a `src_width`×`src_height` frame is scaled to for `width` and/or `height` (one
+/// alone keeps the aspect ratio; neither keeps the size): what [`scale_frame`] makes.
+pub fn scaled_size(
+    width: Option<u32>,
+    height: Option<u32>,
+    src_width: u32,
+    src_height: u32,
+) -> (u32, u32) {
+    let config = VideoScaleConfig {
+        width,
+        height,
+        ..Default::default()
+    };
+    target_size(&config, src_width, src_height)
+}
+
 /// The output size for a `width`×`height` source.
 fn target_size(config: &VideoScaleConfig, width: u32, height: u32) -> (u32, u32) {
     let (w, h) = (u64::from(width.max(1)), u64::from(height.max(1)));

@@ -67,6 +67,12 @@ impl ApiError {
         }
     }
 
+    /// The same error with a `Retry-After` header of `secs`.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
     /// The response status.
     pub fn status(&self) -> StatusCode {
         self.status

@@ -65,11 +65,12 @@ pub use handlers::{
 pub use openapi::{openapi, openapi_for};
 pub use options::{
     ApiOptions, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_WRITE_TIMEOUT, DEFAULT_WS_PING_INTERVAL, Secret,
+    DEFAULT_MAX_SNAPSHOTS, DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_WRITE_TIMEOUT, DEFAULT_WS_PING_INTERVAL, Secret,
 };
 pub use snapshot::{
-    AudioSnapshot, DEFAULT_SNAPSHOT_TIMEOUT, DataSnapshot, ImageFormat, SnapshotQuery, encode_image,
+    AudioSnapshot, DEFAULT_SNAPSHOT_TIMEOUT, DataSnapshot, ImageBytes, ImageFormat, PortSnapshot,
+    SnapshotQuery, encode_image,
 };
 pub use websocket::{ClientMessage, EventFilter};
 
@@ -103,8 +104,10 @@ struct ApiInner {
     state_json: std::sync::Mutex<Option<(Arc<RuntimeState>, axum::body::Bytes)>>,
     /// Requests, WebSocket clients and events, for `GET /metrics`.
     metrics: metrics::ApiMetrics,
-    /// Snapshot images being encoded at once (`snapshot.rs`).
-    encoders: tokio::sync::Semaphore,
+    /// Snapshots in progress (`max_snapshots`) and images being encoded at once
+    /// (`snapshot.rs`).
+    snapshots: Arc<tokio::sync::Semaphore>,
+    encoders: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -118,6 +121,7 @@ impl ApiState {
         let policy = Arc::new(AccessPolicy::new(bound, &options));
         let openapi = Arc::new(openapi_for(policy.requires_token()));
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let snapshots = Arc::new(tokio::sync::Semaphore::new(options.max_snapshots));
         Self {
             inner: Arc::new(ApiInner {
                 service,
@@ -130,7 +134,8 @@ impl ApiState {
                 fan_out: websocket::FanOut::new(),
                 state_json: std::sync::Mutex::new(None),
                 metrics: metrics::ApiMetrics::default(),
-                encoders: tokio::sync::Semaphore::new(snapshot::SNAPSHOT_ENCODERS),
+                snapshots,
+                encoders: Arc::new(tokio::sync::Semaphore::new(snapshot::SNAPSHOT_ENCODERS)),
             }),
         }
     }
@@ -258,7 +263,11 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
                 header::CONTENT_TYPE,
                 header::IF_MATCH,
             ])
-            .expose_headers([header::ETAG])
+            .expose_headers([
+                header::ETAG,
+                header::HeaderName::from_static("x-frame-number"),
+                header::HeaderName::from_static("x-timestamp-ns"),
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }

@@ -28,6 +28,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default time a client has to send a request's headers, and the longest an idle keep-alive
 /// connection stays open.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of snapshots in progress at once (each holds one frame while it waits to be
+/// encoded); more are answered 503.
+pub const DEFAULT_MAX_SNAPSHOTS: usize = 16;
 /// Default longest time a write to a client may make no progress (a client that stopped
 /// reading) before its connection, HTTP or WebSocket, is closed.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -142,6 +145,10 @@ pub struct ApiOptions {
     #[schemars(with = "u64")]
     #[cfg_attr(feature = "clap", arg(long = "write-timeout-ms", value_name = "MS", value_parser = parse_millis, default_value = "30000"))]
     pub write_timeout: Duration,
+    /// Snapshots in progress at once (1 to 1024): each holds one frame until it is encoded;
+    /// more get `503 too_many_snapshots`.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SNAPSHOTS))]
+    pub max_snapshots: usize,
     /// Serve `GET /metrics` without the token to clients on loopback (a Prometheus or agent on
     /// the same machine); every other route, and `/metrics` from elsewhere, still needs it.
     #[cfg_attr(feature = "clap", arg(long))]
@@ -163,6 +170,7 @@ impl Default for ApiOptions {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_snapshots: DEFAULT_MAX_SNAPSHOTS,
             metrics_loopback_without_token: false,
         }
     }
@@ -196,6 +204,7 @@ impl ApiOptions {
         range("request_timeout_ms", self.request_timeout)?;
         range("ws_ping_interval_ms", self.ws_ping_interval)?;
         ConfigError::check_range("max_connections", self.max_connections, 1, 65_536)?;
+        ConfigError::check_range("max_snapshots", self.max_snapshots, 1, 1024)?;
         ConfigError::check_range(
             "header_timeout_ms",
             self.header_timeout.as_millis(),
@@ -284,6 +293,8 @@ mod tests {
             "--write-timeout-ms",
             "800",
             "--metrics-loopback-without-token",
+            "--max-snapshots",
+            "3",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -301,6 +312,7 @@ mod tests {
                 max_connections: 9,
                 header_timeout: Duration::from_millis(700),
                 write_timeout: Duration::from_millis(800),
+                max_snapshots: 3,
                 metrics_loopback_without_token: true,
             }
         );

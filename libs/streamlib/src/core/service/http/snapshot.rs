@@ -1,8 +1,9 @@
 //! `GET /api/processors/{id}/ports/{port}/snapshot`: a look at what passes a port — the next
 //! video frame as a JPEG or PNG image (scaled if asked), an audio frame's levels (peak and RMS
 //! per channel, dBFS), a data frame whole. The port is watched only for the request
-//! (`links::PortWatch`): nothing is copied while nobody looks. Encoding runs on the blocking
-//! pool, [`SNAPSHOT_ENCODERS`] at a time.
+//! (`links::PortWatch`): nothing is copied while nobody looks. At most `max_snapshots` are in
+//! progress (each holds one frame), images are at most 4096 pixels on a side, and encoding
+//! runs on the blocking pool, [`SNAPSHOT_ENCODERS`] at a time.
 
 use std::time::Duration;
 
@@ -17,7 +18,8 @@ use super::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use crate::core::dsp::{ChannelLevel, channel_levels};
 use crate::core::frames::{AnyFrame, FrameType, PixelFormat, VideoFrame};
 use crate::core::graph::ProcessorUniqueId;
-use crate::core::processors::video::{ScaleAlgorithm, VideoScaleConfig, scale_frame};
+use crate::core::processors::video::{ScaleAlgorithm, VideoScaleConfig, scale_frame, scaled_size};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How long a snapshot waits for a frame unless told otherwise.
 pub const DEFAULT_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -89,8 +91,31 @@ pub struct DataSnapshot {
     pub frame_number: u64,
 }
 
+/// The JSON answer of a snapshot of an audio or a data port.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum PortSnapshot {
+    /// An audio port's levels.
+    Audio(AudioSnapshot),
+    /// A data port's frame.
+    Data(DataSnapshot),
+}
+
+/// The bytes of a snapshot image (JPEG or PNG), for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct ImageBytes(pub Vec<u8>);
+
 fn invalid_query(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+}
+
+fn internal(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("{what}; the server's log has the details"),
+    )
 }
 
 /// Snapshot of a port
@@ -107,17 +132,22 @@ fn invalid_query(message: impl Into<String>) -> ApiError {
         SnapshotQuery,
     ),
     responses(
-        (status = 200, description = "Video: the frame as image/jpeg or image/png (the X-Frame-Number and X-Timestamp-Ns headers say which frame). Audio: AudioSnapshot. Data: DataSnapshot.", content(
-            (Vec<u8> = "image/jpeg"),
-            (Vec<u8> = "image/png"),
-            (AudioSnapshot = "application/json"),
-            (DataSnapshot = "application/json"),
-        )),
-        (status = 400, description = "invalid_query: a size out of range, an image format or size for a port that is not video, an unknown parameter", body = ErrorBody),
+        (status = 200, description = "Video: the frame as image/jpeg or image/png. Audio: its levels; data: the frame (PortSnapshot).",
+            headers(
+                ("X-Frame-Number" = u64, description = "The frame's sequence number"),
+                ("X-Timestamp-Ns" = u64, description = "The frame's presentation time on the media clock, ns"),
+            ),
+            content(
+                (ImageBytes = "image/jpeg"),
+                (ImageBytes = "image/png"),
+                (PortSnapshot = "application/json"),
+            )
+        ),
+        (status = 400, description = "invalid_query: a size out of range (also a frame over 4096 pixels on a side without a size that brings it under), an image format or size for a port that is not video, an unknown parameter", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "processor_not_found, port_not_found", body = ErrorBody),
-        (status = 409, description = "no_frame: nothing passed the port in time (a stopped runtime, an idle source); conflict: an input that is not connected", body = ErrorBody),
-        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 409, description = "no_frame: nothing passed the port in time (a stopped runtime, an idle source), or its processor was removed meanwhile; conflict: an input that is not connected", body = ErrorBody),
+        (status = 503, description = "too_many_snapshots (see Retry-After), runtime_unavailable", body = ErrorBody),
         (status = 504, description = "timeout", body = ErrorBody),
     )
 )]
@@ -144,6 +174,16 @@ pub(super) async fn snapshot(
             }
         }
     }
+    // A slot first: a snapshot in progress holds a frame until it is answered.
+    let Ok(slot) = state.inner.snapshots.clone().try_acquire_owned() else {
+        let max = state.inner.options.max_snapshots;
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_snapshots",
+            format!("{max} snapshots are in progress, the server's limit (--max-snapshots); retry shortly"),
+        )
+        .with_retry_after(1));
+    };
     let mut watch = state
         .service()
         .watch_port(ProcessorUniqueId::new(id.clone()), &port)
@@ -161,7 +201,7 @@ pub(super) async fn snapshot(
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "no_frame",
-                format!("port '{id}.{port}' went away while waiting (its processor was removed)"),
+                format!("port '{id}.{port}' went away while waiting: its processor was removed"),
             ));
         }
         Err(_) => {
@@ -177,55 +217,66 @@ pub(super) async fn snapshot(
     };
     // The watch ends here: nothing more is copied for this request.
     drop(watch);
-    match frame {
-        AnyFrame::Video(video) => image_response(&state, video, &query).await,
-        AnyFrame::Audio(audio) => Ok(Json(AudioSnapshot {
+    let json = match frame {
+        AnyFrame::Video(video) => return image_response(&state, video, &query, slot).await,
+        AnyFrame::Audio(audio) => PortSnapshot::Audio(AudioSnapshot {
             frame_type: FrameType::Audio,
             sample_rate: audio.sample_rate,
             samples_per_channel: audio.samples_per_channel(),
             timestamp_ns: audio.timestamp_ns,
             frame_number: audio.frame_number,
             channels: channel_levels(&audio),
-        })
-        .into_response()),
-        AnyFrame::Data(data) => Ok(Json(DataSnapshot {
+        }),
+        AnyFrame::Data(data) => PortSnapshot::Data(DataSnapshot {
             frame_type: FrameType::Data,
             name: data.name.to_string(),
             payload: (*data.payload).clone(),
             timestamp_ns: data.timestamp_ns,
             frame_number: data.frame_number,
-        })
-        .into_response()),
-    }
+        }),
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(json)).into_response())
 }
 
-/// Encodes `frame` as asked, on the blocking pool (a permit of the encoders' semaphore held).
+/// Checks the image's size, then encodes it on the blocking pool, [`SNAPSHOT_ENCODERS`] at a
+/// time; `slot` (the request's place among the snapshots in progress) and the encoder's permit
+/// stay with the encoding, so a client that goes away does not free them early.
 async fn image_response(
     state: &ApiState,
     frame: VideoFrame,
     query: &SnapshotQuery,
+    slot: OwnedSemaphorePermit,
 ) -> Result<Response, ApiError> {
     let format = query.format.unwrap_or_default();
     let (width, height) = (query.width, query.height);
+    let (w, h) = scaled_size(width, height, frame.width, frame.height);
+    if w > MAX_SNAPSHOT_SIDE || h > MAX_SNAPSHOT_SIDE {
+        return Err(invalid_query(format!(
+            "the image would be {w}x{h} (the frame is {}x{}); a snapshot is at most {MAX_SNAPSHOT_SIDE} pixels on a side: ask for a width or height that keeps both under it",
+            frame.width, frame.height
+        )));
+    }
     let (number, timestamp) = (frame.frame_number, frame.timestamp_ns);
-    let _permit = state.inner.encoders.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "runtime_unavailable",
-            "the server is shutting down",
-        )
-    })?;
-    let encoded = tokio::task::spawn_blocking(move || encode_image(&frame, width, height, format))
+    let permit = state
+        .inner
+        .encoders
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "snapshot encoding panicked");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "encoding the snapshot failed; the server's log has the details",
-            )
-        })?
-        .map_err(|message| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message))?;
+        .map_err(|_| internal("the snapshot encoders are closed"))?;
+    let encoded = tokio::task::spawn_blocking(move || {
+        let _held = (slot, permit);
+        encode_image(&frame, width, height, format)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "snapshot encoding panicked");
+        internal("encoding the snapshot failed")
+    })?
+    .map_err(|e| {
+        tracing::error!(error = %e, "snapshot encoding failed");
+        internal("encoding the snapshot failed")
+    })?;
     let content_type = match format {
         ImageFormat::Jpeg => "image/jpeg",
         ImageFormat::Png => "image/png",
@@ -265,10 +316,9 @@ pub fn encode_image(
     let mut resizer = fast_image_resize::Resizer::new();
     let rgba = scale_frame(frame, &scale, &mut resizer).map_err(|e| e.to_string())?;
     let (w, h) = (rgba.width, rgba.height);
-    // Tightly packed rows (what the encoders take).
-    let row_bytes = w as usize * 4;
-    let pixels: Vec<u8> = if rgba.stride as usize == row_bytes {
-        rgba.data.to_vec()
+    // The encoders take tightly packed rows, which is what `scale_frame` makes.
+    let pixels: std::borrow::Cow<'_, [u8]> = if rgba.stride as usize == w as usize * 4 {
+        std::borrow::Cow::Borrowed(&rgba.data)
     } else {
         (0..h)
             .filter_map(|y| rgba.row(y))
@@ -293,7 +343,7 @@ pub fn encode_image(
                 (Ok(w), Ok(h)) => (w, h),
                 _ => {
                     return Err(format!(
-                        "a {w}x{h} frame is too large for JPEG (65535 at most); ask for a width"
+                        "a {w}x{h} image is too large for JPEG (65535 at most)"
                     ));
                 }
             };
