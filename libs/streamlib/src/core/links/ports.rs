@@ -119,13 +119,13 @@ pub(crate) struct OutputInner<T> {
     /// The links fed by this port. Replaced as a whole on connect/disconnect (rare) and loaded
     /// lock-free on every write (hot).
     links: ArcSwap<Vec<Arc<LinkInner<T>>>>,
+    /// What it writes, for whoever watches (`watch.rs`); nothing while nobody does.
+    frames: Arc<PortFrames<T>>,
     /// The stream ended ([`LinkOutput::end`]); a link connected later is ended at once.
     ended: std::sync::atomic::AtomicBool,
     /// The signal of the processor that owns the port (set when its run begins): ending the
     /// port from any thread makes that processor check whether it has ended.
     owner: ArcSwapOption<ProcessorSignal>,
-    /// What it writes, for whoever watches (`watch.rs`); nothing while nobody does.
-    frames: Arc<PortFrames<T>>,
 }
 
 impl<T: Frame> LinkOutput<T> {

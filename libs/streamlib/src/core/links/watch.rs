@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::watch;
@@ -13,12 +14,15 @@ use crate::core::frames::{AnyFrame, Frame, FrameType};
 
 /// The newest frame an output port wrote while watched (`None` between looks).
 pub(crate) struct PortFrames<T> {
+    /// Open watches: what every write checks (one load; the channel is touched only above 0).
+    watchers: AtomicUsize,
     tx: watch::Sender<Option<T>>,
 }
 
 impl<T: Frame> Default for PortFrames<T> {
     fn default() -> Self {
         Self {
+            watchers: AtomicUsize::new(0),
             tx: watch::Sender::new(None),
         }
     }
@@ -28,7 +32,7 @@ impl<T: Frame> PortFrames<T> {
     /// Offers a frame the port writes: kept (a handle) only while somebody watches.
     #[inline]
     pub(crate) fn offer(&self, frame: &T) {
-        if self.tx.receiver_count() > 0 {
+        if self.watchers.load(Ordering::Relaxed) > 0 {
             self.keep(frame);
         }
     }
@@ -42,6 +46,7 @@ impl<T: Frame> PortFrames<T> {
     /// channel holds as seen). The watch holds the port weakly: when the port goes (its
     /// processor removed), the channel closes and the watch ends.
     pub(crate) fn watch(self: &Arc<Self>) -> PortWatch {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
         PortWatch {
             inner: Box::new(Watcher {
                 rx: Some(self.tx.subscribe()),
@@ -110,7 +115,7 @@ impl<T> Drop for Watcher<T> {
         // Nobody watches any more: do not keep the last frame's memory until the next look.
         // (A frame offered in the same moment may stay; one per port at most.)
         if let Some(frames) = self.frames.upgrade() {
-            if frames.tx.receiver_count() == 0 {
+            if frames.watchers.fetch_sub(1, Ordering::Relaxed) == 1 {
                 frames.tx.send_if_modified(|kept| {
                     kept.take();
                     false
