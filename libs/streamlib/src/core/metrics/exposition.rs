@@ -39,17 +39,7 @@ impl Families {
         help: &str,
         samples: impl IntoIterator<Item = (Labels<'a>, f64)>,
     ) {
-        let metrics = samples
-            .into_iter()
-            .map(|(labels, value)| {
-                let mut counter = Counter::default();
-                counter.set_value(value);
-                let mut m = metric(labels);
-                m.set_counter(counter);
-                m
-            })
-            .collect();
-        self.add(name, help, MetricType::COUNTER, metrics);
+        self.scalars(name, help, MetricType::COUNTER, samples);
     }
 
     pub(crate) fn gauge<'a>(
@@ -58,17 +48,34 @@ impl Families {
         help: &str,
         samples: impl IntoIterator<Item = (Labels<'a>, f64)>,
     ) {
+        self.scalars(name, help, MetricType::GAUGE, samples);
+    }
+
+    /// A family of counters or gauges: one value per label set.
+    fn scalars<'a>(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        samples: impl IntoIterator<Item = (Labels<'a>, f64)>,
+    ) {
         let metrics = samples
             .into_iter()
             .map(|(labels, value)| {
-                let mut gauge = Gauge::default();
-                gauge.set_value(value);
                 let mut m = metric(labels);
-                m.set_gauge(gauge);
+                if kind == MetricType::COUNTER {
+                    let mut counter = Counter::default();
+                    counter.set_value(value);
+                    m.set_counter(counter);
+                } else {
+                    let mut gauge = Gauge::default();
+                    gauge.set_value(value);
+                    m.set_gauge(gauge);
+                }
                 m
             })
             .collect();
-        self.add(name, help, MetricType::GAUGE, metrics);
+        self.add(name, help, kind, metrics);
     }
 
     pub(crate) fn histogram<'a>(

@@ -49,6 +49,7 @@ pub enum ImageFormat {
 #[into_params(parameter_in = Query)]
 pub struct SnapshotQuery {
     /// For a video port: `jpeg` (default) or `png`.
+    #[param(inline)]
     pub format: Option<ImageFormat>,
     /// For a video port: scale to this width (1–4096); the height follows the aspect ratio
     /// unless given too.
