@@ -156,6 +156,12 @@ fn save(
             true
         }
         Ok(false) => true,
+        // Someone else's edit kept, ours written beside it (`write` said so): done until the
+        // graph changes again, not retried every second.
+        Err(e @ streamlib::core::StreamError::Conflict(_)) => {
+            tracing::error!(file = %writer.path().display(), error = %e, "graph not written back");
+            true
+        }
         Err(e) => {
             tracing::error!(file = %writer.path().display(), error = %e, "cannot write the graph back; trying again in a second");
             false

@@ -103,11 +103,18 @@ fn method_label(method: &Method) -> &'static str {
 pub(super) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let mut families = state.service().metrics_families().await?;
     families.extend(api_families(&state.inner.metrics));
-    Ok((
-        [(header::CONTENT_TYPE, PROMETHEUS_TEXT_FORMAT)],
-        families.encode(),
-    )
-        .into_response())
+    // The text of a large graph takes milliseconds to write: off the async threads.
+    let text = tokio::task::spawn_blocking(move || families.encode())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "encoding the metrics panicked");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "encoding the metrics failed; the server's log has the details",
+            )
+        })?;
+    Ok(([(header::CONTENT_TYPE, PROMETHEUS_TEXT_FORMAT)], text).into_response())
 }
 
 /// A route's key (template, method), answers by status, and latency.

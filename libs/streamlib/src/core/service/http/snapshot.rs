@@ -314,19 +314,27 @@ pub fn encode_image(
         format: PixelFormat::Rgba8,
         algorithm: ScaleAlgorithm::Bilinear,
     };
-    let mut resizer = fast_image_resize::Resizer::new();
-    let rgba = scale_frame(frame, &scale, &mut resizer).map_err(|e| e.to_string())?;
-    let (w, h) = (rgba.width, rgba.height);
-    // The encoders take tightly packed rows, which is what `scale_frame` makes.
-    let pixels: std::borrow::Cow<'_, [u8]> = if rgba.stride as usize == w as usize * 4 {
-        std::borrow::Cow::Borrowed(&rgba.data)
-    } else {
-        (0..h)
-            .filter_map(|y| rgba.row(y))
-            .flatten()
-            .copied()
-            .collect()
+    // The encoders take RGBA in tightly packed rows: a frame already so, at the size asked, is
+    // encoded as it is; anything else goes through `scale_frame`, which makes exactly that.
+    let packed = |f: &VideoFrame| {
+        f.format == PixelFormat::Rgba8 && f.stride as usize == f.width as usize * 4
     };
+    let scaled;
+    let rgba = if packed(frame)
+        && scaled_size(width, height, frame.width, frame.height) == (frame.width, frame.height)
+    {
+        frame
+    } else {
+        let mut resizer = fast_image_resize::Resizer::new();
+        scaled = scale_frame(frame, &scale, &mut resizer).map_err(|e| e.to_string())?;
+        &scaled
+    };
+    let (w, h) = (rgba.width, rgba.height);
+    let pixels = rgba
+        .data
+        .get(..w as usize * h as usize * 4)
+        .filter(|_| packed(rgba))
+        .ok_or_else(|| format!("a {w}x{h} frame is not packed RGBA after scaling"))?;
     let mut out = Vec::new();
     match format {
         ImageFormat::Png => {
@@ -335,7 +343,7 @@ pub fn encode_image(
             encoder.set_depth(png::BitDepth::Eight);
             let mut writer = encoder.write_header().map_err(|e| format!("PNG: {e}"))?;
             writer
-                .write_image_data(&pixels)
+                .write_image_data(pixels)
                 .map_err(|e| format!("PNG: {e}"))?;
             writer.finish().map_err(|e| format!("PNG: {e}"))?;
         }
@@ -349,7 +357,7 @@ pub fn encode_image(
                 }
             };
             jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY)
-                .encode(&pixels, w16, h16, jpeg_encoder::ColorType::Rgba)
+                .encode(pixels, w16, h16, jpeg_encoder::ColorType::Rgba)
                 .map_err(|e| format!("JPEG: {e}"))?;
         }
     }
