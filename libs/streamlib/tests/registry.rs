@@ -8,6 +8,7 @@ fn built_in_types_are_registered() {
     names.retain(|n| *n != "ApiServerProcessor");
     let mut expected = vec![
         "AudioChannelConverterProcessor",
+        "AudioLevelsProcessor",
         "AudioMixerProcessor",
         "AudioResamplerProcessor",
         "BufferRechunkerProcessor",

@@ -32,8 +32,8 @@ pub use links::{
 };
 pub use metrics::{LinkRates, ProcessorRates};
 pub use processors::audio::{
-    AudioChannelConverterProcessor, AudioMixerProcessor, AudioResamplerProcessor,
-    BufferRechunkerProcessor,
+    AudioChannelConverterProcessor, AudioLevelsProcessor, AudioMixerProcessor,
+    AudioResamplerProcessor, BufferRechunkerProcessor,
 };
 pub use processors::video::VideoScaleProcessor;
 pub use processors::wav::{WavSourceProcessor, WavWriterProcessor};

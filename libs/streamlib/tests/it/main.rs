@@ -20,5 +20,6 @@ mod live_config;
 mod media_files;
 mod media_root;
 mod metrics;
+mod preview;
 mod service;
 mod snapshot;

@@ -18,7 +18,7 @@ use streamlib::core::ApiServerConfig;
 use streamlib::core::service::http::ApiOptions;
 
 /// The samples of a scrape: `name{labels}` → value.
-fn samples(text: &str) -> HashMap<String, f64> {
+pub(crate) fn samples(text: &str) -> HashMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
@@ -30,7 +30,7 @@ fn samples(text: &str) -> HashMap<String, f64> {
 
 /// The one sample of `name` whose labels contain every `label="value"` of `with`.
 #[track_caller]
-fn sample(all: &HashMap<String, f64>, name: &str, with: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(all: &HashMap<String, f64>, name: &str, with: &[(&str, &str)]) -> f64 {
     let found: Vec<f64> = all
         .iter()
         .filter(|(series, _)| {

@@ -55,7 +55,7 @@ fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
 /// Checks the middle of each bar, low in the picture (below the pattern's box), against the
 /// bar colours, within `tolerance` per channel.
 #[track_caller]
-fn assert_bars(w: u32, h: u32, rgba: &[u8], tolerance: u8) {
+pub(crate) fn assert_bars(w: u32, h: u32, rgba: &[u8], tolerance: u8) {
     assert_eq!(rgba.len(), (w * h * 4) as usize);
     let y = h * 7 / 8;
     for (i, colour) in BAR_COLOURS.iter().enumerate() {
@@ -120,7 +120,7 @@ fn a_png_snapshot_of_the_test_pattern_shows_its_colour_bars() {
 }
 
 /// Decodes a JPEG to (width, height, RGBA pixels).
-fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+pub(crate) fn decode_jpeg(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     use zune_jpeg::zune_core::bytestream::ZCursor;
     use zune_jpeg::zune_core::colorspace::ColorSpace;
     use zune_jpeg::zune_core::options::DecoderOptions;

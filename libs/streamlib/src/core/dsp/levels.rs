@@ -29,24 +29,60 @@ fn dbfs(amplitude: f64) -> f64 {
 
 /// Each channel's peak and RMS over `frame`.
 pub fn channel_levels(frame: &AudioFrame) -> Vec<ChannelLevel> {
-    let channels = usize::from(frame.channels.max(1));
-    let mut peak = vec![0.0f64; channels];
-    let mut sum_sq = vec![0.0f64; channels];
-    for interleaved in frame.samples.chunks_exact(channels) {
-        for (c, &s) in interleaved.iter().enumerate() {
-            let s = f64::from(s);
-            peak[c] = peak[c].max(s.abs());
-            sum_sq[c] += s * s;
+    let mut meter = LevelMeter::default();
+    meter.add(frame);
+    meter.take()
+}
+
+/// Peak and RMS per channel over any number of frames: a level meter's window (a live preview
+/// of an audio port reports one every 50 ms, over every frame that passed meanwhile).
+#[derive(Debug, Clone, Default)]
+pub struct LevelMeter {
+    peak: Vec<f64>,
+    sum_sq: Vec<f64>,
+    /// Samples per channel added since the last [`take`](Self::take).
+    samples: u64,
+}
+
+impl LevelMeter {
+    /// Adds a frame's samples (a frame with another channel count starts the window over).
+    pub fn add(&mut self, frame: &AudioFrame) {
+        let channels = usize::from(frame.channels.max(1));
+        if self.peak.len() != channels {
+            self.peak = vec![0.0; channels];
+            self.sum_sq = vec![0.0; channels];
+            self.samples = 0;
         }
+        for interleaved in frame.samples.chunks_exact(channels) {
+            for (c, &s) in interleaved.iter().enumerate() {
+                let s = f64::from(s);
+                self.peak[c] = self.peak[c].max(s.abs());
+                self.sum_sq[c] += s * s;
+            }
+        }
+        self.samples += (frame.samples.len() / channels) as u64;
     }
-    let n = (frame.samples.len() / channels).max(1) as f64;
-    peak.iter()
-        .zip(&sum_sq)
-        .map(|(&p, &sq)| ChannelLevel {
-            peak_dbfs: dbfs(p),
-            rms_dbfs: dbfs((sq / n).sqrt()),
-        })
-        .collect()
+
+    /// Whether nothing was added since the last [`take`](Self::take).
+    pub fn is_empty(&self) -> bool {
+        self.peak.is_empty()
+    }
+
+    /// The levels of everything added since the last call, and a new window.
+    pub fn take(&mut self) -> Vec<ChannelLevel> {
+        let n = self.samples.max(1) as f64;
+        let levels = self
+            .peak
+            .iter()
+            .zip(&self.sum_sq)
+            .map(|(&p, &sq)| ChannelLevel {
+                peak_dbfs: dbfs(p),
+                rms_dbfs: dbfs((sq / n).sqrt()),
+            })
+            .collect();
+        *self = Self::default();
+        levels
+    }
 }
 
 #[cfg(test)]
@@ -69,5 +105,22 @@ mod tests {
         assert!((levels[0].rms_dbfs + 9.03).abs() < 0.05, "{levels:?}");
         assert_eq!(levels[1].peak_dbfs, SILENCE_DBFS);
         assert_eq!(levels[1].rms_dbfs, SILENCE_DBFS);
+    }
+
+    #[test]
+    fn a_meter_spans_frames_and_starts_over_when_taken() {
+        let loud = AudioFrame::new(48_000, 1, vec![0.5, -0.5], 0, 0).unwrap();
+        let quiet = AudioFrame::new(48_000, 1, vec![0.0, 0.0], 0, 1).unwrap();
+        let mut meter = LevelMeter::default();
+        assert!(meter.is_empty());
+        meter.add(&loud);
+        meter.add(&quiet);
+        let levels = meter.take();
+        assert!((levels[0].peak_dbfs + 6.02).abs() < 0.01, "{levels:?}");
+        // RMS over four samples, two of them silent: 0.5 / sqrt(2).
+        assert!((levels[0].rms_dbfs + 9.03).abs() < 0.01, "{levels:?}");
+        assert!(meter.is_empty());
+        meter.add(&quiet);
+        assert_eq!(meter.take()[0].peak_dbfs, SILENCE_DBFS);
     }
 }

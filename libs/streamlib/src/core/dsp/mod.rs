@@ -6,5 +6,5 @@ mod levels;
 mod resample;
 
 pub use channels::convert_channels;
-pub use levels::{ChannelLevel, SILENCE_DBFS, channel_levels};
+pub use levels::{ChannelLevel, LevelMeter, SILENCE_DBFS, channel_levels};
 pub use resample::StreamResampler;

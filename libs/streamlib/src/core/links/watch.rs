@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::watch;
@@ -16,13 +16,17 @@ use crate::core::frames::{AnyFrame, Frame, FrameType};
 pub(crate) struct PortFrames<T> {
     /// Open watches: what every write checks (one load; the channel is touched only above 0).
     watchers: AtomicUsize,
-    tx: watch::Sender<Option<T>>,
+    /// Frames kept so far: each kept frame carries its number, so a watch that falls behind
+    /// knows how many it skipped.
+    kept: AtomicU64,
+    tx: watch::Sender<Option<(u64, T)>>,
 }
 
 impl<T: Frame> Default for PortFrames<T> {
     fn default() -> Self {
         Self {
             watchers: AtomicUsize::new(0),
+            kept: AtomicU64::new(0),
             tx: watch::Sender::new(None),
         }
     }
@@ -39,7 +43,9 @@ impl<T: Frame> PortFrames<T> {
 
     #[cold]
     fn keep(&self, frame: &T) {
-        self.tx.send_replace(Some(frame.clone()));
+        // One writer per port: the numbers are sent in order.
+        let number = self.kept.fetch_add(1, Ordering::Relaxed) + 1;
+        self.tx.send_replace(Some((number, frame.clone())));
     }
 
     /// Starts watching: the next frame written from now on (a new receiver counts what the
@@ -50,6 +56,8 @@ impl<T: Frame> PortFrames<T> {
         PortWatch {
             inner: Box::new(Watcher {
                 rx: Some(self.tx.subscribe()),
+                last: self.kept.load(Ordering::Relaxed),
+                missed: 0,
                 frames: Arc::downgrade(self),
             }),
             frame_type: T::FRAME_TYPE,
@@ -80,17 +88,27 @@ impl PortWatch {
     pub async fn next(&mut self) -> Option<AnyFrame> {
         self.inner.next().await
     }
+
+    /// Frames the port wrote since this watch began that [`next`](Self::next) did not return
+    /// (it returns the newest; a caller slower than the port skips the rest).
+    pub fn missed(&self) -> u64 {
+        self.inner.missed()
+    }
 }
 
 type NextFuture<'a> = Pin<Box<dyn Future<Output = Option<AnyFrame>> + Send + 'a>>;
 
 trait NextFrame: Send {
     fn next(&mut self) -> NextFuture<'_>;
+    fn missed(&self) -> u64;
 }
 
 struct Watcher<T> {
     /// Always `Some` until dropped (taken first, so the count below no longer includes it).
-    rx: Option<watch::Receiver<Option<T>>>,
+    rx: Option<watch::Receiver<Option<(u64, T)>>>,
+    /// The number of the last frame returned (or kept before the watch began).
+    last: u64,
+    missed: u64,
     frames: Weak<PortFrames<T>>,
 }
 
@@ -101,11 +119,17 @@ impl<T: Frame> NextFrame for Watcher<T> {
             loop {
                 // Fails once the sender is gone (the port dropped with its processor).
                 rx.changed().await.ok()?;
-                if let Some(frame) = rx.borrow_and_update().clone() {
+                if let Some((number, frame)) = rx.borrow_and_update().clone() {
+                    self.missed += number.saturating_sub(self.last).saturating_sub(1);
+                    self.last = self.last.max(number);
                     return Some(frame.into_any());
                 }
             }
         })
+    }
+
+    fn missed(&self) -> u64 {
+        self.missed
     }
 }
 
@@ -153,6 +177,7 @@ mod tests {
                 Some(AnyFrame::Data(d)) => assert_eq!(d.frame_number, 3, "the newest"),
                 other => panic!("{other:?}"),
             }
+            assert_eq!(watch.missed(), 1, "frame 2 was skipped");
             drop(watch);
             assert!(frames.tx.borrow().is_none(), "released after the look");
             // A new watch does not get what an earlier one saw.

@@ -102,7 +102,7 @@ fn method_label(method: &Method) -> &'static str {
 )]
 pub(super) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let mut families = state.service().metrics_families().await?;
-    families.extend(api_families(&state.inner.metrics));
+    families.extend(api_families(&state.inner.metrics, &state.inner.previews));
     // The text of a large graph takes milliseconds to write: off the async threads.
     let text = tokio::task::spawn_blocking(move || families.encode())
         .await
@@ -124,7 +124,7 @@ type RouteFigures = (
     HistogramSnapshot,
 );
 
-fn api_families(api: &ApiMetrics) -> Families {
+fn api_families(api: &ApiMetrics, previews: &super::preview::PreviewHub) -> Families {
     let mut families = Families::default();
     let f = &mut families;
     // Copied out so the lock is not held while building text.
@@ -171,8 +171,23 @@ fn api_families(api: &ApiMetrics) -> Families {
     );
     f.gauge(
         "streamlib_websocket_clients",
-        "WebSocket event clients connected now.",
+        "WebSocket clients connected now (events, previews and taps).",
         [(vec![], api.ws_clients.load(Ordering::Relaxed) as f64)],
+    );
+    f.gauge(
+        "streamlib_preview_streams",
+        "Live previews being encoded now (one per port, rate and size, however many viewers).",
+        [(vec![], previews.streams() as f64)],
+    );
+    f.gauge(
+        "streamlib_preview_viewers",
+        "Clients viewing a live preview now.",
+        [(vec![], previews.viewers.load(Ordering::Relaxed) as f64)],
+    );
+    f.counter(
+        "streamlib_preview_encodes_total",
+        "Video frames encoded for live previews (once per frame, however many viewers).",
+        [(vec![], previews.encodes.load(Ordering::Relaxed) as f64)],
     );
     f.counter(
         "streamlib_websocket_events_sent_total",

@@ -22,6 +22,10 @@
 //! | POST | `/api/runtime/stop` | stop the runtime (the API keeps serving) |
 //! | GET | `/api/runtime/state` | the runtime state with counts |
 //! | GET (WS) | `/api/events` | snapshot, then every event in order |
+//! | GET | `/api/processors/{id}/ports/{port}/snapshot` | the next frame: an image, levels, or data |
+//! | GET (WS) | `/api/preview` | a port live: JPEG images, level meters or data, encoded once for all viewers |
+//! | GET (WS) | `/api/tap` | the frames passing a port, as JSON |
+//! | GET | `/metrics` | Prometheus text format |
 //! | GET | `/api/registry` | processor types with ports and config schema |
 //! | GET | `/api/openapi.json` | this API as OpenAPI 3.1 |
 //! | GET | `/api/health` | the server answers (no token needed) |
@@ -35,11 +39,14 @@ mod handlers;
 mod metrics;
 mod openapi;
 mod options;
+mod preview;
 mod probes;
+mod push;
 mod request_body;
 mod security;
 mod server;
 mod snapshot;
+mod tap;
 mod websocket;
 
 use std::future::Future;
@@ -65,13 +72,16 @@ pub use handlers::{
 pub use openapi::{openapi, openapi_for};
 pub use options::{
     ApiOptions, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_SNAPSHOTS, DEFAULT_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_PER_SECOND,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_WRITE_TIMEOUT, DEFAULT_WS_PING_INTERVAL, Secret,
+    DEFAULT_MAX_PREVIEWS, DEFAULT_MAX_SNAPSHOTS, DEFAULT_MAX_TAPS, DEFAULT_RATE_LIMIT_BURST,
+    DEFAULT_RATE_LIMIT_PER_SECOND, DEFAULT_REQUEST_TIMEOUT, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_WS_PING_INTERVAL, Secret,
 };
+pub use preview::PreviewQuery;
 pub use snapshot::{
     AudioSnapshot, DEFAULT_SNAPSHOT_TIMEOUT, DataSnapshot, ImageBytes, ImageFormat, PortSnapshot,
     SnapshotQuery, encode_image,
 };
+pub use tap::TapQuery;
 pub use websocket::{ClientMessage, EventFilter};
 
 use crate::core::graph::ProcessorUniqueId;
@@ -108,6 +118,10 @@ struct ApiInner {
     /// (`snapshot.rs`).
     snapshots: Arc<tokio::sync::Semaphore>,
     encoders: Arc<tokio::sync::Semaphore>,
+    /// Live previews being encoded, and their viewers (`preview.rs`).
+    previews: preview::PreviewHub,
+    /// Taps open (`max_taps`, `tap.rs`).
+    taps: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -122,6 +136,7 @@ impl ApiState {
         let openapi = Arc::new(openapi_for(policy.requires_token()));
         let (shutdown_tx, shutdown) = watch::channel(false);
         let snapshots = Arc::new(tokio::sync::Semaphore::new(options.max_snapshots));
+        let taps = Arc::new(tokio::sync::Semaphore::new(options.max_taps));
         Self {
             inner: Arc::new(ApiInner {
                 service,
@@ -136,6 +151,8 @@ impl ApiState {
                 metrics: metrics::ApiMetrics::default(),
                 snapshots,
                 encoders: Arc::new(tokio::sync::Semaphore::new(snapshot::SNAPSHOT_ENCODERS)),
+                previews: preview::PreviewHub::default(),
+                taps,
             }),
         }
     }
@@ -191,6 +208,8 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::stop_runtime))
         .routes(routes!(handlers::get_state))
         .routes(routes!(websocket::events))
+        .routes(routes!(preview::preview))
+        .routes(routes!(tap::tap))
         .routes(routes!(handlers::registry))
         .routes(routes!(handlers::openapi_json))
         .routes(routes!(probes::health))

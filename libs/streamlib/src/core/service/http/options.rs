@@ -31,6 +31,10 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default number of snapshots in progress at once (each holds one frame while it waits to be
 /// encoded); more are answered 503.
 pub const DEFAULT_MAX_SNAPSHOTS: usize = 16;
+/// Default of [`ApiOptions::max_previews`].
+pub const DEFAULT_MAX_PREVIEWS: usize = 16;
+/// Default of [`ApiOptions::max_taps`].
+pub const DEFAULT_MAX_TAPS: usize = 16;
 /// Default longest time a write to a client may make no progress (a client that stopped
 /// reading) before its connection, HTTP or WebSocket, is closed.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -149,6 +153,14 @@ pub struct ApiOptions {
     /// more get `503 too_many_snapshots`.
     #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SNAPSHOTS))]
     pub max_snapshots: usize,
+    /// Live previews encoded at once (1 to 1024): one per port, size and rate, however many
+    /// clients view it; a new one beyond gets `503 too_many_previews`.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PREVIEWS))]
+    pub max_previews: usize,
+    /// Taps open at once (1 to 1024), each a client reading the frames of a port; more get
+    /// `503 too_many_taps`.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", default_value_t = DEFAULT_MAX_TAPS))]
+    pub max_taps: usize,
     /// Serve `GET /metrics` without the token to clients on loopback (a Prometheus or agent on
     /// the same machine); every other route, and `/metrics` from elsewhere, still needs it.
     #[cfg_attr(feature = "clap", arg(long))]
@@ -171,6 +183,8 @@ impl Default for ApiOptions {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_snapshots: DEFAULT_MAX_SNAPSHOTS,
+            max_previews: DEFAULT_MAX_PREVIEWS,
+            max_taps: DEFAULT_MAX_TAPS,
             metrics_loopback_without_token: false,
         }
     }
@@ -205,6 +219,8 @@ impl ApiOptions {
         range("ws_ping_interval_ms", self.ws_ping_interval)?;
         ConfigError::check_range("max_connections", self.max_connections, 1, 65_536)?;
         ConfigError::check_range("max_snapshots", self.max_snapshots, 1, 1024)?;
+        ConfigError::check_range("max_previews", self.max_previews, 1, 1024)?;
+        ConfigError::check_range("max_taps", self.max_taps, 1, 1024)?;
         ConfigError::check_range(
             "header_timeout_ms",
             self.header_timeout.as_millis(),
@@ -295,6 +311,10 @@ mod tests {
             "--metrics-loopback-without-token",
             "--max-snapshots",
             "3",
+            "--max-previews",
+            "4",
+            "--max-taps",
+            "5",
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -313,6 +333,8 @@ mod tests {
                 header_timeout: Duration::from_millis(700),
                 write_timeout: Duration::from_millis(800),
                 max_snapshots: 3,
+                max_previews: 4,
+                max_taps: 5,
                 metrics_loopback_without_token: true,
             }
         );

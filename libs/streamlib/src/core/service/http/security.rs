@@ -157,7 +157,11 @@ impl AccessPolicy {
     }
 }
 
-/// The token a request presents: `Authorization: Bearer <token>`, or for the WebSocket route
+/// The WebSocket routes: browsers cannot set headers on them, so they also take the token as a
+/// `token` query parameter.
+const WEBSOCKET_PATHS: [&str; 3] = ["/api/events", "/api/preview", "/api/tap"];
+
+/// The token a request presents: `Authorization: Bearer <token>`, or for a WebSocket route
 /// (browsers cannot set headers there) a `token` query parameter.
 fn presented_token(req: &Request) -> Option<String> {
     if let Some(value) = req
@@ -171,7 +175,7 @@ fn presented_token(req: &Request) -> Option<String> {
             .eq_ignore_ascii_case("bearer")
             .then(|| token.trim().to_string());
     }
-    if req.uri().path() == "/api/events" {
+    if WEBSOCKET_PATHS.contains(&req.uri().path()) {
         let query = req.uri().query().unwrap_or("");
         return query
             .split('&')
@@ -282,7 +286,7 @@ fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "a valid bearer token is required: send 'Authorization: Bearer <token>' (or ?token= on /api/events)",
+            "a valid bearer token is required: send 'Authorization: Bearer <token>' (or ?token= on the WebSocket routes)",
         ));
     }
     let mutating = matches!(

@@ -26,7 +26,7 @@ pub const DEFAULT_SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest a snapshot may be told to wait.
 const MAX_SNAPSHOT_TIMEOUT_MS: u64 = 10_000;
 /// The largest width or height a snapshot is scaled to.
-const MAX_SNAPSHOT_SIDE: u32 = 4096;
+pub(super) const MAX_SNAPSHOT_SIDE: u32 = 4096;
 /// Images encoded at once; more requests wait their turn (within the request timeout).
 pub(crate) const SNAPSHOT_ENCODERS: usize = 2;
 /// JPEG quality (1–100).

@@ -96,9 +96,9 @@ impl FanOut {
 }
 
 /// Largest client message accepted (filters are tiny).
-const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+pub(super) const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// A client that answers no ping for this many intervals is disconnected.
-const MISSED_PONGS_LIMIT: u32 = 3;
+pub(super) const MISSED_PONGS_LIMIT: u32 = 3;
 
 /// Query parameters of `/api/events`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -258,10 +258,10 @@ pub(super) async fn events(
 }
 
 /// Counts a WebSocket client as connected while it lives (dropped however the session ends).
-struct ConnectedClient(ApiState);
+pub(super) struct ConnectedClient(ApiState);
 
 impl ConnectedClient {
-    fn new(state: &ApiState) -> Self {
+    pub(super) fn new(state: &ApiState) -> Self {
         state
             .inner
             .metrics
@@ -472,7 +472,7 @@ fn handle_client_message(filter: &mut EventFilter, text: &str) -> ClientReply {
     }
 }
 
-type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
+pub(super) type WsSink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 /// Sends a snapshot; returns its `seq`, or `None` if the socket or the runtime is gone.
 async fn send_snapshot(state: &ApiState, tx: &mut WsSink) -> Option<u64> {
@@ -522,7 +522,7 @@ async fn send_json(tx: &mut WsSink, value: &impl Serialize) -> Result<(), ()> {
 
 /// The close code and reason owed to a client whose message could not be read; `None` when
 /// the connection itself failed (nothing can be sent).
-fn read_error_close(e: axum::Error) -> Option<(u16, &'static str)> {
+pub(super) fn read_error_close(e: axum::Error) -> Option<(u16, &'static str)> {
     use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
     match *e.into_inner().downcast::<WsError>().ok()? {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some((
@@ -536,7 +536,7 @@ fn read_error_close(e: axum::Error) -> Option<(u16, &'static str)> {
     }
 }
 
-async fn close(tx: &mut WsSink, code: u16, reason: &'static str) {
+pub(super) async fn close(tx: &mut WsSink, code: u16, reason: &'static str) {
     // The peer may already be gone; closing is best effort.
     let _ = tx
         .send(Message::Close(Some(CloseFrame {

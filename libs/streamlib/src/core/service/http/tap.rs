@@ -1,0 +1,254 @@
+//! `WS /api/tap?port=PROC.PORT&limit=&every=`: the frames passing a port, as JSON, like
+//! `vector tap` — data frames whole, video and audio frames as what describes them (size,
+//! format, timestamp, number; an audio frame's levels).
+//!
+//! Messages (JSON text):
+//! - first `{"type":"tap","port","frame_type","every","limit"}`;
+//! - a frame: `{"type":"video"|"audio"|"data", ..., "missed"}`, where `missed` counts the frames
+//!   that passed the port since the tap opened that this client could not be sent because it
+//!   read more slowly than the port wrote (the tap sends the newest; it never queues). Frames
+//!   left out on purpose by `every` are not counted;
+//! - `{"type":"end","message"}` then a close frame when `limit` frames were sent (code 1000) or
+//!   the port went away (1001).
+//!
+//! Each tap watches the port for itself; at most `max_taps` are open at once.
+
+use serde::{Deserialize, Serialize};
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::ApiState;
+use super::error::{ApiError, ApiQuery, ErrorBody};
+use super::preview::port_param;
+use super::push::{Push, PushSource, json_message, push_session, websocket_required};
+use super::server::ConnectionSlot;
+use crate::core::dsp::{ChannelLevel, channel_levels};
+use crate::core::frames::{AnyFrame, FrameType, PixelFormat};
+use crate::core::links::PortWatch;
+
+/// The most frames one tap may be asked for.
+const MAX_TAP_LIMIT: u64 = 1_000_000_000;
+/// The largest `every`.
+const MAX_TAP_EVERY: u64 = 1_000_000;
+
+/// Query of `WS /api/tap`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TapQuery {
+    /// The port to tap, `processor.port` (an output, or an input: what its link carries).
+    pub port: String,
+    /// Close after sending this many frames (1–1000000000; default: until the client closes).
+    pub limit: Option<u64>,
+    /// Send one frame in this many that pass the port (1–1000000; default 1: every frame the
+    /// client keeps up with).
+    pub every: Option<u64>,
+    /// Bearer token, for clients that cannot set an Authorization header (browsers).
+    #[allow(dead_code)]
+    pub token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Hello<'a> {
+    r#type: &'static str,
+    port: &'a str,
+    frame_type: FrameType,
+    every: u64,
+    limit: Option<u64>,
+}
+
+/// One frame as a tap sends it.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum TapFrame<'a> {
+    Video {
+        frame_number: u64,
+        timestamp_ns: u64,
+        width: u32,
+        height: u32,
+        format: PixelFormat,
+        stride: u32,
+        bytes: usize,
+        missed: u64,
+    },
+    Audio {
+        frame_number: u64,
+        timestamp_ns: u64,
+        sample_rate: u32,
+        channels: u16,
+        samples_per_channel: usize,
+        levels: Vec<ChannelLevel>,
+        missed: u64,
+    },
+    Data {
+        frame_number: u64,
+        timestamp_ns: u64,
+        name: &'a str,
+        payload: &'a serde_json::Value,
+        missed: u64,
+    },
+}
+
+fn invalid_query(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+}
+
+/// Tap the frames of a port (WebSocket)
+///
+/// The frames passing a port as JSON: data whole, video and audio described (see the module
+/// docs for the messages). A client slower than the port is sent the newest frame and told how
+/// many it missed.
+#[utoipa::path(
+    get,
+    path = "/api/tap",
+    tag = "processors",
+    params(TapQuery),
+    responses(
+        (status = 101, description = "WebSocket: a `tap` message, then one message per frame (`video`, `audio` or `data`, each with `missed`), then `end` at the limit"),
+        (status = 400, description = "invalid_query (port not written processor.port, limit or every out of range), not_websocket", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden (Host or Origin)", body = ErrorBody),
+        (status = 404, description = "processor_not_found, port_not_found", body = ErrorBody),
+        (status = 409, description = "conflict: an input that is not connected", body = ErrorBody),
+        (status = 503, description = "too_many_taps (see Retry-After), runtime_unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn tap(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<TapQuery>,
+    slot: Option<Extension<ConnectionSlot>>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|rejection| websocket_required("/api/tap", rejection))?;
+    let port = port_param(&query.port)?;
+    if let Some(limit) = query.limit {
+        if !(1..=MAX_TAP_LIMIT).contains(&limit) {
+            return Err(invalid_query(format!(
+                "limit is {limit}; it must be 1 to {MAX_TAP_LIMIT}"
+            )));
+        }
+    }
+    let every = query.every.unwrap_or(1);
+    if !(1..=MAX_TAP_EVERY).contains(&every) {
+        return Err(invalid_query(format!(
+            "every is {every}; it must be 1 to {MAX_TAP_EVERY}"
+        )));
+    }
+    let watch = state
+        .service()
+        .watch_port(port.processor.clone(), &port.port)
+        .await?;
+    let Ok(permit) = state.inner.taps.clone().try_acquire_owned() else {
+        let max = state.inner.options.max_taps;
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_taps",
+            format!("{max} taps are open, the server's limit (--max-taps); retry when one closes"),
+        )
+        .with_retry_after(5));
+    };
+    let hello = json_message(&Hello {
+        r#type: "tap",
+        port: &query.port,
+        frame_type: watch.frame_type(),
+        every,
+        limit: query.limit,
+    });
+    let tap = Tap {
+        watch,
+        every,
+        limit: query.limit,
+        sent: 0,
+        returned: 0,
+        last_sent_at: None,
+        _permit: permit,
+    };
+    Ok(ws
+        .max_message_size(super::websocket::MAX_CLIENT_MESSAGE)
+        .max_frame_size(super::websocket::MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            push_session(socket, state, hello, tap).await;
+        }))
+}
+
+/// One open tap: its watch on the port and how far it got.
+struct Tap {
+    watch: PortWatch,
+    every: u64,
+    limit: Option<u64>,
+    /// Frames sent.
+    sent: u64,
+    /// Frames the watch returned.
+    returned: u64,
+    /// Frames that had passed the port when the last one was sent.
+    last_sent_at: Option<u64>,
+    /// The tap's place under `max_taps`.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PushSource for Tap {
+    async fn next(&mut self) -> Push {
+        loop {
+            if let Some(limit) = self.limit.filter(|&limit| self.sent >= limit) {
+                return Push::End {
+                    code: 1000,
+                    reason: "limit reached",
+                    message: format!("sent the {limit} frames asked for (limit)"),
+                };
+            }
+            // Cancel-safe: nothing below changes until a frame is in hand.
+            let Some(frame) = self.watch.next().await else {
+                return Push::End {
+                    code: 1001,
+                    reason: "the port went away",
+                    message: "the port went away: its processor was removed".to_string(),
+                };
+            };
+            self.returned += 1;
+            let missed = self.watch.missed();
+            let passed = self.returned + missed;
+            if self
+                .last_sent_at
+                .is_some_and(|last| passed - last < self.every)
+            {
+                continue;
+            }
+            self.last_sent_at = Some(passed);
+            self.sent += 1;
+            let message = match &frame {
+                AnyFrame::Video(v) => json_message(&TapFrame::Video {
+                    frame_number: v.frame_number,
+                    timestamp_ns: v.timestamp_ns,
+                    width: v.width,
+                    height: v.height,
+                    format: v.format,
+                    stride: v.stride,
+                    bytes: v.data.len(),
+                    missed,
+                }),
+                AnyFrame::Audio(a) => json_message(&TapFrame::Audio {
+                    frame_number: a.frame_number,
+                    timestamp_ns: a.timestamp_ns,
+                    sample_rate: a.sample_rate,
+                    channels: a.channels,
+                    samples_per_channel: a.samples_per_channel(),
+                    levels: channel_levels(a),
+                    missed,
+                }),
+                AnyFrame::Data(d) => json_message(&TapFrame::Data {
+                    frame_number: d.frame_number,
+                    timestamp_ns: d.timestamp_ns,
+                    name: &d.name,
+                    payload: &d.payload,
+                    missed,
+                }),
+            };
+            return Push::Send(vec![message]);
+        }
+    }
+}
