@@ -55,5 +55,8 @@ echo
 echo '$ cargo bench -p streamlib --bench snapshot'
 cargo bench -q "${profile[@]}" -p streamlib --bench snapshot "${quick[@]}"
 echo
+echo '$ cargo bench -p streamlib --bench preview'
+cargo bench -q "${profile[@]}" -p streamlib --bench preview "${quick[@]}"
+echo
 echo '$ cargo bench -p streamlib --features ffmpeg --bench transcode'
 cargo bench -q "${profile[@]}" -p streamlib --features ffmpeg --bench transcode "${quick[@]}"
