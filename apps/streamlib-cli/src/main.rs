@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod client;
+mod ctl;
 mod save;
+mod table;
+mod top;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -67,6 +71,17 @@ enum Command {
         /// Most MiB a file written by the graph may reach.
         #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MAX_FILE_MIB)]
         max_file_mib: u64,
+    },
+    /// Drive a running server over its API: ps, links, add, rm, connect, config, graph
+    /// export/apply, events, snapshot, tap... (`streamlib ctl --help`).
+    Ctl(Box<ctl::CtlArgs>),
+    /// A live view of a running server: processors and links, refreshed every second.
+    Top(Box<top::TopArgs>),
+    /// Print a shell completion script, e.g. `streamlib completions bash >
+    /// ~/.local/share/bash-completion/completions/streamlib`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -172,6 +187,18 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             limits,
             max_file_mib,
         } => run(graph, duration, limits, max_file_mib),
+        Command::Ctl(args) => ctl::ctl(*args),
+        Command::Top(args) => top::top(*args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "streamlib",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 mod common;
 
 mod cli;
+mod ctl;
 mod display;
 mod graph_files;
 mod limits;

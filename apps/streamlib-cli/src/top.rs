@@ -1,0 +1,377 @@
+//! `streamlib top`: a live view of a running server in the terminal — per processor its
+//! state, frames per second, busy time, latency of `process()` and errors; per link its queue,
+//! rate, drops and latency — refreshed every second from `GET /api/runtime/state` (one request
+//! per refresh; the rates are the server's own, over its recent window). `--once` prints one
+//! view and exits (`--json` for scripts).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Cell, Row, Table};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::client::{Client, Connection};
+use crate::table::num;
+
+/// `streamlib top`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Seconds between refreshes (0.2 to 60).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    interval: f64,
+    /// Print one view and exit (a table, or JSON with --json).
+    #[arg(long)]
+    once: bool,
+    /// With --once: print the view as JSON.
+    #[arg(long, requires = "once")]
+    json: bool,
+}
+
+/// What `top` shows: the runtime's status and a row per processor and per link.
+#[derive(Debug, Serialize)]
+pub struct TopView {
+    /// The server.
+    pub url: String,
+    /// `running`, `stopped`...
+    pub status: String,
+    /// One per processor, in the server's order.
+    pub processors: Vec<ProcessorRow>,
+    /// One per link.
+    pub links: Vec<LinkRow>,
+}
+
+/// A processor as `top` shows it.
+#[derive(Debug, Serialize)]
+pub struct ProcessorRow {
+    id: String,
+    processor_type: String,
+    state: String,
+    /// Why it failed, when it did.
+    error: Option<String>,
+    fps_in: Option<f64>,
+    fps_out: Option<f64>,
+    busy_percent: Option<f64>,
+    process_p99_ms: Option<f64>,
+    errors: u64,
+    restarts: u64,
+}
+
+/// A link as `top` shows it.
+#[derive(Debug, Serialize)]
+pub struct LinkRow {
+    id: String,
+    from: String,
+    to: String,
+    frame_type: String,
+    queued: u64,
+    capacity: u64,
+    fps: Option<f64>,
+    dropped: u64,
+    dropped_per_s: Option<f64>,
+    latency_p50_ms: Option<f64>,
+    latency_p99_ms: Option<f64>,
+}
+
+fn string(v: &Value) -> String {
+    v.as_str().unwrap_or("-").to_string()
+}
+
+impl TopView {
+    /// The view of a `GET /api/runtime/state` answer.
+    fn from_state(url: &str, state: &Value) -> Self {
+        let list = |key: &str| state[key].as_array().cloned().unwrap_or_default();
+        let processors = list("processors")
+            .iter()
+            .map(|p| {
+                let r = &p["rates"];
+                ProcessorRow {
+                    id: string(&p["id"]),
+                    processor_type: string(&p["processor_type"]),
+                    state: string(&p["state"]),
+                    error: p["error"].as_str().map(str::to_string),
+                    fps_in: r["frames_in_per_s"].as_f64(),
+                    fps_out: r["frames_out_per_s"].as_f64(),
+                    busy_percent: r["busy_percent"].as_f64(),
+                    process_p99_ms: r["process_p99_ms"].as_f64(),
+                    errors: p["counters"]["errors"].as_u64().unwrap_or(0),
+                    restarts: p["counters"]["restarts"].as_u64().unwrap_or(0),
+                }
+            })
+            .collect();
+        let links = list("links")
+            .iter()
+            .map(|l| {
+                let (r, c) = (&l["rates"], &l["counters"]);
+                LinkRow {
+                    id: string(&l["id"]),
+                    from: format!(
+                        "{}.{}",
+                        string(&l["from"]["processor"]),
+                        string(&l["from"]["port"])
+                    ),
+                    to: format!(
+                        "{}.{}",
+                        string(&l["to"]["processor"]),
+                        string(&l["to"]["port"])
+                    ),
+                    frame_type: string(&l["frame_type"]),
+                    queued: c["queued"].as_u64().unwrap_or(0),
+                    capacity: l["capacity"].as_u64().unwrap_or(0),
+                    fps: r["read_per_s"].as_f64(),
+                    dropped: c["dropped"].as_u64().unwrap_or(0),
+                    dropped_per_s: r["dropped_per_s"].as_f64(),
+                    latency_p50_ms: r["latency_p50_ms"].as_f64(),
+                    latency_p99_ms: r["latency_p99_ms"].as_f64(),
+                }
+            })
+            .collect();
+        Self {
+            url: url.to_string(),
+            status: string(&state["status"]),
+            processors,
+            links,
+        }
+    }
+
+    fn processor_cells(p: &ProcessorRow) -> [String; 9] {
+        let state = match &p.error {
+            Some(error) => format!("{}: {error}", p.state),
+            None => p.state.clone(),
+        };
+        [
+            p.id.clone(),
+            p.processor_type.clone(),
+            state,
+            num(p.fps_in, 1),
+            num(p.fps_out, 1),
+            num(p.busy_percent, 1),
+            num(p.process_p99_ms, 2),
+            p.errors.to_string(),
+            p.restarts.to_string(),
+        ]
+    }
+
+    fn link_cells(l: &LinkRow) -> [String; 8] {
+        [
+            l.id.clone(),
+            format!("{} → {}", l.from, l.to),
+            l.frame_type.clone(),
+            format!("{}/{}", l.queued, l.capacity),
+            num(l.fps, 1),
+            format!("{} ({}/s)", l.dropped, num(l.dropped_per_s, 1)),
+            num(l.latency_p50_ms, 3),
+            num(l.latency_p99_ms, 3),
+        ]
+    }
+
+    /// The view as plain text (what `--once` prints).
+    fn text(&self) -> String {
+        let mut out = format!(
+            "streamlib top — {} — {}: {} processors, {} links\n\n",
+            self.url,
+            self.status,
+            self.processors.len(),
+            self.links.len()
+        );
+        let mut processors = crate::table::Table::new(&PROCESSOR_HEADER);
+        for p in &self.processors {
+            processors.row(Self::processor_cells(p).to_vec());
+        }
+        out.push_str(&processors.render());
+        out.push('\n');
+        let mut links = crate::table::Table::new(&LINK_HEADER);
+        for l in &self.links {
+            links.row(Self::link_cells(l).to_vec());
+        }
+        out.push_str(&links.render());
+        out
+    }
+}
+
+const PROCESSOR_HEADER: [&str; 9] = [
+    "PROCESSOR",
+    "TYPE",
+    "STATE",
+    ">FPS IN",
+    ">FPS OUT",
+    ">BUSY %",
+    ">P99 MS",
+    ">ERRORS",
+    ">RESTARTS",
+];
+const LINK_HEADER: [&str; 8] = [
+    "LINK",
+    "FROM → TO",
+    "TYPE",
+    ">QUEUE",
+    ">FPS",
+    ">DROPPED",
+    ">LAT P50 MS",
+    ">LAT P99 MS",
+];
+
+/// Runs `streamlib top`.
+pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
+    if !(0.2..=60.0).contains(&args.interval) {
+        anyhow::bail!(
+            "--interval is {}; it must be 0.2 to 60 seconds",
+            args.interval
+        );
+    }
+    let client = Client::new(&args.connection)?;
+    if args.once {
+        let state = client.get("/api/runtime/state")?;
+        let view = TopView::from_state(client.base(), &state);
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &view)?;
+            writeln!(out)?;
+        } else {
+            write!(out, "{}", view.text())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Fails early, before the screen is taken over, if the server cannot be reached.
+    let first = client.get("/api/runtime/state")?;
+    let mut terminal = ratatui::try_init()?;
+    let result = live(
+        &mut terminal,
+        &client,
+        first,
+        Duration::from_secs_f64(args.interval),
+    );
+    ratatui::restore();
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The refresh loop: draws, then waits for a key or the next refresh.
+fn live(
+    terminal: &mut ratatui::DefaultTerminal,
+    client: &Client,
+    first: Value,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let mut view = TopView::from_state(client.base(), &first);
+    let mut problem: Option<String> = None;
+    let mut refreshed = Instant::now();
+    loop {
+        terminal.draw(|frame| draw(frame, &view, problem.as_deref(), interval))?;
+        let wait = interval.saturating_sub(refreshed.elapsed());
+        if event::poll(wait)? {
+            if let Event::Key(key) = event::read()? {
+                let ctrl_c =
+                    key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+                if key.kind == KeyEventKind::Press
+                    && (matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c)
+                {
+                    return Ok(());
+                }
+            }
+            // A key or a resize: draw again, refresh on schedule.
+            if refreshed.elapsed() < interval {
+                continue;
+            }
+        }
+        refreshed = Instant::now();
+        match client.get("/api/runtime/state") {
+            Ok(state) => {
+                view = TopView::from_state(client.base(), &state);
+                problem = None;
+            }
+            // Shown, and tried again at the next refresh (a server restarting comes back).
+            Err(e) => problem = Some(format!("{e:#}")),
+        }
+    }
+}
+
+fn draw(frame: &mut ratatui::Frame, view: &TopView, problem: Option<&str>, interval: Duration) {
+    let [title, processors, links] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(view.processors.len() as u16 + 3),
+        Constraint::Fill(1),
+    ])
+    .areas(frame.area());
+    let status = match problem {
+        Some(problem) => Line::styled(
+            format!("streamlib top — {} — {problem}", view.url),
+            Style::new().fg(Color::Red),
+        ),
+        None => Line::from(format!(
+            "streamlib top — {} — {}: {} processors, {} links — every {:.1} s — q quits",
+            view.url,
+            view.status,
+            view.processors.len(),
+            view.links.len(),
+            interval.as_secs_f64()
+        )),
+    };
+    frame.render_widget(status, title);
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let header = |names: &[&str]| {
+        Row::new(names.iter().map(|n| n.trim_start_matches('>').to_string())).style(bold)
+    };
+    let rows = view.processors.iter().map(|p| {
+        let colour = match p.state.as_str() {
+            "running" => Color::Green,
+            "failed" => Color::Red,
+            _ => Color::Yellow,
+        };
+        let cells = TopView::processor_cells(p);
+        Row::new(cells.into_iter().enumerate().map(|(i, c)| {
+            if i == 2 {
+                Cell::from(c).style(Style::new().fg(colour))
+            } else {
+                Cell::from(c)
+            }
+        }))
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(12),
+            Constraint::Min(22),
+            Constraint::Min(10),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Length(8),
+            Constraint::Length(7),
+            Constraint::Length(8),
+        ],
+    )
+    .header(header(&PROCESSOR_HEADER))
+    .block(Block::bordered().title(" Processors "));
+    frame.render_widget(table, processors);
+    let rows = view.links.iter().map(|l| {
+        let style = if l.dropped_per_s.is_some_and(|d| d > 0.0) {
+            Style::new().fg(Color::Yellow)
+        } else {
+            Style::new()
+        };
+        Row::new(TopView::link_cells(l)).style(style)
+    });
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Min(12),
+            Constraint::Min(30),
+            Constraint::Length(5),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(14),
+            Constraint::Length(11),
+            Constraint::Length(11),
+        ],
+    )
+    .header(header(&LINK_HEADER))
+    .block(Block::bordered().title(" Links "));
+    frame.render_widget(table, links);
+}
