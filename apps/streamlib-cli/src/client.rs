@@ -42,15 +42,25 @@ pub struct ApiFailure {
     pub code: String,
     /// What the server said.
     pub message: String,
-    /// Where a document was wrong, for `graph_rejected` (each `{"path", "message"}`).
+    /// Where a document was wrong, for `graph_rejected` (each `{"place", "message"}`).
     pub problems: Vec<Value>,
 }
 
 impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, HTTP {})", self.message, self.code, self.status)?;
+        if self.problems.is_empty() {
+            return write!(f, "{} ({}, HTTP {})", self.message, self.code, self.status);
+        }
+        // The message lists the problems too; each on a line of its own reads better.
+        write!(
+            f,
+            "{} problem(s), nothing changed ({}, HTTP {}):",
+            self.problems.len(),
+            self.code,
+            self.status
+        )?;
         for problem in &self.problems {
-            let at = problem["path"].as_str().unwrap_or("");
+            let at = problem["place"].as_str().unwrap_or("");
             let message = problem["message"].as_str().unwrap_or("");
             write!(f, "\n  {at}: {message}")?;
         }
@@ -74,6 +84,10 @@ pub enum Body {
         frame_number: Option<u64>,
     },
 }
+
+/// How long a WebSocket client waits for any message (a ping included) before it gives the
+/// connection up.
+const WEBSOCKET_SILENCE: Duration = Duration::from_secs(90);
 
 /// The most a response body may hold (a graph of thousands of processors fits).
 const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
@@ -106,6 +120,9 @@ impl Client {
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .user_agent(concat!("streamlib-ctl/", env!("CARGO_PKG_VERSION")))
+            // Straight to the URL given, as the WebSocket routes go: an HTTP_PROXY meant for
+            // the internet must not capture a loopback server.
+            .proxy(None)
             .build()
             .into();
         Ok(Self {
@@ -124,6 +141,12 @@ impl Client {
     /// `GET path` → JSON.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.json(self.request("GET", path, None)?)
+    }
+
+    /// `GET path` → JSON and the `ETag` header.
+    pub fn get_with_etag(&self, path: &str) -> anyhow::Result<(Value, Option<String>)> {
+        let (body, etag) = self.send(self.request_raw("GET", path, None)?, "GET", path)?;
+        Ok((self.json(body)?, etag))
     }
 
     /// `POST path` with a JSON body → JSON.
@@ -158,6 +181,16 @@ impl Client {
     /// Sends a request; an error status becomes an [`ApiFailure`], an unreachable server an
     /// error that says where it looked.
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Body> {
+        let response = self.request_raw(method, path, body)?;
+        self.send(response, method, path).map(|(body, _)| body)
+    }
+
+    fn request_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<ureq::http::Response<ureq::Body>> {
         let url = format!("{}{path}", self.base);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let result = match (method, body) {
@@ -171,7 +204,21 @@ impl Client {
             }
             _ => anyhow::bail!("{method} {path}: not a request this client makes"),
         };
-        let mut response = result.map_err(|e| self.unreachable(e))?;
+        result.map_err(|e| self.unreachable(e))
+    }
+
+    /// Reads a response: its body (bounded), an error status as an [`ApiFailure`].
+    fn send(
+        &self,
+        mut response: ureq::http::Response<ureq::Body>,
+        method: &str,
+        path: &str,
+    ) -> anyhow::Result<(Body, Option<String>)> {
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -211,13 +258,16 @@ impl Client {
                 serde_json::from_slice(&bytes)
                     .with_context(|| format!("the answer to {method} {path} is not JSON"))?
             };
-            return Ok(Body::Json(value));
+            return Ok((Body::Json(value), etag));
         }
-        Ok(Body::Bytes {
-            content_type,
-            bytes,
-            frame_number,
-        })
+        Ok((
+            Body::Bytes {
+                content_type,
+                bytes,
+                frame_number,
+            },
+            etag,
+        ))
     }
 
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
@@ -250,9 +300,24 @@ impl Client {
                 .context("the token cannot be sent in a header")?;
             request.headers_mut().insert("authorization", value);
         }
-        match tungstenite::connect(request) {
+        let authority = request.uri().authority().map(|a| a.as_str().to_string());
+        let authority = authority.with_context(|| format!("{url} names no host"))?;
+        let address = std::net::ToSocketAddrs::to_socket_addrs(&authority)
+            .ok()
+            .and_then(|mut all| all.next())
+            .with_context(|| format!("cannot resolve {authority}"))?;
+        let stream = TcpStream::connect_timeout(&address, self.timeout).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the streamlib API at {}: {e} (is `streamlib serve` running there? set --url or STREAMLIB_URL)",
+                self.base
+            )
+        })?;
+        // The server pings every 20 s by default: silence for much longer is a dead peer.
+        stream.set_read_timeout(Some(WEBSOCKET_SILENCE))?;
+        stream.set_write_timeout(Some(self.timeout))?;
+        match tungstenite::client(request, MaybeTlsStream::Plain(stream)) {
             Ok((socket, _)) => Ok(socket),
-            Err(tungstenite::Error::Http(response)) => {
+            Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
                 let status = response.status().as_u16();
                 let json: Value = response
                     .body()
@@ -270,9 +335,7 @@ impl Client {
                 }
                 .into())
             }
-            Err(e) => Err(anyhow::anyhow!(
-                "cannot open {url}: {e} (is `streamlib serve` running there? set --url or STREAMLIB_URL)"
-            )),
+            Err(e) => Err(anyhow::anyhow!("cannot open {url}: {e}")),
         }
     }
 }

@@ -27,10 +27,50 @@ pub struct CtlArgs {
     command: CtlCommand,
 }
 
+/// What a full link does (`--overflow`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Overflow {
+    /// Drop the oldest queued frame: the writer never waits (real-time default).
+    #[value(name = "drop_oldest")]
+    DropOldest,
+    /// The writer waits for room: nothing is lost.
+    Backpressure,
+}
+
+/// How the reader takes frames (`--read-mode`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReadMode {
+    /// The newest frame, skipping older ones (video's default).
+    Latest,
+    /// Every frame in order (audio's and data's default).
+    #[value(name = "in_order")]
+    InOrder,
+}
+
+/// A snapshot image's format (`--format`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SnapshotFormat {
+    /// JPEG, quality 85.
+    #[value(alias = "jpg")]
+    Jpeg,
+    /// PNG: exact pixels.
+    Png,
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum CtlCommand {
     /// The processors: state, frames per second, busy time, latency of process(), errors.
     Ps,
+    /// One processor in full: config, state, ports and their links, counters, rates, files.
+    Get {
+        /// The processor's id.
+        id: String,
+    },
+    /// The ports a port could be linked with, or why not.
+    Targets {
+        /// The port, `processor.port`.
+        port: String,
+    },
     /// The links: queue, frames per second, drops, latency (frame age at read).
     Links,
     /// The processor types the server knows, with their ports.
@@ -66,9 +106,12 @@ enum CtlCommand {
         /// Frames the link holds (1–1024; the frame type's default when absent).
         #[arg(long)]
         capacity: Option<usize>,
-        /// When the link is full: `drop_oldest` (default) or `backpressure`.
-        #[arg(long, value_name = "POLICY")]
-        overflow: Option<String>,
+        /// When the link is full (default: drop_oldest).
+        #[arg(long, value_enum, ignore_case = true)]
+        overflow: Option<Overflow>,
+        /// How the reader takes frames (default: the frame type's).
+        #[arg(long, value_enum, ignore_case = true)]
+        read_mode: Option<ReadMode>,
     },
     /// Remove a link.
     Disconnect {
@@ -91,11 +134,11 @@ enum CtlCommand {
         #[arg(long)]
         restart: bool,
     },
-    /// Restart a processor (links kept).
+    /// Restart a processor (links kept; a failed one comes back).
     Restart {
         /// The processor's id.
         id: String,
-        /// Restart the processors downstream of it too.
+        /// Also restart the processors downstream whose stream ended because this one failed.
         #[arg(long)]
         downstream: bool,
     },
@@ -110,7 +153,7 @@ enum CtlCommand {
         /// Only events about this processor (repeatable).
         #[arg(long = "processor", value_name = "ID")]
         processors: Vec<String>,
-        /// Stop after this many events.
+        /// Stop after this many events (0: connect, then exit — a check of the URL and token).
         #[arg(long, value_name = "N")]
         count: Option<u64>,
     },
@@ -122,16 +165,18 @@ enum CtlCommand {
         /// The file to write (`-`: standard output).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
-        /// Image format for a video port: jpeg or png (default: from the file's extension,
-        /// else jpeg).
-        #[arg(long)]
-        format: Option<String>,
+        /// Image format for a video port (default: from the file's extension, else jpeg).
+        #[arg(long, value_enum, ignore_case = true)]
+        format: Option<SnapshotFormat>,
         /// Scale a video frame to this width.
         #[arg(long)]
         width: Option<u32>,
         /// Scale a video frame to this height.
         #[arg(long)]
         height: Option<u32>,
+        /// Wait up to this long for a frame to pass, in milliseconds (1–10000).
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        wait_ms: u64,
     },
     /// Print the frames passing a port, one JSON line each (until Ctrl-C or --limit).
     Tap {
@@ -154,13 +199,16 @@ enum GraphCommand {
         /// The file to write; standard output when absent.
         file: Option<PathBuf>,
     },
-    /// Make the running graph match FILE: prints the plan, then applies it, all or nothing.
+    /// Make the running graph match FILE, all or nothing, and print what was done.
     Apply {
         /// The graph file (JSON, or TOML when its name ends in `.toml`).
         file: PathBuf,
-        /// Print the plan only.
+        /// Print the plan only: what would be added, removed, reconfigured, restarted.
         #[arg(long)]
         dry_run: bool,
+        /// Apply even if the graph changed since FILE's `revision` (when it has one).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -176,6 +224,35 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
                 return print_json(&mut out, &list);
             }
             write!(out, "{}", processors_table(&list).render())?;
+        }
+        CtlCommand::Get { id } => {
+            let info = client.get(&format!("/api/processors/{}", encode(&id)))?;
+            return print_json(&mut out, &info);
+        }
+        CtlCommand::Targets { port } => {
+            let (processor, port_name) = port_ref(&port)?;
+            let list = client.get(&format!(
+                "/api/processors/{}/ports/{}/targets",
+                encode(processor),
+                encode(port_name)
+            ))?;
+            if json {
+                return print_json(&mut out, &list);
+            }
+            let mut table = Table::new(&["FROM", "TO", "TYPE", "LINKABLE"]);
+            for t in array(&list) {
+                let linkable = match t["reason"].as_str() {
+                    Some(reason) if t["connectable"] != true => format!("no: {reason}"),
+                    _ => "yes".to_string(),
+                };
+                table.row(vec![
+                    text(&t["from"]),
+                    text(&t["to"]),
+                    text(&t["frame_type"]),
+                    linkable,
+                ]);
+            }
+            write!(out, "{}", table.render())?;
         }
         CtlCommand::Links => {
             let list = client.get("/api/connections")?;
@@ -218,7 +295,7 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
             }
             writeln!(
                 out,
-                "{}: {} processors, {} links, {} bytes queued (revision {})",
+                "{}: {} processors, {} links, {} bytes queued (event seq {})",
                 text(&state["status"]),
                 state["processor_count"],
                 state["link_count"],
@@ -266,6 +343,7 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
             to,
             capacity,
             overflow,
+            read_mode,
         } => {
             let (from_processor, from_port) = port_ref(&from)?;
             let (to_processor, to_port) = port_ref(&to)?;
@@ -277,7 +355,16 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
                 body["capacity"] = json!(capacity);
             }
             if let Some(overflow) = overflow {
-                body["overflow"] = json!(overflow);
+                body["overflow"] = json!(match overflow {
+                    Overflow::DropOldest => "drop_oldest",
+                    Overflow::Backpressure => "backpressure",
+                });
+            }
+            if let Some(mode) = read_mode {
+                body["read_mode"] = json!(match mode {
+                    ReadMode::Latest => "latest",
+                    ReadMode::InOrder => "in_order",
+                });
             }
             let answer = client.post("/api/connections", &body)?;
             if json {
@@ -298,11 +385,10 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
             } else {
                 "stop"
             };
-            let answer = client.post(&format!("/api/runtime/{verb}"), &json!({}))?;
+            let state = client.post(&format!("/api/runtime/{verb}"), &json!({}))?;
             if json {
-                return print_json(&mut out, &answer);
+                return print_json(&mut out, &state);
             }
-            let state = client.get("/api/runtime/state")?;
             writeln!(out, "runtime {}", text(&state["status"]))?;
         }
         CtlCommand::Config { id, set, restart } => {
@@ -358,47 +444,62 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
                 return print_json(&mut out, &answer);
             }
             let also = if downstream {
-                " and what is downstream of it"
+                " (and what its failure had ended downstream)"
             } else {
                 ""
             };
             writeln!(out, "restarted {id}{also}: {}", text(&answer["state"]))?;
         }
-        CtlCommand::Graph(GraphCommand::Export { file }) => {
-            let document = client.get("/api/graph")?;
-            match file {
-                None => return print_json(&mut out, &document),
-                Some(file) => {
-                    let graph: GraphFile = serde_json::from_value(document)
-                        .context("the server's graph document did not parse")?;
-                    let writer = GraphFileWriter::new(&file)?;
-                    writer.write(&graph, &graph)?;
-                    if json {
-                        return print_json(
-                            &mut out,
-                            &json!({"written": file, "revision": graph.revision}),
-                        );
-                    }
-                    writeln!(
-                        out,
-                        "wrote {} ({} processors, {} connections, revision {})",
-                        file.display(),
-                        graph.processors.len(),
-                        graph.connections.len(),
-                        graph.revision.map_or("-".to_string(), |r| r.to_string())
-                    )?;
+        CtlCommand::Graph(GraphCommand::Export { file }) => match file {
+            None => return print_json(&mut out, &client.get("/api/graph")?),
+            Some(file) => {
+                let (full, minimal) = export(&client)?;
+                let written = write_graph_file(&file, &full, &minimal)?;
+                if json {
+                    return print_json(
+                        &mut out,
+                        &json!({"file": file, "changed": written, "revision": full.revision}),
+                    );
                 }
+                let verb = if written { "wrote" } else { "unchanged:" };
+                writeln!(
+                    out,
+                    "{verb} {} ({} processors, {} connections; graph revision {})",
+                    file.display(),
+                    full.processors.len(),
+                    full.connections.len(),
+                    full.revision.map_or("-".to_string(), |r| r.to_string())
+                )?;
             }
-        }
-        CtlCommand::Graph(GraphCommand::Apply { file, dry_run }) => {
-            let graph = load_graph(&file)?;
+        },
+        CtlCommand::Graph(GraphCommand::Apply {
+            file,
+            dry_run,
+            force,
+        }) => {
+            let mut graph = load_graph(&file)?;
+            if force {
+                graph.revision = None;
+            }
             let body = serde_json::to_value(&graph)?;
             let path = if dry_run {
                 "/api/graph?dry_run=true"
             } else {
                 "/api/graph"
             };
-            let plan = client.put(path, &body)?;
+            let plan = client.put(path, &body).map_err(|e| {
+                let stale = e
+                    .downcast_ref::<crate::client::ApiFailure>()
+                    .is_some_and(|f| f.code == "revision_mismatch");
+                if stale {
+                    e.context(format!(
+                        "{} was exported at another revision: export it again, or apply it anyway with --force",
+                        file.display()
+                    ))
+                } else {
+                    e
+                }
+            })?;
             if json {
                 return print_json(&mut out, &plan);
             }
@@ -418,9 +519,16 @@ pub fn ctl(args: CtlArgs) -> anyhow::Result<ExitCode> {
             format,
             width,
             height,
+            wait_ms,
         } => {
             drop(out);
-            return snapshot(&client, &port, &output, format, width, height, json);
+            let image = ImageOptions {
+                format,
+                width,
+                height,
+                wait_ms,
+            };
+            return snapshot(&client, &port, &output, image, json);
         }
         CtlCommand::Tap { port, limit, every } => {
             drop(out);
@@ -619,19 +727,30 @@ fn follow_events(
         let message = match socket.read() {
             Ok(tungstenite::Message::Text(text)) => text,
             Ok(tungstenite::Message::Close(frame)) => {
-                let why = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                eprintln!("the server closed the event stream {why}");
-                return Ok(ExitCode::SUCCESS);
+                return ended_early("event stream", frame, count);
             }
             Ok(_) => continue,
-            Err(tungstenite::Error::ConnectionClosed) => return Ok(ExitCode::SUCCESS),
+            Err(tungstenite::Error::ConnectionClosed) => {
+                return ended_early("event stream", None, count);
+            }
             Err(e) => anyhow::bail!("the event stream failed: {e}"),
         };
         let event: Value =
             serde_json::from_str(message.as_str()).context("an event is not JSON")?;
-        // The first message (and one after a lag) is the state the events follow from.
-        if event["type"] == "snapshot" {
-            if !json {
+        if json {
+            // Everything the server sends: the snapshot first (and after a lag), the events, a
+            // lag notice.
+            writeln!(out, "{message}")?;
+            out.flush()?;
+            if event["type"] != "snapshot" && event["type"] != "lagged" && event["type"] != "error"
+            {
+                seen += 1;
+            }
+            continue;
+        }
+        match event["type"].as_str() {
+            // The state the events follow from: first, and again after a lag.
+            Some("snapshot") => {
                 let state = &event["state"];
                 writeln!(
                     out,
@@ -641,20 +760,44 @@ fn follow_events(
                     state["processor_count"],
                     state["link_count"]
                 )?;
-                out.flush()?;
             }
-            continue;
-        }
-        if json {
-            writeln!(out, "{message}")?;
-        } else {
-            writeln!(out, "{}", event_line(&event))?;
+            Some("lagged") => eprintln!(
+                "warning: fell behind the server: {} event(s) missed; the state follows afresh",
+                event["missed"]
+            ),
+            Some("error") => eprintln!(
+                "warning: the server said: {}",
+                text(&event["error"]["message"])
+            ),
+            _ => {
+                writeln!(out, "{}", event_line(&event))?;
+                seen += 1;
+            }
         }
         out.flush()?;
-        if event["type"] != "lagged" && event["type"] != "error" {
-            seen += 1;
-        }
     }
+}
+
+/// A stream that closed: fine if it was asked to end (`--count`/`--limit` reached, close code
+/// 1000), an error otherwise, with the server's reason.
+fn ended_early(
+    what: &str,
+    frame: Option<tungstenite::protocol::CloseFrame>,
+    wanted: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let (code, reason) = frame.map_or((1006, String::new()), |f| {
+        (u16::from(f.code), f.reason.to_string())
+    });
+    let reason = if reason.is_empty() {
+        format!("close code {code}")
+    } else {
+        format!("{reason} (close code {code})")
+    };
+    if code == 1000 && wanted.is_none() {
+        eprintln!("the server ended the {what}: {reason}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::bail!("the server ended the {what} early: {reason}")
 }
 
 /// One event as a line: sequence number, type, and its other fields as `key=value`.
@@ -670,45 +813,55 @@ fn event_line(event: &Value) -> String {
     line
 }
 
+/// What a snapshot of a video port is made into.
+struct ImageOptions {
+    format: Option<SnapshotFormat>,
+    width: Option<u32>,
+    height: Option<u32>,
+    wait_ms: u64,
+}
+
 fn snapshot(
     client: &Client,
     port: &str,
     output: &Path,
-    format: Option<String>,
-    width: Option<u32>,
-    height: Option<u32>,
+    image: ImageOptions,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let (processor, port_name) = port_ref(port)?;
-    let format = format.or_else(|| {
+    let format = image.format.or_else(|| {
         match output
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase)
+            .as_deref()
         {
-            Some(e) if e == "png" => Some("png".to_string()),
-            Some(e) if e == "jpg" || e == "jpeg" => Some("jpeg".to_string()),
+            Some("png") => Some(SnapshotFormat::Png),
+            Some("jpg" | "jpeg") => Some(SnapshotFormat::Jpeg),
             _ => None,
         }
     });
-    let mut query = Vec::new();
-    for (key, value) in [
-        ("format", format),
-        ("width", width.map(|w| w.to_string())),
-        ("height", height.map(|h| h.to_string())),
-    ] {
+    let mut query = vec![format!("timeout_ms={}", image.wait_ms)];
+    if let Some(format) = format {
+        query.push(format!(
+            "format={}",
+            match format {
+                SnapshotFormat::Jpeg => "jpeg",
+                SnapshotFormat::Png => "png",
+            }
+        ));
+    }
+    for (key, value) in [("width", image.width), ("height", image.height)] {
         if let Some(value) = value {
-            query.push(format!("{key}={}", encode(&value)));
+            query.push(format!("{key}={value}"));
         }
     }
-    let mut path = format!(
-        "/api/processors/{}/ports/{}/snapshot",
+    let path = format!(
+        "/api/processors/{}/ports/{}/snapshot?{}",
         encode(processor),
-        encode(port_name)
+        encode(port_name),
+        query.join("&")
     );
-    if !query.is_empty() {
-        path = format!("{path}?{}", query.join("&"));
-    }
     let (bytes, what) = match client.request("GET", &path, None)? {
         Body::Json(value) => {
             let mut text = serde_json::to_vec_pretty(&value)?;
@@ -733,7 +886,7 @@ fn snapshot(
     if json {
         return print_json(
             &mut out,
-            &json!({"written": output, "bytes": bytes.len(), "content": what}),
+            &json!({"file": output, "bytes": bytes.len(), "content": what}),
         );
     }
     writeln!(
@@ -767,21 +920,65 @@ fn tap(
                 let message: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
                 match message["type"].as_str() {
                     Some("tap") => {}
-                    Some("end") => {
-                        eprintln!("{}", self::text(&message["message"]));
-                        return Ok(ExitCode::SUCCESS);
-                    }
+                    // Its reason is the close frame's too (read next).
+                    Some("end") => eprintln!("{}", self::text(&message["message"])),
                     _ => {
                         writeln!(out, "{text}")?;
                         out.flush()?;
                     }
                 }
             }
-            Ok(tungstenite::Message::Close(_)) | Err(tungstenite::Error::ConnectionClosed) => {
-                return Ok(ExitCode::SUCCESS);
+            // The limit reached is code 1000; anything else (the port gone, the server
+            // shutting down) is an early end.
+            Ok(tungstenite::Message::Close(frame)) => {
+                let done = frame
+                    .as_ref()
+                    .is_some_and(|f| u16::from(f.code) == 1000 && limit.is_some());
+                if done {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                return ended_early("tap", frame, limit.or(Some(u64::MAX)));
+            }
+            Err(tungstenite::Error::ConnectionClosed) => {
+                return ended_early("tap", None, Some(u64::MAX));
             }
             Ok(_) => {}
             Err(e) => anyhow::bail!("the tap failed: {e}"),
         }
     }
+}
+
+/// The running graph whole and minimal, of one revision (asked twice; again if it changed in
+/// between).
+fn export(client: &Client) -> anyhow::Result<(GraphFile, GraphFile)> {
+    for _ in 0..5 {
+        let (minimal, tag) = client.get_with_etag("/api/graph?minimal=true")?;
+        let full: GraphFile = serde_json::from_value(client.get("/api/graph")?)
+            .context("the server's graph document did not parse")?;
+        let minimal: GraphFile =
+            serde_json::from_value(minimal).context("the server's graph document did not parse")?;
+        let revision = full.revision.map(|r| format!("\"{r}\""));
+        if tag.is_some() && tag == revision {
+            return Ok((full, minimal));
+        }
+    }
+    anyhow::bail!("the graph kept changing while it was exported; try again")
+}
+
+/// Writes the graph into `file` (see `GraphFileWriter`): whether the file changed. An existing
+/// file must be a graph file: anything else is not overwritten.
+fn write_graph_file(file: &Path, full: &GraphFile, minimal: &GraphFile) -> anyhow::Result<bool> {
+    if file.exists() {
+        load_graph(file).with_context(|| {
+            format!(
+                "{} exists and is not a graph file; not overwriting it",
+                file.display()
+            )
+        })?;
+    }
+    let writer =
+        GraphFileWriter::new(file).with_context(|| format!("cannot write {}", file.display()))?;
+    writer
+        .write(full, minimal)
+        .with_context(|| format!("cannot write {}", file.display()))
 }

@@ -191,12 +191,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Top(args) => top::top(*args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "streamlib",
-                &mut std::io::stdout(),
-            );
+            // Written whole afterwards: `generate` panics on a write error (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "streamlib", &mut script);
+            std::io::stdout().lock().write_all(&script)?;
             Ok(ExitCode::SUCCESS)
         }
     }

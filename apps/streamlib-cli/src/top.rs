@@ -4,9 +4,9 @@
 //! per refresh; the rates are the server's own, over its recent window). `--once` prints one
 //! view and exits (`--json` for scripts).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
@@ -239,33 +239,70 @@ pub fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "standard output is not a terminal: use `streamlib top --once` (or --once --json) in scripts and pipes"
+        );
+    }
     // Fails early, before the screen is taken over, if the server cannot be reached.
     let first = client.get("/api/runtime/state")?;
-    let mut terminal = ratatui::try_init()?;
-    let result = live(
-        &mut terminal,
-        &client,
-        first,
-        Duration::from_secs_f64(args.interval),
-    );
+    let interval = Duration::from_secs_f64(args.interval);
+    let url = client.base().to_string();
+    let views = poll_views(client, interval);
+    let result = match ratatui::try_init() {
+        Ok(mut terminal) => live(&mut terminal, &views, &url, first, interval),
+        Err(e) => Err(e.into()),
+    };
+    // Also after a failed start: raw mode may be on already.
     ratatui::restore();
     result.map(|()| ExitCode::SUCCESS)
 }
 
-/// The refresh loop: draws, then waits for a key or the next refresh.
+/// What the poller hands the screen: a fresh state, or why there is none.
+type Polled = Result<Value, String>;
+
+/// Asks the server for its state every `interval` on a thread of its own, so that a slow or
+/// unreachable server never makes the screen (and `q`) wait for a request.
+fn poll_views(client: Client, interval: Duration) -> std::sync::mpsc::Receiver<Polled> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(interval);
+            let polled = client
+                .get("/api/runtime/state")
+                .map_err(|e| format!("{e:#}"));
+            // The screen went away: so does this thread.
+            if tx.send(polled).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The screen's loop: draws, then waits for a key or a new state from the poller.
 fn live(
     terminal: &mut ratatui::DefaultTerminal,
-    client: &Client,
+    views: &std::sync::mpsc::Receiver<Polled>,
+    url: &str,
     first: Value,
     interval: Duration,
 ) -> anyhow::Result<()> {
-    let mut view = TopView::from_state(client.base(), &first);
+    let mut view = TopView::from_state(url, &first);
     let mut problem: Option<String> = None;
-    let mut refreshed = Instant::now();
     loop {
+        match views.try_recv() {
+            Ok(Ok(state)) => {
+                view = TopView::from_state(url, &state);
+                problem = None;
+            }
+            // Shown, and tried again at the next refresh (a server restarting comes back).
+            Ok(Err(e)) => problem = Some(e),
+            Err(_) => {}
+        }
         terminal.draw(|frame| draw(frame, &view, problem.as_deref(), interval))?;
-        let wait = interval.saturating_sub(refreshed.elapsed());
-        if event::poll(wait)? {
+        // Keys are looked at ten times a second, and the screen drawn again each time.
+        if event::poll(Duration::from_millis(100))? {
             if let Event::Key(key) = event::read()? {
                 let ctrl_c =
                     key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
@@ -275,28 +312,17 @@ fn live(
                     return Ok(());
                 }
             }
-            // A key or a resize: draw again, refresh on schedule.
-            if refreshed.elapsed() < interval {
-                continue;
-            }
-        }
-        refreshed = Instant::now();
-        match client.get("/api/runtime/state") {
-            Ok(state) => {
-                view = TopView::from_state(client.base(), &state);
-                problem = None;
-            }
-            // Shown, and tried again at the next refresh (a server restarting comes back).
-            Err(e) => problem = Some(format!("{e:#}")),
         }
     }
 }
 
 fn draw(frame: &mut ratatui::Frame, view: &TopView, problem: Option<&str>, interval: Duration) {
+    // The processors take what they need, the links keep at least a few rows.
+    let wanted = u16::try_from(view.processors.len() + 3).unwrap_or(u16::MAX);
     let [title, processors, links] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(view.processors.len() as u16 + 3),
-        Constraint::Fill(1),
+        Constraint::Max(wanted),
+        Constraint::Min(6),
     ])
     .areas(frame.area());
     let status = match problem {

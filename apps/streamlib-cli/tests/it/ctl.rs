@@ -285,7 +285,6 @@ fn every_ctl_subcommand_round_trips_against_a_real_server() {
             p["config"]["fps"] = 15.into();
         }
     }
-    graph.as_object_mut().unwrap().remove("revision");
     std::fs::write(&file, graph.to_string()).unwrap();
     let plan = server.ok(&["graph", "apply", file.to_str().unwrap(), "--dry-run"]);
     assert!(
@@ -302,6 +301,103 @@ fn every_ctl_subcommand_round_trips_against_a_real_server() {
     assert_eq!(server.json(&["config", "src"])["fps"], 15.0);
     let exported = server.json(&["graph", "export"]);
     assert!(exported["revision"].is_u64() && exported["processors"].as_array().unwrap().len() == 4);
+    // The file export leaves defaults out (the minimal document), like `serve --save`.
+    let written: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let sink = written["processors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "sink")
+        .unwrap();
+    assert_eq!(
+        sink["config"],
+        serde_json::json!({"checksum": false}),
+        "{written}"
+    );
+    // TOML: exported, then applied as it is: nothing to change. An edit keeps the comment.
+    let toml = tmp("ctl-graph.toml");
+    let _ = std::fs::remove_file(&toml);
+    server.ok(&["graph", "export", toml.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("# the ctl test's graph\n{text}")).unwrap();
+    assert_eq!(
+        server.ok(&["graph", "apply", toml.to_str().unwrap()]),
+        "nothing to change: the running graph already matches\n"
+    );
+    assert!(
+        server
+            .ok(&["graph", "export", toml.to_str().unwrap()])
+            .starts_with("unchanged:")
+    );
+    assert!(
+        std::fs::read_to_string(&toml)
+            .unwrap()
+            .starts_with("# the ctl test's graph")
+    );
+    // Not a graph file: not overwritten.
+    let other = tmp("ctl-not-a-graph.json");
+    std::fs::write(&other, "[1, 2, 3]").unwrap();
+    let refused = server.fails(&["graph", "export", other.to_str().unwrap()]);
+    assert!(refused.contains("is not a graph file"), "{refused}");
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "[1, 2, 3]");
+    // A rejected document: every problem at its place, nothing changed.
+    let bad = tmp("ctl-bad-graph.json");
+    std::fs::write(
+        &bad,
+        r#"{"processors":[{"id":"src","type":"NoSuchProcessor"}],"connections":[]}"#,
+    )
+    .unwrap();
+    let rejected = server.fails(&["graph", "apply", bad.to_str().unwrap()]);
+    assert!(
+        rejected.contains("graph_rejected") && rejected.contains("processors[0]"),
+        "{rejected}"
+    );
+    assert_eq!(server.json(&["config", "src"])["fps"], 15.0);
+    // get, targets, read mode, a snapshot to standard output
+    let info = server.ok(&["get", "src"]);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["processor_type"], "TestPatternProcessor");
+    let targets = server.ok(&["targets", "src.video"]);
+    assert!(
+        targets.starts_with("FROM") && targets.contains("sink.video"),
+        "{targets}"
+    );
+    let link = server.ok(&[
+        "connect",
+        "src.video",
+        "sink.video",
+        "--read-mode",
+        "in_order",
+        "--overflow",
+        "BACKPRESSURE",
+    ]);
+    let links = server.json(&["links"]);
+    let made = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == link.trim())
+        .unwrap();
+    assert_eq!(
+        (made["read_mode"].as_str(), made["overflow"].as_str()),
+        (Some("in_order"), Some("backpressure"))
+    );
+    let out = server.ctl(&[
+        "snapshot",
+        "src.video",
+        "-o",
+        "-",
+        "--format",
+        "png",
+        "--wait-ms",
+        "5000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&out.stdout[..8], b"\x89PNG\r\n\x1a\n");
     // stop, start, state
     assert_eq!(server.ok(&["stop"]), "runtime stopped\n");
     assert!(server.ok(&["state"]).starts_with("stopped: "));
@@ -369,7 +465,7 @@ fn shell_completions_know_the_subcommands() {
     assert!(out.status.success());
     let script = String::from_utf8(out.stdout).unwrap();
     assert!(
-        script.contains("ctl") && script.contains("snapshot") && script.contains("top"),
+        script.contains("ctl") && script.contains("snapshot") && script.contains("completions"),
         "{}",
         &script[..200]
     );
@@ -386,6 +482,12 @@ fn top_once_json_holds_the_live_figures() {
             .output()
             .unwrap()
     };
+    let fast = |rows: &Value, key: &str, value: &str, rate: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[key] == value && r[rate].as_f64().is_some_and(|f| f > 20.0))
+    };
     let mut view = Value::Null;
     wait_until("the demo's rates", || {
         let out = top(&["--once", "--json"]);
@@ -395,11 +497,8 @@ fn top_once_json_holds_the_live_figures() {
             String::from_utf8_lossy(&out.stderr)
         );
         view = serde_json::from_slice(&out.stdout).unwrap();
-        view["processors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["id"] == "pattern" && p["fps_out"].as_f64().is_some_and(|f| f > 20.0))
+        fast(&view["processors"], "id", "pattern", "fps_out")
+            && fast(&view["links"], "from", "pattern.video", "fps")
     });
     assert_eq!(view["status"], "running");
     assert_eq!(view["url"], server.url.as_str());
@@ -427,19 +526,41 @@ fn top_once_json_holds_the_live_figures() {
         (video["to"].as_str(), video["frame_type"].as_str()),
         (Some("passthrough.video"), Some("video"))
     );
-    assert!(
-        video["latency_p99_ms"].is_number() && video["fps"].as_f64().unwrap() > 20.0,
-        "{video}"
-    );
+    assert!(video["latency_p99_ms"].is_number(), "{video}");
     // The same as a table.
     let out = top(&["--once"]);
+    assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("PROCESSOR") && text.contains("pattern.video → passthrough.video"),
         "{text}"
     );
-    // --json needs --once.
+    // --json needs --once; without --once, a terminal.
     assert!(!top(&["--json"]).status.success());
+    let out = top(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a terminal"));
+}
+
+/// A tmux server of the test's own (`-L`), killed when dropped: nothing is left on the user's.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
 }
 
 #[test]
@@ -451,18 +572,19 @@ fn top_draws_in_a_terminal_and_quits_on_q() {
         return;
     }
     let server = Server::start(&["--demo"]);
-    let session = format!("streamlib-top-{}", std::process::id());
-    let tmux = |args: &[&str]| -> Output { Command::new("tmux").args(args).output().unwrap() };
+    let tmux = Tmux {
+        socket: format!("streamlib-test-{}", std::process::id()),
+    };
     let command = format!(
         "STREAMLIB_URL={} {} top --interval 0.5",
         server.url,
         env!("CARGO_BIN_EXE_streamlib")
     );
-    let started = tmux(&[
+    let started = tmux.run(&[
         "new-session",
         "-d",
         "-s",
-        &session,
+        "top",
         "-x",
         "150",
         "-y",
@@ -475,7 +597,7 @@ fn top_draws_in_a_terminal_and_quits_on_q() {
         String::from_utf8_lossy(&started.stderr)
     );
     let capture =
-        || String::from_utf8(tmux(&["capture-pane", "-p", "-t", &session]).stdout).unwrap();
+        || String::from_utf8(tmux.run(&["capture-pane", "-p", "-t", "top"]).stdout).unwrap();
     let mut screen = String::new();
     let deadline = Instant::now() + PATIENCE;
     while Instant::now() < deadline {
@@ -501,13 +623,14 @@ fn top_draws_in_a_terminal_and_quits_on_q() {
         screen.contains("pattern.video → passthrough.video"),
         "{screen}"
     );
-    tmux(&["send-keys", "-t", &session, "q"]);
+    tmux.run(&["send-keys", "-t", "top", "q"]);
     let deadline = Instant::now() + PATIENCE;
-    while tmux(&["has-session", "-t", &session]).status.success() {
-        if Instant::now() > deadline {
-            tmux(&["kill-session", "-t", &session]);
-            panic!("top did not quit on q: {}", capture());
-        }
+    while tmux.run(&["has-session", "-t", "top"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "top did not quit on q: {}",
+            capture()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -519,7 +642,7 @@ fn top_draws_in_a_terminal_and_quits_on_q() {
 #[test]
 fn a_preview_viewer_that_never_reads_does_not_grow_the_server() {
     use std::io::Write;
-    let server = Server::start(&["--demo", "--write-timeout-ms", "8000"]);
+    let server = Server::start(&["--demo", "--write-timeout-ms", "10000"]);
     let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
     let pid = server.child.id();
     let rss_kib = || -> u64 {
@@ -564,28 +687,31 @@ fn a_preview_viewer_that_never_reads_does_not_grow_the_server() {
         }
     });
     // The one that never reads (a small receive buffer of its own; the server's send buffer
-    // still grows to ~4 MB before writes to it stall, ~6 s in).
+    // still grows to ~4 MB before writes to it stall).
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     socket.connect(&address.into()).unwrap();
     let mut stuck: std::net::TcpStream = socket.into();
     handshake(&mut stuck);
-    let read_by_now = |rx: &std::sync::mpsc::Receiver<u64>| rx.try_iter().last();
     std::thread::sleep(Duration::from_secs(2));
     let before = rss_kib();
-    let received_before = read_by_now(&rx).unwrap_or(0);
-    // Until just before the write timeout can end the stuck viewer (stalled ~6 s + 8 s).
-    std::thread::sleep(Duration::from_secs(11));
+    let mut received = rx.try_iter().last().unwrap_or(0);
+    let start = received;
+    // Until 9 MB more went to the reader: the stuck viewer was offered as much, of which the
+    // kernel could hold ~4 MB; kept in the server, the rest would show.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received - start < 9_000_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the reading viewer got only {} bytes in a minute",
+            received - start
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        received = rx.try_iter().last().unwrap_or(received);
+    }
     let after = rss_kib();
-    let received_after = read_by_now(&rx).unwrap_or(received_before);
-    let flowed = received_after.saturating_sub(received_before);
-    // The reading viewer kept getting images: megabytes of them; had the stuck viewer's been
-    // kept, the server would hold what the kernel could not take of the same amount.
-    assert!(
-        flowed > 4_000_000,
-        "the reading viewer got {flowed} bytes in 11 s"
-    );
+    let flowed = received - start;
     let grown = after.saturating_sub(before) * 1024;
     eprintln!("server RSS {before} KiB → {after} KiB while {flowed} bytes went to the reader");
     assert!(

@@ -1105,6 +1105,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/ready"),
     ("GET", "/metrics"),
     ("GET", "/api/processors/{id}/ports/{port}/snapshot"),
+    ("GET", "/api/preview"),
+    ("GET", "/api/tap"),
 ];
 
 #[test]

@@ -43,9 +43,12 @@ impl<T: Frame> PortFrames<T> {
 
     #[cold]
     fn keep(&self, frame: &T) {
-        // One writer per port: the numbers are sent in order.
-        let number = self.kept.fetch_add(1, Ordering::Relaxed) + 1;
-        self.tx.send_replace(Some((number, frame.clone())));
+        // Numbered under the channel's lock: a port written from two threads (a device
+        // callback's clone) still keeps numbers and frames in order.
+        self.tx.send_modify(|kept| {
+            let number = self.kept.fetch_add(1, Ordering::Relaxed) + 1;
+            *kept = Some((number, frame.clone()));
+        });
     }
 
     /// Starts watching: the next frame written from now on (a new receiver counts what the
@@ -61,6 +64,7 @@ impl<T: Frame> PortFrames<T> {
                 frames: Arc::downgrade(self),
             }),
             frame_type: T::FRAME_TYPE,
+            port: Arc::as_ptr(self) as usize,
         }
     }
 }
@@ -69,6 +73,9 @@ impl<T: Frame> PortFrames<T> {
 pub struct PortWatch {
     inner: Box<dyn NextFrame>,
     frame_type: FrameType,
+    /// Where the port's frames are kept: the watch holds it (weakly), so no other port can
+    /// have this address while the watch lives.
+    port: usize,
 }
 
 impl std::fmt::Debug for PortWatch {
@@ -81,6 +88,12 @@ impl PortWatch {
     /// The kind of frame the port carries.
     pub fn frame_type(&self) -> FrameType {
         self.frame_type
+    }
+
+    /// Which output port this watches: two watches with the same value, both open, watch the
+    /// same port (an input's watch is its feeding output's).
+    pub fn port_identity(&self) -> usize {
+        self.port
     }
 
     /// The next frame the port writes (the newest, if several were written since the last

@@ -31,10 +31,12 @@ impl ProcessorConfig for AudioLevelsConfig {
 }
 
 /// Reads audio and writes its levels as data frames named `levels`: one per `interval_ms` of
-/// audio (counted in samples, so readings follow the audio's own clock), with the peak and RMS
+/// audio (counted in samples, so readings follow the audio's own clock; a reading covers whole
+/// frames, so it spans at least the interval — `samples` says how much), with the peak and RMS
 /// of each channel in dBFS — `{"sample_rate", "samples", "channels": [{"peak_dbfs",
-/// "rms_dbfs"}]}`, stamped with the time of the window's first frame. What a meter, an alarm
-/// on silence or clipping, or a log of loudness reads.
+/// "rms_dbfs"}]}`, stamped with the time of the window's first frame. A change of sample rate
+/// or channel count ends the window; so does the end of the stream. What a meter, an alarm on
+/// silence or clipping, or a log of loudness reads.
 #[streamlib::processor(
     execution = Reactive,
     description = "Measures audio: peak and RMS per channel (dBFS) as data frames, one per interval"
@@ -50,11 +52,25 @@ pub struct AudioLevelsProcessor {
     /// Samples per channel in the window so far, at `window_rate`.
     window_samples: u64,
     window_rate: u32,
+    window_channels: u16,
     window_start_ns: Option<u64>,
     frame_number: u64,
 }
 
 impl crate::core::Processor for AudioLevelsProcessor::Processor {
+    fn setup(&mut self, _ctx: &crate::core::RuntimeContext) -> Result<()> {
+        // A restart starts a new window (readings keep their numbers).
+        self.meter = LevelMeter::default();
+        self.window_samples = 0;
+        self.window_start_ns = None;
+        Ok(())
+    }
+
+    fn on_end_of_stream(&mut self) -> Result<()> {
+        self.emit();
+        Ok(())
+    }
+
     fn reconfigure(
         &mut self,
         _new: &AudioLevelsConfig,
@@ -66,10 +82,11 @@ impl crate::core::Processor for AudioLevelsProcessor::Processor {
 
     fn process(&mut self) -> Result<()> {
         while let Some(frame) = self.audio.read() {
-            if frame.sample_rate != self.window_rate {
-                // Another rate: what was measured so far is read out first.
+            if (frame.sample_rate, frame.channels) != (self.window_rate, self.window_channels) {
+                // Another format: what was measured so far is read out first.
                 self.emit();
                 self.window_rate = frame.sample_rate;
+                self.window_channels = frame.channels;
             }
             self.window_start_ns.get_or_insert(frame.timestamp_ns);
             self.meter.add(&frame);

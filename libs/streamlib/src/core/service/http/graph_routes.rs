@@ -22,6 +22,17 @@ pub struct ApplyQuery {
     pub dry_run: bool,
 }
 
+/// Query of `GET /api/graph`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// The document as a graph file shows it best: config fields and link options at their
+    /// defaults left out, no `revision` in the body (the `ETag` still says it).
+    #[serde(default)]
+    pub minimal: bool,
+}
+
 /// The `ETag` of a revision: a strong tag, the number quoted.
 fn etag(revision: u64) -> HeaderValue {
     // Digits and quotes only: always a valid header value.
@@ -87,22 +98,34 @@ fn if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
 /// processors (id, type, effective config) in the order added, connections with their link
 /// options resolved, and the graph's `revision`, which every change increments (also the
 /// `ETag`). Control-plane processors (the API server) are not in it: they run whatever the
-/// graph is. `PUT` of the same document changes nothing.
+/// graph is. `PUT` of the same document changes nothing. `?minimal=true` leaves out what is at
+/// its default (what `serve --save` writes).
 #[utoipa::path(
     get,
     path = "/api/graph",
     tag = "graph",
+    params(ExportQuery),
     responses(
         (status = 200, description = "The graph document, with its revision (also as ETag)", body = GraphFile,
          headers(("ETag" = String, description = "The revision, quoted"))),
+        (status = 400, description = "invalid_query", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 503, description = "runtime_unavailable", body = ErrorBody),
         (status = 504, description = "timeout", body = ErrorBody),
     )
 )]
-pub(super) async fn get_graph(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let doc = state.service().get_graph().await?;
-    let tag = etag(doc.revision.unwrap_or(0));
+pub(super) async fn get_graph(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let (doc, tag) = if query.minimal {
+        let (full, minimal) = state.service().get_graph_for_file().await?;
+        (minimal, etag(full.revision.unwrap_or(0)))
+    } else {
+        let doc = state.service().get_graph().await?;
+        let tag = etag(doc.revision.unwrap_or(0));
+        (doc, tag)
+    };
     Ok(([(header::ETAG, tag)], Json(doc)).into_response())
 }
 

@@ -96,7 +96,7 @@ fn method_label(method: &Method) -> &'static str {
     path = "/metrics",
     tag = "metrics",
     responses(
-        (status = 200, description = "Prometheus text format 0.0.4: per processor (state, process calls, errors, restarts, process() duration histogram), per link (frames written/read/dropped, queued frames and bytes, frame age at read histogram), the runtime (processors, links, commands by kind and their latency) and the API (requests by route and status, latency, WebSocket clients, events sent and missed)", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 200, description = "Prometheus text format 0.0.4: per processor (state, process calls, errors, restarts, process() duration histogram), per link (frames written/read/dropped, queued frames and bytes, frame age at read histogram), the runtime (processors, links, commands by kind and their latency) and the API (requests by route and status, latency, WebSocket clients, events sent and missed, live previews, their viewers and encodes)", content_type = "text/plain; version=0.0.4", body = String),
         (status = 401, description = "Token required (unless the server serves /metrics to loopback without one)", body = super::error::ErrorBody),
     )
 )]

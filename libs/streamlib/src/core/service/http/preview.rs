@@ -3,8 +3,10 @@
 //!
 //! Each (port, fps, width) is one *preview stream*: one task that watches the port
 //! (`links::PortWatch`), encodes a video frame as JPEG at most `fps` times a second (on the
-//! blocking pool, with the snapshots' encoders), and puts the result in a one-slot channel that
-//! every viewer of the stream reads. However many viewers, a frame is encoded once; a viewer
+//! blocking pool, one preview image at a time for the whole server), and puts the result in a
+//! one-slot channel that every viewer of the stream reads. A port is the output whose frames
+//! are watched: previews of an input and of the output feeding it are one stream (an input's
+//! preview follows the output that fed it when the stream began). However many viewers, a frame is encoded once; a viewer
 //! that reads slowly gets the newest result and skips the rest (nothing queues for it); the
 //! pipeline never waits for anyone. When the last viewer goes, the stream ends and the port is
 //! no longer watched: no viewer, no copy and no encoding.
@@ -14,10 +16,12 @@
 //! - video: `{"type":"frame","frame_number","timestamp_ns","width","height","bytes"}` then the
 //!   JPEG as one binary message;
 //! - audio: `{"type":"levels","frame_number","timestamp_ns","sample_rate","channels":[{"peak_dbfs","rms_dbfs"}]}`
-//!   every 1/fps s (20 Hz by default), peak and RMS over every frame that passed meanwhile;
+//!   every 1/fps s (20 Hz by default), peak and RMS over the frames the stream took meanwhile
+//!   (all of them unless the server is too busy to take each as it is written);
 //! - data: `{"type":"data","name","payload","frame_number","timestamp_ns"}`, the newest frame at
 //!   most `fps` times a second;
-//! - `{"type":"error","error":{...}}` when a frame cannot be encoded (the stream goes on);
+//! - `{"type":"error","error":{...}}` when a frame cannot be encoded (once per distinct error;
+//!   the stream goes on);
 //! - `{"type":"end","message"}` then a close frame when the port goes (its processor removed).
 //!
 //! At most `max_previews` streams exist at once (viewers count against the connection cap).
@@ -56,6 +60,10 @@ const DEFAULT_AUDIO_FPS: u32 = 20;
 const DEFAULT_DATA_FPS: u32 = 10;
 /// Video previews are scaled to at most this width unless asked otherwise (never up).
 const DEFAULT_PREVIEW_WIDTH: u32 = 640;
+/// Preview images encoded at once, all streams together: previews use at most this many cores
+/// for encoding whatever clients ask (streams beyond it get fewer images a second), and leave
+/// the snapshots' encoders alone.
+const PREVIEW_ENCODERS: usize = 1;
 
 /// Query of `WS /api/preview`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -67,8 +75,8 @@ pub struct PreviewQuery {
     /// Video: frames encoded a second; audio: meter readings a second; data: frames a second
     /// at most (1–60; default 10, audio 20).
     pub fps: Option<u32>,
-    /// Video: the image width (1–4096; the height keeps the aspect ratio). Default: the
-    /// frame's, at most 640.
+    /// Video: the image width (1–4096, never more than the frame's; the height keeps the
+    /// aspect ratio). Default: the frame's, at most 640.
     pub width: Option<u32>,
     /// Bearer token, for clients that cannot set an Authorization header (browsers).
     #[allow(dead_code)]
@@ -76,18 +84,31 @@ pub struct PreviewQuery {
 }
 
 /// The streams that exist now, by what they show.
-#[derive(Default)]
 pub(super) struct PreviewHub {
     streams: Mutex<HashMap<StreamKey, Arc<PreviewStream>>>,
+    /// Permits to encode (see [`PREVIEW_ENCODERS`]).
+    encoders: Arc<tokio::sync::Semaphore>,
     /// Video frames encoded for previews, all streams together (what sharing saves shows here).
     pub(super) encodes: AtomicU64,
     /// Clients viewing a preview now.
     pub(super) viewers: AtomicI64,
 }
 
+impl Default for PreviewHub {
+    fn default() -> Self {
+        Self {
+            streams: Mutex::default(),
+            encoders: Arc::new(tokio::sync::Semaphore::new(PREVIEW_ENCODERS)),
+            encodes: AtomicU64::new(0),
+            viewers: AtomicI64::new(0),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct StreamKey {
-    port: String,
+    /// The output port watched (`PortWatch::port_identity`).
+    port: usize,
     fps: u32,
     width: Option<u32>,
 }
@@ -232,7 +253,7 @@ pub(super) async fn preview(
         FrameType::Data => DEFAULT_DATA_FPS,
     });
     let key = StreamKey {
-        port: port.to_string(),
+        port: watch.port_identity(),
         fps,
         width: query.width,
     };
@@ -359,20 +380,48 @@ async fn feed(
         }
         FrameType::Video | FrameType::Data => {
             let mut pace = Pace::new(period);
+            // A frame that came before its time, held until then (or replaced by a newer one):
+            // the last frame of a burst is shown too.
+            let mut early: Option<AnyFrame> = None;
+            let mut last_error = None;
             loop {
-                let frame = match watch.next().await {
-                    Some(frame) => frame,
-                    None => return port_gone(),
+                let frame = match early.take() {
+                    Some(held) => tokio::select! {
+                        newer = watch.next() => match newer {
+                            Some(newer) => newer,
+                            None => return port_gone(),
+                        },
+                        () = tokio::time::sleep_until(pace.due) => held,
+                    },
+                    None => match watch.next().await {
+                        Some(frame) => frame,
+                        None => return port_gone(),
+                    },
                 };
                 if !pace.take() {
+                    early = Some(frame);
                     continue;
                 }
                 match frame {
-                    AnyFrame::Video(video) => {
-                        if let Some(messages) = encode(state, video, width).await {
+                    AnyFrame::Video(video) => match encode(state, video, width).await {
+                        Ok(messages) => {
+                            last_error = None;
                             publish(messages);
                         }
-                    }
+                        // Said once, not at every frame.
+                        Err(message) if last_error.as_ref() != Some(&message) => {
+                            tracing::warn!(error = %message, "a preview frame could not be encoded");
+                            publish(vec![json_message(&PreviewMessage::Error {
+                                error: ErrorDetail {
+                                    code: "encode_failed".to_string(),
+                                    message: message.clone(),
+                                    problems: None,
+                                },
+                            })]);
+                            last_error = Some(message);
+                        }
+                        Err(_) => {}
+                    },
                     AnyFrame::Data(data) => publish(vec![json_message(&PreviewMessage::Data {
                         name: &data.name,
                         payload: &data.payload,
@@ -386,10 +435,12 @@ async fn feed(
     }
 }
 
-/// Takes frames at most once a period: a frame that comes early is skipped; after a late one
-/// (a slow encode), the next period starts from it rather than bursting to catch up.
+/// Takes frames at most once a period: a frame that comes early waits (see `feed`); when
+/// frames come late (a slow encode, a slow port), the next period starts from the one taken
+/// rather than bursting to catch up.
 struct Pace {
     period: Duration,
+    /// When the next frame may be taken.
     due: Instant,
 }
 
@@ -417,31 +468,36 @@ fn port_gone() -> Push {
     Push::End {
         code: 1001,
         reason: "the port went away",
-        message: "the port went away: its processor was removed".to_string(),
+        message: "the port went away: the processor writing it was removed".to_string(),
     }
 }
 
-/// Encodes a preview image on the blocking pool; `None` (after telling the viewers once in a
-/// while) when it cannot be.
-async fn encode(state: &ApiState, frame: VideoFrame, width: Option<u32>) -> Option<Vec<Message>> {
-    let width = width.unwrap_or(frame.width.min(DEFAULT_PREVIEW_WIDTH));
+/// Encodes a preview image on the blocking pool: the messages for the viewers, or why not.
+async fn encode(
+    state: &ApiState,
+    frame: VideoFrame,
+    width: Option<u32>,
+) -> Result<Vec<Message>, String> {
+    // Never scaled up: a bigger image of the same pixels costs more and shows nothing more.
+    let width = width
+        .unwrap_or(DEFAULT_PREVIEW_WIDTH)
+        .min(frame.width)
+        .max(1);
     let (w, h) = scaled_size(Some(width), None, frame.width, frame.height);
-    let failed = |message: String| {
-        Some(vec![json_message(&PreviewMessage::Error {
-            error: ErrorDetail {
-                code: "encode_failed".to_string(),
-                message,
-                problems: None,
-            },
-        })])
-    };
     if h > MAX_SNAPSHOT_SIDE {
-        return failed(format!(
+        return Err(format!(
             "a {}x{} frame at width {width} would be {h} pixels high, over {MAX_SNAPSHOT_SIDE}: ask for a smaller width",
             frame.width, frame.height
         ));
     }
-    let permit = state.inner.encoders.clone().acquire_owned().await.ok()?;
+    let permit = state
+        .inner
+        .previews
+        .encoders
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| "the preview encoder is closed".to_string())?;
     let (number, timestamp) = (frame.frame_number, frame.timestamp_ns);
     let encoded = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -451,7 +507,7 @@ async fn encode(state: &ApiState, frame: VideoFrame, width: Option<u32>) -> Opti
     match encoded {
         Ok(Ok(jpeg)) => {
             state.inner.previews.encodes.fetch_add(1, Ordering::Relaxed);
-            Some(vec![
+            Ok(vec![
                 json_message(&PreviewMessage::Frame {
                     frame_number: number,
                     timestamp_ns: timestamp,
@@ -462,13 +518,10 @@ async fn encode(state: &ApiState, frame: VideoFrame, width: Option<u32>) -> Opti
                 Message::Binary(jpeg.into()),
             ])
         }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "a preview frame could not be encoded");
-            failed(format!("the frame could not be encoded: {e}"))
-        }
+        Ok(Err(e)) => Err(format!("the frame could not be encoded: {e}")),
         Err(e) => {
             tracing::error!(error = %e, "preview encoding panicked");
-            failed("the frame could not be encoded; the server's log has the details".into())
+            Err("the frame could not be encoded; the server's log has the details".into())
         }
     }
 }

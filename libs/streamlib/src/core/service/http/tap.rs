@@ -5,9 +5,9 @@
 //! Messages (JSON text):
 //! - first `{"type":"tap","port","frame_type","every","limit"}`;
 //! - a frame: `{"type":"video"|"audio"|"data", ..., "missed"}`, where `missed` counts the frames
-//!   that passed the port since the tap opened that this client could not be sent because it
-//!   read more slowly than the port wrote (the tap sends the newest; it never queues). Frames
-//!   left out on purpose by `every` are not counted;
+//!   this client should have been sent since its first one (one in `every`) but was not,
+//!   because it read more slowly than the port wrote (the tap sends the newest; it never
+//!   queues). Frames left out on purpose by `every` are not counted;
 //! - `{"type":"end","message"}` then a close frame when `limit` frames were sent (code 1000) or
 //!   the port went away (1001).
 //!
@@ -165,6 +165,7 @@ pub(super) async fn tap(
         sent: 0,
         returned: 0,
         last_sent_at: None,
+        missed: 0,
         _permit: permit,
     };
     Ok(ws
@@ -187,6 +188,8 @@ struct Tap {
     returned: u64,
     /// Frames that had passed the port when the last one was sent.
     last_sent_at: Option<u64>,
+    /// Frames owed to the client (one in `every`) that it was not sent.
+    missed: u64,
     /// The tap's place under `max_taps`.
     _permit: OwnedSemaphorePermit,
 }
@@ -206,20 +209,23 @@ impl PushSource for Tap {
                 return Push::End {
                     code: 1001,
                     reason: "the port went away",
-                    message: "the port went away: its processor was removed".to_string(),
+                    message: "the port went away: the processor writing it was removed".to_string(),
                 };
             };
             self.returned += 1;
-            let missed = self.watch.missed();
-            let passed = self.returned + missed;
-            if self
-                .last_sent_at
-                .is_some_and(|last| passed - last < self.every)
-            {
-                continue;
+            // Every frame written since the watch began: those returned and those skipped.
+            let passed = self.returned + self.watch.missed();
+            if let Some(last) = self.last_sent_at {
+                let since = passed - last;
+                if since < self.every {
+                    continue;
+                }
+                // `since / every` slots went by; one of them is this frame.
+                self.missed += since / self.every - 1;
             }
             self.last_sent_at = Some(passed);
             self.sent += 1;
+            let missed = self.missed;
             let message = match &frame {
                 AnyFrame::Video(v) => json_message(&TapFrame::Video {
                     frame_number: v.frame_number,
