@@ -340,64 +340,87 @@ fn draw(frame: &mut ratatui::Frame, view: &TopView, problem: Option<&str>, inter
         )),
     };
     frame.render_widget(status, title);
-    let bold = Style::new().add_modifier(Modifier::BOLD);
-    let header = |names: &[&str]| {
-        Row::new(names.iter().map(|n| n.trim_start_matches('>').to_string())).style(bold)
+    let processor_rows: Vec<Vec<String>> = view
+        .processors
+        .iter()
+        .map(|p| TopView::processor_cells(p).to_vec())
+        .collect();
+    let state_colours = view.processors.iter().map(|p| match p.state.as_str() {
+        "running" => Color::Green,
+        "failed" => Color::Red,
+        _ => Color::Yellow,
+    });
+    let styles: Vec<Style> = state_colours.map(|c| Style::new().fg(c)).collect();
+    frame.render_widget(
+        table(
+            " Processors ",
+            &PROCESSOR_HEADER,
+            &processor_rows,
+            |row, column| (column == 2).then(|| styles[row]),
+        ),
+        processors,
+    );
+    let link_rows: Vec<Vec<String>> = view
+        .links
+        .iter()
+        .map(|l| TopView::link_cells(l).to_vec())
+        .collect();
+    // A link that drops frames now stands out.
+    let dropping: Vec<bool> = view
+        .links
+        .iter()
+        .map(|l| l.dropped_per_s.is_some_and(|d| d > 0.0))
+        .collect();
+    frame.render_widget(
+        table(" Links ", &LINK_HEADER, &link_rows, |row, _| {
+            dropping[row].then(|| Style::new().fg(Color::Yellow))
+        }),
+        links,
+    );
+}
+
+/// A bordered table whose columns are as wide as their widest cell (`>` in a header: aligned
+/// right); `style` may colour a cell.
+fn table<'a>(
+    title: &'a str,
+    header: &[&str],
+    rows: &'a [Vec<String>],
+    style: impl Fn(usize, usize) -> Option<Style>,
+) -> Table<'a> {
+    let right: Vec<bool> = header.iter().map(|h| h.starts_with('>')).collect();
+    let names: Vec<&str> = header.iter().map(|h| h.trim_start_matches('>')).collect();
+    let widths = (0..names.len()).map(|c| {
+        let widest = rows
+            .iter()
+            .filter_map(|r| r.get(c))
+            .map(|cell| cell.chars().count())
+            .chain([names[c].chars().count()])
+            .max()
+            .unwrap_or(0);
+        Constraint::Length(u16::try_from(widest).unwrap_or(u16::MAX))
+    });
+    let aligned = |text: String, c: usize| {
+        let line = Line::from(text);
+        if right[c] { line.right_aligned() } else { line }
     };
-    let rows = view.processors.iter().map(|p| {
-        let colour = match p.state.as_str() {
-            "running" => Color::Green,
-            "failed" => Color::Red,
-            _ => Color::Yellow,
-        };
-        let cells = TopView::processor_cells(p);
-        Row::new(cells.into_iter().enumerate().map(|(i, c)| {
-            if i == 2 {
-                Cell::from(c).style(Style::new().fg(colour))
-            } else {
-                Cell::from(c)
+    let head = Row::new(
+        names
+            .iter()
+            .enumerate()
+            .map(|(c, n)| Cell::from(aligned((*n).to_string(), c))),
+    )
+    .style(Style::new().add_modifier(Modifier::BOLD));
+    let body = rows.iter().enumerate().map(|(r, row)| {
+        Row::new(row.iter().enumerate().map(|(c, text)| {
+            let cell = Cell::from(aligned(text.clone(), c));
+            match style(r, c) {
+                Some(s) => cell.style(s),
+                None => cell,
             }
         }))
     });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(12),
-            Constraint::Min(22),
-            Constraint::Min(10),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(7),
-            Constraint::Length(8),
-            Constraint::Length(7),
-            Constraint::Length(8),
-        ],
-    )
-    .header(header(&PROCESSOR_HEADER))
-    .block(Block::bordered().title(" Processors "));
-    frame.render_widget(table, processors);
-    let rows = view.links.iter().map(|l| {
-        let style = if l.dropped_per_s.is_some_and(|d| d > 0.0) {
-            Style::new().fg(Color::Yellow)
-        } else {
-            Style::new()
-        };
-        Row::new(TopView::link_cells(l)).style(style)
-    });
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(12),
-            Constraint::Min(30),
-            Constraint::Length(5),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(14),
-            Constraint::Length(11),
-            Constraint::Length(11),
-        ],
-    )
-    .header(header(&LINK_HEADER))
-    .block(Block::bordered().title(" Links "));
-    frame.render_widget(table, links);
+    Table::new(body, widths)
+        .header(head)
+        .column_spacing(2)
+        .block(Block::bordered().title(title))
 }
