@@ -85,9 +85,40 @@ pub enum Body {
     },
 }
 
-/// How long a WebSocket client waits for any message (a ping included) before it gives the
-/// connection up.
-const WEBSOCKET_SILENCE: Duration = Duration::from_secs(90);
+/// How long a WebSocket client waits for any message (the server's pings included) before it
+/// pings the server itself; a second silence as long means the connection is dead.
+const WEBSOCKET_SILENCE: Duration = Duration::from_secs(60);
+
+/// The next message of a WebSocket stream; after a silence it pings the server once, and only
+/// a second silence fails (a server may ping less often than [`WEBSOCKET_SILENCE`]).
+pub fn read(
+    socket: &mut tungstenite::WebSocket<MaybeTlsStream<TcpStream>>,
+) -> tungstenite::Result<tungstenite::Message> {
+    let mut pinged = false;
+    loop {
+        match socket.read() {
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if pinged {
+                    return Err(tungstenite::Error::Io(std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "nothing from the server for {} s, not even an answer to a ping",
+                            2 * WEBSOCKET_SILENCE.as_secs()
+                        ),
+                    )));
+                }
+                pinged = true;
+                socket.send(tungstenite::Message::Ping(Default::default()))?;
+            }
+            other => return other,
+        }
+    }
+}
 
 /// The most a response body may hold (a graph of thousands of processors fits).
 const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
@@ -300,23 +331,41 @@ impl Client {
                 .context("the token cannot be sent in a header")?;
             request.headers_mut().insert("authorization", value);
         }
-        let authority = request.uri().authority().map(|a| a.as_str().to_string());
-        let authority = authority.with_context(|| format!("{url} names no host"))?;
-        let address = std::net::ToSocketAddrs::to_socket_addrs(&authority)
-            .ok()
-            .and_then(|mut all| all.next())
-            .with_context(|| format!("cannot resolve {authority}"))?;
-        let stream = TcpStream::connect_timeout(&address, self.timeout).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the streamlib API at {}: {e} (is `streamlib serve` running there? set --url or STREAMLIB_URL)",
+        let host = request
+            .uri()
+            .host()
+            .with_context(|| format!("{url} names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = request.uri().port_u16().unwrap_or(80);
+        let addresses: Vec<std::net::SocketAddr> =
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .with_context(|| format!("cannot resolve {host}"))?
+                .collect();
+        // Every address the name has, in turn, as the HTTP client does (`localhost` may be
+        // ::1 first while the server listens on 127.0.0.1).
+        let mut last_error = None;
+        let stream = addresses.iter().find_map(|address| {
+            TcpStream::connect_timeout(address, self.timeout)
+                .map_err(|e| last_error = Some(e))
+                .ok()
+        });
+        let Some(stream) = stream else {
+            let why = last_error.map_or_else(|| "no address".to_string(), |e| e.to_string());
+            anyhow::bail!(
+                "cannot reach the streamlib API at {}: {why} (is `streamlib serve` running there? set --url or STREAMLIB_URL)",
                 self.base
-            )
-        })?;
-        // The server pings every 20 s by default: silence for much longer is a dead peer.
-        stream.set_read_timeout(Some(WEBSOCKET_SILENCE))?;
+            );
+        };
+        // The handshake gets the request timeout; the stream then waits longer (see `read`).
+        stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;
-        match tungstenite::client(request, MaybeTlsStream::Plain(stream)) {
-            Ok((socket, _)) => Ok(socket),
+        match tungstenite::client(request, MaybeTlsStream::Plain(stream.try_clone()?)) {
+            Ok((socket, _)) => {
+                stream.set_read_timeout(Some(WEBSOCKET_SILENCE))?;
+                Ok(socket)
+            }
             Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
                 let status = response.status().as_u16();
                 let json: Value = response

@@ -193,8 +193,9 @@ enum CtlCommand {
 
 #[derive(Debug, clap::Subcommand)]
 enum GraphCommand {
-    /// Write the running graph to FILE (JSON, or TOML by extension; an existing TOML file
-    /// keeps its comments), or print it as JSON.
+    /// Write the running graph to FILE as `serve --save` would (defaults left out, no
+    /// revision; JSON, or TOML by extension, an existing TOML file keeping its comments), or
+    /// print the API's document (with its revision) as JSON.
     Export {
         /// The file to write; standard output when absent.
         file: Option<PathBuf>,
@@ -724,7 +725,7 @@ fn follow_events(
             let _ = socket.close(None);
             return Ok(ExitCode::SUCCESS);
         }
-        let message = match socket.read() {
+        let message = match crate::client::read(&mut socket) {
             Ok(tungstenite::Message::Text(text)) => text,
             Ok(tungstenite::Message::Close(frame)) => {
                 return ended_early("event stream", frame, count);
@@ -778,8 +779,10 @@ fn follow_events(
     }
 }
 
-/// A stream that closed: fine if it was asked to end (`--count`/`--limit` reached, close code
-/// 1000), an error otherwise, with the server's reason.
+/// A stream the server closed before the client had what it asked for (callers return success
+/// themselves once `--count`/`--limit` is reached): fine only for a normal close (1000) of a
+/// stream that was to run until then (`wanted` is `None`), an error otherwise, with the
+/// server's reason.
 fn ended_early(
     what: &str,
     frame: Option<tungstenite::protocol::CloseFrame>,
@@ -915,7 +918,7 @@ fn tap(
     let mut socket = client.websocket(&path)?;
     let mut out = std::io::stdout().lock();
     loop {
-        match socket.read() {
+        match crate::client::read(&mut socket) {
             Ok(tungstenite::Message::Text(text)) => {
                 let message: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
                 match message["type"].as_str() {
@@ -957,6 +960,8 @@ fn export(client: &Client) -> anyhow::Result<(GraphFile, GraphFile)> {
             .context("the server's graph document did not parse")?;
         let minimal: GraphFile =
             serde_json::from_value(minimal).context("the server's graph document did not parse")?;
+        // A proxy may weaken the tag (W/"5"); the revision is what counts.
+        let tag = tag.map(|t| t.trim_start_matches("W/").to_string());
         let revision = full.revision.map(|r| format!("\"{r}\""));
         if tag.is_some() && tag == revision {
             return Ok((full, minimal));
@@ -968,7 +973,9 @@ fn export(client: &Client) -> anyhow::Result<(GraphFile, GraphFile)> {
 /// Writes the graph into `file` (see `GraphFileWriter`): whether the file changed. An existing
 /// file must be a graph file: anything else is not overwritten.
 fn write_graph_file(file: &Path, full: &GraphFile, minimal: &GraphFile) -> anyhow::Result<bool> {
-    if file.exists() {
+    // An empty file (a fresh `mktemp`) is as good as none.
+    let empty = std::fs::read_to_string(file).is_ok_and(|text| text.trim().is_empty());
+    if file.exists() && !empty {
         load_graph(file).with_context(|| {
             format!(
                 "{} exists and is not a graph file; not overwriting it",

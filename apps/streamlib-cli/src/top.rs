@@ -290,17 +290,29 @@ fn live(
 ) -> anyhow::Result<()> {
     let mut view = TopView::from_state(url, &first);
     let mut problem: Option<String> = None;
+    let mut answered = std::time::Instant::now();
     loop {
         match views.try_recv() {
             Ok(Ok(state)) => {
                 view = TopView::from_state(url, &state);
                 problem = None;
+                answered = std::time::Instant::now();
             }
             // Shown, and tried again at the next refresh (a server restarting comes back).
             Ok(Err(e)) => problem = Some(e),
             Err(_) => {}
         }
-        terminal.draw(|frame| draw(frame, &view, problem.as_deref(), interval))?;
+        // A request still waiting for its answer: say how old the figures are.
+        let late = answered.elapsed();
+        let stale =
+            (problem.is_none() && late > interval * 2 + Duration::from_secs(1)).then(|| {
+                format!(
+                    "no answer for {:.0} s: the figures are that old",
+                    late.as_secs_f64()
+                )
+            });
+        let problem = problem.as_deref().or(stale.as_deref());
+        terminal.draw(|frame| draw(frame, &view, problem, interval))?;
         // Keys are looked at ten times a second, and the screen drawn again each time.
         if event::poll(Duration::from_millis(100))? {
             if let Event::Key(key) = event::read()? {
@@ -379,6 +391,9 @@ fn draw(frame: &mut ratatui::Frame, view: &TopView, problem: Option<&str>, inter
     );
 }
 
+/// The widest a column of the live view gets, in characters.
+const MAX_COLUMN: usize = 40;
+
 /// A bordered table whose columns are as wide as their widest cell (`>` in a header: aligned
 /// right); `style` may colour a cell.
 fn table<'a>(
@@ -397,7 +412,8 @@ fn table<'a>(
             .chain([names[c].chars().count()])
             .max()
             .unwrap_or(0);
-        Constraint::Length(u16::try_from(widest).unwrap_or(u16::MAX))
+        // A long cell (a failure's message) is cut rather than pushing the numbers off screen.
+        Constraint::Length(u16::try_from(widest.min(MAX_COLUMN)).unwrap_or(u16::MAX))
     });
     let aligned = |text: String, c: usize| {
         let line = Line::from(text);

@@ -314,7 +314,8 @@ fn every_ctl_subcommand_round_trips_against_a_real_server() {
         serde_json::json!({"checksum": false}),
         "{written}"
     );
-    // TOML: exported, then applied as it is: nothing to change. An edit keeps the comment.
+    // TOML: exported, then applied as it is: nothing to change. A change written into it keeps
+    // the comment added by hand.
     let toml = tmp("ctl-graph.toml");
     let _ = std::fs::remove_file(&toml);
     server.ok(&["graph", "export", toml.to_str().unwrap()]);
@@ -329,11 +330,18 @@ fn every_ctl_subcommand_round_trips_against_a_real_server() {
             .ok(&["graph", "export", toml.to_str().unwrap()])
             .starts_with("unchanged:")
     );
+    server.ok(&["config", "src", "--set", "fps=12"]);
     assert!(
-        std::fs::read_to_string(&toml)
-            .unwrap()
-            .starts_with("# the ctl test's graph")
+        server
+            .ok(&["graph", "export", toml.to_str().unwrap()])
+            .starts_with("wrote")
     );
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(
+        text.starts_with("# the ctl test's graph") && text.contains("fps = 12"),
+        "{text}"
+    );
+    server.ok(&["config", "src", "--set", "fps=15"]);
     // Not a graph file: not overwritten.
     let other = tmp("ctl-not-a-graph.json");
     std::fs::write(&other, "[1, 2, 3]").unwrap();
@@ -413,6 +421,26 @@ fn every_ctl_subcommand_round_trips_against_a_real_server() {
     assert!(bad.contains("write processor.port"), "{bad}");
     let bad = server.fails(&["add", "TestPatternProcessor", "--set", "fps=0"]);
     assert!(bad.contains("fps") && bad.contains("HTTP 4"), "{bad}");
+    // A tap cut off by its port going (no --limit reached) exits 1 and says why.
+    let mut tap = streamlib()
+        .args(["ctl", "tap", "levels.levels"])
+        .env("STREAMLIB_URL", &server.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = common::Lines::new(tap.stdout.take().unwrap());
+    lines.wait_for("\"levels\"", PATIENCE);
+    server.ok(&["rm", "levels"]);
+    let status = tap.wait().unwrap();
+    let mut stderr = String::new();
+    tap.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ended the tap early"), "{stderr}");
 }
 
 #[test]
@@ -642,7 +670,7 @@ fn top_draws_in_a_terminal_and_quits_on_q() {
 #[test]
 fn a_preview_viewer_that_never_reads_does_not_grow_the_server() {
     use std::io::Write;
-    let server = Server::start(&["--demo", "--write-timeout-ms", "10000"]);
+    let server = Server::start(&["--demo", "--write-timeout-ms", "30000"]);
     let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
     let pid = server.child.id();
     let rss_kib = || -> u64 {
@@ -711,6 +739,16 @@ fn a_preview_viewer_that_never_reads_does_not_grow_the_server() {
         received = rx.try_iter().last().unwrap_or(received);
     }
     let after = rss_kib();
+    // Both viewers were there all along: the stuck one had not been dropped yet (the test
+    // measured what its writes stalling costs).
+    let viewers = || {
+        let (_, metrics) = metrics_text(port);
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("streamlib_preview_viewers "))
+            .map(|v| v.trim().to_string())
+    };
+    assert_eq!(viewers().as_deref(), Some("2"));
     let flowed = received - start;
     let grown = after.saturating_sub(before) * 1024;
     eprintln!("server RSS {before} KiB → {after} KiB while {flowed} bytes went to the reader");
@@ -719,13 +757,6 @@ fn a_preview_viewer_that_never_reads_does_not_grow_the_server() {
         "the server grew by {grown} bytes while {flowed} bytes went to the reading viewer"
     );
     // The stuck viewer is dropped at the write timeout: one viewer is left.
-    let viewers = || {
-        let (_, metrics) = metrics_text(port);
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("streamlib_preview_viewers "))
-            .map(|v| v.trim().to_string())
-    };
     wait_until("the stuck viewer to be dropped", || {
         viewers().as_deref() == Some("1")
     });

@@ -106,7 +106,7 @@ fn if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
     tag = "graph",
     params(ExportQuery),
     responses(
-        (status = 200, description = "The graph document, with its revision (also as ETag)", body = GraphFile,
+        (status = 200, description = "The graph document, with its revision (also as ETag; with ?minimal=true the revision is only in the ETag, a weak one: another body of the same revision)", body = GraphFile,
          headers(("ETag" = String, description = "The revision, quoted"))),
         (status = 400, description = "invalid_query", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
@@ -120,7 +120,10 @@ pub(super) async fn get_graph(
 ) -> Result<Response, ApiError> {
     let (doc, tag) = if query.minimal {
         let (full, minimal) = state.service().get_graph_for_file().await?;
-        (minimal, etag(full.revision.unwrap_or(0)))
+        // Weak: the same revision as the full document's tag, but not the same bytes.
+        let tag = HeaderValue::from_str(&format!("W/\"{}\"", full.revision.unwrap_or(0)))
+            .unwrap_or(HeaderValue::from_static("W/\"0\""));
+        (minimal, tag)
     } else {
         let doc = state.service().get_graph().await?;
         let tag = etag(doc.revision.unwrap_or(0));

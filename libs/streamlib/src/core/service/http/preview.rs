@@ -315,15 +315,17 @@ async fn run_stream(
     state: ApiState,
     key: StreamKey,
     stream: Arc<PreviewStream>,
-    watch: PortWatch,
+    mut watch: PortWatch,
     width: Option<u32>,
 ) {
     let end = tokio::select! {
-        end = feed(&state, &stream, watch, key.fps, width) => end,
+        end = feed(&state, &stream, &mut watch, key.fps, width) => end,
         () = unviewed(&state, &key, &stream) => return,
     };
     // Out of the hub first: a viewer arriving now starts afresh (and hears the port is gone).
     state.inner.previews.remove(&key, &stream);
+    // Only then the watch: while it lives no other port can have its identity (the key).
+    drop(watch);
     stream.tx.send_replace(Some(Arc::new(end)));
 }
 
@@ -341,7 +343,7 @@ async fn unviewed(state: &ApiState, key: &StreamKey, stream: &Arc<PreviewStream>
 async fn feed(
     state: &ApiState,
     stream: &PreviewStream,
-    mut watch: PortWatch,
+    watch: &mut PortWatch,
     fps: u32,
     width: Option<u32>,
 ) -> Push {

@@ -160,12 +160,12 @@ pub(super) async fn tap(
     });
     let tap = Tap {
         watch,
-        every,
         limit: query.limit,
-        sent: 0,
         returned: 0,
-        last_sent_at: None,
-        missed: 0,
+        pick: Pick {
+            every,
+            ..Pick::default()
+        },
         _permit: permit,
     };
     Ok(ws
@@ -180,24 +180,53 @@ pub(super) async fn tap(
 /// One open tap: its watch on the port and how far it got.
 struct Tap {
     watch: PortWatch,
-    every: u64,
     limit: Option<u64>,
-    /// Frames sent.
-    sent: u64,
     /// Frames the watch returned.
     returned: u64,
-    /// Frames that had passed the port when the last one was sent.
-    last_sent_at: Option<u64>,
-    /// Frames owed to the client (one in `every`) that it was not sent.
-    missed: u64,
+    /// Which frames are sent, and what was owed but not.
+    pick: Pick,
     /// The tap's place under `max_taps`.
     _permit: OwnedSemaphorePermit,
+}
+
+/// One frame in `every`, counting every frame that passed the port (those seen and those
+/// skipped), and the frames owed but not sent.
+#[derive(Debug, Default)]
+struct Pick {
+    every: u64,
+    /// Frames sent.
+    sent: u64,
+    /// Frames that had passed the port when the first one was sent: the client is owed one
+    /// frame in `every` from there.
+    first_sent_at: Option<u64>,
+    /// Frames that had passed the port when the last one was sent.
+    last_sent_at: Option<u64>,
+}
+
+impl Pick {
+    /// Whether the frame seen when `passed` frames had passed the port is sent; if so, with
+    /// the count of frames owed so far but not sent.
+    fn take(&mut self, passed: u64) -> Option<u64> {
+        if self
+            .last_sent_at
+            .is_some_and(|last| passed.saturating_sub(last) < self.every)
+        {
+            return None;
+        }
+        self.last_sent_at = Some(passed);
+        let first = *self.first_sent_at.get_or_insert(passed);
+        self.sent += 1;
+        // Owed: one frame in `every` since the first, this one included. Sends are at least
+        // `every` apart, so never more were sent than owed.
+        let owed = (passed - first) / self.every.max(1) + 1;
+        Some(owed.saturating_sub(self.sent))
+    }
 }
 
 impl PushSource for Tap {
     async fn next(&mut self) -> Push {
         loop {
-            if let Some(limit) = self.limit.filter(|&limit| self.sent >= limit) {
+            if let Some(limit) = self.limit.filter(|&limit| self.pick.sent >= limit) {
                 return Push::End {
                     code: 1000,
                     reason: "limit reached",
@@ -215,17 +244,9 @@ impl PushSource for Tap {
             self.returned += 1;
             // Every frame written since the watch began: those returned and those skipped.
             let passed = self.returned + self.watch.missed();
-            if let Some(last) = self.last_sent_at {
-                let since = passed - last;
-                if since < self.every {
-                    continue;
-                }
-                // `since / every` slots went by; one of them is this frame.
-                self.missed += since / self.every - 1;
-            }
-            self.last_sent_at = Some(passed);
-            self.sent += 1;
-            let missed = self.missed;
+            let Some(missed) = self.pick.take(passed) else {
+                continue;
+            };
             let message = match &frame {
                 AnyFrame::Video(v) => json_message(&TapFrame::Video {
                     frame_number: v.frame_number,
@@ -256,5 +277,39 @@ impl PushSource for Tap {
             };
             return Push::Send(vec![message]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pick;
+
+    #[test]
+    fn one_in_every_and_what_was_owed_but_not_sent() {
+        // A client that keeps up: one in three, nothing missed.
+        let mut pick = Pick {
+            every: 3,
+            ..Pick::default()
+        };
+        let sent: Vec<(u64, u64)> = (1..=10)
+            .filter_map(|passed| pick.take(passed).map(|missed| (passed, missed)))
+            .collect();
+        assert_eq!(sent, [(1, 0), (4, 0), (7, 0), (10, 0)]);
+        // A client that sees one frame in five (the rest skipped while it was busy): owed
+        // 1, 4, 7, 10, 13, 16 — sent 4 of the 6.
+        let mut pick = Pick {
+            every: 3,
+            ..Pick::default()
+        };
+        let missed: Vec<Option<u64>> = [1, 6, 11, 16].iter().map(|&p| pick.take(p)).collect();
+        assert_eq!(missed, [Some(0), Some(0), Some(1), Some(2)]);
+        // Every frame: each gap is missed frames.
+        let mut pick = Pick {
+            every: 1,
+            ..Pick::default()
+        };
+        assert_eq!(pick.take(5), Some(0));
+        assert_eq!(pick.take(6), Some(0));
+        assert_eq!(pick.take(9), Some(2));
     }
 }
