@@ -726,10 +726,10 @@ fn a_preview_viewer_that_never_reads_does_not_grow_the_server() {
     let before = rss_kib();
     let mut received = rx.try_iter().last().unwrap_or(0);
     let start = received;
-    // Until 9 MB more went to the reader: the stuck viewer was offered as much, of which the
-    // kernel could hold ~4 MB; kept in the server, the rest would show.
+    // Until 12 MB more went to the reader: the stuck viewer was offered as much, of which the
+    // kernel could hold ~4 MB; kept in the server, the other ~8 MB would show.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while received - start < 9_000_000 {
+    while received - start < 12_000_000 {
         assert!(
             Instant::now() < deadline,
             "the reading viewer got only {} bytes in a minute",
@@ -752,8 +752,10 @@ fn a_preview_viewer_that_never_reads_does_not_grow_the_server() {
     let flowed = received - start;
     let grown = after.saturating_sub(before) * 1024;
     eprintln!("server RSS {before} KiB → {after} KiB while {flowed} bytes went to the reader");
+    // A third of what flowed: far below what keeping it would cost, far above the allocator's
+    // own growth on a loaded machine (up to ~1.7 MB seen in CI while a browser test ran).
     assert!(
-        grown < 1_500_000,
+        grown < flowed / 3,
         "the server grew by {grown} bytes while {flowed} bytes went to the reading viewer"
     );
     // The stuck viewer is dropped at the write timeout: one viewer is left.
