@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::{Map, Value, json};
 use streamlib::core::GraphFile;
-use streamlib::core::graph::{GraphFileWriter, GraphFormat};
+use streamlib::core::graph::GraphFileWriter;
+
+use crate::load_graph;
 
 use crate::client::{Body, Client, Connection, encode};
 use crate::table::{Table, num};
@@ -589,13 +591,6 @@ fn set_field(config: &mut Map<String, Value>, pair: &str) -> anyhow::Result<()> 
     }
     at.insert(last.to_string(), value);
     Ok(())
-}
-
-fn load_graph(path: &Path) -> anyhow::Result<GraphFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read graph file {}", path.display()))?;
-    GraphFile::parse(&text, GraphFormat::of(path))
-        .with_context(|| format!("cannot load {}", path.display()))
 }
 
 /// The processors as a table.

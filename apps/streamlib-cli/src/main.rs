@@ -276,7 +276,7 @@ fn write_type(out: &mut impl Write, d: &ProcessorDescriptor) -> std::io::Result<
 /// Reads and parses a graph file (TOML by extension, else JSON): "cannot read graph file FILE"
 /// if it cannot be read, and otherwise errors that start with "cannot load FILE:", as those of
 /// applying it do.
-fn load_graph(path: &std::path::Path) -> anyhow::Result<GraphFile> {
+pub(crate) fn load_graph(path: &std::path::Path) -> anyhow::Result<GraphFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read graph file {}", path.display()))?;
     GraphFile::parse(&text, GraphFormat::of(path))

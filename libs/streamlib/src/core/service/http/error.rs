@@ -67,6 +67,11 @@ impl ApiError {
         }
     }
 
+    /// `400 invalid_query`: a query parameter out of range or not for this route.
+    pub fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    }
+
     /// The same error with a `Retry-After` header of `secs`.
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs);

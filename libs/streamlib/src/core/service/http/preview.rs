@@ -6,9 +6,9 @@
 //! blocking pool, one preview image at a time for the whole server), and puts the result in a
 //! one-slot channel that every viewer of the stream reads. A port is the output whose frames
 //! are watched: previews of an input and of the output feeding it are one stream (an input's
-//! preview follows the output that fed it when the stream began). However many viewers, a frame is encoded once; a viewer
-//! that reads slowly gets the newest result and skips the rest (nothing queues for it); the
-//! pipeline never waits for anyone. When the last viewer goes, the stream ends and the port is
+//! preview follows the output that fed it when the stream began). However many viewers, a
+//! frame is encoded once; a viewer that reads slowly gets the newest result and skips the rest
+//! (nothing queues for it); the pipeline never waits for anyone. When the last viewer goes, the stream ends and the port is
 //! no longer watched: no viewer, no copy and no encoding.
 //!
 //! Messages (JSON text unless said):
@@ -41,9 +41,10 @@ use tokio::time::Instant;
 
 use super::ApiState;
 use super::error::{ApiError, ApiQuery, ErrorBody, ErrorDetail};
-use super::push::{Push, PushSource, json_message, push_session, websocket_required};
+use super::push::{Push, PushSource, json_message, push_session};
 use super::server::ConnectionSlot;
 use super::snapshot::{ImageFormat, MAX_SNAPSHOT_SIDE, encode_image};
+use super::websocket::accept;
 use crate::core::dsp::{ChannelLevel, LevelMeter};
 use crate::core::frames::{AnyFrame, FrameType, VideoFrame};
 use crate::core::graph::OutputLinkPortRef;
@@ -115,7 +116,7 @@ struct StreamKey {
 
 /// One preview stream: its newest message, read by every viewer.
 struct PreviewStream {
-    tx: watch::Sender<Option<Arc<Push>>>,
+    tx: watch::Sender<Option<Push>>,
 }
 
 impl PreviewHub {
@@ -185,13 +186,9 @@ enum PreviewMessage<'a> {
     },
 }
 
-fn invalid_query(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
-}
-
 /// Parses `processor.port` from a query.
 pub(super) fn port_param(port: &str) -> Result<OutputLinkPortRef, ApiError> {
-    OutputLinkPortRef::parse(port).map_err(|e| invalid_query(format!("port: {e}")))
+    OutputLinkPortRef::parse(port).map_err(|e| ApiError::invalid_query(format!("port: {e}")))
 }
 
 /// Live preview of a port (WebSocket)
@@ -219,18 +216,18 @@ pub(super) async fn preview(
     slot: Option<Extension<ConnectionSlot>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let ws = ws.map_err(|rejection| websocket_required("/api/preview", rejection))?;
+    let ws = accept(ws, "/api/preview")?;
     let port = port_param(&query.port)?;
     if let Some(fps) = query.fps {
         if !(1..=MAX_PREVIEW_FPS).contains(&fps) {
-            return Err(invalid_query(format!(
+            return Err(ApiError::invalid_query(format!(
                 "fps is {fps}; it must be 1 to {MAX_PREVIEW_FPS}"
             )));
         }
     }
     if let Some(width) = query.width {
         if !(1..=MAX_SNAPSHOT_SIDE).contains(&width) {
-            return Err(invalid_query(format!(
+            return Err(ApiError::invalid_query(format!(
                 "width is {width}; it must be 1 to {MAX_SNAPSHOT_SIDE}"
             )));
         }
@@ -243,7 +240,7 @@ pub(super) async fn preview(
         .await?;
     let frame_type = watch.frame_type();
     if frame_type != FrameType::Video && query.width.is_some() {
-        return Err(invalid_query(format!(
+        return Err(ApiError::invalid_query(format!(
             "width applies to video ports; '{port}' carries {frame_type} frames"
         )));
     }
@@ -269,14 +266,11 @@ pub(super) async fn preview(
         fps,
         width: query.width,
     });
-    Ok(ws
-        .max_message_size(super::websocket::MAX_CLIENT_MESSAGE)
-        .max_frame_size(super::websocket::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            let _slot = slot;
-            let viewer = Viewer::new(&state, rx);
-            push_session(socket, state, hello, viewer).await;
-        }))
+    Ok(ws.on_upgrade(move |socket| async move {
+        let _slot = slot;
+        let viewer = Viewer::new(&state, rx);
+        push_session(socket, state, hello, viewer).await;
+    }))
 }
 
 /// Joins the stream of `key`, or starts it with `watch` (at most `max_previews` at once).
@@ -285,7 +279,7 @@ fn join_or_start(
     key: StreamKey,
     watch: PortWatch,
     width: Option<u32>,
-) -> Result<watch::Receiver<Option<Arc<Push>>>, ApiError> {
+) -> Result<watch::Receiver<Option<Push>>, ApiError> {
     let hub = &state.inner.previews;
     let mut streams = hub.lock();
     if let Some(stream) = streams.get(&key) {
@@ -326,7 +320,7 @@ async fn run_stream(
     state.inner.previews.remove(&key, &stream);
     // Only then the watch: while it lives no other port can have its identity (the key).
     drop(watch);
-    stream.tx.send_replace(Some(Arc::new(end)));
+    stream.tx.send_replace(Some(end));
 }
 
 /// Returns once the stream has no viewer and is out of the hub.
@@ -349,7 +343,7 @@ async fn feed(
 ) -> Push {
     let period = Duration::from_secs(1) / fps;
     let publish = |messages: Vec<Message>| {
-        stream.tx.send_replace(Some(Arc::new(Push::Send(messages))));
+        stream.tx.send_replace(Some(Push::Send(messages.into())));
     };
     match watch.frame_type() {
         FrameType::Audio => {
@@ -530,12 +524,12 @@ async fn encode(
 
 /// One client viewing a stream: its read end of the stream's channel, counted while it lives.
 struct Viewer {
-    rx: watch::Receiver<Option<Arc<Push>>>,
+    rx: watch::Receiver<Option<Push>>,
     state: ApiState,
 }
 
 impl Viewer {
-    fn new(state: &ApiState, rx: watch::Receiver<Option<Arc<Push>>>) -> Self {
+    fn new(state: &ApiState, rx: watch::Receiver<Option<Push>>) -> Self {
         state.inner.previews.viewers.fetch_add(1, Ordering::Relaxed);
         Self {
             rx,
@@ -565,21 +559,8 @@ impl PushSource for Viewer {
                         .to_string(),
                 };
             }
-            let newest = self.rx.borrow_and_update().clone();
-            match newest.as_deref() {
-                Some(Push::Send(messages)) => return Push::Send(messages.clone()),
-                Some(Push::End {
-                    code,
-                    reason,
-                    message,
-                }) => {
-                    return Push::End {
-                        code: *code,
-                        reason,
-                        message: message.clone(),
-                    };
-                }
-                None => {}
+            if let Some(newest) = self.rx.borrow_and_update().clone() {
+                return newest;
             }
         }
     }

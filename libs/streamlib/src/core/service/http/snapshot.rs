@@ -107,10 +107,6 @@ pub enum PortSnapshot {
 #[schema(value_type = String, format = Binary)]
 pub struct ImageBytes(pub Vec<u8>);
 
-fn invalid_query(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
-}
-
 fn internal(what: &str) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -161,7 +157,7 @@ pub(super) async fn snapshot(
         None => DEFAULT_SNAPSHOT_TIMEOUT,
         Some(ms @ 1..=MAX_SNAPSHOT_TIMEOUT_MS) => Duration::from_millis(ms),
         Some(ms) => {
-            return Err(invalid_query(format!(
+            return Err(ApiError::invalid_query(format!(
                 "timeout_ms is {ms}; it must be 1 to {MAX_SNAPSHOT_TIMEOUT_MS}"
             )));
         }
@@ -169,7 +165,7 @@ pub(super) async fn snapshot(
     for (name, side) in [("width", query.width), ("height", query.height)] {
         if let Some(side) = side {
             if !(1..=MAX_SNAPSHOT_SIDE).contains(&side) {
-                return Err(invalid_query(format!(
+                return Err(ApiError::invalid_query(format!(
                     "{name} is {side}; it must be 1 to {MAX_SNAPSHOT_SIDE}"
                 )));
             }
@@ -191,7 +187,7 @@ pub(super) async fn snapshot(
         .await?;
     let image_asked = query.format.is_some() || query.width.is_some() || query.height.is_some();
     if image_asked && watch.frame_type() != FrameType::Video {
-        return Err(invalid_query(format!(
+        return Err(ApiError::invalid_query(format!(
             "format, width and height apply to video ports; '{id}.{port}' carries {} frames, answered as JSON",
             watch.frame_type()
         )));
@@ -252,7 +248,7 @@ async fn image_response(
     let (width, height) = (query.width, query.height);
     let (w, h) = scaled_size(width, height, frame.width, frame.height);
     if w > MAX_SNAPSHOT_SIDE || h > MAX_SNAPSHOT_SIDE {
-        return Err(invalid_query(format!(
+        return Err(ApiError::invalid_query(format!(
             "the image would be {w}x{h} (the frame is {}x{}); a snapshot is at most {MAX_SNAPSHOT_SIDE} pixels on a side: ask for a width or height that keeps both under it",
             frame.width, frame.height
         )));

@@ -24,8 +24,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::ApiState;
 use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::preview::port_param;
-use super::push::{Push, PushSource, json_message, push_session, websocket_required};
+use super::push::{Push, PushSource, json_message, push_session};
 use super::server::ConnectionSlot;
+use super::websocket::accept;
 use crate::core::dsp::{ChannelLevel, channel_levels};
 use crate::core::frames::{AnyFrame, FrameType, PixelFormat};
 use crate::core::links::PortWatch;
@@ -93,10 +94,6 @@ enum TapFrame<'a> {
     },
 }
 
-fn invalid_query(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
-}
-
 /// Tap the frames of a port (WebSocket)
 ///
 /// The frames passing a port as JSON: data whole, video and audio described (see the module
@@ -123,18 +120,18 @@ pub(super) async fn tap(
     slot: Option<Extension<ConnectionSlot>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let ws = ws.map_err(|rejection| websocket_required("/api/tap", rejection))?;
+    let ws = accept(ws, "/api/tap")?;
     let port = port_param(&query.port)?;
     if let Some(limit) = query.limit {
         if !(1..=MAX_TAP_LIMIT).contains(&limit) {
-            return Err(invalid_query(format!(
+            return Err(ApiError::invalid_query(format!(
                 "limit is {limit}; it must be 1 to {MAX_TAP_LIMIT}"
             )));
         }
     }
     let every = query.every.unwrap_or(1);
     if !(1..=MAX_TAP_EVERY).contains(&every) {
-        return Err(invalid_query(format!(
+        return Err(ApiError::invalid_query(format!(
             "every is {every}; it must be 1 to {MAX_TAP_EVERY}"
         )));
     }
@@ -168,13 +165,10 @@ pub(super) async fn tap(
         },
         _permit: permit,
     };
-    Ok(ws
-        .max_message_size(super::websocket::MAX_CLIENT_MESSAGE)
-        .max_frame_size(super::websocket::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            let _slot = slot;
-            push_session(socket, state, hello, tap).await;
-        }))
+    Ok(ws.on_upgrade(move |socket| async move {
+        let _slot = slot;
+        push_session(socket, state, hello, tap).await;
+    }))
 }
 
 /// One open tap: its watch on the port and how far it got.
@@ -275,7 +269,7 @@ impl PushSource for Tap {
                     missed,
                 }),
             };
-            return Push::Send(vec![message]);
+            return Push::Send(std::sync::Arc::new([message]));
         }
     }
 }

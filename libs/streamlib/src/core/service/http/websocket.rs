@@ -96,9 +96,9 @@ impl FanOut {
 }
 
 /// Largest client message accepted (filters are tiny).
-pub(super) const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// A client that answers no ping for this many intervals is disconnected.
-pub(super) const MISSED_PONGS_LIMIT: u32 = 3;
+const MISSED_PONGS_LIMIT: u32 = 3;
 
 /// Query parameters of `/api/events`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -229,16 +229,9 @@ pub(super) async fn events(
     slot: Option<Extension<ConnectionSlot>>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let ws = match ws {
+    let ws = match accept(ws, "/api/events") {
         Ok(ws) => ws,
-        Err(rejection) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "not_websocket",
-                format!("/api/events is a WebSocket endpoint: {rejection}"),
-            )
-            .into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let filter = EventFilter {
         types: EventFilter::parse_list(query.types.as_deref()),
@@ -247,14 +240,30 @@ pub(super) async fn events(
     if let Err(message) = filter.validate() {
         return ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", message).into_response();
     }
-    ws.max_message_size(MAX_CLIENT_MESSAGE)
-        // Checked on the frame header: an oversized frame is refused before it is buffered.
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            // The session holds its connection's slot under the server's connection cap.
-            let _slot = slot;
-            session(socket, state, filter).await;
-        })
+    ws.on_upgrade(move |socket| async move {
+        // The session holds its connection's slot under the server's connection cap.
+        let _slot = slot;
+        session(socket, state, filter).await;
+    })
+}
+
+/// The upgrade of a WebSocket route (`path`, for the error), with the limit on what clients
+/// send; a plain HTTP request gets `400 not_websocket`.
+pub(super) fn accept(
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    path: &str,
+) -> Result<WebSocketUpgrade, ApiError> {
+    match ws {
+        Ok(ws) => Ok(ws
+            .max_message_size(MAX_CLIENT_MESSAGE)
+            // Checked on the frame header: an oversized frame is refused before it is buffered.
+            .max_frame_size(MAX_CLIENT_MESSAGE)),
+        Err(rejection) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_websocket",
+            format!("{path} is a WebSocket endpoint: {rejection}"),
+        )),
+    }
 }
 
 /// Counts a WebSocket client as connected while it lives (dropped however the session ends).
@@ -281,6 +290,113 @@ impl Drop for ConnectedClient {
     }
 }
 
+/// What every WebSocket session does besides its own messages (events, previews, taps): ping
+/// the client and drop it when it stops answering, complete its closing handshake, say why a
+/// bad frame ends it, and close when the server shuts down.
+pub(super) struct Keepalive {
+    every: Duration,
+    ping: tokio::time::Interval,
+    last_pong: Instant,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A timer of [`Keepalive`] that came due.
+pub(super) enum Due {
+    Ping,
+    Shutdown,
+}
+
+/// A client frame, once [`Keepalive::frame`] has dealt with the ones every session handles alike.
+pub(super) enum ClientFrame {
+    /// A text or binary message: the session's to answer.
+    Data(Message),
+    /// A pong or a ping, dealt with: go on.
+    Handled,
+    /// The connection is over (closed by the client, gone, or refused with a close frame).
+    Ended,
+}
+
+impl Keepalive {
+    pub(super) fn new(state: &ApiState) -> Self {
+        let every = state.inner.options.ws_ping_interval;
+        Self {
+            every,
+            ping: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+            last_pong: Instant::now(),
+            shutdown: state.inner.shutdown.clone(),
+        }
+    }
+
+    /// The next timer due (cancel-safe: raced against the session's other work).
+    pub(super) async fn due(&mut self) -> Due {
+        tokio::select! {
+            _ = self.ping.tick() => Due::Ping,
+            _ = self.shutdown.changed() => Due::Shutdown,
+        }
+    }
+
+    /// Acts on a timer: pings the client, or closes its connection (going away: no pong, or
+    /// the server shutting down). `false` when the session is over.
+    pub(super) async fn answer(&mut self, due: Due, tx: &mut WsSink) -> bool {
+        match due {
+            Due::Ping => {
+                if self.last_pong.elapsed()
+                    > self.every * MISSED_PONGS_LIMIT + Duration::from_secs(1)
+                {
+                    close(tx, 1001, "no pong received").await;
+                    return false;
+                }
+                tx.send(Message::Ping(axum::body::Bytes::from_static(b"streamlib")))
+                    .await
+                    .is_ok()
+            }
+            Due::Shutdown => {
+                close(tx, 1001, "the API server is shutting down").await;
+                false
+            }
+        }
+    }
+
+    /// Deals with a frame read from the client, all but its data messages.
+    pub(super) async fn frame(
+        &mut self,
+        incoming: Option<Result<Message, axum::Error>>,
+        tx: &mut WsSink,
+    ) -> ClientFrame {
+        match incoming {
+            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                ClientFrame::Data(message)
+            }
+            Some(Ok(Message::Pong(_))) => {
+                self.last_pong = Instant::now();
+                ClientFrame::Handled
+            }
+            Some(Ok(Message::Ping(_))) => ClientFrame::Handled, // answered by the WebSocket layer
+            // Complete the closing handshake: the client gets its close frame back (the
+            // WebSocket layer queued the echo; flushing sends it) instead of a dropped
+            // connection.
+            Some(Ok(Message::Close(_))) => {
+                let _ = tx.flush().await;
+                ClientFrame::Ended
+            }
+            None => ClientFrame::Ended,
+            Some(Err(e)) => {
+                // The WebSocket layer sends no close frame on a read error; the sending half
+                // still works, so say why.
+                if let Some((code, reason)) = read_error_close(e) {
+                    tracing::info!(
+                        code,
+                        reason,
+                        "closing a WebSocket client after a bad message"
+                    );
+                    close(tx, code, reason).await;
+                }
+                ClientFrame::Ended
+            }
+        }
+    }
+}
+
 async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
     let _client = ConnectedClient::new(&state);
     // Subscribe before taking the snapshot: every event published after the snapshot is then
@@ -290,10 +406,7 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
     let Some(mut last_seq) = send_snapshot(&state, &mut tx).await else {
         return;
     };
-    let ping_every = state.inner.options.ws_ping_interval;
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-    let mut last_pong = Instant::now();
-    let mut shutdown = state.inner.shutdown.clone();
+    let mut keepalive = Keepalive::new(&state);
 
     loop {
         tokio::select! {
@@ -349,8 +462,8 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                     last_seq = snapshot.seq;
                 }
             },
-            incoming = rx.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
+            incoming = rx.next() => match keepalive.frame(incoming, &mut tx).await {
+                ClientFrame::Data(Message::Text(text)) => {
                     let ok = match handle_client_message(&mut filter, text.as_str()) {
                         ClientReply::Snapshot => match send_snapshot(&state, &mut tx).await {
                             Some(seq) => {
@@ -371,8 +484,7 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                         return;
                     }
                 }
-                Some(Ok(Message::Pong(_))) => last_pong = Instant::now(),
-                Some(Ok(Message::Binary(_))) => {
+                ClientFrame::Data(_) => {
                     let error = super::error::ErrorDetail {
                         code: "invalid_message".to_string(),
                         message: "send JSON text messages".to_string(),
@@ -382,37 +494,13 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                         return;
                     }
                 }
-                Some(Ok(Message::Ping(_))) => {} // answered by the WebSocket layer
-                // Complete the closing handshake: the client gets its close frame back (the
-                // WebSocket layer queued the echo; flushing sends it) instead of a dropped
-                // connection.
-                Some(Ok(Message::Close(_))) => {
-                    let _ = tx.flush().await;
-                    return;
-                }
-                None => return,
-                Some(Err(e)) => {
-                    // The WebSocket layer sends no close frame on a read error; the sending
-                    // half still works, so say why.
-                    if let Some((code, reason)) = read_error_close(e) {
-                        tracing::info!(code, reason, "closing a WebSocket client after a bad message");
-                        close(&mut tx, code, reason).await;
-                    }
-                    return;
-                }
+                ClientFrame::Handled => {}
+                ClientFrame::Ended => return,
             },
-            _ = ping.tick() => {
-                if last_pong.elapsed() > ping_every * MISSED_PONGS_LIMIT + Duration::from_secs(1) {
-                    close(&mut tx, 1001, "no pong received").await;
+            due = keepalive.due() => {
+                if !keepalive.answer(due, &mut tx).await {
                     return;
                 }
-                if tx.send(Message::Ping(axum::body::Bytes::from_static(b"streamlib"))).await.is_err() {
-                    return;
-                }
-            }
-            _ = shutdown.changed() => {
-                close(&mut tx, 1001, "the API server is shutting down").await;
-                return;
             }
         }
     }
@@ -522,7 +610,7 @@ async fn send_json(tx: &mut WsSink, value: &impl Serialize) -> Result<(), ()> {
 
 /// The close code and reason owed to a client whose message could not be read; `None` when
 /// the connection itself failed (nothing can be sent).
-pub(super) fn read_error_close(e: axum::Error) -> Option<(u16, &'static str)> {
+fn read_error_close(e: axum::Error) -> Option<(u16, &'static str)> {
     use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
     match *e.into_inner().downcast::<WsError>().ok()? {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some((
