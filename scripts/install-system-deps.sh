@@ -15,8 +15,9 @@ PACKAGES=(
   # Tests: a display server without a screen (window tests); ffmpeg/ffprobe (media checks);
   # Python with venv for the API fuzzing (scripts/api-fuzz.sh installs schemathesis in one);
   # procps for `kill`, which the CLI tests use to send signals; promtool (package prometheus)
-  # checks the output of GET /metrics; tmux runs `streamlib top` in a terminal for its test.
-  xvfb ffmpeg python3 python3-venv procps prometheus tmux
+  # checks the output of GET /metrics; tmux runs `streamlib top` in a terminal for its test;
+  # Chromium and its WebDriver drive the dashboard headless.
+  xvfb ffmpeg python3 python3-venv procps prometheus tmux chromium chromium-driver
 )
 
 missing=()

@@ -4,6 +4,7 @@ mod common;
 
 mod cli;
 mod ctl;
+mod dashboard;
 mod display;
 mod graph_files;
 mod limits;

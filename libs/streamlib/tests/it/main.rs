@@ -12,6 +12,7 @@ mod api_server;
 mod audio_devices;
 mod audio_processing;
 mod camera;
+mod dashboard;
 mod end_of_stream;
 mod graph;
 mod graph_apply;

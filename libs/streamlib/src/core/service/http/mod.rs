@@ -26,6 +26,7 @@
 //! | GET (WS) | `/api/preview` | a port live: JPEG images, level meters or data, encoded once for all viewers |
 //! | GET (WS) | `/api/tap` | the frames passing a port, as JSON |
 //! | GET | `/metrics` | Prometheus text format |
+//! | GET | `/` | the dashboard (a web page; `dashboard.rs`) |
 //! | GET | `/api/registry` | processor types with ports and config schema |
 //! | GET | `/api/openapi.json` | this API as OpenAPI 3.1 |
 //! | GET | `/api/health` | the server answers (no token needed) |
@@ -33,6 +34,7 @@
 //!
 //! [`router`] builds the axum router (tests call it directly); [`serve`] runs it on a listener.
 
+mod dashboard;
 mod error;
 mod graph_routes;
 mod handlers;
@@ -222,6 +224,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
 /// Needs `ConnectInfo<SocketAddr>` ([`serve`] inserts it; tests add `MockConnectInfo`).
 pub fn router(state: ApiState) -> Router {
     let (routes, _) = api_routes().split_for_parts();
+    let routes = routes.merge(dashboard::routes());
     let options = &state.inner.options;
     let timeout = options.request_timeout;
     let router = routes

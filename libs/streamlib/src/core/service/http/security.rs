@@ -271,8 +271,10 @@ fn check(policy: &Arc<AccessPolicy>, peer: SocketAddr, req: &Request) -> Result<
         && peer.ip().to_canonical().is_loopback()
         && host.is_some_and(is_loopback_host)
         && !req.headers().contains_key(header::ORIGIN);
+    // The dashboard's files hold no data: the page asks for the token itself.
     let open = reading
         && (path == super::probes::HEALTH_PATH
+            || super::dashboard::DASHBOARD_PATHS.contains(&path)
             || (path == super::metrics::METRICS_PATH && local_scraper));
     if policy.requires_token() && !open && !policy.token_matches(presented_token(req).as_deref()) {
         // Failed attempts have a quota of their own: guessing is rate-limited, and does not

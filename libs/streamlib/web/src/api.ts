@@ -1,0 +1,110 @@
+// The server's HTTP and WebSocket API, as the page uses it. The token (when the server has
+// one) is asked once and kept for the tab's session (sessionStorage), never put in the page's
+// URL; HTTP sends it as a bearer header, WebSockets (which cannot set headers) as `?token=`.
+
+const TOKEN_KEY = "streamlib.token";
+
+export function token(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function setToken(value: string | null): void {
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** An error answer of the API: `{"error": {"code", "message", "problems"?}}`. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly problems: { place: string; message: string }[] = [],
+  ) {
+    super(message);
+  }
+}
+
+export async function api<T = unknown>(
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<T> {
+  const t = token();
+  const response = await fetch(path, {
+    method,
+    headers: {
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...(t ? { authorization: `Bearer ${t}` } : {}),
+      ...headers,
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  const json = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const e = json?.error ?? {};
+    throw new ApiError(response.status, e.code ?? "http_error", e.message ?? `${method} ${path}: ${response.status}`, e.problems ?? []);
+  }
+  return json as T;
+}
+
+/** A WebSocket on one of the API's routes (`path` with its query), with the token. */
+export function socket(path: string): WebSocket {
+  const t = token();
+  const url = new URL(path, window.location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  if (t) url.searchParams.set("token", t);
+  return new WebSocket(url);
+}
+
+// The shapes the page reads (a subset of the API's; see GET /api/openapi.json).
+
+export interface PortInfo {
+  name: string;
+  frame_type: "video" | "audio" | "data";
+  description: string;
+  links: string[];
+}
+
+export interface ProcessorInfo {
+  id: string;
+  processor_type: string;
+  state: string;
+  error?: string | null;
+  control_plane: boolean;
+  inputs: PortInfo[];
+  outputs: PortInfo[];
+  counters: { process_calls: number; errors: number; restarts: number };
+  rates: {
+    frames_in_per_s: number;
+    frames_out_per_s: number;
+    busy_percent: number;
+    process_p99_ms: number | null;
+  };
+}
+
+export interface LinkInfo {
+  id: string;
+  from: { processor: string; port: string };
+  to: { processor: string; port: string };
+  frame_type: string;
+  capacity: number;
+  counters: { written: number; read: number; dropped: number; queued: number };
+  rates: {
+    read_per_s: number;
+    dropped_per_s: number;
+    latency_p50_ms: number | null;
+    latency_p99_ms: number | null;
+  };
+}
+
+export interface RuntimeState {
+  status: string;
+  seq: number;
+  processor_count: number;
+  link_count: number;
+  processors: ProcessorInfo[];
+  links: LinkInfo[];
+}
