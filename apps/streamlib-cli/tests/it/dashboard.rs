@@ -2,6 +2,7 @@
 //! against a real `streamlib serve`. Screenshots go to `target/dashboard-screenshots/`.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,10 +38,13 @@ impl Driver {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap();
+        // A process group of its own: the browsers it starts go with it, also when a test
+        // panics before closing its session.
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
         let deadline = Instant::now() + PATIENCE;
@@ -124,8 +128,20 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
+    }
+}
+
+/// A `streamlib serve`, stopped when dropped (a failing test does not leave it running).
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        common::terminate(&self.0);
+        let _ = self.0.wait();
     }
 }
 
@@ -189,7 +205,8 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
         .args(["serve", "--demo", "--port", "0", "--media-dir"])
         .arg(media)
         .env_remove("STREAMLIB_API_TOKEN");
-    let (mut server, port) = common::serving(command);
+    let (server, port) = common::serving(command);
+    let _server = Served(server);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -317,8 +334,6 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
         assert!(errors.is_empty(), "console errors: {errors:?}");
         browser.close().await.unwrap();
     });
-    common::terminate(&server);
-    let _ = server.wait();
 }
 
 #[test]
@@ -340,7 +355,8 @@ fn a_server_with_a_token_asks_for_it_once() {
         ])
         .arg(media)
         .env_remove("STREAMLIB_API_TOKEN");
-    let (mut server, port) = common::serving(command);
+    let (server, port) = common::serving(command);
+    let _server = Served(server);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -414,6 +430,4 @@ fn a_server_with_a_token_asks_for_it_once() {
         assert!(errors.is_empty(), "console errors: {errors:?}");
         browser.close().await.unwrap();
     });
-    common::terminate(&server);
-    let _ = server.wait();
 }
