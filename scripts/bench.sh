@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the benchmarks recorded in BENCHMARKS.md, installing the peers they compare against.
 #   bash scripts/bench.sh            # link transport (vs GStreamer), idle CPU, HTTP/WebSocket API,
-#                                    # graph apply (vs single requests), file transcode (vs the
-#                                    # ffmpeg command line)
+#                                    # graph apply (vs single requests), snapshots, live preview,
+#                                    # the dashboard in headless Chromium (vs the demo graph),
+#                                    # file transcode (vs the ffmpeg command line)
 #   bash scripts/bench.sh --quick    # every bench once on little work, built in the dev profile:
 #                                    # CI runs it so these commands keep working (no figures)
 set -euo pipefail
@@ -57,6 +58,9 @@ cargo bench -q "${profile[@]}" -p streamlib --bench snapshot "${quick[@]}"
 echo
 echo '$ cargo bench -p streamlib --bench preview'
 cargo bench -q "${profile[@]}" -p streamlib --bench preview "${quick[@]}"
+echo
+echo '$ cargo bench -p streamlib-cli --bench dashboard'
+cargo bench -q "${profile[@]}" -p streamlib-cli --bench dashboard "${quick[@]}"
 echo
 echo '$ cargo bench -p streamlib --features ffmpeg --bench transcode'
 cargo bench -q "${profile[@]}" -p streamlib --features ffmpeg --bench transcode "${quick[@]}"

@@ -39,6 +39,7 @@ fn changes_file(kind: &RuntimeEventKind) -> bool {
             | RuntimeEventKind::LinkCreated { .. }
             | RuntimeEventKind::LinkRemoved { .. }
             | RuntimeEventKind::ConfigChanged { .. }
+            | RuntimeEventKind::LayoutChanged { .. }
     )
 }
 

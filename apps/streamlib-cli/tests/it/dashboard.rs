@@ -431,3 +431,580 @@ fn a_server_with_a_token_asks_for_it_once() {
         browser.close().await.unwrap();
     });
 }
+
+/// Clicks the element `css` names.
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// Replaces the text of the input `css` names with `text` as a person does (select all, type),
+/// then leaves it (Tab: the edit is finished). WebDriver's "clear" would set the value under
+/// React's feet, which puts it back.
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    let input = browser.find(Locator::Css(css)).await.unwrap();
+    input
+        .send_keys(&format!("\u{E009}a\u{E009}{text}\u{E004}"))
+        .await
+        .unwrap();
+}
+
+/// The centre of the element `css` names, in the page's viewport (whole pixels), once it has
+/// stayed put for 300 ms (the view is fitted to the graph after a change, and may be moving).
+async fn centre(browser: &Client, css: &str) -> (f64, f64) {
+    let script = "const e = document.querySelector(arguments[0]); if (!e) return null; const r = e.getBoundingClientRect(); return [Math.round(r.x + r.width / 2), Math.round(r.y + r.height / 2)];";
+    let at = || async {
+        let at = browser.execute(script, vec![json!(css)]).await.ok()?;
+        Some((at[0].as_f64()?, at[1].as_f64()?))
+    };
+    until(&format!("{css} in place"), || async {
+        let before = at().await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        (at().await? == before).then_some(before)
+    })
+    .await
+}
+
+/// The text of the first element matching `css`, once there is one.
+async fn text_of(browser: &Client, css: &str) -> String {
+    until(css, || async {
+        let found = browser.find(Locator::Css(css)).await.ok()?;
+        found.text().await.ok()
+    })
+    .await
+}
+
+/// Mean red, green and blue of the live preview image of processor `id` around (fx, fy), as
+/// fractions of its width and height: drawn onto a canvas in the page.
+async fn preview_colour(browser: &Client, id: &str, fx: f64, fy: f64) -> Option<[f64; 3]> {
+    let script = r#"
+        const img = document.querySelector(`.react-flow__node[data-id="${arguments[0]}"] img.preview`);
+        if (!img || !img.complete || img.naturalWidth === 0) return null;
+        const c = document.createElement("canvas");
+        c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext("2d");
+        g.drawImage(img, 0, 0);
+        const x = Math.floor(c.width * arguments[1]) - 2, y = Math.floor(c.height * arguments[2]) - 2;
+        const d = g.getImageData(x, y, 4, 4).data;
+        let r = 0, gr = 0, b = 0;
+        for (let i = 0; i < d.length; i += 4) { r += d[i]; gr += d[i + 1]; b += d[i + 2]; }
+        return [r / 16, gr / 16, b / 16];
+    "#;
+    let value = browser
+        .execute(script, vec![json!(id), json!(fx), json!(fy)])
+        .await
+        .ok()?;
+    let all = value.as_array()?;
+    Some([all[0].as_f64()?, all[1].as_f64()?, all[2].as_f64()?])
+}
+
+/// The server's graph document.
+fn graph_of(port: u16) -> serde_json::Value {
+    let (status, doc) = common::http(port, "GET", "/api/graph", None);
+    assert_eq!(status, 200, "{doc}");
+    doc
+}
+
+fn session_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_graph_is_built_connected_and_steered_from_the_page() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let media = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-build");
+    let mut command = streamlib();
+    command
+        .args(["serve", "--port", "0", "--media-dir"])
+        .arg(media)
+        .env_remove("STREAMLIB_API_TOKEN");
+    let (server, port) = common::serving(command);
+    let _server = Served(server);
+    session_runtime().block_on(async {
+        let browser = driver.session().await;
+        browser
+            .goto(&format!("http://127.0.0.1:{port}/"))
+            .await
+            .unwrap();
+        // The palette: searched, a type chosen, its form generated from the config schema.
+        let search = browser
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css("input[aria-label='search processor types']"))
+            .await
+            .unwrap();
+        search.send_keys("colour bars").await.unwrap();
+        until("the palette filtered", || async {
+            let shown = browser
+                .find_all(Locator::Css(".palette li button"))
+                .await
+                .ok()?;
+            (shown.len() == 1).then_some(())
+        })
+        .await;
+        click(&browser, ".palette button[data-type=TestPatternProcessor]").await;
+        type_into(&browser, "#add-id", "tp").await;
+        // The form knows the schema: the pattern is a choice of three, fps is marked live.
+        let options = contents(&browser, "#add-pattern option").await;
+        assert_eq!(options, ["bars", "gradient", "checkerboard"]);
+        assert!(
+            text_of(&browser, ".add-dialog .field[data-field=fps] label")
+                .await
+                .contains("live")
+        );
+        // A value the server refuses: its message at the field, nothing added.
+        type_into(&browser, "#add-width", "5").await;
+        click(&browser, ".add-dialog button[type=submit]").await;
+        let message = text_of(
+            &browser,
+            ".add-dialog .field[data-field=width] .field-error",
+        )
+        .await;
+        assert!(message.contains("between 16 and 7680"), "{message}");
+        assert!(graph_of(port)["processors"].as_array().unwrap().is_empty());
+        screenshot("add-form-error", &browser.screenshot().await.unwrap());
+        type_into(&browser, "#add-width", "320").await;
+        type_into(&browser, "#add-height", "180").await;
+        click(&browser, ".add-dialog button[type=submit]").await;
+        until("the pattern on the graph", || async {
+            browser
+                .find(Locator::Css(".react-flow__node[data-id=tp]"))
+                .await
+                .ok()
+        })
+        .await;
+        // The sink, with its defaults.
+        let search = browser
+            .find(Locator::Css("input[aria-label='search processor types']"))
+            .await
+            .unwrap();
+        search
+            .send_keys("\u{E009}a\u{E009}CountingSink")
+            .await
+            .unwrap();
+        click(&browser, ".palette button[data-type=CountingSinkProcessor]").await;
+        type_into(&browser, "#add-id", "cs").await;
+        click(&browser, ".add-dialog button[type=submit]").await;
+        until("the sink on the graph", || async {
+            browser
+                .find(Locator::Css(".react-flow__node[data-id=cs]"))
+                .await
+                .ok()
+        })
+        .await;
+        // Connect by dragging from the pattern's output: the sink's video input lights up,
+        // its audio input is greyed with the server's reason.
+        use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+        // At the handles' centres on the page as it is: moving "to an element" would first
+        // scroll it into view, and scrolling the graph's box moves the graph under the pointer.
+        let (x, y) = centre(&browser, "[data-port='tp.video']").await;
+        let press = MouseActions::new("mouse".to_string())
+            .then(PointerAction::MoveTo {
+                duration: None,
+                x,
+                y,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::MoveBy {
+                duration: Some(Duration::from_millis(150)),
+                x: 40.0,
+                y: 10.0,
+            });
+        browser.perform_actions(press).await.unwrap();
+        let reason = until("targets lit up", || async {
+            browser
+                .find(Locator::Css("[data-port='cs.video'].target-ok"))
+                .await
+                .ok()?;
+            let no = browser
+                .find(Locator::Css("[data-port='cs.audio'].target-no"))
+                .await
+                .ok()?;
+            no.attr("title").await.ok()?
+        })
+        .await;
+        assert!(reason.contains("frame types differ"), "{reason}");
+        screenshot("connecting", &browser.screenshot().await.unwrap());
+        let (x, y) = centre(&browser, "[data-port='cs.video']").await;
+        let release = MouseActions::new("mouse".to_string())
+            .then(PointerAction::MoveTo {
+                duration: Some(Duration::from_millis(150)),
+                x,
+                y,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        browser.perform_actions(release).await.unwrap();
+        browser.release_actions().await.unwrap();
+        until("the link made", || async {
+            let (_, links) = common::http(port, "GET", "/api/connections", None);
+            let links = links.as_array()?.clone();
+            (links.len() == 1).then_some(())
+        })
+        .await;
+        // The live preview changes over time.
+        let frame = || async {
+            let img = browser
+                .find(Locator::Css(".react-flow__node[data-id=tp] img.preview"))
+                .await
+                .ok()?;
+            img.attr("data-frame").await.ok()??.parse::<u64>().ok()
+        };
+        let first = until("a preview image", frame).await;
+        until("a later preview image", || async {
+            frame().await.filter(|n| *n > first)
+        })
+        .await;
+        // Colour bars: the last bar (at the right) is blue.
+        until("the blue bar", || async {
+            let [r, _, b] = preview_colour(&browser, "tp", 0.97, 0.5).await?;
+            (b > r + 60.0).then_some(())
+        })
+        .await;
+        // The inspector: a live field changed in place, the preview follows (the gradient is
+        // red at the right).
+        click(&browser, ".react-flow__node[data-id=tp] .node-head").await;
+        let restarts_before = processor(port, "tp")["counters"]["restarts"]
+            .as_u64()
+            .unwrap();
+        browser
+            .find(Locator::Css("#cfg-tp-pattern"))
+            .await
+            .unwrap()
+            .select_by_value("gradient")
+            .await
+            .unwrap();
+        until("the gradient in the preview", || async {
+            let [r, _, b] = preview_colour(&browser, "tp", 0.97, 0.5).await?;
+            (r > b + 60.0).then_some(())
+        })
+        .await;
+        assert_eq!(processor(port, "tp")["config"]["pattern"], "gradient");
+        assert_eq!(
+            processor(port, "tp")["counters"]["restarts"]
+                .as_u64()
+                .unwrap(),
+            restarts_before,
+            "a live field restarts nothing"
+        );
+        // A bad live value: the server's message at the field, the config in force kept.
+        type_into(&browser, "#cfg-tp-fps", "5000").await;
+        let message = text_of(&browser, ".inspector .field[data-field=fps] .field-error").await;
+        assert!(message.contains("between 0.1 and 1000"), "{message}");
+        assert_eq!(processor(port, "tp")["config"]["fps"], 30.0);
+        screenshot("inspector", &browser.screenshot().await.unwrap());
+        // A field that is not live waits behind "Apply and restart".
+        type_into(&browser, "#cfg-tp-fps", "25").await;
+        until("fps applied", || async {
+            (processor(port, "tp")["config"]["fps"] == 25.0).then_some(())
+        })
+        .await;
+        type_into(&browser, "#cfg-tp-width", "256").await;
+        assert_eq!(processor(port, "tp")["config"]["width"], 320);
+        click(&browser, ".inspector button.primary").await;
+        until("the restart with the new width", || async {
+            let p = processor(port, "tp");
+            (p["config"]["width"] == 256
+                && p["counters"]["restarts"].as_u64()? > restarts_before
+                && p["state"] == "running")
+                .then_some(())
+        })
+        .await;
+        // Stop and start from the header.
+        click(&browser, "header button:nth-of-type(2)").await;
+        until("stopped", || async {
+            let (_, state) = common::http(port, "GET", "/api/runtime/state", None);
+            (state["status"] == "stopped").then_some(())
+        })
+        .await;
+        click(&browser, "header button:nth-of-type(1)").await;
+        until("running", || async {
+            let (_, state) = common::http(port, "GET", "/api/runtime/state", None);
+            (state["status"] == "running").then_some(())
+        })
+        .await;
+        // Remove the link (selected on the graph, removed from its inspector), then the sink.
+        let (_, links) = common::http(port, "GET", "/api/connections", None);
+        assert_eq!(links.as_array().unwrap().len(), 1, "{links}");
+        click(&browser, ".react-flow__edge .react-flow__edge-interaction").await;
+        click(&browser, ".inspector button").await;
+        until("the link removed", || async {
+            let (_, links) = common::http(port, "GET", "/api/connections", None);
+            links.as_array()?.is_empty().then_some(())
+        })
+        .await;
+        click(&browser, ".react-flow__node[data-id=cs] .node-head").await;
+        let remove = "//section[contains(@class,'inspector')]//button[text()='Remove']";
+        browser
+            .find(Locator::XPath(remove))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .find(Locator::XPath(
+                "//section[contains(@class,'inspector')]//button[text()='Remove for good?']",
+            ))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until("the sink removed", || async {
+            let ids: Vec<String> = graph_of(port)["processors"]
+                .as_array()?
+                .iter()
+                .map(|p| p["id"].as_str().unwrap_or("").to_string())
+                .collect();
+            (ids == ["tp"]).then_some(())
+        })
+        .await;
+        let errors = driver.console_errors(&browser).await;
+        // The refused values answered 422: the console reports those requests, nothing else.
+        let errors: Vec<&String> = errors.iter().filter(|e| !e.contains("422")).collect();
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        browser.close().await.unwrap();
+    });
+}
+
+/// One processor's details from the server.
+fn processor(port: u16, id: &str) -> serde_json::Value {
+    let (status, info) = common::http(port, "GET", &format!("/api/processors/{id}"), None);
+    assert_eq!(status, 200, "{info}");
+    info
+}
+
+/// The node of `id`'s place on the page (its transform), as the page draws it.
+async fn node_transform(browser: &Client, id: &str) -> Option<String> {
+    let script = "const n = document.querySelector(`.react-flow__node[data-id=\"${arguments[0]}\"]`); return n ? n.style.transform : null;";
+    let value = browser.execute(script, vec![json!(id)]).await.ok()?;
+    value.as_str().map(str::to_string)
+}
+
+#[test]
+fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-import");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut command = streamlib();
+    command
+        .args(["serve", "--demo", "--port", "0", "--media-dir"])
+        .arg(dir.join("media"))
+        .env_remove("STREAMLIB_API_TOKEN");
+    let (server, port) = common::serving(command);
+    let _server = Served(server);
+    session_runtime().block_on(async {
+        let browser = driver.session().await;
+        let url = format!("http://127.0.0.1:{port}/");
+        browser.goto(&url).await.unwrap();
+        until("the demo's processors", || async {
+            let nodes = browser.find_all(Locator::Css(".react-flow__node")).await.ok()?;
+            (nodes.len() == 5).then_some(())
+        })
+        .await;
+        // A document changed by hand: the pattern slower, one processor more.
+        let mut doc = graph_of(port);
+        doc["processors"][0]["config"]["fps"] = json!(10.0);
+        doc["processors"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": "extra", "type": "TestPatternProcessor", "config": {"width": 64, "height": 64}}));
+        let file = dir.join("changed.json");
+        std::fs::write(&file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+        let upload = browser
+            .find(Locator::Css("[data-testid=import-file]"))
+            .await
+            .unwrap();
+        upload.send_keys(file.to_str().unwrap()).await.unwrap();
+        // The plan is shown; nothing has changed yet.
+        let plan = until("the plan", || async {
+            let plan = contents(&browser, ".import-dialog .plan li").await;
+            (!plan.is_empty()).then_some(plan)
+        })
+        .await;
+        assert!(
+            plan.iter().any(|a| a.starts_with("reconfigure") && a.contains("pattern")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter().any(|a| a.starts_with("add") && a.contains("extra")),
+            "{plan:?}"
+        );
+        assert_eq!(graph_of(port)["processors"].as_array().unwrap().len(), 5);
+        screenshot("import-plan", &browser.screenshot().await.unwrap());
+        browser
+            .find(Locator::XPath("//dialog//button[text()='Apply']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        until("applied", || async {
+            contents(&browser, ".import-dialog [role=status]")
+                .await
+                .iter()
+                .any(|s| s.starts_with("Applied"))
+                .then_some(())
+        })
+        .await;
+        let now = graph_of(port);
+        assert_eq!(now["processors"].as_array().unwrap().len(), 6);
+        assert_eq!(now["processors"][0]["config"]["fps"], 10.0);
+        browser
+            .find(Locator::XPath("//dialog//button[text()='Close']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        // The graph changes elsewhere between the plan and the apply: said, not overwritten.
+        let mut back = graph_of(port);
+        back["processors"].as_array_mut().unwrap().pop();
+        let file = dir.join("without-extra.json");
+        std::fs::write(&file, serde_json::to_vec_pretty(&back).unwrap()).unwrap();
+        let upload = browser
+            .find(Locator::Css("[data-testid=import-file]"))
+            .await
+            .unwrap();
+        upload.send_keys(file.to_str().unwrap()).await.unwrap();
+        until("the second plan", || async {
+            contents(&browser, ".import-dialog .plan li")
+                .await
+                .iter()
+                .any(|a| a.starts_with("remove") && a.contains("extra"))
+                .then_some(())
+        })
+        .await;
+        let (status, _) = common::http(
+            port,
+            "PATCH",
+            "/api/processors/pattern/config",
+            Some(json!({"fps": 12.0})),
+        );
+        assert_eq!(status, 200);
+        browser
+            .find(Locator::XPath("//dialog//button[text()='Apply']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let said = text_of(&browser, ".import-dialog .error").await;
+        assert!(said.contains("changed elsewhere"), "{said}");
+        assert_eq!(graph_of(port)["processors"].as_array().unwrap().len(), 6);
+        browser
+            .find(Locator::XPath("//dialog//button[text()='Cancel']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        assert_eq!(graph_of(port)["processors"].as_array().unwrap().len(), 6);
+
+        // Two tabs: a change made in one shows in the other through the event stream.
+        let first = browser.window().await.unwrap();
+        let second = browser.new_window(false).await.unwrap().handle;
+        browser.switch_to_window(second.clone()).await.unwrap();
+        browser.goto(&url).await.unwrap();
+        until("the graph in the second tab", || async {
+            let nodes = browser.find_all(Locator::Css(".react-flow__node")).await.ok()?;
+            (nodes.len() == 6).then_some(())
+        })
+        .await;
+        click(&browser, ".react-flow__node[data-id=pattern] .node-head").await;
+        until("the inspector in the second tab", || async {
+            browser.find(Locator::Css("#cfg-pattern-pattern")).await.ok()
+        })
+        .await;
+        let before = node_transform(&browser, "extra").await.unwrap();
+        browser.switch_to_window(first.clone()).await.unwrap();
+        click(&browser, ".react-flow__node[data-id=pattern] .node-head").await;
+        browser
+            .find(Locator::Css("#cfg-pattern-pattern"))
+            .await
+            .unwrap()
+            .select_by_value("checkerboard")
+            .await
+            .unwrap();
+        // A node dragged in the first tab keeps its place in the graph document.
+        use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+        let (x, y) = centre(&browser, ".react-flow__node[data-id=extra] .node-head").await;
+        let drag = MouseActions::new("mouse".to_string())
+            .then(PointerAction::MoveTo {
+                duration: None,
+                x,
+                y,
+            })
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::MoveBy {
+                duration: Some(Duration::from_millis(200)),
+                x: 0.0,
+                y: 80.0,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+        browser.perform_actions(drag).await.unwrap();
+        browser.release_actions().await.unwrap();
+        let placed = until("the position in the document", || async {
+            let doc = graph_of(port);
+            let at = doc["ui"]["positions"]["extra"].clone();
+            at.is_object().then_some(at)
+        })
+        .await;
+        assert!(placed["y"].as_f64().is_some(), "{placed}");
+        browser.switch_to_window(second).await.unwrap();
+        until("the change in the second tab", || async {
+            let select = browser.find(Locator::Css("#cfg-pattern-pattern")).await.ok()?;
+            (select.prop("value").await.ok()?? == "checkerboard").then_some(())
+        })
+        .await;
+        until("the event in the second tab's log", || async {
+            texts(&browser, ".events li")
+                .await
+                .iter()
+                .any(|l| l.contains("config_changed") && l.contains("pattern"))
+                .then_some(())
+        })
+        .await;
+        until("the moved node in the second tab", || async {
+            let now = node_transform(&browser, "extra").await?;
+            (now != before).then_some(())
+        })
+        .await;
+        screenshot("second-tab", &browser.screenshot().await.unwrap());
+        // The position is part of the document: exported, and applied back unchanged.
+        let doc = graph_of(port);
+        let (status, plan) = common::http(port, "PUT", "/api/graph?dry_run=true", Some(doc));
+        assert_eq!(status, 200, "{plan}");
+        assert_eq!(plan["actions"], json!([]), "{plan}");
+        // The 412 the page was answered (and said) is the only console error.
+        let errors: Vec<String> = driver
+            .console_errors(&browser)
+            .await
+            .into_iter()
+            .filter(|e| !e.contains("412"))
+            .collect();
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        browser.close().await.unwrap();
+    });
+}

@@ -23,8 +23,8 @@ pub use graph::{
     ProcessorCounters, ProcessorInfo, RuntimeState,
 };
 pub use graph::{
-    GraphConnection, GraphFile, GraphProcessor, InputLinkPortRef, LinkUniqueId, OutputLinkPortRef,
-    ProcessorUniqueId,
+    GraphConnection, GraphFile, GraphProcessor, GraphUi, InputLinkPortRef, LinkUniqueId,
+    OutputLinkPortRef, ProcessorUniqueId, UiPosition,
 };
 pub use links::{
     LinkCounters, LinkInput, LinkOptions, LinkOutput, MAX_LINK_CAPACITY, OverflowPolicy, PortWatch,

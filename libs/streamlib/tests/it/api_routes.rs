@@ -813,6 +813,8 @@ fn config_changes_and_restarts_are_served() {
                 .unwrap()
                 .contains("'fps'")
         );
+        // The field also on its own, for a form to show the message beside it.
+        assert_eq!(invalid.json["error"]["field"], "fps");
         let not_object = call(
             &app,
             Method::PUT,
@@ -951,6 +953,35 @@ fn the_graph_is_exported_planned_and_applied() {
             "{}",
             unknown.json
         );
+        // The drawing: positions set by PATCH, in the export, all or nothing.
+        let patch = |body: Value| {
+            let app = app.clone();
+            async move { call(&app, Method::PATCH, "/api/graph/ui", Some(body), &[]).await }
+        };
+        let before = get(&app, "/api/graph").await.json["revision"]
+            .as_u64()
+            .unwrap();
+        let placed = patch(json!({"positions": {"src": {"x": 12.5, "y": -40.0}}})).await;
+        assert_eq!(placed.status, StatusCode::OK, "{}", placed.json);
+        let revision = before + 1;
+        assert_eq!(placed.json["revision"], revision);
+        assert_eq!(placed.headers["etag"], format!("\"{revision}\"").as_str());
+        let exported = get(&app, "/api/graph").await;
+        assert_eq!(
+            exported.json["ui"],
+            json!({"positions": {"src": {"x": 12.5, "y": -40.0}}})
+        );
+        let unknown = patch(json!({"positions": {"src": null, "ghost": {"x": 0, "y": 0}}})).await;
+        assert_error(&unknown, StatusCode::NOT_FOUND, "processor_not_found");
+        let far = patch(json!({"positions": {"src": {"x": 1e12, "y": 0}}})).await;
+        assert_error(&far, StatusCode::UNPROCESSABLE_ENTITY, "graph_rejected");
+        assert_eq!(far.json["error"]["problems"][0]["place"], "positions.src");
+        let typo = patch(json!({"positions": {"src": {"x": 1, "z": 0}}})).await;
+        assert_eq!(typo.status.as_u16() / 100, 4, "{}", typo.json);
+        assert_eq!(get(&app, "/api/graph").await.json, exported.json);
+        let unplaced = patch(json!({"positions": {"src": null}})).await;
+        assert_eq!(unplaced.status, StatusCode::OK, "{}", unplaced.json);
+        assert!(get(&app, "/api/graph").await.json.get("ui").is_none());
     });
 }
 
@@ -1101,6 +1132,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/processors/{id}/restart"),
     ("GET", "/api/graph"),
     ("PUT", "/api/graph"),
+    ("PATCH", "/api/graph/ui"),
     ("GET", "/api/health"),
     ("GET", "/api/ready"),
     ("GET", "/metrics"),

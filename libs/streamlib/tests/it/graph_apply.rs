@@ -504,3 +504,90 @@ fn an_apply_waits_for_a_restart_in_progress_and_plans_against_its_result() {
         assert_eq!(editable(&rt), doc);
     }
 }
+
+#[test]
+fn positions_are_part_of_the_document_and_touch_nothing_that_runs() {
+    let (rt, store) = running_graph();
+    let at = |x: f64, y: f64| Some(UiPosition { x, y });
+    // Placed through the service: a new revision, one event, in the export.
+    let mut events = rt.service.subscribe_events();
+    let before = export(&rt).revision.unwrap();
+    let changes = [
+        ("pattern".to_string(), at(10.0, 20.0)),
+        ("sink".to_string(), at(-5.5, 300.0)),
+    ];
+    let revision = block_on(rt.service.set_positions(changes.into_iter().collect())).unwrap();
+    assert_eq!(revision, before + 1);
+    let moved = loop {
+        let event = block_on(events.recv()).unwrap();
+        if let RuntimeEventKind::LayoutChanged { processors } = event.kind {
+            break processors;
+        }
+    };
+    assert_eq!(moved, ["pattern", "sink"].map(ProcessorUniqueId::from));
+    let doc = export(&rt);
+    assert_eq!(doc.ui.positions["pattern"], UiPosition { x: 10.0, y: 20.0 });
+    assert_eq!(doc.ui.positions.len(), 2);
+    // The same positions again: nothing moved, no new revision.
+    let same = [("pattern".to_string(), at(10.0, 20.0))];
+    assert_eq!(
+        block_on(rt.service.set_positions(same.into_iter().collect())).unwrap(),
+        revision
+    );
+    // All or nothing: an unknown processor, or a position out of range, changes nothing.
+    let unknown = [
+        ("pattern".to_string(), at(0.0, 0.0)),
+        ("nobody".to_string(), at(0.0, 0.0)),
+    ];
+    let e = block_on(rt.service.set_positions(unknown.into_iter().collect())).unwrap_err();
+    assert_eq!(e.code(), "processor_not_found");
+    let far = [("pattern".to_string(), at(1e300, 0.0))];
+    let e = block_on(rt.service.set_positions(far.into_iter().collect())).unwrap_err();
+    match e {
+        StreamError::GraphRejected { problems } => {
+            assert_eq!(problems[0].place, "positions.pattern", "{problems:?}")
+        }
+        other => panic!("expected graph_rejected, got {other}"),
+    }
+    assert_eq!(export(&rt), doc);
+    // Applied back: nothing to do. A document without `ui` leaves the drawing alone.
+    let mut text = serde_json::to_value(&doc).unwrap();
+    text.as_object_mut().unwrap().remove("revision");
+    assert!(apply(&rt, text.clone(), false).unwrap().actions.is_empty());
+    text.as_object_mut().unwrap().remove("ui");
+    assert!(apply(&rt, text.clone(), false).unwrap().actions.is_empty());
+    assert_eq!(export(&rt).ui, doc.ui);
+    // A document that draws elsewhere: only a layout action, and frames keep flowing.
+    text["ui"] =
+        json!({"positions": {"pattern": {"x": 1.0, "y": 2.0}, "recorder": {"x": 3.0, "y": 4.0}}});
+    let applied = apply(&rt, text.clone(), true).unwrap();
+    assert_eq!(
+        kinds(&applied),
+        [(PlanActionKind::Layout, "ui".to_string())]
+    );
+    assert_eq!(applied.actions[0].changed, ["pattern", "recorder", "sink"]);
+    apply(&rt, text.clone(), false).unwrap();
+    let after = export(&rt);
+    assert_eq!(after.ui.positions.len(), 2, "{:?}", after.ui);
+    assert_eq!(
+        after.ui.positions["recorder"],
+        UiPosition { x: 3.0, y: 4.0 }
+    );
+    assert!(after.revision > doc.revision);
+    // A position naming no processor of the document is a problem at its place.
+    text["ui"]["positions"]["ghost"] = json!({"x": 0.0, "y": 0.0});
+    match apply(&rt, text, true).unwrap_err() {
+        StreamError::GraphRejected { problems } => {
+            assert_eq!(problems[0].place, "ui.positions.ghost", "{problems:?}")
+        }
+        other => panic!("expected graph_rejected, got {other}"),
+    }
+    // A processor removed takes its position with it.
+    block_on(
+        rt.service
+            .remove_processor(ProcessorUniqueId::from("recorder")),
+    )
+    .unwrap();
+    assert!(!export(&rt).ui.positions.contains_key("recorder"));
+    assert_continuous(&store);
+}

@@ -1,7 +1,22 @@
 // The dashboard: the runtime's status and controls, the graph live, and the event log.
 import { useCallback, useEffect, useRef, useState } from "react";
-import { ApiError, api, setToken, socket, token, type RuntimeState } from "./api";
-import { Graph } from "./Graph";
+import {
+  ApiError,
+  api,
+  link,
+  setToken,
+  socket,
+  token,
+  type GraphDoc,
+  type RegistryEntry,
+  type RuntimeState,
+  type UiPosition,
+} from "./api";
+import { AddDialog } from "./AddDialog";
+import { Graph, type Selection } from "./Graph";
+import { ImportDialog } from "./ImportDialog";
+import { LinkInspector, ProcessorInspector } from "./Inspector";
+import { Palette } from "./Palette";
 
 interface LoggedEvent {
   seq: number;
@@ -11,6 +26,10 @@ interface LoggedEvent {
 }
 
 const MAX_LOGGED = 300;
+/** Events that change where processors are drawn (the graph document is read again). */
+const RELAYOUT = new Set(["layout_changed", "processor_added", "processor_removed"]);
+/** How long to wait before opening the event stream again after it closed. */
+const RECONNECT_MS = [500, 1000, 2000, 5000];
 
 function TokenPrompt({ onDone, failed }: { onDone: () => void; failed: boolean }) {
   const [value, setValue] = useState("");
@@ -46,6 +65,13 @@ export function App() {
   const [generation, setGeneration] = useState(0);
   // The event stream opens once the API has answered (with the token, when one is needed).
   const [connected, setConnected] = useState(false);
+  const [registry, setRegistry] = useState<RegistryEntry[]>([]);
+  const [positions, setPositions] = useState<Record<string, UiPosition>>({});
+  const [selection, setSelection] = useState<Selection>(null);
+  const [adding, setAdding] = useState<RegistryEntry | null>(null);
+  const [importing, setImporting] = useState<{ name: string; doc: GraphDoc } | null>(null);
+  const [eventsDown, setEventsDown] = useState(false);
+  const fileInput = useRef<HTMLInputElement>(null);
   const refreshing = useRef(false);
 
   const refresh = useCallback(async () => {
@@ -68,6 +94,24 @@ export function App() {
     }
   }, []);
 
+  const fail = (e: unknown) => setProblem(e instanceof Error ? e.message : String(e));
+
+  /** The drawing (`ui.positions` of the graph document). */
+  const readPositions = useCallback(async () => {
+    try {
+      const doc = await api<GraphDoc>("GET", "/api/graph");
+      setPositions(doc.ui?.positions ?? {});
+    } catch (e) {
+      fail(e);
+    }
+  }, []);
+
+  useEffect(() => {
+    if (!connected) return;
+    api<RegistryEntry[]>("GET", "/api/registry").then(setRegistry, fail);
+    void readPositions();
+  }, [connected, readPositions]);
+
   // The figures every second; the shape at once when an event says it changed.
   useEffect(() => {
     if (needToken) return;
@@ -76,27 +120,54 @@ export function App() {
     return () => window.clearInterval(every);
   }, [refresh, needToken, generation]);
 
+  // The event stream, opened again (after a pause that grows) whenever it closes.
   useEffect(() => {
     if (needToken || !connected) return;
-    const ws = socket("/api/events");
-    ws.onmessage = (m) => {
-      const msg = JSON.parse(m.data);
-      if (msg.type === "snapshot") return;
-      if (msg.type === "lagged") {
-        setLagged(msg.missed);
-        return;
-      }
-      if (msg.type === "error") return;
-      const { seq, type, timestamp_ms, ...rest } = msg;
-      const text = Object.entries(rest)
-        .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
-        .join(" ");
-      const time = new Date(timestamp_ms).toLocaleTimeString();
-      setEvents((old) => [{ seq, type, text, time }, ...old].slice(0, MAX_LOGGED));
-      void refresh();
+    let ws: WebSocket | null = null;
+    let timer: number | undefined;
+    let failures = 0;
+    let closed = false;
+    const open = () => {
+      ws = socket("/api/events");
+      ws.onopen = () => {
+        failures = 0;
+        setEventsDown(false);
+      };
+      ws.onclose = () => {
+        if (closed) return;
+        setEventsDown(true);
+        timer = window.setTimeout(open, RECONNECT_MS[Math.min(failures++, RECONNECT_MS.length - 1)]);
+      };
+      ws.onmessage = (m) => {
+        const msg = JSON.parse(m.data);
+        if (msg.type === "snapshot") {
+          // (Re)connected: whatever happened meanwhile is in the state and the document.
+          void refresh();
+          void readPositions();
+          return;
+        }
+        if (msg.type === "lagged") {
+          setLagged(msg.missed);
+          return;
+        }
+        if (msg.type === "error") return;
+        const { seq, type, timestamp_ms, ...rest } = msg;
+        const text = Object.entries(rest)
+          .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+          .join(" ");
+        const time = new Date(timestamp_ms).toLocaleTimeString();
+        setEvents((old) => [{ seq, type, text, time }, ...old].slice(0, MAX_LOGGED));
+        if (RELAYOUT.has(type)) void readPositions();
+        void refresh();
+      };
     };
-    return () => ws.close();
-  }, [refresh, needToken, connected, generation]);
+    open();
+    return () => {
+      closed = true;
+      window.clearTimeout(timer);
+      ws?.close();
+    };
+  }, [refresh, readPositions, needToken, connected, generation]);
 
   const control = async (verb: "start" | "stop") => {
     setBusy(true);
@@ -106,6 +177,51 @@ export function App() {
       setProblem(e instanceof Error ? e.message : String(e));
     } finally {
       setBusy(false);
+    }
+  };
+
+  const moved = async (at: Record<string, UiPosition>) => {
+    try {
+      await api("PATCH", "/api/graph/ui", { positions: at });
+      await readPositions();
+    } catch (e) {
+      fail(e);
+      void readPositions();
+    }
+  };
+
+  const connect = async (from: string, to: string) => {
+    try {
+      await link(from, to);
+      void refresh();
+    } catch (e) {
+      fail(e);
+    }
+  };
+
+  const remove = async (processors: string[], links: string[]) => {
+    try {
+      for (const id of links) await api("DELETE", `/api/connections/${encodeURIComponent(id)}`);
+      for (const id of processors) await api("DELETE", `/api/processors/${encodeURIComponent(id)}`);
+      setSelection(null);
+      void refresh();
+    } catch (e) {
+      fail(e);
+    }
+  };
+
+  const importFile = async (file: File) => {
+    try {
+      const text = await file.text();
+      let doc: GraphDoc;
+      try {
+        doc = JSON.parse(text);
+      } catch (e) {
+        throw new Error(`${file.name} is not a JSON graph document (${e instanceof Error ? e.message : e}); export one with "Export graph" or \`streamlib ctl graph export FILE.json\``);
+      }
+      setImporting({ name: file.name, doc });
+    } catch (e) {
+      fail(e);
     }
   };
 
@@ -139,6 +255,9 @@ export function App() {
     ? events.filter((e) => `${e.type} ${e.text}`.toLowerCase().includes(filter.trim().toLowerCase()))
     : events;
   const running = state?.status === "running";
+  const selectedProcessor =
+    selection?.kind === "processor" ? state?.processors.find((p) => p.id === selection.id) : undefined;
+  const selectedLink = selection?.kind === "link" ? state?.links.find((l) => l.id === selection.id) : undefined;
   return (
     <div className="app">
       <header>
@@ -161,31 +280,114 @@ export function App() {
         <button type="button" onClick={() => void exportGraph()}>
           Export graph
         </button>
+        <button type="button" onClick={() => fileInput.current?.click()}>
+          Import graph…
+        </button>
+        <input
+          ref={fileInput}
+          type="file"
+          accept=".json,application/json"
+          hidden
+          aria-label="graph document to import"
+          data-testid="import-file"
+          onChange={(e) => {
+            const file = e.target.files?.[0];
+            e.target.value = "";
+            if (file) void importFile(file);
+          }}
+        />
       </header>
       {problem && (
         <div className="problem" role="alert">
           {problem}
+          <button type="button" className="dismiss" onClick={() => setProblem(null)} aria-label="dismiss">
+            ×
+          </button>
         </div>
       )}
       <main>
-        {state ? <Graph state={state} /> : <div className="graph loading">connecting to the server…</div>}
-        <aside className="events" aria-label="events">
-          <h2>Events</h2>
-          <input placeholder="filter" value={filter} onChange={(e) => setFilter(e.target.value)} aria-label="filter events" />
-          {lagged !== null && (
-            <p className="lagged" role="status">
-              This page fell behind: {lagged} event(s) were not shown.
-            </p>
+        <Palette registry={registry} onPick={setAdding} />
+        {state ? (
+          <Graph
+            state={state}
+            positions={positions}
+            selection={selection}
+            onSelect={setSelection}
+            onMoved={(at) => void moved(at)}
+            onConnect={(from, to) => void connect(from, to)}
+            onDelete={(processors, links) => void remove(processors, links)}
+            onProblem={setProblem}
+          />
+        ) : (
+          <div className="graph loading">connecting to the server…</div>
+        )}
+        <div className="side">
+          {selectedProcessor && (
+            <ProcessorInspector
+              info={selectedProcessor}
+              entry={registry.find((r) => r.type_name === selectedProcessor.processor_type)}
+              onChanged={() => void refresh()}
+              onRemoved={() => {
+                setSelection(null);
+                void refresh();
+              }}
+            />
           )}
-          <ol>
-            {shown.map((e) => (
-              <li key={e.seq}>
-                <time>{e.time}</time> <strong>{e.type}</strong> {e.text}
-              </li>
-            ))}
-          </ol>
-        </aside>
+          {selectedLink && (
+            <LinkInspector
+              link={selectedLink}
+              onRemoved={() => {
+                setSelection(null);
+                void refresh();
+              }}
+            />
+          )}
+          <aside className="events" aria-label="events">
+            <h2>Events</h2>
+            <input placeholder="filter" value={filter} onChange={(e) => setFilter(e.target.value)} aria-label="filter events" />
+            {eventsDown && (
+              <p className="lagged" role="status">
+                The event stream is down; reconnecting…
+              </p>
+            )}
+            {lagged !== null && (
+              <p className="lagged" role="status">
+                This page fell behind: {lagged} event(s) were not shown.
+              </p>
+            )}
+            <ol>
+              {shown.map((e) => (
+                <li key={e.seq}>
+                  <time>{e.time}</time> <strong>{e.type}</strong> {e.text}
+                </li>
+              ))}
+            </ol>
+          </aside>
+        </div>
       </main>
+      {adding && (
+        <AddDialog
+          entry={adding}
+          onDone={(id) => {
+            setAdding(null);
+            if (id) {
+              setSelection({ kind: "processor", id });
+              void refresh();
+            }
+          }}
+        />
+      )}
+      {importing && (
+        <ImportDialog
+          name={importing.name}
+          doc={importing.doc}
+          onDone={() => {
+            setImporting(null);
+            void refresh();
+            void readPositions();
+          }}
+        />
+      )}
     </div>
   );
 }

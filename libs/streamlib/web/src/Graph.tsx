@@ -1,6 +1,9 @@
 // The graph: processors as nodes with their typed ports, links as edges with live figures.
-// Laid out by dagre (left to right) when the graph's shape changes; nodes can be moved.
-import { useMemo, useState } from "react";
+// Laid out by dagre (left to right) where the graph document places nothing; a node moved by
+// hand keeps its place in the document's `ui` section. Dragging from a port lights up the
+// ports it can be linked with (from the server's targets route) and greys the others, with the
+// reason on hover. Delete (or Backspace) removes the selected link or processor.
+import { createContext, useContext, useEffect, useMemo, useRef, useState } from "react";
 import {
   Background,
   BaseEdge,
@@ -9,32 +12,75 @@ import {
   Handle,
   Position,
   ReactFlow,
-  applyNodeChanges,
   getBezierPath,
+  useReactFlow,
+  useStore,
+  type Connection,
   type Edge,
+  type EdgeChange,
   type EdgeProps,
   type Node,
   type NodeChange,
   type NodeProps,
+  type OnConnectStart,
 } from "@xyflow/react";
 import dagre from "@dagrejs/dagre";
-import type { LinkInfo, ProcessorInfo, RuntimeState } from "./api";
+import { api, type LinkInfo, type PortTarget, type ProcessorInfo, type RuntimeState, type UiPosition } from "./api";
 import { Preview } from "./Preview";
 
 const NODE_WIDTH = 240;
+/** Below this zoom, nodes are too small for a preview to say anything: none is opened. */
+const PREVIEW_MIN_ZOOM = 0.3;
 
 function fmt(n: number | null | undefined, digits = 1): string {
   return n === null || n === undefined ? "–" : n.toFixed(digits);
 }
 
-type ProcessorNodeData = { info: ProcessorInfo; selected: boolean };
+/** While a link is being dragged: the port it starts at, and what each other port would say. */
+interface Connecting {
+  origin: string;
+  targets: Map<string, PortTarget>;
+}
+
+const ConnectingContext = createContext<Connecting | null>(null);
+
+/** A port's handle, lit up or greyed (with the reason) while a link is dragged. */
+function PortHandle({ processor, port, side, frameType }: { processor: string; port: string; side: "in" | "out"; frameType: string }) {
+  const connecting = useContext(ConnectingContext);
+  const key = `${processor}.${port}`;
+  let state = "";
+  let title = `${side === "in" ? "input" : "output"} ${key} (${frameType})`;
+  if (connecting) {
+    const target = connecting.targets.get(key);
+    if (key === connecting.origin) state = " origin";
+    else if (target?.connectable) state = " target-ok";
+    else {
+      state = " target-no";
+      title = target?.reason ?? "cannot be linked with this port";
+    }
+  }
+  return (
+    <Handle
+      type={side === "in" ? "target" : "source"}
+      position={side === "in" ? Position.Left : Position.Right}
+      id={port}
+      className={`ft-${frameType}${state}`}
+      title={title}
+      aria-label={`${side === "in" ? "input" : "output"} ${key}`}
+      data-port={key}
+    />
+  );
+}
+
+type ProcessorNodeData = { info: ProcessorInfo };
 
 function ProcessorNode({ data }: NodeProps<Node<ProcessorNodeData>>) {
   const p = data.info;
   const rows = Math.max(p.inputs.length, p.outputs.length);
   const preview = p.outputs[0];
+  const zoomedIn = useStore((s) => s.transform[2] >= PREVIEW_MIN_ZOOM);
   return (
-    <div className={`node state-${p.state}`} aria-label={`processor ${p.id}`}>
+    <div className={`node state-${p.state}`} aria-label={`processor ${p.id}`} data-processor={p.id}>
       <div className="node-head">
         <strong>{p.id}</strong>
         <span className="type">{p.processor_type}</span>
@@ -55,7 +101,7 @@ function ProcessorNode({ data }: NodeProps<Node<ProcessorNodeData>>) {
               <span className="port in">
                 {input && (
                   <>
-                    <Handle type="target" position={Position.Left} id={input.name} className={`ft-${input.frame_type}`} />
+                    <PortHandle processor={p.id} port={input.name} side="in" frameType={input.frame_type} />
                     {input.name} <em>{input.frame_type}</em>
                   </>
                 )}
@@ -64,7 +110,7 @@ function ProcessorNode({ data }: NodeProps<Node<ProcessorNodeData>>) {
                 {output && (
                   <>
                     <em>{output.frame_type}</em> {output.name}
-                    <Handle type="source" position={Position.Right} id={output.name} className={`ft-${output.frame_type}`} />
+                    <PortHandle processor={p.id} port={output.name} side="out" frameType={output.frame_type} />
                   </>
                 )}
               </span>
@@ -72,7 +118,7 @@ function ProcessorNode({ data }: NodeProps<Node<ProcessorNodeData>>) {
           );
         })}
       </div>
-      {preview && p.state === "running" && <Preview port={`${p.id}.${preview.name}`} frameType={preview.frame_type} />}
+      {preview && p.state === "running" && zoomedIn && <Preview port={`${p.id}.${preview.name}`} frameType={preview.frame_type} />}
     </div>
   );
 }
@@ -86,9 +132,13 @@ function LinkEdge(props: EdgeProps<Edge<LinkEdgeData>>) {
   const [path, x, y] = getBezierPath(props);
   return (
     <>
-      <BaseEdge id={props.id} path={path} />
+      <BaseEdge id={props.id} path={path} interactionWidth={16} />
       <EdgeLabelRenderer>
-        <div className="edge-label" style={{ transform: `translate(-50%, -50%) translate(${x}px, ${y}px)` }} data-link={props.id}>
+        <div
+          className={`edge-label${props.selected ? " selected" : ""}`}
+          style={{ transform: `translate(-50%, -50%) translate(${x}px, ${y}px)` }}
+          data-link={props.id}
+        >
           {props.data?.figures}
         </div>
       </EdgeLabelRenderer>
@@ -106,14 +156,14 @@ function nodeHeight(p: ProcessorInfo): number {
 }
 
 /** Positions by dagre, left to right. */
-function layout(processors: ProcessorInfo[], links: LinkInfo[]): Map<string, { x: number; y: number }> {
+function layout(processors: ProcessorInfo[], links: LinkInfo[]): Map<string, UiPosition> {
   const g = new dagre.graphlib.Graph();
   g.setGraph({ rankdir: "LR", nodesep: 30, ranksep: 190 });
   g.setDefaultEdgeLabel(() => ({}));
   for (const p of processors) g.setNode(p.id, { width: NODE_WIDTH, height: nodeHeight(p) });
   for (const l of links) g.setEdge(l.from.processor, l.to.processor);
   dagre.layout(g);
-  const at = new Map<string, { x: number; y: number }>();
+  const at = new Map<string, UiPosition>();
   for (const p of processors) {
     const n = g.node(p.id);
     at.set(p.id, { x: n.x - NODE_WIDTH / 2, y: n.y - n.height / 2 });
@@ -121,54 +171,166 @@ function layout(processors: ProcessorInfo[], links: LinkInfo[]): Map<string, { x
   return at;
 }
 
+/** The view fitted to the graph again whenever processors or links come or go (the layout
+ * moves them; a new one is in view); never zoomed in past 100 %. Figures refreshing leave the
+ * view alone. */
+function FitOnChange({ shape }: { shape: string }) {
+  const flow = useReactFlow();
+  const fit = useRef(flow.fitView);
+  fit.current = flow.fitView;
+  useEffect(() => {
+    // After the new nodes are drawn and measured.
+    const frame = window.requestAnimationFrame(() => void fit.current({ maxZoom: 1, padding: 0.15 }));
+    return () => window.cancelAnimationFrame(frame);
+  }, [shape]);
+  return null;
+}
+
+/** What is selected: a processor or a link, by id. */
+export type Selection = { kind: "processor"; id: string } | { kind: "link"; id: string } | null;
+
+export interface GraphProps {
+  state: RuntimeState;
+  /** The graph document's `ui.positions`. */
+  positions: Record<string, UiPosition>;
+  selection: Selection;
+  onSelect: (selection: Selection) => void;
+  /** Nodes dragged to new places (to be kept in the document). */
+  onMoved: (moved: Record<string, UiPosition>) => void;
+  /** A link dragged between two ports (`processor.port` each). */
+  onConnect: (from: string, to: string) => void;
+  /** Delete pressed with links and processors selected. */
+  onDelete: (processors: string[], links: string[]) => void;
+  /** Something went wrong (the targets could not be read). */
+  onProblem: (message: string) => void;
+}
+
 /** The graph of `state`, live. */
-export function Graph({ state }: { state: RuntimeState }) {
+export function Graph({ state, positions, selection, onSelect, onMoved, onConnect, onDelete, onProblem }: GraphProps) {
   const processors = useMemo(() => state.processors.filter((p) => !p.control_plane), [state]);
-  // The graph's shape: laid out again only when it changes; a node moved by hand stays put.
+  // The graph's shape: laid out again only when it changes.
   const shape = processors.map((p) => p.id).join(",") + "|" + state.links.map((l) => l.id).join(",");
   // eslint-disable-next-line react-hooks/exhaustive-deps
   const laid = useMemo(() => layout(processors, state.links), [shape]);
-  const [moved, setMoved] = useState<Map<string, { x: number; y: number }>>(new Map());
+  // Where nodes are being (or were just) dragged, until the document says where they are.
+  const [dragged, setDragged] = useState<Map<string, UiPosition>>(new Map());
+  useEffect(() => setDragged(new Map()), [positions]);
+  // Each node's size as React Flow measured it: given back with every render (the nodes are
+  // rebuilt from the state each second, and a node without its size would be hidden and its
+  // links not drawn until it is measured again).
+  const [sizes, setSizes] = useState<Map<string, { width: number; height: number }>>(new Map());
+  const [connecting, setConnecting] = useState<Connecting | null>(null);
+  // The drag a targets answer belongs to (an older drag's answer is ignored).
+  const drag = useRef(0);
 
   const nodes: Node<ProcessorNodeData>[] = processors.map((p) => ({
     id: p.id,
     type: "processor",
-    position: moved.get(p.id) ?? laid.get(p.id) ?? { x: 0, y: 0 },
-    data: { info: p, selected: false },
+    position: dragged.get(p.id) ?? positions[p.id] ?? laid.get(p.id) ?? { x: 0, y: 0 },
+    data: { info: p },
+    measured: sizes.get(p.id),
+    selected: selection?.kind === "processor" && selection.id === p.id,
+    ariaLabel: `processor ${p.id}, ${p.processor_type}, ${p.state}`,
   }));
-  const edges: Edge<LinkEdgeData>[] = state.links.map((l) => ({
-    id: l.id,
-    type: "link",
-    source: l.from.processor,
-    sourceHandle: l.from.port,
-    target: l.to.processor,
-    targetHandle: l.to.port,
-    data: {
-      figures: `${fmt(l.rates.read_per_s)} fps · ${l.counters.dropped} dropped · ${fmt(l.rates.latency_p50_ms, 2)} ms`,
-    },
-    className: `ft-${l.frame_type}${l.rates.dropped_per_s > 0 ? " dropping" : ""}`,
-    animated: l.rates.read_per_s > 0,
-  }));
+  const edges: Edge<LinkEdgeData>[] = state.links
+    .filter((l) => processors.some((p) => p.id === l.from.processor) && processors.some((p) => p.id === l.to.processor))
+    .map((l) => ({
+      id: l.id,
+      type: "link",
+      source: l.from.processor,
+      sourceHandle: l.from.port,
+      target: l.to.processor,
+      targetHandle: l.to.port,
+      selected: selection?.kind === "link" && selection.id === l.id,
+      ariaLabel: `link ${l.from.processor}.${l.from.port} to ${l.to.processor}.${l.to.port}`,
+      data: {
+        figures: `${fmt(l.rates.read_per_s)} fps · ${l.counters.dropped} dropped · ${fmt(l.rates.latency_p50_ms, 2)} ms`,
+      },
+      className: `ft-${l.frame_type}${l.rates.dropped_per_s > 0 ? " dropping" : ""}`,
+      animated: l.rates.read_per_s > 0,
+    }));
+
   const onNodesChange = (changes: NodeChange<Node<ProcessorNodeData>>[]) => {
-    if (!changes.some((c) => c.type === "position" && c.position)) return;
-    const after = applyNodeChanges(changes, nodes);
-    setMoved((old) => {
-      const next = new Map(old);
-      for (const c of changes) {
-        if (c.type === "position" && c.position) {
-          const n = after.find((m) => m.id === c.id);
-          if (n) next.set(n.id, n.position);
-        }
+    for (const c of changes) {
+      if (c.type === "position" && c.position) {
+        const at = c.position;
+        setDragged((old) => new Map(old).set(c.id, at));
       }
-      return next;
-    });
+      if (c.type === "select" && c.selected) onSelect({ kind: "processor", id: c.id });
+      if (c.type === "dimensions" && c.dimensions) {
+        const size = c.dimensions;
+        setSizes((old) => new Map(old).set(c.id, size));
+      }
+    }
   };
+  const onEdgesChange = (changes: EdgeChange<Edge<LinkEdgeData>>[]) => {
+    for (const c of changes) if (c.type === "select" && c.selected) onSelect({ kind: "link", id: c.id });
+  };
+  const onConnectStart: OnConnectStart = (_, { nodeId, handleId, handleType }) => {
+    if (!nodeId || !handleId) return;
+    const mine = ++drag.current;
+    const origin = `${nodeId}.${handleId}`;
+    setConnecting({ origin, targets: new Map() });
+    api<PortTarget[]>("GET", `/api/processors/${encodeURIComponent(nodeId)}/ports/${encodeURIComponent(handleId)}/targets`)
+      .then((targets) => {
+        if (drag.current !== mine) return;
+        // Keyed by the other end: inputs when dragging from an output, and the reverse.
+        const other = (t: PortTarget) => (handleType === "source" ? t.to : t.from);
+        setConnecting({ origin, targets: new Map(targets.map((t) => [other(t), t])) });
+      })
+      .catch((e) => onProblem(e instanceof Error ? e.message : String(e)));
+  };
+  const endConnect = () => {
+    drag.current++;
+    setConnecting(null);
+  };
+  const isValidConnection = (c: Edge | Connection) => {
+    if (!connecting || !c.sourceHandle || !c.targetHandle) return false;
+    const from = `${c.source}.${c.sourceHandle}`;
+    const to = `${c.target}.${c.targetHandle}`;
+    const other = from === connecting.origin ? to : from;
+    return connecting.targets.get(other)?.connectable === true;
+  };
+
   return (
     <div className="graph" data-testid="graph">
-      <ReactFlow nodes={nodes} edges={edges} nodeTypes={nodeTypes} edgeTypes={edgeTypes} onNodesChange={onNodesChange} fitView minZoom={0.2}>
-        <Background />
-        <Controls />
-      </ReactFlow>
+      <ConnectingContext.Provider value={connecting}>
+        <ReactFlow
+          nodes={nodes}
+          edges={edges}
+          nodeTypes={nodeTypes}
+          edgeTypes={edgeTypes}
+          onNodesChange={onNodesChange}
+          onEdgesChange={onEdgesChange}
+          onNodeDragStop={(_, node, moved) => {
+            const out: Record<string, UiPosition> = {};
+            for (const n of moved.length ? moved : [node]) out[n.id] = { x: Math.round(n.position.x), y: Math.round(n.position.y) };
+            onMoved(out);
+          }}
+          onPaneClick={() => onSelect(null)}
+          onConnectStart={onConnectStart}
+          onConnectEnd={endConnect}
+          isValidConnection={isValidConnection}
+          onConnect={(c) => {
+            if (c.sourceHandle && c.targetHandle) onConnect(`${c.source}.${c.sourceHandle}`, `${c.target}.${c.targetHandle}`);
+          }}
+          deleteKeyCode={["Delete", "Backspace"]}
+          onDelete={({ nodes: gone, edges: cut }) =>
+            onDelete(
+              gone.map((n) => n.id),
+              cut.filter((e) => !gone.some((n) => n.id === e.source || n.id === e.target)).map((e) => e.id),
+            )
+          }
+          onlyRenderVisibleElements={processors.length > 60}
+          fitView
+          fitViewOptions={{ maxZoom: 1, padding: 0.15 }}
+          minZoom={0.1}
+        >
+          <FitOnChange shape={shape} />
+          <Background />
+          <Controls />
+        </ReactFlow>
+      </ConnectingContext.Provider>
     </div>
   );
 }

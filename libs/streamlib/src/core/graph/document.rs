@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::file::{GraphConnection, GraphFile, GraphProcessor};
+use super::file::{GraphConnection, GraphFile, GraphProcessor, GraphUi, UiPosition};
 use super::ids::validate_user_id;
 use super::store::Graph;
 use super::{InputLinkPortRef, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
@@ -45,6 +45,9 @@ pub enum PlanActionKind {
     Connect,
     /// A link the document does not have (or whose options changed, or whose processor goes).
     Disconnect,
+    /// The document's `ui` section draws processors elsewhere (`changed` names them); nothing
+    /// that runs is touched.
+    Layout,
 }
 
 /// One step of a plan, with why.
@@ -99,6 +102,8 @@ pub(crate) struct Plan {
     pub(crate) connects: Vec<(OutputLinkPortRef, InputLinkPortRef, LinkOptions)>,
     /// Each processor's index in the document, to name it in errors.
     pub(crate) places: BTreeMap<ProcessorUniqueId, usize>,
+    /// The positions to set (`None`: unplaced) when the document's `ui` section moves any.
+    pub(crate) layout: Vec<(ProcessorUniqueId, Option<UiPosition>)>,
 }
 
 impl Plan {
@@ -148,10 +153,17 @@ impl Graph {
                 }
             })
             .collect();
+        let positions = self
+            .positions()
+            .iter()
+            .filter(|(id, _)| !self.is_control_plane(id))
+            .map(|(id, at)| (id.to_string(), *at))
+            .collect();
         GraphFile {
             revision: Some(self.revision()),
             processors,
             connections,
+            ui: GraphUi { positions },
         }
     }
 
@@ -239,6 +251,7 @@ impl Graph {
             disconnects: Vec::new(),
             connects: Vec::new(),
             places: BTreeMap::new(),
+            layout: Vec::new(),
         };
         // Processors: by id.
         let mut wanted: std::collections::BTreeSet<ProcessorUniqueId> = Default::default();
@@ -519,6 +532,15 @@ impl Graph {
             }
             plan.connects.push((from, to, options));
         }
+        // The drawing: every position names a processor of the document and is in range.
+        for (id, at) in &doc.ui.positions {
+            let place = format!("ui.positions.{id}");
+            if !wanted.contains(&ProcessorUniqueId::new(id.clone())) {
+                problem(place, format!("'{id}' is not a processor of the document"));
+            } else if let Some(message) = at.problem() {
+                problem(place, message);
+            }
+        }
         if more > 0 {
             problems.push(GraphProblem {
                 place: String::new(),
@@ -586,6 +608,25 @@ impl Graph {
         actions.extend(removes);
         actions.extend(others);
         actions.extend(connect_actions);
+        // A document with a `ui` section places its processors as it says (and unplaces the
+        // others); one without leaves the drawing alone.
+        if !doc.ui.is_empty() {
+            for id in &wanted {
+                let at = doc.ui.positions.get(id.as_str()).copied();
+                let now = self.positions().get(id).copied();
+                if at != now || replaced.contains(id) {
+                    plan.layout.push((id.clone(), at));
+                }
+            }
+            if !plan.layout.is_empty() {
+                actions.push(PlanAction {
+                    action: PlanActionKind::Layout,
+                    target: "ui".to_string(),
+                    reason: format!("{} processor(s) drawn elsewhere", plan.layout.len()),
+                    changed: plan.layout.iter().map(|(id, _)| id.to_string()).collect(),
+                });
+            }
+        }
         plan.actions = actions;
         Ok(plan)
     }

@@ -28,6 +28,56 @@ pub struct GraphFile {
     /// Links from `processor.port` outputs to `processor.port` inputs.
     #[serde(default)]
     pub connections: Vec<GraphConnection>,
+    /// How the graph is drawn (the dashboard's node positions). Not part of what runs: a
+    /// document without it leaves the positions as they are; with it, they become its.
+    #[serde(default, skip_serializing_if = "GraphUi::is_empty")]
+    pub ui: GraphUi,
+}
+
+/// The `ui` section of a [`GraphFile`]: where each processor is drawn.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraphUi {
+    /// Position of each placed processor, by id (processors not named are laid out
+    /// automatically).
+    #[serde(default)]
+    pub positions: std::collections::BTreeMap<String, UiPosition>,
+}
+
+impl GraphUi {
+    /// Whether it places nothing (then a document leaves it out).
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+}
+
+/// Where a processor is drawn: its top-left corner, in the dashboard's graph coordinates.
+#[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UiPosition {
+    /// Horizontal, growing to the right.
+    pub x: f64,
+    /// Vertical, growing downwards.
+    pub y: f64,
+}
+
+impl UiPosition {
+    /// The largest coordinate accepted either way: far beyond any drawing, small enough that
+    /// every client can handle it.
+    pub const MAX_ABS: f64 = 1.0e7;
+
+    /// Why this position is refused, if it is (not finite, or beyond [`UiPosition::MAX_ABS`]).
+    pub fn problem(&self) -> Option<String> {
+        let ok = |v: f64| v.is_finite() && v.abs() <= Self::MAX_ABS;
+        (!ok(self.x) || !ok(self.y)).then(|| {
+            format!(
+                "a position's x and y must be finite numbers between -{max} and {max}",
+                max = Self::MAX_ABS
+            )
+        })
+    }
 }
 
 /// One processor of a [`GraphFile`].

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use super::file::UiPosition;
 use super::ids::{id_prefix_for_type, random_suffix, validate_user_id};
 use super::{InputLinkPortRef, Link, LinkUniqueId, OutputLinkPortRef, ProcessorUniqueId};
 use crate::core::error::{Result, StreamError};
@@ -82,6 +83,8 @@ pub(crate) struct Graph {
     /// Counts every change to what the graph document shows (a processor added or removed, a
     /// link made or removed, a config changed): `GET /api/graph`'s `revision` and `ETag`.
     revision: u64,
+    /// Where each processor is drawn (the document's `ui` section), for those placed.
+    positions: std::collections::BTreeMap<ProcessorUniqueId, UiPosition>,
 }
 
 impl Graph {
@@ -94,6 +97,7 @@ impl Graph {
             budget: Arc::new(MemoryBudget::new(max_queued_bytes)),
             max_link_bytes,
             revision: 0,
+            positions: Default::default(),
         }
     }
 
@@ -190,7 +194,31 @@ impl Graph {
     pub(crate) fn remove_processor(&mut self, id: &ProcessorUniqueId) -> Option<ProcessorEntry> {
         let removed = self.processors.shift_remove(id);
         self.revision += u64::from(removed.is_some());
+        self.positions.remove(id);
         removed
+    }
+
+    /// Where each placed processor is drawn.
+    pub(crate) fn positions(&self) -> &std::collections::BTreeMap<ProcessorUniqueId, UiPosition> {
+        &self.positions
+    }
+
+    /// Places and unplaces processors (`None` unplaces): a new revision if anything moved.
+    /// Whether anything did. The caller has checked the ids and positions.
+    pub(crate) fn set_positions(
+        &mut self,
+        changes: impl IntoIterator<Item = (ProcessorUniqueId, Option<UiPosition>)>,
+    ) -> bool {
+        let mut moved = false;
+        for (id, at) in changes {
+            let before = match at {
+                Some(at) => self.positions.insert(id, at),
+                None => self.positions.remove(&id),
+            };
+            moved |= before != at;
+        }
+        self.revision += u64::from(moved);
+        moved
     }
 
     /// The output port `port` names, with the processor that owns it.

@@ -255,7 +255,36 @@ pub(crate) fn merge_into_toml(text: &str, full: &GraphFile, minimal: &GraphFile)
         .map_err(|e: toml_edit::TomlError| StreamError::InvalidGraph(e.message().to_string()))?;
     merge_processors(&mut doc, full, minimal);
     merge_connections(&mut doc, full, minimal);
+    merge_ui(&mut doc, minimal);
     Ok(doc.to_string())
+}
+
+/// The `ui` section: left as written when it says the same, else written as a
+/// `[ui.positions]` table of inline `{ x, y }` (or taken out when nothing is placed).
+fn merge_ui(doc: &mut DocumentMut, minimal: &GraphFile) {
+    if minimal.ui.is_empty() {
+        doc.remove("ui");
+        return;
+    }
+    let Ok(json) = serde_json::to_value(&minimal.ui) else {
+        return;
+    };
+    if doc
+        .get("ui")
+        .is_some_and(|existing| same_json(&item_to_json(existing), &json))
+    {
+        return;
+    }
+    let mut positions = Table::new();
+    for (id, at) in &minimal.ui.positions {
+        if let Some(value) = json_to_value(&serde_json::json!({"x": at.x, "y": at.y})) {
+            positions.insert(id, Item::Value(value));
+        }
+    }
+    let mut ui = Table::new();
+    ui.set_implicit(true);
+    ui.insert("positions", Item::Table(positions));
+    doc.insert("ui", Item::Table(ui));
 }
 
 fn array_of_tables<'d>(doc: &'d mut DocumentMut, key: &str) -> Option<&'d mut ArrayOfTables> {
@@ -629,5 +658,26 @@ type = "CountingSinkProcessor"
             written.contains("[processors.config]\namplitude = 0.3\n"),
             "{written}"
         );
+    }
+
+    #[test]
+    fn the_ui_section_is_written_read_back_and_taken_out_when_empty() {
+        let mut full = GraphFile::from_toml(FILE).unwrap();
+        full.ui.positions.insert(
+            "src".to_string(),
+            super::super::file::UiPosition { x: 10.0, y: -2.5 },
+        );
+        let written = merge_into_toml(FILE, &full, &full).unwrap();
+        assert!(written.starts_with("# The studio graph."), "{written}");
+        assert!(
+            written.contains("[ui.positions]\nsrc = { x = 10.0, y = -2.5 }\n"),
+            "{written}"
+        );
+        assert_eq!(GraphFile::from_toml(&written).unwrap().ui, full.ui);
+        // The same drawing: not one byte changes.
+        assert_eq!(merge_into_toml(&written, &full, &full).unwrap(), written);
+        // Nothing placed: the section goes, the rest stays as it was.
+        full.ui = Default::default();
+        assert_eq!(merge_into_toml(&written, &full, &full).unwrap(), FILE);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::{DurationHistogram, HistogramSnapshot};
 
 /// Every kind of command, as `RuntimeCommand::name` spells it (the `command` label).
-pub(crate) const COMMAND_KINDS: [&str; 16] = [
+pub(crate) const COMMAND_KINDS: [&str; 17] = [
     "add_processor",
     "remove_processor",
     "connect",
@@ -22,6 +22,7 @@ pub(crate) const COMMAND_KINDS: [&str; 16] = [
     "get_graph",
     "get_graph_for_file",
     "apply_graph",
+    "set_positions",
     "get_metrics",
     "watch_port",
 ];

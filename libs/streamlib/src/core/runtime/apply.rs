@@ -23,6 +23,17 @@ impl StreamRuntime {
             }
             specs.push(spec.with_id(p.id.clone()));
         }
+        for (id, at) in &graph.ui.positions {
+            let place = format!("ui.positions.{id}");
+            if !graph.processors.iter().any(|p| &p.id == id) {
+                return Err(StreamError::InvalidGraph(format!(
+                    "{place}: '{id}' is not a processor of the file"
+                )));
+            }
+            if let Some(message) = at.problem() {
+                return Err(StreamError::InvalidGraph(format!("{place}: {message}")));
+            }
+        }
         let mut connections = Vec::with_capacity(graph.connections.len());
         for (i, c) in graph.connections.iter().enumerate() {
             let from = OutputLinkPortRef::parse(&c.from)
@@ -75,6 +86,14 @@ impl StreamRuntime {
             }
             return Err(e);
         }
+        // The drawing (checked above: every id is one just added, every position in range).
+        let positions = graph
+            .ui
+            .positions
+            .iter()
+            .map(|(id, at)| (id.clone(), Some(*at)))
+            .collect();
+        let _ = self.set_positions(positions);
         Ok(added)
     }
 }

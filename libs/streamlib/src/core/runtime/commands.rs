@@ -206,6 +206,9 @@ impl StreamRuntime {
             RuntimeCommand::PortTargets { id, port } => {
                 self.port_targets(&id, &port).map(CommandResult::Targets)
             }
+            RuntimeCommand::SetPositions { changes } => {
+                self.set_positions(changes).map(CommandResult::Placed)
+            }
             RuntimeCommand::GetMetrics => {
                 Ok(CommandResult::Metrics(Box::new(self.metrics_report())))
             }

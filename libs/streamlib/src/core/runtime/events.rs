@@ -110,6 +110,12 @@ pub enum RuntimeEventKind {
         /// `processor.port` of the input it fed.
         to: String,
     },
+    /// Processors are drawn elsewhere (the graph document's `ui` section changed, through
+    /// `PATCH /api/graph/ui` or an applied document): a dashboard re-reads the positions.
+    LayoutChanged {
+        /// The processors placed, moved or unplaced.
+        processors: Vec<ProcessorUniqueId>,
+    },
     /// A processor reported something of its own (end of stream, window closed, ...).
     ProcessorEvent {
         /// Its id.
@@ -139,6 +145,7 @@ impl RuntimeEventKind {
             RuntimeEventKind::LinkCreated { .. } => "link_created",
             RuntimeEventKind::LinkRemoved { .. } => "link_removed",
             RuntimeEventKind::ProcessorEvent { .. } => "processor_event",
+            RuntimeEventKind::LayoutChanged { .. } => "layout_changed",
         }
     }
 
@@ -157,6 +164,7 @@ impl RuntimeEventKind {
         "processor_event",
         "config_changed",
         "processor_restarted",
+        "layout_changed",
     ];
 
     /// The processor this event is about, if any.

@@ -28,13 +28,14 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::events::RuntimeEventKind;
 use super::live::{ConfigApplied, ConfigChange, ConfigUpdate};
 use super::pending::{AfterTeardown, setup_report_of};
 use super::stream_runtime::StreamRuntime;
 use super::worker::STOP_TIMEOUT;
-use crate::core::error::StreamError;
+use crate::core::error::{Result, StreamError};
 use crate::core::graph::{
-    GraphApplied, GraphFile, GraphProblem, Plan, ProcessorEntry, ProcessorUniqueId,
+    GraphApplied, GraphFile, GraphProblem, Plan, ProcessorEntry, ProcessorUniqueId, UiPosition,
     check_unique_port_names,
 };
 use crate::core::service::command::CommandResult;
@@ -101,6 +102,55 @@ impl StreamRuntime {
     /// option at its default (what `serve --save` writes).
     pub fn graph_document_minimal(&self) -> GraphFile {
         self.graph.document_minimal()
+    }
+
+    /// Moves, places or unplaces (`None`) processors in the drawing (the graph document's
+    /// `ui` section): a new revision and `layout_changed` if anything moved. All or nothing: an
+    /// id that is not a processor of the document, or a position out of range, changes nothing.
+    /// Answers with the revision after it.
+    pub fn set_positions(
+        &mut self,
+        changes: std::collections::BTreeMap<String, Option<UiPosition>>,
+    ) -> Result<u64> {
+        let mut problems = Vec::new();
+        let mut checked = Vec::with_capacity(changes.len());
+        for (id, at) in changes {
+            let pid = ProcessorUniqueId::new(id.clone());
+            match self.graph.processor(&pid) {
+                Err(_) => return Err(StreamError::ProcessorNotFound(id)),
+                Ok(entry) if entry.control_plane => problems.push(GraphProblem {
+                    place: format!("positions.{id}"),
+                    message: format!(
+                        "'{id}' is a control-plane processor; it is not part of the graph document"
+                    ),
+                }),
+                Ok(_) => match at.and_then(|at| at.problem()) {
+                    Some(message) => problems.push(GraphProblem {
+                        place: format!("positions.{id}"),
+                        message,
+                    }),
+                    None => checked.push((pid, at)),
+                },
+            }
+        }
+        if !problems.is_empty() {
+            return Err(StreamError::GraphRejected { problems });
+        }
+        self.place(checked);
+        Ok(self.graph.revision())
+    }
+
+    /// Sets checked positions, and says which processors moved.
+    fn place(&mut self, changes: Vec<(ProcessorUniqueId, Option<UiPosition>)>) {
+        let moved: Vec<ProcessorUniqueId> = changes
+            .iter()
+            .filter(|(id, at)| self.graph.positions().get(id) != at.as_ref())
+            .map(|(id, _)| id.clone())
+            .collect();
+        if self.graph.set_positions(changes) {
+            self.events()
+                .publish(RuntimeEventKind::LayoutChanged { processors: moved });
+        }
     }
 
     /// Starts applying `doc` (module docs): refused at once if `expected` (If-Match, or the
@@ -342,6 +392,7 @@ impl StreamRuntime {
             std::mem::take(&mut plan.connects),
             std::mem::take(&mut plan.actions),
         );
+        let layout = std::mem::take(&mut plan.layout);
         for link in &disconnects {
             if let Err(e) = self.disconnect(link) {
                 tracing::warn!(link = %link, error = %e, "apply: a link to remove was gone");
@@ -390,6 +441,7 @@ impl StreamRuntime {
             shared.set_state(self.events(), super::lifecycle::ProcessorStatus::Running);
             shared.signal.release();
         }
+        self.place(layout);
         let result = if failed.is_empty() {
             tracing::info!(revision = self.graph.revision(), "graph document applied");
             CommandResult::Applied(Box::new(GraphApplied {

@@ -53,6 +53,10 @@ pub(crate) enum RuntimeCommand {
         dry_run: bool,
         if_match: Option<u64>,
     },
+    /// Where processors are drawn (`None`: unplaced), see `StreamRuntime::set_positions`.
+    SetPositions {
+        changes: std::collections::BTreeMap<String, Option<crate::core::graph::UiPosition>>,
+    },
     /// The state with rates and the histograms behind them (a Prometheus scrape).
     GetMetrics,
     /// Opens a watch on the frames passing a port (a snapshot; answered at once, the waiting
@@ -81,6 +85,7 @@ impl RuntimeCommand {
             RuntimeCommand::GetGraph { .. } => "get_graph",
             RuntimeCommand::GetGraphForFile => "get_graph_for_file",
             RuntimeCommand::ApplyGraph { .. } => "apply_graph",
+            RuntimeCommand::SetPositions { .. } => "set_positions",
             RuntimeCommand::GetMetrics => "get_metrics",
             RuntimeCommand::WatchPort { .. } => "watch_port",
         }
@@ -104,6 +109,8 @@ pub(crate) enum CommandResult {
     /// The full document and the minimal one, of the same revision.
     GraphForFile(Box<(GraphFile, GraphFile)>),
     Applied(Box<GraphApplied>),
+    /// Positions set: the graph's revision now.
+    Placed(u64),
     Metrics(Box<crate::core::metrics::MetricsReport>),
     Watch(crate::core::links::PortWatch),
     Error(StreamError),

@@ -287,6 +287,18 @@ impl RuntimeService {
         }
     }
 
+    /// Moves, places or unplaces (`None`) processors in the drawing (the graph document's `ui`
+    /// section); all or nothing. The graph's revision after it.
+    pub async fn set_positions(
+        &self,
+        changes: std::collections::BTreeMap<String, Option<crate::core::graph::UiPosition>>,
+    ) -> Result<u64> {
+        match self.send(RuntimeCommand::SetPositions { changes }).await? {
+            CommandResult::Placed(revision) => Ok(revision),
+            other => unexpected("set_positions", other),
+        }
+    }
+
     /// Subscribe to runtime events (for WebSocket broadcasting).
     pub fn subscribe_events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.event_tx.subscribe()
@@ -391,6 +403,7 @@ fn unexpected<T>(call: &str, result: CommandResult) -> Result<T> {
         CommandResult::Graph(_) => "Graph",
         CommandResult::GraphForFile(_) => "GraphForFile",
         CommandResult::Applied(_) => "Applied",
+        CommandResult::Placed(_) => "Placed",
         CommandResult::Metrics(_) => "Metrics",
         CommandResult::Watch(_) => "Watch",
         CommandResult::Error(e) => return Err(e),

@@ -28,6 +28,10 @@ pub struct ErrorDetail {
     /// For `graph_rejected`: every problem of the document, each at its place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problems: Option<Vec<crate::core::graph::GraphProblem>>,
+    /// For `invalid_config`: the config field at fault (`width`, `frequencies[2]`), when one
+    /// is known, so a form can show the message beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// An HTTP error response.
@@ -38,6 +42,7 @@ pub struct ApiError {
     message: String,
     retry_after_secs: Option<u64>,
     problems: Option<Vec<crate::core::graph::GraphProblem>>,
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -49,6 +54,7 @@ impl ApiError {
             message: message.into(),
             retry_after_secs: None,
             problems: None,
+            field: None,
         }
     }
 
@@ -104,8 +110,13 @@ impl From<StreamError> for ApiError {
             StreamError::GraphRejected { problems } => Some(problems.clone()),
             _ => None,
         };
+        let field = match &e {
+            StreamError::InvalidConfig { field, .. } => field.clone(),
+            _ => None,
+        };
         ApiError {
             problems,
+            field,
             ..ApiError::new(status, e.code(), e.to_string())
         }
     }
@@ -165,6 +176,7 @@ impl IntoResponse for ApiError {
                 code: self.code.to_string(),
                 message: self.message,
                 problems: self.problems,
+                field: self.field,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

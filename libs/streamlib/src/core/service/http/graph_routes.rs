@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::ApiState;
 use super::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use crate::core::graph::{GraphApplied, GraphFile};
+use crate::core::graph::{GraphApplied, GraphFile, UiPosition};
 
 /// Query of `PUT /api/graph`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -201,4 +201,72 @@ pub(super) async fn put_graph(
         .await?;
     let tag = etag(applied.revision);
     Ok(([(header::ETAG, tag)], Json(applied)).into_response())
+}
+
+/// Body of `PATCH /api/graph/ui`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UiPatch {
+    /// New positions by processor id; `null` unplaces one (it is laid out automatically).
+    /// Processors not named keep theirs.
+    #[schema(schema_with = positions_schema)]
+    pub positions: std::collections::BTreeMap<String, Option<UiPosition>>,
+}
+
+/// `positions`' schema: an object whose values are a position or null (which the derive
+/// cannot say of a map of options).
+fn positions_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Ref, Schema, Type};
+    let value = OneOfBuilder::new()
+        .item(Ref::from_schema_name("UiPosition"))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build();
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(utoipa::openapi::RefOr::T(Schema::OneOf(value))))
+        .build()
+}
+
+/// The answer to `PATCH /api/graph/ui`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct UiPatched {
+    /// The graph's revision after the change (unchanged if nothing moved).
+    pub revision: u64,
+}
+
+/// Move processors in the drawing
+///
+/// Sets where the named processors are drawn: the graph document's `ui` section, kept through
+/// export, apply and `serve --save`. Nothing that runs is touched. All or nothing: an unknown
+/// processor (404) or a position out of range (422, at its place) changes nothing. A new
+/// revision and a `layout_changed` event if anything moved.
+#[utoipa::path(
+    patch,
+    path = "/api/graph/ui",
+    tag = "graph",
+    request_body = UiPatch,
+    responses(
+        (status = 200, description = "In force: the revision now (also as ETag)", body = UiPatched,
+         headers(("ETag" = String, description = "The revision after the change, quoted"))),
+        (status = 400, description = "invalid_json", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 404, description = "processor_not_found", body = ErrorBody),
+        (status = 413, description = "payload_too_large", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = ErrorBody),
+        (status = 422, description = "graph_rejected: a position out of range or a control-plane processor, at its place; invalid_request", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "runtime_unavailable", body = ErrorBody),
+        (status = 504, description = "timeout", body = ErrorBody),
+    )
+)]
+pub(super) async fn patch_graph_ui(
+    State(state): State<ApiState>,
+    ApiJson(patch): ApiJson<UiPatch>,
+) -> Result<Response, ApiError> {
+    let revision = state.service().set_positions(patch.positions).await?;
+    Ok((
+        [(header::ETAG, etag(revision))],
+        Json(UiPatched { revision }),
+    )
+        .into_response())
 }

@@ -206,6 +206,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         ))
         .routes(routes!(handlers::restart_processor))
         .routes(routes!(graph_routes::get_graph, graph_routes::put_graph))
+        .routes(routes!(graph_routes::patch_graph_ui))
         .routes(routes!(handlers::start_runtime))
         .routes(routes!(handlers::stop_runtime))
         .routes(routes!(handlers::get_state))

@@ -412,6 +412,7 @@ async fn feed(
                                     code: "encode_failed".to_string(),
                                     message: message.clone(),
                                     problems: None,
+                                    field: None,
                                 },
                             })]);
                             last_error = Some(message);

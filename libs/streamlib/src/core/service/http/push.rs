@@ -92,6 +92,7 @@ pub(super) async fn push_session(
                         code: "invalid_message".to_string(),
                         message: "this route only sends; it takes no messages (close the connection to stop)".to_string(),
                         problems: None,
+                        field: None,
                     };
                     if tx.send(json_message(&Notice::Error { error })).await.is_err() {
                         return;

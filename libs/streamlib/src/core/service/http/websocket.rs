@@ -477,7 +477,7 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                             processors: &filter.processors,
                         }).await.is_ok(),
                         ClientReply::Error(code, message) => send_json(&mut tx, &ServerMessage::Error {
-                            error: super::error::ErrorDetail { code: code.to_string(), message, problems: None },
+                            error: super::error::ErrorDetail { code: code.to_string(), message, problems: None, field: None },
                         }).await.is_ok(),
                     };
                     if !ok {
@@ -489,6 +489,7 @@ async fn session(socket: WebSocket, state: ApiState, mut filter: EventFilter) {
                         code: "invalid_message".to_string(),
                         message: "send JSON text messages".to_string(),
                         problems: None,
+                        field: None,
                     };
                     if send_json(&mut tx, &ServerMessage::Error { error }).await.is_err() {
                         return;
@@ -593,6 +594,7 @@ async fn take_snapshot(state: &ApiState, tx: &mut WsSink) -> Option<Arc<RuntimeS
                 code: e.code().to_string(),
                 message: e.to_string(),
                 problems: None,
+                field: None,
             };
             let _ = send_json(tx, &ServerMessage::Error { error }).await;
             close(tx, 1011, "no snapshot available").await;
