@@ -63,11 +63,13 @@ impl Driver {
             json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,720"]}),
         );
         caps.insert("goog:loggingPrefs".to_string(), json!({"browser": "ALL"}));
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await
-            .unwrap()
+            .unwrap();
+        viewport_1280x720(&browser).await;
+        browser
     }
 
     /// The browser console's messages at level SEVERE since the last call (chromedriver's
@@ -143,6 +145,18 @@ impl Drop for Served {
         common::terminate(&self.0);
         let _ = self.0.wait();
     }
+}
+
+/// Makes the page's viewport (not the window, which counts the browser's own bars) 1280x720.
+async fn viewport_1280x720(browser: &Client) {
+    let script =
+        "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];";
+    let bars = browser.execute(script, vec![]).await.unwrap();
+    let (w, h) = (bars[0].as_u64().unwrap_or(0), bars[1].as_u64().unwrap_or(0));
+    browser
+        .set_window_size(1280 + w as u32, 720 + h as u32)
+        .await
+        .unwrap();
 }
 
 /// Waits until `f` gives `Some`, or fails saying `what`.
@@ -330,6 +344,20 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
             (state["status"] == "running").then_some(())
         })
         .await;
+        // A narrow window: the panels stack, nothing is wider than the window.
+        browser.set_window_size(480, 900).await.unwrap();
+        until("the page to fit a narrow window", || async {
+            let widths = browser
+                .execute(
+                    "return [document.documentElement.scrollWidth, window.innerWidth];",
+                    vec![],
+                )
+                .await
+                .ok()?;
+            (widths[0].as_u64()? <= widths[1].as_u64()?).then_some(())
+        })
+        .await;
+        screenshot("narrow", &browser.screenshot().await.unwrap());
         let errors = driver.console_errors(&browser).await;
         assert!(errors.is_empty(), "console errors: {errors:?}");
         browser.close().await.unwrap();
@@ -607,7 +635,7 @@ fn a_graph_is_built_connected_and_steered_from_the_page() {
         use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
         // At the handles' centres on the page as it is: moving "to an element" would first
         // scroll it into view, and scrolling the graph's box moves the graph under the pointer.
-        let (x, y) = centre(&browser, "[data-port='tp.video']").await;
+        let (x, y) = centre(&browser, "[data-port='out:tp.video']").await;
         let press = MouseActions::new("mouse".to_string())
             .then(PointerAction::MoveTo {
                 duration: None,
@@ -625,11 +653,11 @@ fn a_graph_is_built_connected_and_steered_from_the_page() {
         browser.perform_actions(press).await.unwrap();
         let reason = until("targets lit up", || async {
             browser
-                .find(Locator::Css("[data-port='cs.video'].target-ok"))
+                .find(Locator::Css("[data-port='in:cs.video'].target-ok"))
                 .await
                 .ok()?;
             let no = browser
-                .find(Locator::Css("[data-port='cs.audio'].target-no"))
+                .find(Locator::Css("[data-port='in:cs.audio'].target-no"))
                 .await
                 .ok()?;
             no.attr("title").await.ok()?
@@ -637,7 +665,7 @@ fn a_graph_is_built_connected_and_steered_from_the_page() {
         .await;
         assert!(reason.contains("frame types differ"), "{reason}");
         screenshot("connecting", &browser.screenshot().await.unwrap());
-        let (x, y) = centre(&browser, "[data-port='cs.video']").await;
+        let (x, y) = centre(&browser, "[data-port='in:cs.video']").await;
         let release = MouseActions::new("mouse".to_string())
             .then(PointerAction::MoveTo {
                 duration: Some(Duration::from_millis(150)),
@@ -795,6 +823,20 @@ async fn node_transform(browser: &Client, id: &str) -> Option<String> {
     value.as_str().map(str::to_string)
 }
 
+/// The x and y of a node's `translate(Xpx, Ypx)`.
+fn translate(transform: &str) -> (f64, f64) {
+    let numbers: Vec<f64> = transform
+        .trim_start_matches("translate(")
+        .trim_end_matches(')')
+        .split(", ")
+        .filter_map(|n| n.trim_end_matches("px").parse().ok())
+        .collect();
+    match numbers[..] {
+        [x, y] => (x, y),
+        _ => panic!("not a translation: {transform}"),
+    }
+}
+
 #[test]
 fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
     let Some(driver) = Driver::start() else {
@@ -918,7 +960,8 @@ fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
             .unwrap();
         assert_eq!(graph_of(port)["processors"].as_array().unwrap().len(), 6);
 
-        // Two tabs: a change made in one shows in the other through the event stream.
+        // Two pages open at once (two windows of one browser; a background tab is not drawn):
+        // a change made in one shows in the other through the event stream.
         let first = browser.window().await.unwrap();
         let second = browser.new_window(false).await.unwrap().handle;
         browser.switch_to_window(second.clone()).await.unwrap();
@@ -928,22 +971,9 @@ fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
             (nodes.len() == 6).then_some(())
         })
         .await;
-        click(&browser, ".react-flow__node[data-id=pattern] .node-head").await;
-        until("the inspector in the second tab", || async {
-            browser.find(Locator::Css("#cfg-pattern-pattern")).await.ok()
-        })
-        .await;
-        let before = node_transform(&browser, "extra").await.unwrap();
-        browser.switch_to_window(first.clone()).await.unwrap();
-        click(&browser, ".react-flow__node[data-id=pattern] .node-head").await;
-        browser
-            .find(Locator::Css("#cfg-pattern-pattern"))
-            .await
-            .unwrap()
-            .select_by_value("checkerboard")
-            .await
-            .unwrap();
-        // A node dragged in the first tab keeps its place in the graph document.
+        // A node dragged in the second window keeps its place in the graph document, and the
+        // first window draws it there.
+        let (_, laid_y) = translate(&node_transform(&browser, "extra").await.unwrap());
         use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
         let (x, y) = centre(&browser, ".react-flow__node[data-id=extra] .node-head").await;
         let drag = MouseActions::new("mouse".to_string())
@@ -956,9 +986,14 @@ fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
                 button: MOUSE_BUTTON_LEFT,
             })
             .then(PointerAction::MoveBy {
-                duration: Some(Duration::from_millis(200)),
+                duration: Some(Duration::from_millis(100)),
                 x: 0.0,
-                y: 80.0,
+                y: 40.0,
+            })
+            .then(PointerAction::MoveBy {
+                duration: Some(Duration::from_millis(100)),
+                x: 0.0,
+                y: 40.0,
             })
             .then(PointerAction::Up {
                 button: MOUSE_BUTTON_LEFT,
@@ -971,24 +1006,48 @@ fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
             at.is_object().then_some(at)
         })
         .await;
-        assert!(placed["y"].as_f64().is_some(), "{placed}");
+        // Dragged 80 pixels down: lower in the document than where the layout had put it.
+        assert!(
+            placed["y"].as_f64().unwrap() > laid_y + 20.0,
+            "{placed}, laid at {laid_y}"
+        );
+        let saved = format!(
+            "translate({}px, {}px)",
+            placed["x"].as_f64().unwrap(),
+            placed["y"].as_f64().unwrap()
+        );
+        // The second window inspects the pattern again (the drag selected the node dragged).
+        click(&browser, ".react-flow__node[data-id=pattern] .node-head").await;
+        until("the pattern's inspector in the second window", || async {
+            browser.find(Locator::Css("#cfg-pattern-pattern")).await.ok()
+        })
+        .await;
+        browser.switch_to_window(first.clone()).await.unwrap();
+        until("the moved node in the first window, where the document has it", || async {
+            (node_transform(&browser, "extra").await? == saved).then_some(())
+        })
+        .await;
+        // A config change in the first window shows in the second's inspector and log.
+        click(&browser, ".react-flow__node[data-id=pattern] .node-head").await;
+        browser
+            .find(Locator::Css("#cfg-pattern-pattern"))
+            .await
+            .unwrap()
+            .select_by_value("checkerboard")
+            .await
+            .unwrap();
         browser.switch_to_window(second).await.unwrap();
-        until("the change in the second tab", || async {
+        until("the change in the second window", || async {
             let select = browser.find(Locator::Css("#cfg-pattern-pattern")).await.ok()?;
             (select.prop("value").await.ok()?? == "checkerboard").then_some(())
         })
         .await;
-        until("the event in the second tab's log", || async {
+        until("the event in the second window's log", || async {
             texts(&browser, ".events li")
                 .await
                 .iter()
                 .any(|l| l.contains("config_changed") && l.contains("pattern"))
                 .then_some(())
-        })
-        .await;
-        until("the moved node in the second tab", || async {
-            let now = node_transform(&browser, "extra").await?;
-            (now != before).then_some(())
         })
         .await;
         screenshot("second-tab", &browser.screenshot().await.unwrap());

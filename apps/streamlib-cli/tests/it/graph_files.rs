@@ -62,6 +62,32 @@ fn wait_for_file(file: &Path, ok: impl Fn(&str) -> bool) -> String {
 }
 
 #[test]
+fn a_graph_file_placing_an_unknown_processor_is_refused_naming_the_place() {
+    let dir = folder("ui-unknown");
+    let file = dir.join("graph.json");
+    std::fs::write(
+        &file,
+        json!({
+            "processors": [{"id": "src", "type": "TestPatternProcessor"}],
+            "ui": {"positions": {"ghost": {"x": 0, "y": 0}}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = streamlib()
+        .args(["run", "--duration", "1"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ui.positions.ghost") && stderr.contains("not a processor"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn validate_lists_every_problem_with_its_line_and_column() {
     let dir = folder("validate");
     let good = dir.join("good.toml");
@@ -203,16 +229,33 @@ fn serve_saves_every_change_keeping_the_comments_and_the_next_start_has_the_same
         text.contains("[[processors]]\nid = \"tone\"\ntype = \"ChordGeneratorProcessor\"\nconfig = { amplitude = 0.5 }\n"),
         "{text}"
     );
+    // Where the dashboard draws a processor is written too, and comes back.
+    let (status, body) = http(
+        port,
+        "PATCH",
+        "/api/graph/ui",
+        Some(json!({"positions": {"src": {"x": 40.0, "y": -12.5}}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let text = wait_for_file(&file, |t| t.contains("[ui.positions]"));
+    assert!(
+        text.ends_with("\n[ui.positions]\nsrc = { x = 40.0, y = -12.5 }\n"),
+        "{text}"
+    );
     let (_, before) = http(port, "GET", "/api/graph", None);
     terminate(&server);
     let mut server = server;
     assert!(server.wait().unwrap().success());
 
-    // The next start loads the same graph from the file.
+    // The next start loads the same graph from the file, drawn the same.
     let (server, port) = serve_saving(&dir, &file);
     let (_, after) = http(port, "GET", "/api/graph", None);
     assert_eq!(after["processors"], before["processors"]);
     assert_eq!(after["connections"], before["connections"]);
+    assert_eq!(
+        after["ui"],
+        json!({"positions": {"src": {"x": 40.0, "y": -12.5}}})
+    );
     let mut server = server;
     terminate(&server);
     assert!(server.wait().unwrap().success());

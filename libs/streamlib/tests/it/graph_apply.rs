@@ -526,14 +526,23 @@ fn positions_are_part_of_the_document_and_touch_nothing_that_runs() {
     };
     assert_eq!(moved, ["pattern", "sink"].map(ProcessorUniqueId::from));
     let doc = export(&rt);
-    assert_eq!(doc.ui.positions["pattern"], UiPosition { x: 10.0, y: 20.0 });
-    assert_eq!(doc.ui.positions.len(), 2);
+    assert_eq!(
+        doc.ui.as_ref().unwrap().positions["pattern"],
+        UiPosition { x: 10.0, y: 20.0 }
+    );
+    assert_eq!(doc.ui.as_ref().unwrap().positions.len(), 2);
     // The same positions again: nothing moved, no new revision.
     let same = [("pattern".to_string(), at(10.0, 20.0))];
     assert_eq!(
         block_on(rt.service.set_positions(same.into_iter().collect())).unwrap(),
         revision
     );
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event.kind, RuntimeEventKind::LayoutChanged { .. }),
+            "nothing moved, yet {event:?}"
+        );
+    }
     // All or nothing: an unknown processor, or a position out of range, changes nothing.
     let unknown = [
         ("pattern".to_string(), at(0.0, 0.0)),
@@ -566,28 +575,79 @@ fn positions_are_part_of_the_document_and_touch_nothing_that_runs() {
         [(PlanActionKind::Layout, "ui".to_string())]
     );
     assert_eq!(applied.actions[0].changed, ["pattern", "recorder", "sink"]);
+    let recorded = store.lock().unwrap().len();
     apply(&rt, text.clone(), false).unwrap();
+    assert!(
+        eventually(|| store.lock().unwrap().len() > recorded + 10),
+        "frames stopped after the layout change"
+    );
     let after = export(&rt);
-    assert_eq!(after.ui.positions.len(), 2, "{:?}", after.ui);
     assert_eq!(
-        after.ui.positions["recorder"],
+        after.ui.as_ref().unwrap().positions.len(),
+        2,
+        "{:?}",
+        after.ui
+    );
+    assert_eq!(
+        after.ui.as_ref().unwrap().positions["recorder"],
         UiPosition { x: 3.0, y: 4.0 }
     );
     assert!(after.revision > doc.revision);
     // A position naming no processor of the document is a problem at its place.
-    text["ui"]["positions"]["ghost"] = json!({"x": 0.0, "y": 0.0});
-    match apply(&rt, text, true).unwrap_err() {
+    let mut ghost = text.clone();
+    ghost["ui"]["positions"]["ghost"] = json!({"x": 0.0, "y": 0.0});
+    match apply(&rt, ghost, true).unwrap_err() {
         StreamError::GraphRejected { problems } => {
             assert_eq!(problems[0].place, "ui.positions.ghost", "{problems:?}")
         }
         other => panic!("expected graph_rejected, got {other}"),
     }
+    // An empty `ui` unplaces everything (it is not the same as no `ui`); a `ui` that is not an
+    // object is no document.
+    let mut empty = text.clone();
+    empty["ui"] = json!({});
+    let applied = apply(&rt, empty, true).unwrap();
+    assert_eq!(applied.actions[0].changed, ["pattern", "recorder"]);
+    let doc: std::result::Result<GraphFile, _> = serde_json::from_value(json!({"ui": []}));
+    assert!(
+        doc.unwrap_err()
+            .to_string()
+            .contains("ui must be an object, not an array")
+    );
+    let doc: std::result::Result<GraphFile, _> =
+        serde_json::from_value(json!({"ui": {"positions": {"a": [1, 2]}}}));
+    assert!(doc.unwrap_err().to_string().contains("positions.a"));
+    // A processor replaced (its type changes) by a document without `ui` keeps its place.
+    let mut replace = editable(&rt);
+    replace.as_object_mut().unwrap().remove("ui");
+    *processor_mut(&mut replace, "recorder") =
+        json!({"id": "recorder", "type": "CountingSinkProcessor"});
+    let applied = apply(&rt, replace, false).unwrap();
+    assert!(
+        kinds(&applied).contains(&(PlanActionKind::Add, "recorder".to_string())),
+        "{applied:?}"
+    );
+    assert!(
+        !applied
+            .actions
+            .iter()
+            .any(|a| a.action == PlanActionKind::Layout),
+        "{applied:?}"
+    );
+    assert_eq!(
+        export(&rt).ui.unwrap().positions["recorder"],
+        UiPosition { x: 3.0, y: 4.0 }
+    );
     // A processor removed takes its position with it.
     block_on(
         rt.service
             .remove_processor(ProcessorUniqueId::from("recorder")),
     )
     .unwrap();
-    assert!(!export(&rt).ui.positions.contains_key("recorder"));
+    assert!(
+        !export(&rt)
+            .ui
+            .is_some_and(|ui| ui.positions.contains_key("recorder"))
+    );
     assert_continuous(&store);
 }

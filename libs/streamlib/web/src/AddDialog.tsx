@@ -55,7 +55,8 @@ export function AddDialog({ entry, onDone }: { entry: RegistryEntry; onDone: (id
       aria-labelledby="add-title"
       onCancel={(e) => {
         e.preventDefault();
-        onDone(null);
+        // While the server is adding it, closing would hide the answer.
+        if (!busy) onDone(null);
       }}
     >
       <form
@@ -97,7 +98,7 @@ export function AddDialog({ entry, onDone }: { entry: RegistryEntry; onDone: (id
           </p>
         )}
         <div className="buttons">
-          <button type="button" onClick={() => onDone(null)}>
+          <button type="button" onClick={() => onDone(null)} disabled={busy}>
             Cancel
           </button>
           <button type="submit" className="primary" disabled={busy}>

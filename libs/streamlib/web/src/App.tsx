@@ -55,7 +55,10 @@ function TokenPrompt({ onDone, failed }: { onDone: () => void; failed: boolean }
 
 export function App() {
   const [state, setState] = useState<RuntimeState | null>(null);
+  // What a change made from this page ran into: shown until dismissed.
   const [problem, setProblem] = useState<string | null>(null);
+  // Why the server cannot be read now: cleared by the next answer.
+  const [offline, setOffline] = useState<string | null>(null);
   const [needToken, setNeedToken] = useState(false);
   const [tokenRefused, setTokenRefused] = useState(false);
   const [events, setEvents] = useState<LoggedEvent[]>([]);
@@ -79,7 +82,7 @@ export function App() {
     refreshing.current = true;
     try {
       setState(await api<RuntimeState>("GET", "/api/runtime/state"));
-      setProblem(null);
+      setOffline(null);
       setConnected(true);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) {
@@ -87,7 +90,7 @@ export function App() {
         setConnected(false);
         setNeedToken(true);
       } else {
-        setProblem(e instanceof Error ? e.message : String(e));
+        setOffline(e instanceof Error ? e.message : String(e));
       }
     } finally {
       refreshing.current = false;
@@ -142,6 +145,7 @@ export function App() {
         const msg = JSON.parse(m.data);
         if (msg.type === "snapshot") {
           // (Re)connected: whatever happened meanwhile is in the state and the document.
+          setLagged(null);
           void refresh();
           void readPositions();
           return;
@@ -213,13 +217,18 @@ export function App() {
   const importFile = async (file: File) => {
     try {
       const text = await file.text();
-      let doc: GraphDoc;
+      const hint = `export one with "Export graph" or \`streamlib ctl graph export FILE.json\``;
+      let doc: unknown;
       try {
         doc = JSON.parse(text);
       } catch (e) {
-        throw new Error(`${file.name} is not a JSON graph document (${e instanceof Error ? e.message : e}); export one with "Export graph" or \`streamlib ctl graph export FILE.json\``);
+        throw new Error(`${file.name} is not JSON (${e instanceof Error ? e.message : e}); ${hint}`);
       }
-      setImporting({ name: file.name, doc });
+      // Anything but an object would plan as an empty graph (removing everything).
+      if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
+        throw new Error(`${file.name} is not a graph document (a JSON object with "processors" and "connections"); ${hint}`);
+      }
+      setImporting({ name: file.name, doc: doc as GraphDoc });
     } catch (e) {
       fail(e);
     }
@@ -297,6 +306,11 @@ export function App() {
           }}
         />
       </header>
+      {offline && (
+        <div className="problem" role="alert">
+          The server cannot be read: {offline}
+        </div>
+      )}
       {problem && (
         <div className="problem" role="alert">
           {problem}
@@ -324,6 +338,7 @@ export function App() {
         <div className="side">
           {selectedProcessor && (
             <ProcessorInspector
+              key={selectedProcessor.id}
               info={selectedProcessor}
               entry={registry.find((r) => r.type_name === selectedProcessor.processor_type)}
               onChanged={() => void refresh()}
@@ -335,6 +350,7 @@ export function App() {
           )}
           {selectedLink && (
             <LinkInspector
+              key={selectedLink.id}
               link={selectedLink}
               onRemoved={() => {
                 setSelection(null);

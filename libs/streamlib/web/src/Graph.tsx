@@ -36,10 +36,11 @@ function fmt(n: number | null | undefined, digits = 1): string {
   return n === null || n === undefined ? "–" : n.toFixed(digits);
 }
 
-/** While a link is being dragged: the port it starts at, and what each other port would say. */
+/** While a link is being dragged: the port it starts at (`out:p.port` or `in:p.port`), and
+ * what each port on the other side would say (`null` until the server has answered). */
 interface Connecting {
   origin: string;
-  targets: Map<string, PortTarget>;
+  targets: Map<string, PortTarget> | null;
 }
 
 const ConnectingContext = createContext<Connecting | null>(null);
@@ -48,17 +49,18 @@ const ConnectingContext = createContext<Connecting | null>(null);
 function PortHandle({ processor, port, side, frameType }: { processor: string; port: string; side: "in" | "out"; frameType: string }) {
   const connecting = useContext(ConnectingContext);
   const key = `${processor}.${port}`;
+  const sided = `${side}:${key}`;
   let state = "";
   let title = `${side === "in" ? "input" : "output"} ${key} (${frameType})`;
-  if (connecting) {
-    const target = connecting.targets.get(key);
-    if (key === connecting.origin) state = " origin";
+  if (connecting?.targets) {
+    const target = connecting.targets.get(sided);
+    if (sided === connecting.origin) state = " origin";
     else if (target?.connectable) state = " target-ok";
     else {
       state = " target-no";
-      title = target?.reason ?? "cannot be linked with this port";
+      title = target?.reason ?? `an ${side === "in" ? "input" : "output"} cannot be linked with an ${side === "in" ? "input" : "output"}`;
     }
-  }
+  } else if (connecting && sided === connecting.origin) state = " origin";
   return (
     <Handle
       type={side === "in" ? "target" : "source"}
@@ -67,7 +69,7 @@ function PortHandle({ processor, port, side, frameType }: { processor: string; p
       className={`ft-${frameType}${state}`}
       title={title}
       aria-label={`${side === "in" ? "input" : "output"} ${key}`}
-      data-port={key}
+      data-port={sided}
     />
   );
 }
@@ -212,9 +214,13 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
   const shape = processors.map((p) => p.id).join(",") + "|" + state.links.map((l) => l.id).join(",");
   // eslint-disable-next-line react-hooks/exhaustive-deps
   const laid = useMemo(() => layout(processors, state.links), [shape]);
-  // Where nodes are being (or were just) dragged, until the document says where they are.
+  // Where nodes are being (or were just) dragged, until the document says where they are; a
+  // node being dragged stays under the pointer whatever the document says meanwhile.
   const [dragged, setDragged] = useState<Map<string, UiPosition>>(new Map());
-  useEffect(() => setDragged(new Map()), [positions]);
+  const dragging = useRef<Set<string>>(new Set());
+  useEffect(() => {
+    setDragged((old) => new Map([...old].filter(([id]) => dragging.current.has(id))));
+  }, [positions]);
   // Each node's size as React Flow measured it: given back with every render (the nodes are
   // rebuilt from the state each second, and a node without its size would be hidden and its
   // links not drawn until it is measured again).
@@ -226,7 +232,7 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
   const nodes: Node<ProcessorNodeData>[] = processors.map((p) => ({
     id: p.id,
     type: "processor",
-    position: dragged.get(p.id) ?? positions[p.id] ?? laid.get(p.id) ?? { x: 0, y: 0 },
+    position: dragged.get(p.id) ?? (Object.hasOwn(positions, p.id) ? positions[p.id] : undefined) ?? laid.get(p.id) ?? { x: 0, y: 0 },
     data: { info: p },
     measured: sizes.get(p.id),
     selected: selection?.kind === "processor" && selection.id === p.id,
@@ -269,16 +275,19 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
   const onConnectStart: OnConnectStart = (_, { nodeId, handleId, handleType }) => {
     if (!nodeId || !handleId) return;
     const mine = ++drag.current;
-    const origin = `${nodeId}.${handleId}`;
-    setConnecting({ origin, targets: new Map() });
+    const fromOutput = handleType === "source";
+    const origin = `${fromOutput ? "out" : "in"}:${nodeId}.${handleId}`;
+    setConnecting({ origin, targets: null });
     api<PortTarget[]>("GET", `/api/processors/${encodeURIComponent(nodeId)}/ports/${encodeURIComponent(handleId)}/targets`)
       .then((targets) => {
         if (drag.current !== mine) return;
         // Keyed by the other end: inputs when dragging from an output, and the reverse.
-        const other = (t: PortTarget) => (handleType === "source" ? t.to : t.from);
+        const other = (t: PortTarget) => (fromOutput ? `in:${t.to}` : `out:${t.from}`);
         setConnecting({ origin, targets: new Map(targets.map((t) => [other(t), t])) });
       })
-      .catch((e) => onProblem(e instanceof Error ? e.message : String(e)));
+      .catch((e) => {
+        if (drag.current === mine) onProblem(e instanceof Error ? e.message : String(e));
+      });
   };
   const endConnect = () => {
     drag.current++;
@@ -286,8 +295,10 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
   };
   const isValidConnection = (c: Edge | Connection) => {
     if (!connecting || !c.sourceHandle || !c.targetHandle) return false;
-    const from = `${c.source}.${c.sourceHandle}`;
-    const to = `${c.target}.${c.targetHandle}`;
+    // Not known yet: let the server decide (its refusal is shown).
+    if (!connecting.targets) return true;
+    const from = `out:${c.source}.${c.sourceHandle}`;
+    const to = `in:${c.target}.${c.targetHandle}`;
     const other = from === connecting.origin ? to : from;
     return connecting.targets.get(other)?.connectable === true;
   };
@@ -302,9 +313,21 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
           edgeTypes={edgeTypes}
           onNodesChange={onNodesChange}
           onEdgesChange={onEdgesChange}
+          onNodeDragStart={(_, node, moving) => {
+            for (const n of moving.length ? moving : [node]) dragging.current.add(n.id);
+          }}
           onNodeDragStop={(_, node, moved) => {
             const out: Record<string, UiPosition> = {};
-            for (const n of moved.length ? moved : [node]) out[n.id] = { x: Math.round(n.position.x), y: Math.round(n.position.y) };
+            for (const n of moved.length ? moved : [node]) {
+              dragging.current.delete(n.id);
+              out[n.id] = { x: Math.round(n.position.x), y: Math.round(n.position.y) };
+            }
+            // Shown where it will be saved (whole units) until the document says so.
+            setDragged((old) => {
+              const next = new Map(old);
+              for (const [id, at] of Object.entries(out)) next.set(id, at);
+              return next;
+            });
             onMoved(out);
           }}
           onPaneClick={() => onSelect(null)}

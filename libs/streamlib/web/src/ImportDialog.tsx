@@ -65,7 +65,8 @@ export function ImportDialog({ name, doc, onDone }: { name: string; doc: GraphDo
       aria-labelledby="import-title"
       onCancel={(e) => {
         e.preventDefault();
-        onDone();
+        // While applying, closing would look like a cancel that is not one.
+        if (step.step !== "applying") onDone();
       }}
     >
       <h2 id="import-title">Import {name}</h2>
@@ -117,7 +118,7 @@ export function ImportDialog({ name, doc, onDone }: { name: string; doc: GraphDo
           </button>
         ) : (
           <>
-            <button type="button" onClick={onDone}>
+            <button type="button" onClick={onDone} disabled={step.step === "applying"}>
               Cancel
             </button>
             {step.step === "changed" ? (

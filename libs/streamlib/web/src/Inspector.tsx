@@ -47,7 +47,7 @@ function ConnectPort({ processor, port, side, onChanged }: { processor: string; 
     );
   };
   const other = (t: PortTarget) => (side === "out" ? t.to : t.from);
-  const id = `connect-${processor}-${port}`;
+  const id = `connect-${side}-${processor}-${port}`;
   return (
     <div className="connect-port">
       <label htmlFor={id}>
@@ -109,18 +109,22 @@ export function ProcessorInspector({
   const [problem, setProblem] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
-  // Another processor selected: nothing carries over.
-  useEffect(() => {
-    setLiveEdits({});
-    setDraft({});
-    setErrors({});
-    setStatus(null);
-    setProblem(null);
-  }, [info.id]);
-
   const live = new Set(entry?.live_fields ?? []);
   const config = (info.config ?? {}) as Record<string, unknown>;
   const values = { ...config, ...draft, ...liveEdits };
+
+  // An edit is shown until the server's config says the same (the state is read every second):
+  // an applied value never flickers back to the old one meanwhile.
+  const configText = JSON.stringify(config);
+  useEffect(() => {
+    const now = JSON.parse(configText) as Record<string, unknown>;
+    const prune = (edits: Record<string, unknown>) => {
+      const left = Object.fromEntries(Object.entries(edits).filter(([f, v]) => JSON.stringify(v) !== JSON.stringify(now[f])));
+      return Object.keys(left).length === Object.keys(edits).length ? edits : left;
+    };
+    setLiveEdits(prune);
+    setDraft(prune);
+  }, [configText]);
 
   const failed = (e: unknown, fields: string[]) => {
     if (e instanceof ApiError && e.field) {
@@ -166,17 +170,14 @@ export function ProcessorInspector({
     setErrors(({ [field]: _, ...rest }) => rest);
     if (live.has(field) && info.state === "running") {
       setLiveEdits((old) => ({ ...old, [field]: value }));
-      if (commit) {
-        void patch({ [field]: value }, false).then((ok) => {
-          if (ok) setLiveEdits(({ [field]: _, ...rest }) => rest);
-        });
-      }
+      // Kept shown until the state says the same (see above), or with the server's message.
+      if (commit) void patch({ [field]: value }, false);
     } else {
       setDraft((old) => ({ ...old, [field]: value }));
     }
   };
 
-  const drafted = Object.keys(draft);
+  const drafted = Object.keys(draft).filter((f) => JSON.stringify(draft[f]) !== JSON.stringify(config[f]));
   const restart = async () => {
     setBusy(true);
     setProblem(null);
@@ -268,7 +269,7 @@ export function ProcessorInspector({
             type="button"
             className="primary"
             disabled={busy}
-            onClick={() => void patch(draft, info.state === "running").then((ok) => ok && setDraft({}))}
+            onClick={() => void patch(Object.fromEntries(drafted.map((f) => [f, draft[f]])), info.state === "running")}
           >
             {info.state === "running" ? "Apply and restart" : "Apply"}
           </button>

@@ -23,10 +23,17 @@ function resolve(schema: Schema, root: Schema): Schema {
   return schema;
 }
 
+/** Whether a field may be `null` (an `Option`: left empty, it is null). */
+export function nullable(field: Schema, root: Schema): boolean {
+  const schema = resolve(field, root);
+  const types = Array.isArray(schema.type) ? schema.type : [schema.type];
+  return types.includes("null") || (schema.anyOf ?? []).some((s) => s.type === "null");
+}
+
 /** The kind of input a field needs (anything unusual is edited as JSON). */
 export function fieldKind(field: Schema, root: Schema): FieldKind {
   let schema = resolve(field, root);
-  // `Option<T>`: anyOf [T, null] is edited as T (cleared = null).
+  // `Option<T>`: anyOf [T, null] is edited as T (left empty = null).
   if (schema.anyOf) {
     const some = schema.anyOf.filter((s) => s.type !== "null");
     if (some.length === 1) schema = resolve(some[0], root);
@@ -78,6 +85,7 @@ function FieldInput({
   name,
   kind,
   value,
+  optional,
   onChange,
   describedBy,
 }: {
@@ -85,15 +93,34 @@ function FieldInput({
   name: string;
   kind: FieldKind;
   value: unknown;
+  optional: boolean;
   onChange: (value: unknown, commit: boolean) => void;
   describedBy: string;
 }) {
+  // The text being typed (null: not editing), and the value when the editing began: leaving a
+  // field commits only an edit that changed something.
   const [text, setText] = useState<string | null>(null);
+  const [before, setBefore] = useState<unknown>(undefined);
   const common = { id, name, "aria-describedby": describedBy };
+  const finish = (next: unknown) => {
+    setText(null);
+    if (JSON.stringify(next) !== JSON.stringify(before)) onChange(next, true);
+  };
+  const typing = {
+    onFocus: () => setBefore(value),
+    onKeyDown: (e: React.KeyboardEvent) => {
+      if (e.key === "Enter" && !(e.target instanceof HTMLTextAreaElement)) (e.target as HTMLElement).blur();
+    },
+  };
   switch (kind.kind) {
     case "choice":
       return (
-        <select {...common} value={String(value ?? "")} onChange={(e) => onChange(e.target.value, true)}>
+        <select
+          {...common}
+          value={value === null || value === undefined ? "" : String(value)}
+          onChange={(e) => onChange(e.target.value === "" ? null : e.target.value, true)}
+        >
+          {(optional || value === null || value === undefined) && <option value="">(none)</option>}
           {kind.options.map((o) => (
             <option key={o.value} value={o.value} title={o.description}>
               {o.value}
@@ -107,9 +134,11 @@ function FieldInput({
     case "number": {
       // Typed text is kept until it parses (an empty or half-typed number is not sent).
       const shown = text ?? (value === null || value === undefined ? "" : String(value));
+      const parse = (t: string) => (t.trim() === "" ? (optional ? null : NaN) : Number(t));
       return (
         <input
           {...common}
+          {...typing}
           type="number"
           inputMode={kind.kind === "integer" ? "numeric" : "decimal"}
           step={kind.kind === "integer" ? 1 : "any"}
@@ -118,47 +147,49 @@ function FieldInput({
           value={shown}
           onChange={(e) => {
             setText(e.target.value);
-            const n = e.target.value.trim() === "" ? NaN : Number(e.target.value);
-            if (Number.isFinite(n)) onChange(n, false);
+            const n = parse(e.target.value);
+            if (n === null || Number.isFinite(n)) onChange(n, false);
           }}
           onBlur={() => {
-            setText(null);
-            const n = shown.trim() === "" ? NaN : Number(shown);
-            if (Number.isFinite(n)) onChange(n, true);
-          }}
-          onKeyDown={(e) => {
-            if (e.key === "Enter") (e.target as HTMLInputElement).blur();
+            if (text === null) return;
+            const n = parse(text);
+            if (n === null || Number.isFinite(n)) finish(n);
+            else setText(null);
           }}
         />
       );
     }
-    case "string":
+    case "string": {
+      const shown = text ?? String(value ?? "");
       return (
         <input
           {...common}
+          {...typing}
           type="text"
-          value={String(value ?? "")}
-          onChange={(e) => onChange(e.target.value, false)}
-          onBlur={(e) => onChange(e.target.value, true)}
-          onKeyDown={(e) => {
-            if (e.key === "Enter") (e.target as HTMLInputElement).blur();
+          value={shown}
+          onChange={(e) => {
+            setText(e.target.value);
+            onChange(e.target.value === "" && optional ? null : e.target.value, false);
           }}
+          onBlur={() => text !== null && finish(text === "" && optional ? null : text)}
         />
       );
+    }
     case "json": {
       const shown = text ?? JSON.stringify(value ?? null);
       return (
         <textarea
           {...common}
+          {...typing}
           rows={2}
           value={shown}
           onChange={(e) => setText(e.target.value)}
           onBlur={() => {
+            if (text === null) return;
             try {
-              onChange(JSON.parse(shown), true);
-              setText(null);
+              finish(JSON.parse(text));
             } catch {
-              onChange(new InvalidJson(shown), true);
+              onChange(new InvalidJson(text), true);
             }
           }}
         />
@@ -211,6 +242,7 @@ export function SchemaForm({ schema, values, onChange, errors, idPrefix, marks =
               id={id}
               name={name}
               kind={kind}
+              optional={nullable(field, schema)}
               value={values[name]}
               onChange={(value, commit) => onChange(name, value, commit)}
               describedBy={`${id}-hint${error ? ` ${id}-error` : ""}`}

@@ -153,7 +153,7 @@ impl Graph {
                 }
             })
             .collect();
-        let positions = self
+        let positions: BTreeMap<String, UiPosition> = self
             .positions()
             .iter()
             .filter(|(id, _)| !self.is_control_plane(id))
@@ -163,7 +163,7 @@ impl Graph {
             revision: Some(self.revision()),
             processors,
             connections,
-            ui: GraphUi { positions },
+            ui: (!positions.is_empty()).then_some(GraphUi { positions }),
         }
     }
 
@@ -533,7 +533,7 @@ impl Graph {
             plan.connects.push((from, to, options));
         }
         // The drawing: every position names a processor of the document and is in range.
-        for (id, at) in &doc.ui.positions {
+        for (id, at) in doc.ui.iter().flat_map(|ui| &ui.positions) {
             let place = format!("ui.positions.{id}");
             if !wanted.contains(&ProcessorUniqueId::new(id.clone())) {
                 problem(place, format!("'{id}' is not a processor of the document"));
@@ -608,23 +608,34 @@ impl Graph {
         actions.extend(removes);
         actions.extend(others);
         actions.extend(connect_actions);
-        // A document with a `ui` section places its processors as it says (and unplaces the
-        // others); one without leaves the drawing alone.
-        if !doc.ui.is_empty() {
+        // A document with a `ui` section (even empty) places its processors as it says and
+        // unplaces the others; one without leaves the drawing alone — a processor replaced
+        // (removed and added again) is put back where it was.
+        if let Some(ui) = &doc.ui {
+            let mut moved = Vec::new();
             for id in &wanted {
-                let at = doc.ui.positions.get(id.as_str()).copied();
+                let at = ui.positions.get(id.as_str()).copied();
                 let now = self.positions().get(id).copied();
-                if at != now || replaced.contains(id) {
+                if at != now {
+                    moved.push(id.to_string());
+                    plan.layout.push((id.clone(), at));
+                } else if at.is_some() && replaced.contains(id) {
                     plan.layout.push((id.clone(), at));
                 }
             }
-            if !plan.layout.is_empty() {
+            if !moved.is_empty() {
                 actions.push(PlanAction {
                     action: PlanActionKind::Layout,
                     target: "ui".to_string(),
-                    reason: format!("{} processor(s) drawn elsewhere", plan.layout.len()),
-                    changed: plan.layout.iter().map(|(id, _)| id.to_string()).collect(),
+                    reason: format!("{} processor(s) drawn elsewhere", moved.len()),
+                    changed: moved,
                 });
+            }
+        } else {
+            for id in &replaced {
+                if let Some(at) = self.positions().get(id) {
+                    plan.layout.push((id.clone(), Some(*at)));
+                }
             }
         }
         plan.actions = actions;

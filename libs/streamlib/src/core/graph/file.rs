@@ -29,14 +29,15 @@ pub struct GraphFile {
     #[serde(default)]
     pub connections: Vec<GraphConnection>,
     /// How the graph is drawn (the dashboard's node positions). Not part of what runs: a
-    /// document without it leaves the positions as they are; with it, they become its.
-    #[serde(default, skip_serializing_if = "GraphUi::is_empty")]
-    pub ui: GraphUi,
+    /// document without it leaves the positions as they are; with it (even empty), they become
+    /// exactly its. An export has it when something is placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui: Option<GraphUi>,
 }
 
 /// The `ui` section of a [`GraphFile`]: where each processor is drawn.
 #[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphUi {
     /// Position of each placed processor, by id (processors not named are laid out
@@ -46,7 +47,7 @@ pub struct GraphUi {
 }
 
 impl GraphUi {
-    /// Whether it places nothing (then a document leaves it out).
+    /// Whether it places nothing.
     pub fn is_empty(&self) -> bool {
         self.positions.is_empty()
     }
@@ -54,13 +55,78 @@ impl GraphUi {
 
 /// Where a processor is drawn: its top-left corner, in the dashboard's graph coordinates.
 #[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UiPosition {
     /// Horizontal, growing to the right.
+    #[cfg_attr(feature = "api-server", schema(minimum = -1.0e7, maximum = 1.0e7))]
+    #[schemars(range(min = -1.0e7, max = 1.0e7))]
     pub x: f64,
     /// Vertical, growing downwards.
+    #[cfg_attr(feature = "api-server", schema(minimum = -1.0e7, maximum = 1.0e7))]
+    #[schemars(range(min = -1.0e7, max = 1.0e7))]
     pub y: f64,
+}
+
+/// An object's fields, refusing anything but an object (serde's derived structs would also
+/// take an array of the values in order, which no document means).
+fn object_of<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    what: &str,
+) -> std::result::Result<serde_json::Map<String, serde_json::Value>, D::Error> {
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Object(map) => Ok(map),
+        other => Err(serde::de::Error::custom(format!(
+            "{what} must be an object, not {}",
+            json_kind(&other)
+        ))),
+    }
+}
+
+/// `an array`, `a number`... for errors.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+impl<'de> Deserialize<'de> for GraphUi {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default)]
+            positions: serde_json::Map<String, serde_json::Value>,
+        }
+        let fields: Fields =
+            serde_json::from_value(object_of(d, "ui")?.into()).map_err(serde::de::Error::custom)?;
+        let mut positions = std::collections::BTreeMap::new();
+        for (id, at) in fields.positions {
+            let at = UiPosition::deserialize(at)
+                .map_err(|e| serde::de::Error::custom(format!("positions.{id}: {e}")))?;
+            positions.insert(id, at);
+        }
+        Ok(GraphUi { positions })
+    }
+}
+
+impl<'de> Deserialize<'de> for UiPosition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            x: f64,
+            y: f64,
+        }
+        let Fields { x, y } = serde_json::from_value(object_of(d, "a position")?.into())
+            .map_err(serde::de::Error::custom)?;
+        Ok(UiPosition { x, y })
+    }
 }
 
 impl UiPosition {

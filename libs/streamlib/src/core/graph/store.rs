@@ -81,7 +81,8 @@ pub(crate) struct Graph {
     /// Most bytes queued in one link.
     max_link_bytes: u64,
     /// Counts every change to what the graph document shows (a processor added or removed, a
-    /// link made or removed, a config changed): `GET /api/graph`'s `revision` and `ETag`.
+    /// link made or removed, a config changed, a processor drawn elsewhere):
+    /// `GET /api/graph`'s `revision` and `ETag`.
     revision: u64,
     /// Where each processor is drawn (the document's `ui` section), for those placed.
     positions: std::collections::BTreeMap<ProcessorUniqueId, UiPosition>,

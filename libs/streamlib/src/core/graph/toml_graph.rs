@@ -262,11 +262,11 @@ pub(crate) fn merge_into_toml(text: &str, full: &GraphFile, minimal: &GraphFile)
 /// The `ui` section: left as written when it says the same, else written as a
 /// `[ui.positions]` table of inline `{ x, y }` (or taken out when nothing is placed).
 fn merge_ui(doc: &mut DocumentMut, minimal: &GraphFile) {
-    if minimal.ui.is_empty() {
+    let Some(ui) = minimal.ui.as_ref().filter(|ui| !ui.is_empty()) else {
         doc.remove("ui");
         return;
-    }
-    let Ok(json) = serde_json::to_value(&minimal.ui) else {
+    };
+    let Ok(json) = serde_json::to_value(ui) else {
         return;
     };
     if doc
@@ -276,7 +276,7 @@ fn merge_ui(doc: &mut DocumentMut, minimal: &GraphFile) {
         return;
     }
     let mut positions = Table::new();
-    for (id, at) in &minimal.ui.positions {
+    for (id, at) in &ui.positions {
         if let Some(value) = json_to_value(&serde_json::json!({"x": at.x, "y": at.y})) {
             positions.insert(id, Item::Value(value));
         }
@@ -663,10 +663,12 @@ type = "CountingSinkProcessor"
     #[test]
     fn the_ui_section_is_written_read_back_and_taken_out_when_empty() {
         let mut full = GraphFile::from_toml(FILE).unwrap();
-        full.ui.positions.insert(
+        let mut ui = super::super::file::GraphUi::default();
+        ui.positions.insert(
             "src".to_string(),
             super::super::file::UiPosition { x: 10.0, y: -2.5 },
         );
+        full.ui = Some(ui);
         let written = merge_into_toml(FILE, &full, &full).unwrap();
         assert!(written.starts_with("# The studio graph."), "{written}");
         assert!(
@@ -677,7 +679,7 @@ type = "CountingSinkProcessor"
         // The same drawing: not one byte changes.
         assert_eq!(merge_into_toml(&written, &full, &full).unwrap(), written);
         // Nothing placed: the section goes, the rest stays as it was.
-        full.ui = Default::default();
+        full.ui = None;
         assert_eq!(merge_into_toml(&written, &full, &full).unwrap(), FILE);
     }
 }

@@ -23,7 +23,8 @@ impl StreamRuntime {
             }
             specs.push(spec.with_id(p.id.clone()));
         }
-        for (id, at) in &graph.ui.positions {
+        let placed = graph.ui.iter().flat_map(|ui| &ui.positions);
+        for (id, at) in placed.clone() {
             let place = format!("ui.positions.{id}");
             if !graph.processors.iter().any(|p| &p.id == id) {
                 return Err(StreamError::InvalidGraph(format!(
@@ -87,12 +88,7 @@ impl StreamRuntime {
             return Err(e);
         }
         // The drawing (checked above: every id is one just added, every position in range).
-        let positions = graph
-            .ui
-            .positions
-            .iter()
-            .map(|(id, at)| (id.clone(), Some(*at)))
-            .collect();
+        let positions = placed.map(|(id, at)| (id.clone(), Some(*at))).collect();
         let _ = self.set_positions(positions);
         Ok(added)
     }

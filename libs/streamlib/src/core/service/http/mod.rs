@@ -13,6 +13,7 @@
 //! | POST | `/api/processors/{id}/restart` | teardown + setup, links kept (a failed one comes back) |
 //! | GET | `/api/graph` | the graph as a document with its `revision` (also `ETag`) |
 //! | PUT | `/api/graph` | make the graph match a document: a plan, all or nothing; `?dry_run`, `If-Match` |
+//! | PATCH | `/api/graph/ui` | move processors in the drawing (the document's `ui.positions`) |
 //! | GET | `/api/processors/{id}/ports/{port}/targets` | the ports it could be linked with, or why not |
 //! | DELETE | `/api/processors/{id}` | remove a processor (and its links) → 204 |
 //! | POST | `/api/connections` | link two ports → 201 `{"link_id"}` |

@@ -166,6 +166,9 @@ impl EventFilter {
                 | RuntimeEventKind::LinkRemoved { from, to, .. } => [from, to]
                     .iter()
                     .any(|end| end.rsplit_once('.').is_some_and(|(p, _)| ids.contains(p))),
+                RuntimeEventKind::LayoutChanged { processors } => {
+                    processors.iter().any(|p| ids.contains(p.as_str()))
+                }
                 kind => kind
                     .processor_id()
                     .is_some_and(|p| ids.contains(p.as_str())),
