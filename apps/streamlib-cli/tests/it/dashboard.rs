@@ -357,6 +357,13 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
             (widths[0].as_u64()? <= widths[1].as_u64()?).then_some(())
         })
         .await;
+        // The graph is fitted to its new box: every node inside it.
+        let inside = "const box = document.querySelector('.react-flow').getBoundingClientRect(); return Array.from(document.querySelectorAll('.react-flow__node')).every((n) => { const r = n.getBoundingClientRect(); return r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1; });";
+        until("the graph fitted to the narrow window", || async {
+            let fits = browser.execute(inside, vec![]).await.ok()?;
+            (fits == json!(true)).then_some(())
+        })
+        .await;
         screenshot("narrow", &browser.screenshot().await.unwrap());
         let errors = driver.console_errors(&browser).await;
         assert!(errors.is_empty(), "console errors: {errors:?}");
@@ -801,6 +808,8 @@ fn a_graph_is_built_connected_and_steered_from_the_page() {
             (ids == ["tp"]).then_some(())
         })
         .await;
+        // Nodes were clicked (selected), never moved: nothing is placed in the document.
+        assert!(graph_of(port).get("ui").is_none(), "{}", graph_of(port));
         let errors = driver.console_errors(&browser).await;
         // The refused values answered 422: the console reports those requests, nothing else.
         let errors: Vec<&String> = errors.iter().filter(|e| !e.contains("422")).collect();

@@ -174,8 +174,8 @@ function layout(processors: ProcessorInfo[], links: LinkInfo[]): Map<string, UiP
 }
 
 /** The view fitted to the graph again whenever processors or links come or go (the layout
- * moves them; a new one is in view); never zoomed in past 100 %. Figures refreshing leave the
- * view alone. */
+ * moves them; a new one is in view) and when the window is resized; never zoomed in past
+ * 100 %. Figures refreshing leave the view alone. */
 function FitOnChange({ shape }: { shape: string }) {
   const flow = useReactFlow();
   const fit = useRef(flow.fitView);
@@ -185,6 +185,19 @@ function FitOnChange({ shape }: { shape: string }) {
     const frame = window.requestAnimationFrame(() => void fit.current({ maxZoom: 1, padding: 0.15 }));
     return () => window.cancelAnimationFrame(frame);
   }, [shape]);
+  // And when the window is resized (the graph's box changes with it), once it settles.
+  useEffect(() => {
+    let timer: number | undefined;
+    const resized = () => {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(() => void fit.current({ maxZoom: 1, padding: 0.15 }), 200);
+    };
+    window.addEventListener("resize", resized);
+    return () => {
+      window.removeEventListener("resize", resized);
+      window.clearTimeout(timer);
+    };
+  }, []);
   return null;
 }
 
@@ -218,6 +231,7 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
   // node being dragged stays under the pointer whatever the document says meanwhile.
   const [dragged, setDragged] = useState<Map<string, UiPosition>>(new Map());
   const dragging = useRef<Set<string>>(new Set());
+  const dragStart = useRef<Map<string, UiPosition>>(new Map());
   useEffect(() => {
     setDragged((old) => new Map([...old].filter(([id]) => dragging.current.has(id))));
   }, [positions]);
@@ -256,11 +270,24 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
       animated: l.rates.read_per_s > 0,
     }));
 
+  // Nodes moved with the arrow keys (no drag): saved together once the keys rest.
+  const keyed = useRef<{ moves: Record<string, UiPosition>; timer?: number }>({ moves: {} });
+  useEffect(() => () => window.clearTimeout(keyed.current.timer), []);
   const onNodesChange = (changes: NodeChange<Node<ProcessorNodeData>>[]) => {
     for (const c of changes) {
       if (c.type === "position" && c.position) {
         const at = c.position;
         setDragged((old) => new Map(old).set(c.id, at));
+        if (!c.dragging && !dragging.current.has(c.id)) {
+          const k = keyed.current;
+          k.moves[c.id] = { x: Math.round(at.x), y: Math.round(at.y) };
+          window.clearTimeout(k.timer);
+          k.timer = window.setTimeout(() => {
+            const moves = k.moves;
+            k.moves = {};
+            onMoved(moves);
+          }, 400);
+        }
       }
       if (c.type === "select" && c.selected) onSelect({ kind: "processor", id: c.id });
       if (c.type === "dimensions" && c.dimensions) {
@@ -314,14 +341,22 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
           onNodesChange={onNodesChange}
           onEdgesChange={onEdgesChange}
           onNodeDragStart={(_, node, moving) => {
-            for (const n of moving.length ? moving : [node]) dragging.current.add(n.id);
+            for (const n of moving.length ? moving : [node]) {
+              dragging.current.add(n.id);
+              dragStart.current.set(n.id, n.position);
+            }
           }}
           onNodeDragStop={(_, node, moved) => {
             const out: Record<string, UiPosition> = {};
             for (const n of moved.length ? moved : [node]) {
               dragging.current.delete(n.id);
+              const from = dragStart.current.get(n.id);
+              dragStart.current.delete(n.id);
+              // A click is not a move: nothing to save.
+              if (from && from.x === n.position.x && from.y === n.position.y) continue;
               out[n.id] = { x: Math.round(n.position.x), y: Math.round(n.position.y) };
             }
+            if (Object.keys(out).length === 0) return;
             // Shown where it will be saved (whole units) until the document says so.
             setDragged((old) => {
               const next = new Map(old);
