@@ -221,7 +221,7 @@ fn main() {
     }
     let pairs = if *QUICK { 10 } else { 100 };
     let window = if *QUICK {
-        Duration::from_secs(2)
+        Duration::from_secs(1)
     } else {
         Duration::from_secs(10)
     };

@@ -57,11 +57,20 @@ impl Driver {
 
     /// A headless browser session with its console logged.
     async fn session(&self) -> Client {
+        self.session_downloading(None).await
+    }
+
+    /// A session whose downloads (if `downloads`) go to that folder.
+    async fn session_downloading(&self, downloads: Option<&std::path::Path>) -> Client {
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".to_string(),
-            json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,720"]}),
-        );
+        let mut chrome = json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,720"]});
+        if let Some(dir) = downloads {
+            chrome["prefs"] = json!({
+                "download.default_directory": dir,
+                "download.prompt_for_download": false,
+            });
+        }
+        caps.insert("goog:chromeOptions".to_string(), chrome);
         caps.insert("goog:loggingPrefs".to_string(), json!({"browser": "ALL"}));
         let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
@@ -303,6 +312,45 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
         })
         .await;
         screenshot("graph", &browser.screenshot().await.unwrap());
+        // A port whose input and output share a name: dragging from the output greys the
+        // input of the same processor, with the server's reason.
+        {
+            use fantoccini::actions::{
+                InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction,
+            };
+            let (x, y) = centre(&browser, "[data-port='out:passthrough.video']").await;
+            let press = MouseActions::new("mouse".to_string())
+                .then(PointerAction::MoveTo {
+                    duration: None,
+                    x,
+                    y,
+                })
+                .then(PointerAction::Down {
+                    button: MOUSE_BUTTON_LEFT,
+                })
+                .then(PointerAction::MoveBy {
+                    duration: Some(Duration::from_millis(100)),
+                    x: 30.0,
+                    y: 60.0,
+                });
+            browser.perform_actions(press).await.unwrap();
+            let reason = until("its own input greyed", || async {
+                let own = browser
+                    .find(Locator::Css("[data-port='in:passthrough.video'].target-no"))
+                    .await
+                    .ok()?;
+                own.attr("title").await.ok()?
+            })
+            .await;
+            assert!(reason.contains("itself"), "{reason}");
+            let release = MouseActions::new("mouse".to_string()).then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+            browser.perform_actions(release).await.unwrap();
+            browser.release_actions().await.unwrap();
+            let (_, links) = common::http(port, "GET", "/api/connections", None);
+            assert_eq!(links.as_array().unwrap().len(), 5, "dropped on nothing: no link");
+        }
         // Stop, then start, from the page: the server agrees.
         browser
             .find(Locator::XPath("//button[text()='Stop']"))
@@ -862,7 +910,9 @@ fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
     let (server, port) = common::serving(command);
     let _server = Served(server);
     session_runtime().block_on(async {
-        let browser = driver.session().await;
+        let browser = driver
+            .session_downloading(Some(&dir.join("downloads")))
+            .await;
         let url = format!("http://127.0.0.1:{port}/");
         browser.goto(&url).await.unwrap();
         until("the demo's processors", || async {
@@ -870,8 +920,22 @@ fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
             (nodes.len() == 5).then_some(())
         })
         .await;
-        // A document changed by hand: the pattern slower, one processor more.
-        let mut doc = graph_of(port);
+        // Exported from the page (a download), then changed by hand: the pattern slower, one
+        // processor more.
+        click(&browser, "header button:nth-of-type(3)").await;
+        let exported = dir.join("downloads").join("graph.json");
+        let mut doc: serde_json::Value = until("the exported graph", || async {
+            let text = std::fs::read(&exported).ok()?;
+            serde_json::from_slice(&text).ok()
+        })
+        .await;
+        // The server's document (numbers as JavaScript writes them: 30.0 is 30): applied
+        // back, it changes nothing.
+        assert_eq!(doc["revision"], graph_of(port)["revision"]);
+        let (status, plan) =
+            common::http(port, "PUT", "/api/graph?dry_run=true", Some(doc.clone()));
+        assert_eq!(status, 200, "{plan}");
+        assert_eq!(plan["actions"], json!([]), "{plan}");
         doc["processors"][0]["config"]["fps"] = json!(10.0);
         doc["processors"]
             .as_array_mut()

@@ -608,15 +608,25 @@ fn positions_are_part_of_the_document_and_touch_nothing_that_runs() {
     empty["ui"] = json!({});
     let applied = apply(&rt, empty, true).unwrap();
     assert_eq!(applied.actions[0].changed, ["pattern", "recorder"]);
-    let doc: std::result::Result<GraphFile, _> = serde_json::from_value(json!({"ui": []}));
-    assert!(
-        doc.unwrap_err()
-            .to_string()
-            .contains("ui must be an object, not an array")
-    );
-    let doc: std::result::Result<GraphFile, _> =
-        serde_json::from_value(json!({"ui": {"positions": {"a": [1, 2]}}}));
-    assert!(doc.unwrap_err().to_string().contains("positions.a"));
+    // Objects only, where serde would also take their values in an array; refused at the place.
+    for (text, place) in [
+        (r#"{"ui": []}"#, "ui"),
+        (r#"{"ui": {"positions": {"a": [1, 2]}}}"#, "ui.positions.a"),
+        (
+            r#"{"processors": [["src", "TestPatternProcessor"]]}"#,
+            "processors[0]",
+        ),
+        (
+            r#"{"connections": [["a.video", "b.video"]]}"#,
+            "connections[0]",
+        ),
+    ] {
+        let e = GraphFile::from_json(text).unwrap_err().to_string();
+        assert!(
+            e.contains(place) && e.contains("expected an object"),
+            "{text}: {e}"
+        );
+    }
     // A processor replaced (its type changes) by a document without `ui` keeps its place.
     let mut replace = editable(&rt);
     replace.as_object_mut().unwrap().remove("ui");

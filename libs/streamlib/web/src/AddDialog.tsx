@@ -58,6 +58,8 @@ export function AddDialog({ entry, onDone }: { entry: RegistryEntry; onDone: (id
         // While the server is adding it, closing would hide the answer.
         if (!busy) onDone(null);
       }}
+      // Closed anyway (the browser lets a second Escape through): gone.
+      onClose={() => onDone(null)}
     >
       <form
         method="dialog"

@@ -72,7 +72,9 @@ export function App() {
   const [positions, setPositions] = useState<Record<string, UiPosition>>({});
   const [selection, setSelection] = useState<Selection>(null);
   const [adding, setAdding] = useState<RegistryEntry | null>(null);
-  const [importing, setImporting] = useState<{ name: string; doc: GraphDoc } | null>(null);
+  // The document being imported, numbered (each import is a dialog of its own).
+  const [importing, setImporting] = useState<{ name: string; doc: GraphDoc; n: number } | null>(null);
+  const imports = useRef(0);
   const [eventsDown, setEventsDown] = useState(false);
   const fileInput = useRef<HTMLInputElement>(null);
   const refreshing = useRef(false);
@@ -99,19 +101,21 @@ export function App() {
 
   const fail = (e: unknown) => setProblem(e instanceof Error ? e.message : String(e));
 
+  const unreadable = (e: unknown) => setOffline(e instanceof Error ? e.message : String(e));
+
   /** The drawing (`ui.positions` of the graph document). */
   const readPositions = useCallback(async () => {
     try {
       const doc = await api<GraphDoc>("GET", "/api/graph");
       setPositions(doc.ui?.positions ?? {});
     } catch (e) {
-      fail(e);
+      unreadable(e);
     }
   }, []);
 
   useEffect(() => {
     if (!connected) return;
-    api<RegistryEntry[]>("GET", "/api/registry").then(setRegistry, fail);
+    api<RegistryEntry[]>("GET", "/api/registry").then(setRegistry, unreadable);
     void readPositions();
   }, [connected, readPositions]);
 
@@ -135,6 +139,7 @@ export function App() {
       ws.onopen = () => {
         failures = 0;
         setEventsDown(false);
+        setLagged(null);
       };
       ws.onclose = () => {
         if (closed) return;
@@ -144,8 +149,8 @@ export function App() {
       ws.onmessage = (m) => {
         const msg = JSON.parse(m.data);
         if (msg.type === "snapshot") {
-          // (Re)connected: whatever happened meanwhile is in the state and the document.
-          setLagged(null);
+          // (Re)connected, or caught up after a lag: whatever happened meanwhile is in the
+          // state and the document.
           void refresh();
           void readPositions();
           return;
@@ -187,11 +192,10 @@ export function App() {
   const moved = async (at: Record<string, UiPosition>) => {
     try {
       await api("PATCH", "/api/graph/ui", { positions: at });
-      await readPositions();
     } catch (e) {
       fail(e);
-      void readPositions();
     }
+    await readPositions();
   };
 
   const connect = async (from: string, to: string) => {
@@ -228,7 +232,7 @@ export function App() {
       if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
         throw new Error(`${file.name} is not a graph document (a JSON object with "processors" and "connections"); ${hint}`);
       }
-      setImporting({ name: file.name, doc: doc as GraphDoc });
+      setImporting({ name: file.name, doc: doc as GraphDoc, n: ++imports.current });
     } catch (e) {
       fail(e);
     }
@@ -327,7 +331,7 @@ export function App() {
             positions={positions}
             selection={selection}
             onSelect={setSelection}
-            onMoved={(at) => void moved(at)}
+            onMoved={moved}
             onConnect={(from, to) => void connect(from, to)}
             onDelete={(processors, links) => void remove(processors, links)}
             onProblem={setProblem}
@@ -338,10 +342,11 @@ export function App() {
         <div className="side">
           {selectedProcessor && (
             <ProcessorInspector
-              key={selectedProcessor.id}
+              key={`${selectedProcessor.id}:${selectedProcessor.processor_type}`}
               info={selectedProcessor}
               entry={registry.find((r) => r.type_name === selectedProcessor.processor_type)}
               onChanged={() => void refresh()}
+              onProblem={setProblem}
               onRemoved={() => {
                 setSelection(null);
                 void refresh();
@@ -383,6 +388,7 @@ export function App() {
       </main>
       {adding && (
         <AddDialog
+          key={adding.type_name}
           entry={adding}
           onDone={(id) => {
             setAdding(null);
@@ -395,6 +401,7 @@ export function App() {
       )}
       {importing && (
         <ImportDialog
+          key={importing.n}
           name={importing.name}
           doc={importing.doc}
           onDone={() => {

@@ -210,8 +210,9 @@ export interface GraphProps {
   positions: Record<string, UiPosition>;
   selection: Selection;
   onSelect: (selection: Selection) => void;
-  /** Nodes dragged to new places (to be kept in the document). */
-  onMoved: (moved: Record<string, UiPosition>) => void;
+  /** Nodes dragged to new places, to be kept in the document; settles once the document
+   * has been read again (saved or not). */
+  onMoved: (moved: Record<string, UiPosition>) => Promise<void>;
   /** A link dragged between two ports (`processor.port` each). */
   onConnect: (from: string, to: string) => void;
   /** Delete pressed with links and processors selected. */
@@ -227,14 +228,36 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
   const shape = processors.map((p) => p.id).join(",") + "|" + state.links.map((l) => l.id).join(",");
   // eslint-disable-next-line react-hooks/exhaustive-deps
   const laid = useMemo(() => layout(processors, state.links), [shape]);
-  // Where nodes are being (or were just) dragged, until the document says where they are; a
-  // node being dragged stays under the pointer whatever the document says meanwhile.
+  // Where nodes are being moved, or were just moved and are being saved; otherwise the
+  // document says where they are. A node being dragged stays under the pointer, and a move
+  // being saved stays shown, whatever the document says meanwhile.
   const [dragged, setDragged] = useState<Map<string, UiPosition>>(new Map());
   const dragging = useRef<Set<string>>(new Set());
   const dragStart = useRef<Map<string, UiPosition>>(new Map());
+  const saving = useRef<Set<string>>(new Set());
+  const held = (id: string) => dragging.current.has(id) || saving.current.has(id);
   useEffect(() => {
-    setDragged((old) => new Map([...old].filter(([id]) => dragging.current.has(id))));
+    setDragged((old) => {
+      const kept = [...old].filter(([id]) => held(id));
+      return kept.length === old.size ? old : new Map(kept);
+    });
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [positions]);
+  // A drag that ended without a stop (its node removed meanwhile) holds nothing.
+  const ids = processors.map((p) => p.id).join(",");
+  useEffect(() => {
+    const present = new Set(ids.split(","));
+    for (const id of dragging.current) if (!present.has(id)) dragging.current.delete(id);
+  }, [ids]);
+  /** Saves moves; once the document is read again, it says where they are. */
+  const save = (moves: Record<string, UiPosition>) => {
+    const moved = Object.keys(moves);
+    for (const id of moved) saving.current.add(id);
+    void onMoved(moves).finally(() => {
+      for (const id of moved) saving.current.delete(id);
+      setDragged((old) => new Map([...old].filter(([id]) => held(id))));
+    });
+  };
   // Each node's size as React Flow measured it: given back with every render (the nodes are
   // rebuilt from the state each second, and a node without its size would be hidden and its
   // links not drawn until it is measured again).
@@ -281,11 +304,13 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
         if (!c.dragging && !dragging.current.has(c.id)) {
           const k = keyed.current;
           k.moves[c.id] = { x: Math.round(at.x), y: Math.round(at.y) };
+          // Held while the keys are pressed: saved once they rest.
+          saving.current.add(c.id);
           window.clearTimeout(k.timer);
           k.timer = window.setTimeout(() => {
             const moves = k.moves;
             k.moves = {};
-            onMoved(moves);
+            save(moves);
           }, 400);
         }
       }
@@ -301,19 +326,23 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
   };
   const onConnectStart: OnConnectStart = (_, { nodeId, handleId, handleType }) => {
     if (!nodeId || !handleId) return;
-    const mine = ++drag.current;
+    const attempt = ++drag.current;
     const fromOutput = handleType === "source";
     const origin = `${fromOutput ? "out" : "in"}:${nodeId}.${handleId}`;
     setConnecting({ origin, targets: null });
     api<PortTarget[]>("GET", `/api/processors/${encodeURIComponent(nodeId)}/ports/${encodeURIComponent(handleId)}/targets`)
       .then((targets) => {
-        if (drag.current !== mine) return;
-        // Keyed by the other end: inputs when dragging from an output, and the reverse.
+        if (drag.current !== attempt) return;
+        // Keyed by the other end: inputs when dragging from an output, and the reverse. (A
+        // port whose input and output share its name gets targets both ways: only this
+        // direction's.)
+        const me = `${nodeId}.${handleId}`;
+        const mine = targets.filter((t) => (fromOutput ? t.from === me : t.to === me));
         const other = (t: PortTarget) => (fromOutput ? `in:${t.to}` : `out:${t.from}`);
-        setConnecting({ origin, targets: new Map(targets.map((t) => [other(t), t])) });
+        setConnecting({ origin, targets: new Map(mine.map((t) => [other(t), t])) });
       })
       .catch((e) => {
-        if (drag.current === mine) onProblem(e instanceof Error ? e.message : String(e));
+        if (drag.current === attempt) onProblem(e instanceof Error ? e.message : String(e));
       });
   };
   const endConnect = () => {
@@ -363,7 +392,7 @@ export function Graph({ state, positions, selection, onSelect, onMoved, onConnec
               for (const [id, at] of Object.entries(out)) next.set(id, at);
               return next;
             });
-            onMoved(out);
+            save(out);
           }}
           onPaneClick={() => onSelect(null)}
           onConnectStart={onConnectStart}

@@ -68,6 +68,8 @@ export function ImportDialog({ name, doc, onDone }: { name: string; doc: GraphDo
         // While applying, closing would look like a cancel that is not one.
         if (step.step !== "applying") onDone();
       }}
+      // Closed anyway (the browser lets a second Escape through): gone, the page refreshes.
+      onClose={onDone}
     >
       <h2 id="import-title">Import {name}</h2>
       {step.step === "planning" && <p role="status">Planning…</p>}

@@ -1,7 +1,7 @@
 // The inspector: the selected processor (or link) in full. Live config fields are applied as
 // they are changed (PATCH, in place, nothing restarts); the others wait behind "Apply and
 // restart". State, counters, latency and the last error; restart and remove.
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { ApiError, api, link, type LinkInfo, type PortTarget, type ProcessorInfo, type RegistryEntry } from "./api";
 import { InvalidJson, SchemaForm } from "./SchemaForm";
 
@@ -46,6 +46,9 @@ function ConnectPort({ processor, port, side, onChanged }: { processor: string; 
       setProblem(e instanceof Error ? e.message : String(e)),
     );
   };
+  const me = `${processor}.${port}`;
+  // This direction's only (a port whose input and output share its name gets both).
+  const mine = (targets ?? []).filter((t) => (side === "out" ? t.from === me : t.to === me));
   const other = (t: PortTarget) => (side === "out" ? t.to : t.from);
   const id = `connect-${side}-${processor}-${port}`;
   return (
@@ -59,7 +62,7 @@ function ConnectPort({ processor, port, side, onChanged }: { processor: string; 
         onFocus={load}
         onMouseDown={() => targets === null && load()}
         onChange={(e) => {
-          const chosen = targets?.find((t) => other(t) === e.target.value);
+          const chosen = mine.find((t) => other(t) === e.target.value);
           if (!chosen) return;
           setProblem(null);
           link(chosen.from, chosen.to).then(
@@ -72,7 +75,7 @@ function ConnectPort({ processor, port, side, onChanged }: { processor: string; 
         }}
       >
         <option value="">{side === "out" ? "connect to…" : "connect from…"}</option>
-        {(targets ?? []).map((t) => (
+        {mine.map((t) => (
           <option key={other(t)} value={other(t)} disabled={!t.connectable}>
             {other(t)}
             {t.connectable ? "" : ` — ${t.reason ?? "not possible"}`}
@@ -94,12 +97,22 @@ export function ProcessorInspector({
   entry,
   onChanged,
   onRemoved,
+  onProblem,
 }: {
   info: ProcessorInfo;
   entry: RegistryEntry | undefined;
   onChanged: () => void;
   onRemoved: () => void;
+  /** A refusal that came back after this inspector was closed (another node selected). */
+  onProblem: (message: string) => void;
 }) {
+  const shown = useRef(true);
+  useEffect(() => {
+    shown.current = true;
+    return () => {
+      shown.current = false;
+    };
+  }, []);
   // Edits of live fields not yet in force (typed, or refused: shown with the server's message).
   const [liveEdits, setLiveEdits] = useState<Record<string, unknown>>({});
   // Edits of fields that are not live: applied together, with a restart.
@@ -113,21 +126,34 @@ export function ProcessorInspector({
   const config = (info.config ?? {}) as Record<string, unknown>;
   const values = { ...config, ...draft, ...liveEdits };
 
-  // An edit is shown until the server's config says the same (the state is read every second):
-  // an applied value never flickers back to the old one meanwhile.
+  // An applied edit is shown until the state read after it arrives (every second), so it never
+  // flickers back to the old value meanwhile; then the state's value is shown, whatever it is
+  // (the server may round it, another client may have changed it since).
+  const applied = useRef<Set<string>>(new Set());
   const configText = JSON.stringify(config);
   useEffect(() => {
-    const now = JSON.parse(configText) as Record<string, unknown>;
+    const done = applied.current;
+    if (done.size === 0) return;
+    applied.current = new Set();
     const prune = (edits: Record<string, unknown>) => {
-      const left = Object.fromEntries(Object.entries(edits).filter(([f, v]) => JSON.stringify(v) !== JSON.stringify(now[f])));
-      return Object.keys(left).length === Object.keys(edits).length ? edits : left;
+      if (!Object.keys(edits).some((f) => done.has(f))) return edits;
+      return Object.fromEntries(Object.entries(edits).filter(([f]) => !done.has(f)));
     };
     setLiveEdits(prune);
     setDraft(prune);
   }, [configText]);
+  const same = (field: string, value: unknown) => JSON.stringify(value) === JSON.stringify(config[field]);
+  const without =
+    (field: string) =>
+    <T,>(edits: Record<string, T>): Record<string, T> => {
+      const { [field]: _, ...rest } = edits;
+      return rest;
+    };
 
   const failed = (e: unknown, fields: string[]) => {
-    if (e instanceof ApiError && e.field) {
+    if (!shown.current) {
+      onProblem(`${info.id}: ${e instanceof Error ? e.message : String(e)}`);
+    } else if (e instanceof ApiError && e.field) {
       setErrors((old) => ({ ...old, [e.field!.split(/[.[]/)[0]]: e.message }));
     } else if (e instanceof ApiError && e.code === "config_not_live" && fields.length === 1) {
       setErrors((old) => ({ ...old, [fields[0]]: e.message }));
@@ -156,6 +182,15 @@ export function ProcessorInspector({
           ? "nothing changed"
           : `${update.changed.join(", ")}: ${update.applied === "live" ? "applied live" : update.applied}`,
       );
+      if (update.changed.length === 0) {
+        // The state will not change: the edits are the config in force.
+        for (const f of fields) {
+          setLiveEdits(without(f));
+          setDraft(without(f));
+        }
+      } else {
+        for (const f of fields) applied.current.add(f);
+      }
       onChanged();
       return true;
     } catch (e) {
@@ -167,17 +202,24 @@ export function ProcessorInspector({
   };
 
   const onFieldChange = (field: string, value: unknown, commit: boolean) => {
-    setErrors(({ [field]: _, ...rest }) => rest);
+    setErrors(without(field));
     if (live.has(field) && info.state === "running") {
+      if (commit && same(field, value)) {
+        // Back to the value in force: nothing to send.
+        setLiveEdits(without(field));
+        return;
+      }
       setLiveEdits((old) => ({ ...old, [field]: value }));
-      // Kept shown until the state says the same (see above), or with the server's message.
+      // Shown until the state after it arrives (see above), or with the server's message.
       if (commit) void patch({ [field]: value }, false);
+    } else if (same(field, value)) {
+      setDraft(without(field));
     } else {
       setDraft((old) => ({ ...old, [field]: value }));
     }
   };
 
-  const drafted = Object.keys(draft).filter((f) => JSON.stringify(draft[f]) !== JSON.stringify(config[f]));
+  const drafted = Object.keys(draft).filter((f) => !same(f, draft[f]));
   const restart = async () => {
     setBusy(true);
     setProblem(null);

@@ -97,14 +97,19 @@ function FieldInput({
   onChange: (value: unknown, commit: boolean) => void;
   describedBy: string;
 }) {
-  // The text being typed (null: not editing), and the value when the editing began: leaving a
-  // field commits only an edit that changed something.
+  // The text being typed (null: not editing: leaving the field commits nothing), and the value
+  // when the editing began (put back if what was typed is not a value). Whether a commit
+  // changes anything is the form's to say: it knows the value in force.
   const [text, setText] = useState<string | null>(null);
   const [before, setBefore] = useState<unknown>(undefined);
   const common = { id, name, "aria-describedby": describedBy };
   const finish = (next: unknown) => {
     setText(null);
-    if (JSON.stringify(next) !== JSON.stringify(before)) onChange(next, true);
+    onChange(next, true);
+  };
+  const abandon = () => {
+    setText(null);
+    onChange(before, false);
   };
   const typing = {
     onFocus: () => setBefore(value),
@@ -135,6 +140,8 @@ function FieldInput({
       // Typed text is kept until it parses (an empty or half-typed number is not sent).
       const shown = text ?? (value === null || value === undefined ? "" : String(value));
       const parse = (t: string) => (t.trim() === "" ? (optional ? null : NaN) : Number(t));
+      // What the browser cannot read as a number reads as "": not the same as left empty.
+      const bad = (e: React.SyntheticEvent<HTMLInputElement>) => e.currentTarget.validity.badInput;
       return (
         <input
           {...common}
@@ -147,14 +154,14 @@ function FieldInput({
           value={shown}
           onChange={(e) => {
             setText(e.target.value);
-            const n = parse(e.target.value);
+            const n = bad(e) ? NaN : parse(e.target.value);
             if (n === null || Number.isFinite(n)) onChange(n, false);
           }}
-          onBlur={() => {
+          onBlur={(e) => {
             if (text === null) return;
-            const n = parse(text);
+            const n = bad(e) ? NaN : parse(text);
             if (n === null || Number.isFinite(n)) finish(n);
-            else setText(null);
+            else abandon();
           }}
         />
       );

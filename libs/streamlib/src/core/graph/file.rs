@@ -5,6 +5,7 @@
 //!  "connections":[{"from":"src.video","to":"sink.video"}]}
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -23,27 +24,31 @@ pub struct GraphFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
     /// The processors, each with an id unique in the file.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects")]
     pub processors: Vec<GraphProcessor>,
     /// Links from `processor.port` outputs to `processor.port` inputs.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects")]
     pub connections: Vec<GraphConnection>,
     /// How the graph is drawn (the dashboard's node positions). Not part of what runs: a
     /// document without it leaves the positions as they are; with it (even empty), they become
     /// exactly its. An export has it when something is placed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_object"
+    )]
     pub ui: Option<GraphUi>,
 }
 
 /// The `ui` section of a [`GraphFile`]: where each processor is drawn.
 #[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphUi {
     /// Position of each placed processor, by id (processors not named are laid out
     /// automatically).
-    #[serde(default)]
-    pub positions: std::collections::BTreeMap<String, UiPosition>,
+    #[serde(default, deserialize_with = "object_values")]
+    pub positions: BTreeMap<String, UiPosition>,
 }
 
 impl GraphUi {
@@ -55,7 +60,7 @@ impl GraphUi {
 
 /// Where a processor is drawn: its top-left corner, in the dashboard's graph coordinates.
 #[cfg_attr(feature = "api-server", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UiPosition {
     /// Horizontal, growing to the right.
@@ -68,65 +73,76 @@ pub struct UiPosition {
     pub y: f64,
 }
 
-/// An object's fields, refusing anything but an object (serde's derived structs would also
-/// take an array of the values in order, which no document means).
-fn object_of<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-    what: &str,
-) -> std::result::Result<serde_json::Map<String, serde_json::Value>, D::Error> {
-    match serde_json::Value::deserialize(deserializer)? {
-        serde_json::Value::Object(map) => Ok(map),
-        other => Err(serde::de::Error::custom(format!(
-            "{what} must be an object, not {}",
-            json_kind(&other)
-        ))),
-    }
-}
+/// A `T` read only from an object: serde's derived structs would also take an array of the
+/// values in order, which no document means. Paths of errors inside are kept.
+struct Object<T>(T);
 
-/// `an array`, `a number`... for errors.
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
-impl<'de> Deserialize<'de> for GraphUi {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Fields {
-            #[serde(default)]
-            positions: serde_json::Map<String, serde_json::Value>,
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
         }
-        let fields: Fields =
-            serde_json::from_value(object_of(d, "ui")?.into()).map_err(serde::de::Error::custom)?;
-        let mut positions = std::collections::BTreeMap::new();
-        for (id, at) in fields.positions {
-            let at = UiPosition::deserialize(at)
-                .map_err(|e| serde::de::Error::custom(format!("positions.{id}: {e}")))?;
-            positions.insert(id, at);
-        }
-        Ok(GraphUi { positions })
+        d.deserialize_map(Only(std::marker::PhantomData))
+            .map(Object)
     }
 }
 
-impl<'de> Deserialize<'de> for UiPosition {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Fields {
-            x: f64,
-            y: f64,
-        }
-        let Fields { x, y } = serde_json::from_value(object_of(d, "a position")?.into())
-            .map_err(serde::de::Error::custom)?;
-        Ok(UiPosition { x, y })
-    }
+/// A list of objects (see [`Object`]).
+fn objects<'de, D, T>(d: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Vec::<Object<T>>::deserialize(d)?
+        .into_iter()
+        .map(|o| o.0)
+        .collect())
+}
+
+/// An object, or null/absent (see [`Object`]).
+fn optional_object<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+}
+
+/// A map whose values are objects (see [`Object`]).
+fn object_values<'de, D, T>(d: D) -> std::result::Result<BTreeMap<String, T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(BTreeMap::<String, Object<T>>::deserialize(d)?
+        .into_iter()
+        .map(|(k, o)| (k, o.0))
+        .collect())
+}
+
+/// A map whose values are objects or null (see [`Object`]): `PATCH /api/graph/ui`'s
+/// positions.
+pub(crate) fn optional_object_values<'de, D, T>(
+    d: D,
+) -> std::result::Result<BTreeMap<String, Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(BTreeMap::<String, Option<Object<T>>>::deserialize(d)?
+        .into_iter()
+        .map(|(k, o)| (k, o.map(|o| o.0)))
+        .collect())
 }
 
 impl UiPosition {

@@ -13,6 +13,7 @@ mod toml_graph;
 
 pub(crate) use document::Plan;
 pub use document::{GraphApplied, GraphProblem, PlanAction, PlanActionKind};
+pub(crate) use file::optional_object_values;
 pub use file::{GraphConnection, GraphFile, GraphProcessor, GraphUi, UiPosition};
 pub use ids::{LinkUniqueId, ProcessorUniqueId};
 pub use persist::{FileProblem, GraphFileWriter, GraphFormat, check_graph_file, write_atomically};

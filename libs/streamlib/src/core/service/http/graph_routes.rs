@@ -210,6 +210,7 @@ pub struct UiPatch {
     /// New positions by processor id; `null` unplaces one (it is laid out automatically).
     /// Processors not named keep theirs.
     #[schema(schema_with = positions_schema)]
+    #[serde(deserialize_with = "crate::core::graph::optional_object_values")]
     pub positions: std::collections::BTreeMap<String, Option<UiPosition>>,
 }
 
