@@ -132,6 +132,7 @@ where
 
 /// A map whose values are objects or null (see [`Object`]): `PATCH /api/graph/ui`'s
 /// positions.
+#[cfg(feature = "api-server")]
 pub(crate) fn optional_object_values<'de, D, T>(
     d: D,
 ) -> std::result::Result<BTreeMap<String, Option<T>>, D::Error>

@@ -13,6 +13,7 @@ mod toml_graph;
 
 pub(crate) use document::Plan;
 pub use document::{GraphApplied, GraphProblem, PlanAction, PlanActionKind};
+#[cfg(feature = "api-server")]
 pub(crate) use file::optional_object_values;
 pub use file::{GraphConnection, GraphFile, GraphProcessor, GraphUi, UiPosition};
 pub use ids::{LinkUniqueId, ProcessorUniqueId};
