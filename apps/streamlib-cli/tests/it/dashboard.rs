@@ -315,25 +315,7 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
         // A port whose input and output share a name: dragging from the output greys the
         // input of the same processor, with the server's reason.
         {
-            use fantoccini::actions::{
-                InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction,
-            };
-            let (x, y) = centre(&browser, "[data-port='out:passthrough.video']").await;
-            let press = MouseActions::new("mouse".to_string())
-                .then(PointerAction::MoveTo {
-                    duration: None,
-                    x,
-                    y,
-                })
-                .then(PointerAction::Down {
-                    button: MOUSE_BUTTON_LEFT,
-                })
-                .then(PointerAction::MoveBy {
-                    duration: Some(Duration::from_millis(100)),
-                    x: 30.0,
-                    y: 60.0,
-                });
-            browser.perform_actions(press).await.unwrap();
+            press_and_move(&browser, "[data-port='out:passthrough.video']", 30.0, 60.0).await;
             let reason = until("its own input greyed", || async {
                 let own = browser
                     .find(Locator::Css("[data-port='in:passthrough.video'].target-no"))
@@ -343,22 +325,12 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
             })
             .await;
             assert!(reason.contains("itself"), "{reason}");
-            let release = MouseActions::new("mouse".to_string()).then(PointerAction::Up {
-                button: MOUSE_BUTTON_LEFT,
-            });
-            browser.perform_actions(release).await.unwrap();
-            browser.release_actions().await.unwrap();
+            release_at(&browser, None).await;
             let (_, links) = common::http(port, "GET", "/api/connections", None);
             assert_eq!(links.as_array().unwrap().len(), 5, "dropped on nothing: no link");
         }
         // Stop, then start, from the page: the server agrees.
-        browser
-            .find(Locator::XPath("//button[text()='Stop']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_xpath(&browser, "//button[text()='Stop']").await;
         until("stopped", || async {
             let (_, state) = common::http(port, "GET", "/api/runtime/state", None);
             (state["status"] == "stopped").then_some(())
@@ -380,13 +352,7 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
                 .then_some(())
         })
         .await;
-        browser
-            .find(Locator::XPath("//button[text()='Start']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_xpath(&browser, "//button[text()='Start']").await;
         until("running again", || async {
             let (_, state) = common::http(port, "GET", "/api/runtime/state", None);
             (state["status"] == "running").then_some(())
@@ -456,13 +422,7 @@ fn a_server_with_a_token_asks_for_it_once() {
             .await
             .unwrap();
         input.send_keys("wrong-token").await.unwrap();
-        browser
-            .find(Locator::XPath("//button[text()='Connect']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_xpath(&browser, "//button[text()='Connect']").await;
         until("the refusal", || async {
             let alert = browser
                 .find(Locator::Css(".token [role=alert]"))
@@ -476,13 +436,7 @@ fn a_server_with_a_token_asks_for_it_once() {
             .await
             .unwrap();
         input.send_keys("dashboard-token").await.unwrap();
-        browser
-            .find(Locator::XPath("//button[text()='Connect']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_xpath(&browser, "//button[text()='Connect']").await;
         until("the graph", || async {
             let nodes = browser
                 .find_all(Locator::Css(".react-flow__node"))
@@ -526,6 +480,17 @@ async fn click(browser: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
+/// Clicks the element `xpath` names (a button by its text, say).
+async fn click_xpath(browser: &Client, xpath: &str) {
+    browser
+        .find(Locator::XPath(xpath))
+        .await
+        .unwrap_or_else(|e| panic!("{xpath}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {xpath}: {e}"));
+}
+
 /// Replaces the text of the input `css` names with `text` as a person does (select all, type),
 /// then leaves it (Tab: the edit is finished). WebDriver's "clear" would set the value under
 /// React's feet, which puts it back.
@@ -535,6 +500,50 @@ async fn type_into(browser: &Client, css: &str, text: &str) {
         .send_keys(&format!("\u{E009}a\u{E009}{text}\u{E004}"))
         .await
         .unwrap();
+}
+
+/// Presses the mouse at the centre of `css` and moves it by (`dx`, `dy`) in two steps, keeping
+/// the button down. At coordinates of the page as it is: moving "to an element" would first
+/// scroll it into view, and scrolling the graph's box moves the graph under the pointer.
+async fn press_and_move(browser: &Client, css: &str, dx: f64, dy: f64) {
+    use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+    let (x, y) = centre(browser, css).await;
+    let step = |x: f64, y: f64| PointerAction::MoveBy {
+        duration: Some(Duration::from_millis(100)),
+        x,
+        y,
+    };
+    let press = MouseActions::new("mouse".to_string())
+        .then(PointerAction::MoveTo {
+            duration: None,
+            x,
+            y,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(step(dx / 2.0, dy / 2.0))
+        .then(step(dx / 2.0, dy / 2.0));
+    browser.perform_actions(press).await.unwrap();
+}
+
+/// Releases the mouse button pressed by [`press_and_move`], over the centre of `css` if given.
+async fn release_at(browser: &Client, css: Option<&str>) {
+    use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+    let mut release = MouseActions::new("mouse".to_string());
+    if let Some(css) = css {
+        let (x, y) = centre(browser, css).await;
+        release = release.then(PointerAction::MoveTo {
+            duration: Some(Duration::from_millis(150)),
+            x,
+            y,
+        });
+    }
+    let release = release.then(PointerAction::Up {
+        button: MOUSE_BUTTON_LEFT,
+    });
+    browser.perform_actions(release).await.unwrap();
+    browser.release_actions().await.unwrap();
 }
 
 /// The centre of the element `css` names, in the page's viewport (whole pixels), once it has
@@ -687,25 +696,7 @@ fn a_graph_is_built_connected_and_steered_from_the_page() {
         .await;
         // Connect by dragging from the pattern's output: the sink's video input lights up,
         // its audio input is greyed with the server's reason.
-        use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
-        // At the handles' centres on the page as it is: moving "to an element" would first
-        // scroll it into view, and scrolling the graph's box moves the graph under the pointer.
-        let (x, y) = centre(&browser, "[data-port='out:tp.video']").await;
-        let press = MouseActions::new("mouse".to_string())
-            .then(PointerAction::MoveTo {
-                duration: None,
-                x,
-                y,
-            })
-            .then(PointerAction::Down {
-                button: MOUSE_BUTTON_LEFT,
-            })
-            .then(PointerAction::MoveBy {
-                duration: Some(Duration::from_millis(150)),
-                x: 40.0,
-                y: 10.0,
-            });
-        browser.perform_actions(press).await.unwrap();
+        press_and_move(&browser, "[data-port='out:tp.video']", 40.0, 10.0).await;
         let reason = until("targets lit up", || async {
             browser
                 .find(Locator::Css("[data-port='in:cs.video'].target-ok"))
@@ -720,18 +711,7 @@ fn a_graph_is_built_connected_and_steered_from_the_page() {
         .await;
         assert!(reason.contains("frame types differ"), "{reason}");
         screenshot("connecting", &browser.screenshot().await.unwrap());
-        let (x, y) = centre(&browser, "[data-port='in:cs.video']").await;
-        let release = MouseActions::new("mouse".to_string())
-            .then(PointerAction::MoveTo {
-                duration: Some(Duration::from_millis(150)),
-                x,
-                y,
-            })
-            .then(PointerAction::Up {
-                button: MOUSE_BUTTON_LEFT,
-            });
-        browser.perform_actions(release).await.unwrap();
-        browser.release_actions().await.unwrap();
+        release_at(&browser, Some("[data-port='in:cs.video']")).await;
         until("the link made", || async {
             let (_, links) = common::http(port, "GET", "/api/connections", None);
             let links = links.as_array()?.clone();
@@ -831,22 +811,12 @@ fn a_graph_is_built_connected_and_steered_from_the_page() {
         .await;
         click(&browser, ".react-flow__node[data-id=cs] .node-head").await;
         let remove = "//section[contains(@class,'inspector')]//button[text()='Remove']";
-        browser
-            .find(Locator::XPath(remove))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        browser
-            .find(Locator::XPath(
-                "//section[contains(@class,'inspector')]//button[text()='Remove for good?']",
-            ))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_xpath(&browser, remove).await;
+        click_xpath(
+            &browser,
+            "//section[contains(@class,'inspector')]//button[text()='Remove for good?']",
+        )
+        .await;
         until("the sink removed", || async {
             let ids: Vec<String> = graph_of(port)["processors"]
                 .as_array()?
@@ -964,13 +934,7 @@ fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
         );
         assert_eq!(graph_of(port)["processors"].as_array().unwrap().len(), 5);
         screenshot("import-plan", &browser.screenshot().await.unwrap());
-        browser
-            .find(Locator::XPath("//dialog//button[text()='Apply']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_xpath(&browser, "//dialog//button[text()='Apply']").await;
         until("applied", || async {
             contents(&browser, ".import-dialog [role=status]")
                 .await
@@ -982,13 +946,7 @@ fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
         let now = graph_of(port);
         assert_eq!(now["processors"].as_array().unwrap().len(), 6);
         assert_eq!(now["processors"][0]["config"]["fps"], 10.0);
-        browser
-            .find(Locator::XPath("//dialog//button[text()='Close']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_xpath(&browser, "//dialog//button[text()='Close']").await;
         // The graph changes elsewhere between the plan and the apply: said, not overwritten.
         let mut back = graph_of(port);
         back["processors"].as_array_mut().unwrap().pop();
@@ -1014,23 +972,11 @@ fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
             Some(json!({"fps": 12.0})),
         );
         assert_eq!(status, 200);
-        browser
-            .find(Locator::XPath("//dialog//button[text()='Apply']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_xpath(&browser, "//dialog//button[text()='Apply']").await;
         let said = text_of(&browser, ".import-dialog .error").await;
         assert!(said.contains("changed elsewhere"), "{said}");
         assert_eq!(graph_of(port)["processors"].as_array().unwrap().len(), 6);
-        browser
-            .find(Locator::XPath("//dialog//button[text()='Cancel']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click_xpath(&browser, "//dialog//button[text()='Cancel']").await;
         assert_eq!(graph_of(port)["processors"].as_array().unwrap().len(), 6);
 
         // Two pages open at once (two windows of one browser; a background tab is not drawn):
@@ -1047,32 +993,8 @@ fn an_import_shows_its_plan_first_and_two_tabs_see_each_others_changes() {
         // A node dragged in the second window keeps its place in the graph document, and the
         // first window draws it there.
         let (_, laid_y) = translate(&node_transform(&browser, "extra").await.unwrap());
-        use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
-        let (x, y) = centre(&browser, ".react-flow__node[data-id=extra] .node-head").await;
-        let drag = MouseActions::new("mouse".to_string())
-            .then(PointerAction::MoveTo {
-                duration: None,
-                x,
-                y,
-            })
-            .then(PointerAction::Down {
-                button: MOUSE_BUTTON_LEFT,
-            })
-            .then(PointerAction::MoveBy {
-                duration: Some(Duration::from_millis(100)),
-                x: 0.0,
-                y: 40.0,
-            })
-            .then(PointerAction::MoveBy {
-                duration: Some(Duration::from_millis(100)),
-                x: 0.0,
-                y: 40.0,
-            })
-            .then(PointerAction::Up {
-                button: MOUSE_BUTTON_LEFT,
-            });
-        browser.perform_actions(drag).await.unwrap();
-        browser.release_actions().await.unwrap();
+        press_and_move(&browser, ".react-flow__node[data-id=extra] .node-head", 0.0, 80.0).await;
+        release_at(&browser, None).await;
         let placed = until("the position in the document", || async {
             let doc = graph_of(port);
             let at = doc["ui"]["positions"]["extra"].clone();
