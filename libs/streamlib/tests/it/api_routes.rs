@@ -942,6 +942,14 @@ fn the_graph_is_exported_planned_and_applied() {
             ]
         );
         assert_eq!(get(&app, "/api/graph").await.json, exported.json);
+        // A revision beyond int64 (as documented) names no state: refused, not 412.
+        let huge = put(
+            "/api/graph",
+            json!({"revision": 9_223_372_036_854_775_808_u64, "processors": []}),
+            vec![],
+        )
+        .await;
+        assert_error(&huge, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
         // An array is not a document (serde would make an empty graph of it, removing all).
         let array = put("/api/graph", json!([]), vec![]).await;
         assert_error(&array, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");

@@ -157,7 +157,7 @@ pub(super) async fn get_graph(
         (status = 412, description = "revision_mismatch: the graph changed since that revision", body = ErrorBody),
         (status = 413, description = "payload_too_large", body = ErrorBody),
         (status = 415, description = "unsupported_media_type", body = ErrorBody),
-        (status = 422, description = "graph_rejected (every problem, each at its place, in `problems`; nothing changed), invalid_request", body = ErrorBody),
+        (status = 422, description = "graph_rejected (every problem, each at its place, in `problems`; nothing changed), invalid_request (also a revision beyond int64)", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody),
         (status = 503, description = "runtime_unavailable", body = ErrorBody),
         (status = 504, description = "timeout", body = ErrorBody),
@@ -170,6 +170,18 @@ pub(super) async fn put_graph(
     ApiJson(doc): ApiJson<GraphFile>,
 ) -> Result<Response, ApiError> {
     let mut doc = doc;
+    // Revisions count changes from 0 and are documented as int64: one beyond names no state
+    // the graph was ever in (refused as a mistake, not answered 412).
+    if doc.revision.is_some_and(|r| i64::try_from(r).is_err()) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!(
+                "revision must be between 0 and {} (a revision GET /api/graph gave)",
+                i64::MAX
+            ),
+        ));
+    }
     let expected = match if_match(&headers)? {
         IfMatch::Absent => None,
         IfMatch::Any => {
