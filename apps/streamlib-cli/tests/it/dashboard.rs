@@ -278,20 +278,7 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
             "{labels:?}"
         );
         // The live preview of the pattern changes: later frames arrive.
-        let frame = || async {
-            let img = browser
-                .find(Locator::Css(
-                    ".react-flow__node[data-id=pattern] img.preview",
-                ))
-                .await
-                .ok()?;
-            img.attr("data-frame").await.ok()??.parse::<u64>().ok()
-        };
-        let first = until("a preview image", frame).await;
-        until("a later preview image", || async {
-            frame().await.filter(|n| *n > first)
-        })
-        .await;
+        preview_advances(&browser, "pattern").await;
         // The audio meter and the data frame.
         until("level meters", || async {
             let meters = browser
@@ -331,11 +318,7 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
         }
         // Stop, then start, from the page: the server agrees.
         click_xpath(&browser, "//button[text()='Stop']").await;
-        until("stopped", || async {
-            let (_, state) = common::http(port, "GET", "/api/runtime/state", None);
-            (state["status"] == "stopped").then_some(())
-        })
-        .await;
+        server_status(port, "stopped").await;
         until("the page to say stopped", || async {
             let status = browser
                 .find(Locator::Css("[data-testid=status]"))
@@ -353,11 +336,7 @@ fn the_dashboard_shows_the_demo_graph_live_and_starts_and_stops_it() {
         })
         .await;
         click_xpath(&browser, "//button[text()='Start']").await;
-        until("running again", || async {
-            let (_, state) = common::http(port, "GET", "/api/runtime/state", None);
-            (state["status"] == "running").then_some(())
-        })
-        .await;
+        server_status(port, "running").await;
         // A narrow window: the panels stack, nothing is wider than the window.
         browser.set_window_size(480, 900).await.unwrap();
         until("the page to fit a narrow window", || async {
@@ -571,6 +550,29 @@ async fn text_of(browser: &Client, css: &str) -> String {
     .await
 }
 
+/// Waits for a live preview image of processor `id`, then for a later frame of it.
+async fn preview_advances(browser: &Client, id: &str) {
+    let css = format!(".react-flow__node[data-id={id}] img.preview");
+    let frame = || async {
+        let img = browser.find(Locator::Css(&css)).await.ok()?;
+        img.attr("data-frame").await.ok()??.parse::<u64>().ok()
+    };
+    let first = until("a preview image", frame).await;
+    until("a later preview image", || async {
+        frame().await.filter(|n| *n > first)
+    })
+    .await;
+}
+
+/// Waits until the server's runtime says `status` (`running`, `stopped`).
+async fn server_status(port: u16, status: &str) {
+    until(status, || async {
+        let (_, state) = common::http(port, "GET", "/api/runtime/state", None);
+        (state["status"] == status).then_some(())
+    })
+    .await;
+}
+
 /// Mean red, green and blue of the live preview image of processor `id` around (fx, fy), as
 /// fractions of its width and height: drawn onto a canvas in the page.
 async fn preview_colour(browser: &Client, id: &str, fx: f64, fy: f64) -> Option<[f64; 3]> {
@@ -719,18 +721,7 @@ fn a_graph_is_built_connected_and_steered_from_the_page() {
         })
         .await;
         // The live preview changes over time.
-        let frame = || async {
-            let img = browser
-                .find(Locator::Css(".react-flow__node[data-id=tp] img.preview"))
-                .await
-                .ok()?;
-            img.attr("data-frame").await.ok()??.parse::<u64>().ok()
-        };
-        let first = until("a preview image", frame).await;
-        until("a later preview image", || async {
-            frame().await.filter(|n| *n > first)
-        })
-        .await;
+        preview_advances(&browser, "tp").await;
         // Colour bars: the last bar (at the right) is blue.
         until("the blue bar", || async {
             let [r, _, b] = preview_colour(&browser, "tp", 0.97, 0.5).await?;
@@ -788,17 +779,9 @@ fn a_graph_is_built_connected_and_steered_from_the_page() {
         .await;
         // Stop and start from the header.
         click(&browser, "header button:nth-of-type(2)").await;
-        until("stopped", || async {
-            let (_, state) = common::http(port, "GET", "/api/runtime/state", None);
-            (state["status"] == "stopped").then_some(())
-        })
-        .await;
+        server_status(port, "stopped").await;
         click(&browser, "header button:nth-of-type(1)").await;
-        until("running", || async {
-            let (_, state) = common::http(port, "GET", "/api/runtime/state", None);
-            (state["status"] == "running").then_some(())
-        })
-        .await;
+        server_status(port, "running").await;
         // Remove the link (selected on the graph, removed from its inspector), then the sink.
         let (_, links) = common::http(port, "GET", "/api/connections", None);
         assert_eq!(links.as_array().unwrap().len(), 1, "{links}");

@@ -1,7 +1,8 @@
 // Adding a processor: its config form (from the type's schema, defaults filled in), an
 // optional id, and the server's answer — a refused value is shown at its field.
-import { useEffect, useRef, useState } from "react";
+import { useState } from "react";
 import { ApiError, api, type RegistryEntry } from "./api";
+import { Modal } from "./Modal";
 import { InvalidJson, SchemaForm, defaults } from "./SchemaForm";
 
 /** The form for adding one `entry`; closed by `onDone` (with the new id, or null if cancelled). */
@@ -12,12 +13,6 @@ export function AddDialog({ entry, onDone }: { entry: RegistryEntry; onDone: (id
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [problem, setProblem] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
-  const dialog = useRef<HTMLDialogElement>(null);
-
-  useEffect(() => {
-    const d = dialog.current;
-    if (d && !d.open) d.showModal();
-  }, []);
 
   const submit = async () => {
     const bad = Object.entries(values).find(([, v]) => v instanceof InvalidJson);
@@ -49,18 +44,8 @@ export function AddDialog({ entry, onDone }: { entry: RegistryEntry; onDone: (id
   };
 
   return (
-    <dialog
-      ref={dialog}
-      className="dialog add-dialog"
-      aria-labelledby="add-title"
-      onCancel={(e) => {
-        e.preventDefault();
-        // While the server is adding it, closing would hide the answer.
-        if (!busy) onDone(null);
-      }}
-      // Closed anyway (the browser lets a second Escape through): gone.
-      onClose={() => onDone(null)}
-    >
+    // While the server is adding it, closing would hide the answer.
+    <Modal className="add-dialog" labelledBy="add-title" busy={busy} onClose={() => onDone(null)}>
       <form
         method="dialog"
         onSubmit={(e) => {
@@ -108,6 +93,6 @@ export function AddDialog({ entry, onDone }: { entry: RegistryEntry; onDone: (id
           </button>
         </div>
       </form>
-    </dialog>
+    </Modal>
   );
 }

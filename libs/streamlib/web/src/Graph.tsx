@@ -27,14 +27,11 @@ import {
 import dagre from "@dagrejs/dagre";
 import { api, type LinkInfo, type PortTarget, type ProcessorInfo, type RuntimeState, type UiPosition } from "./api";
 import { Preview } from "./Preview";
+import { fmt } from "./figures";
 
 const NODE_WIDTH = 240;
 /** Below this zoom, nodes are too small for a preview to say anything: none is opened. */
 const PREVIEW_MIN_ZOOM = 0.3;
-
-function fmt(n: number | null | undefined, digits = 1): string {
-  return n === null || n === undefined ? "–" : n.toFixed(digits);
-}
 
 /** While a link is being dragged: the port it starts at (`out:p.port` or `in:p.port`), and
  * what each port on the other side would say (`null` until the server has answered). */

@@ -3,6 +3,7 @@
 // at, so a graph changed meanwhile (by another client or tab) is said, not overwritten.
 import { useEffect, useRef, useState } from "react";
 import { ApiError, api, type GraphApplied, type GraphDoc } from "./api";
+import { Modal } from "./Modal";
 
 type Step =
   | { step: "planning" }
@@ -15,7 +16,6 @@ type Step =
 /** The plan of `doc` (named `name`), then apply or cancel. */
 export function ImportDialog({ name, doc, onDone }: { name: string; doc: GraphDoc; onDone: () => void }) {
   const [step, setStep] = useState<Step>({ step: "planning" });
-  const dialog = useRef<HTMLDialogElement>(null);
   // The document without its own revision: the precondition is the plan's (If-Match).
   const body = { ...doc, revision: undefined };
 
@@ -32,8 +32,6 @@ export function ImportDialog({ name, doc, onDone }: { name: string; doc: GraphDo
   // Planned once when opened (an effect may run twice in development).
   const started = useRef(false);
   useEffect(() => {
-    const d = dialog.current;
-    if (d && !d.open) d.showModal();
     if (started.current) return;
     started.current = true;
     void plan();
@@ -59,18 +57,8 @@ export function ImportDialog({ name, doc, onDone }: { name: string; doc: GraphDo
 
   const actions = "plan" in step ? step.plan.actions : [];
   return (
-    <dialog
-      ref={dialog}
-      className="dialog import-dialog"
-      aria-labelledby="import-title"
-      onCancel={(e) => {
-        e.preventDefault();
-        // While applying, closing would look like a cancel that is not one.
-        if (step.step !== "applying") onDone();
-      }}
-      // Closed anyway (the browser lets a second Escape through): gone, the page refreshes.
-      onClose={onDone}
-    >
+    // While applying, closing would look like a cancel that is not one.
+    <Modal className="import-dialog" labelledBy="import-title" busy={step.step === "applying"} onClose={onDone}>
       <h2 id="import-title">Import {name}</h2>
       {step.step === "planning" && <p role="status">Planning…</p>}
       {(step.step === "plan" || step.step === "applying") &&
@@ -140,7 +128,7 @@ export function ImportDialog({ name, doc, onDone }: { name: string; doc: GraphDo
           </>
         )}
       </div>
-    </dialog>
+    </Modal>
   );
 }
 

@@ -4,10 +4,7 @@
 import { useEffect, useRef, useState } from "react";
 import { ApiError, api, link, type LinkInfo, type PortTarget, type ProcessorInfo, type RegistryEntry } from "./api";
 import { InvalidJson, SchemaForm } from "./SchemaForm";
-
-function fmt(n: number | null | undefined, digits = 1): string {
-  return n === null || n === undefined ? "–" : n.toFixed(digits);
-}
+import { fmt } from "./figures";
 
 const enc = encodeURIComponent;
 
